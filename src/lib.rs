@@ -1,0 +1,2 @@
+//! kubeha: provisions highly-available Kubernetes clusters from one declarative inventory.
+pub mod cli;
