@@ -1,2 +1,5 @@
 //! kubeha: provisions highly-available Kubernetes clusters from one declarative inventory.
 pub mod cli;
+pub mod etcd;
+pub mod inventory;
+pub mod topology;

@@ -1,0 +1,2 @@
+//! etcd membership rules that every command shares (pure).
+pub mod quorum;
