@@ -49,6 +49,7 @@ impl PathContext {
 /// The walk's output: a host as written, with the positions later cross-checks point at.
 pub struct HostDraft {
     pub index: usize,
+    pub written_name: Option<String>,
     pub name: Option<Located<String>>,
     pub address: Option<Located<IpAddr>>,
     pub roles: Option<Located<Roles>>,
@@ -64,6 +65,11 @@ pub struct HostDraft {
 impl HostDraft {
     pub fn path(&self) -> String {
         format!("spec.hosts[{}]", self.index)
+    }
+
+    /// How messages name the host: its name as written, even when the name itself is invalid.
+    pub fn label(&self) -> String {
+        self.written_name.clone().unwrap_or_else(|| self.path())
     }
 }
 
@@ -353,7 +359,9 @@ fn user_name(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<String>
 fn host(index: usize, node: &Node, cluster_ssh: &SshOverrides, paths: &PathContext, diags: &mut Diagnostics) -> Option<HostDraft> {
     let path = format!("spec.hosts[{index}]");
     let f = Fields::of(node, &path, HOST_FIELDS, diags)?;
-    let name = f.required("name", node.mark, diags).and_then(|n| reader::text(n, &f.child_path("name"), diags)).filter(|n| checks::dns_label(n, &f.child_path("name"), diags));
+    let written = f.required("name", node.mark, diags).and_then(|n| reader::text(n, &f.child_path("name"), diags));
+    let written_name = written.as_ref().map(|n| n.value.clone());
+    let name = written.filter(|n| checks::dns_label(n, &f.child_path("name"), diags));
     let address = f.required("address", node.mark, diags).and_then(|n| reader::parsed(n, &f.child_path("address"), "an IPv4 or IPv6 address", diags, |s| s.parse::<IpAddr>().ok()));
     let roles = f.required("roles", node.mark, diags).and_then(|n| roles(n, &f.child_path("roles"), diags));
     let domain = |key: &str, diags: &mut Diagnostics| {
@@ -370,7 +378,7 @@ fn host(index: usize, node: &Node, cluster_ssh: &SshOverrides, paths: &PathConte
         None => cluster_ssh.clone(),
     }
     .resolve(paths);
-    Some(HostDraft { index, name, address, roles, zone, rack, region, labels, taints, ssh, mark: node.mark })
+    Some(HostDraft { index, written_name, name, address, roles, zone, rack, region, labels, taints, ssh, mark: node.mark })
 }
 
 fn roles(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<Located<Roles>> {

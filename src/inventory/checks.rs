@@ -31,7 +31,7 @@ fn unique_hosts(hosts: &[HostDraft], diags: &mut Diagnostics) {
         }
         if let Some(address) = &h.address {
             if let Some(first) = addresses.insert(address.value, h) {
-                let other = first.name.as_ref().map_or_else(|| first.path(), |n| format!("{} ({})", first.path(), n.value));
+                let other = format!("{} ({})", first.path(), first.label());
                 diags.error(format!("{}.address", h.path()), Some(address.mark), format!("duplicate address {} (also {other})", address.value));
             }
         }
@@ -71,7 +71,7 @@ fn subnets(d: &SpecDraft, diags: &mut Diagnostics) {
     for (field, net) in [("podSubnet", pods), ("serviceSubnet", services)] {
         for h in &d.hosts {
             if let Some(a) = h.address.as_ref().filter(|a| net.value.contains(&a.value)) {
-                let name = h.name.as_ref().map_or("?", |n| n.value.as_str());
+                let name = h.label();
                 diags.error(format!("spec.kubernetes.{field}"), Some(net.mark), format!("{} contains the address {} of host {name}; pods and services would shadow it", net.value, a.value));
             }
         }
@@ -95,7 +95,7 @@ fn vip(d: &SpecDraft, lb: &Located<LoadBalancer>, vrrp: &Vrrp, diags: &mut Diagn
     }
     for h in &d.hosts {
         let Some(address) = &h.address else { continue };
-        let name = h.name.as_ref().map_or("?", |n| n.value.as_str());
+        let name = h.label();
         if address.value == vrrp.vip {
             diags.error(format!("{}.address", h.path()), Some(address.mark), format!("host {name} has the VIP {} as its own address", vrrp.vip));
         }

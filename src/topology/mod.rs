@@ -63,8 +63,11 @@ pub fn analyse(inv: &Inventory) -> Analysis {
     let members = inv.control_planes().count();
     let mut warnings = Vec::new();
     let mut domains = Vec::new();
-    for kind in [DomainKind::Region, DomainKind::Zone, DomainKind::Rack] {
-        domains.extend(verdicts(inv, kind, members, &mut warnings));
+    // Most clusters live in one region; a region verdict only means something when there are several.
+    let regions: std::collections::BTreeSet<&str> = inv.hosts.iter().filter_map(|h| h.region.as_deref()).collect();
+    let kinds: &[DomainKind] = if regions.len() > 1 { &[DomainKind::Region, DomainKind::Zone, DomainKind::Rack] } else { &[DomainKind::Zone, DomainKind::Rack] };
+    for kind in kinds {
+        domains.extend(verdicts(inv, *kind, members, &mut warnings));
     }
     let zone_counts = member_counts(inv, DomainKind::Zone);
     warnings.extend(member_count_warnings(members));
