@@ -2,4 +2,5 @@
 pub mod cli;
 pub mod etcd;
 pub mod inventory;
+pub mod render;
 pub mod topology;
