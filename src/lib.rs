@@ -2,5 +2,6 @@
 pub mod cli;
 pub mod etcd;
 pub mod inventory;
+pub mod plan;
 pub mod render;
 pub mod topology;

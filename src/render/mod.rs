@@ -4,7 +4,7 @@ pub mod context;
 pub mod secrets;
 pub mod templates;
 
-use crate::inventory::{Host, Inventory};
+use crate::inventory::{Cni, Host, Inventory};
 use secrets::Secrets;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -88,13 +88,18 @@ pub fn render(inv: &Inventory, secrets: &Secrets, templates: &Templates) -> Resu
         host_files(&mut r, inv, host, &target, secrets, first_control_plane.as_deref() == Some(host.name.as_str()))?;
     }
     let cni = context::cni(inv);
-    let (path, template) = match inv.kubernetes.cni {
-        crate::inventory::Cni::Flannel => ("cni/flannel.yaml", "cni/flannel.yaml"),
-        crate::inventory::Cni::Calico => ("cni/calico.yaml", "cni/calico.yaml"),
-        crate::inventory::Cni::Cilium => ("cni/cilium-values.yaml", "cni/cilium-values.yaml"),
-    };
-    r.add(&Target::Cluster, path, PUBLIC, template, &cni)?;
+    let file = cni_file(inv.kubernetes.cni);
+    r.add(&Target::Cluster, file, PUBLIC, file, &cni)?;
     Ok(r.files)
+}
+
+/// The cluster file of a CNI; its path under the cluster folder is also its template's name.
+pub fn cni_file(cni: Cni) -> &'static str {
+    match cni {
+        Cni::Flannel => "cni/flannel.yaml",
+        Cni::Calico => "cni/calico.yaml",
+        Cni::Cilium => "cni/cilium-values.yaml",
+    }
 }
 
 pub const KUBEADM_CONFIG: &str = "/etc/kubeha/kubeadm.yaml";
