@@ -22,7 +22,11 @@ fn lab_inventory_has_no_warnings_even_strict() {
 
 #[test]
 fn strict_turns_topology_warnings_into_errors() {
-    kubeha().args(["check", "-i", "inventories/single-rack.yaml"]).assert().success().stdout(predicate::str::contains("warning: topology: zone edge-1 holds 3 of 3 etcd members: losing it loses quorum"));
+    kubeha()
+        .args(["check", "-i", "inventories/single-rack.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("warning: topology: zone edge-1 holds 3 of 3 etcd members: losing it loses quorum"));
     kubeha().args(["check", "--strict", "-i", "inventories/single-rack.yaml"]).assert().code(1);
 }
 
@@ -80,7 +84,9 @@ fn missing_mode_specific_fields_and_pod_subnet_over_hosts() {
 
 #[test]
 fn keepalived_mode_needs_a_vip_and_a_control_plane() {
-    let (code, out) = check_snippet(&format!("{HEAD}  controlPlane:\n    loadBalancer: {{mode: keepalived-haproxy}}\n  hosts:\n  - {{name: a, address: 10.0.0.1, roles: [worker], zone: z}}\n"));
+    let (code, out) = check_snippet(&format!(
+        "{HEAD}  controlPlane:\n    loadBalancer: {{mode: keepalived-haproxy}}\n  hosts:\n  - {{name: a, address: 10.0.0.1, roles: [worker], zone: z}}\n"
+    ));
     assert_eq!(code, 1);
     assert!(out.contains("spec.controlPlane.loadBalancer: missing required field \"vip\""), "{out}");
     assert!(out.contains("no host has the role control-plane"), "{out}");

@@ -39,7 +39,12 @@ fn render_replaces_its_own_output_but_never_a_foreign_folder() {
     let foreign = dir.path().join("home");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("precious"), "keep").unwrap();
-    kubeha().args(["render", "-i", "inventories/lab.yaml", "-o"]).arg(&foreign).assert().code(1).stderr(predicate::str::contains("is not an earlier kubeha render"));
+    kubeha()
+        .args(["render", "-i", "inventories/lab.yaml", "-o"])
+        .arg(&foreign)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is not an earlier kubeha render"));
     assert_eq!(std::fs::read_to_string(foreign.join("precious")).unwrap(), "keep");
 }
 
@@ -55,13 +60,25 @@ fn render_with_a_secrets_file_is_deterministic_and_validated() {
     assert!(golden.ends_with(&join), "render with fixed secrets must equal the golden file");
 
     std::fs::write(&secrets, "bootstrapToken: nope\n").unwrap();
-    kubeha().args(["render", "-i", "inventories/lab.yaml", "--secrets"]).arg(&secrets).arg("-o").arg(dir.path().join("o2")).assert().code(1).stderr(predicate::str::contains("secrets file"));
+    kubeha()
+        .args(["render", "-i", "inventories/lab.yaml", "--secrets"])
+        .arg(&secrets)
+        .arg("-o")
+        .arg(dir.path().join("o2"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("secrets file"));
 }
 
 #[test]
 fn render_and_plan_refuse_an_invalid_inventory() {
     let dir = tempfile::tempdir().unwrap();
-    kubeha().args(["render", "-i", "tests/fixtures/broken.yaml", "-o"]).arg(dir.path().join("o")).assert().code(1).stdout(predicate::str::contains("broken.yaml:3:18"));
+    kubeha()
+        .args(["render", "-i", "tests/fixtures/broken.yaml", "-o"])
+        .arg(dir.path().join("o"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("broken.yaml:3:18"));
     kubeha().args(["plan", "--offline", "-i", "tests/fixtures/broken.yaml"]).assert().code(1).stderr(predicate::str::contains("has 17 error(s)"));
     assert!(!dir.path().join("o").exists());
 }

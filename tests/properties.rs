@@ -8,7 +8,9 @@ fn paths() -> PathContext {
 }
 
 fn inventory_yaml(control_planes: usize, workers: usize, zones: usize) -> String {
-    let mut y = String::from("apiVersion: kubeha/v1alpha1\nkind: Cluster\nmetadata: {name: p}\nspec:\n  kubernetes: {version: 1.36.4}\n  etcd: {version: 3.6.14}\n  controlPlane:\n    loadBalancer: {mode: keepalived-haproxy, vip: 198.18.0.250/24}\n  hosts:\n");
+    let mut y = String::from(
+        "apiVersion: kubeha/v1alpha1\nkind: Cluster\nmetadata: {name: p}\nspec:\n  kubernetes: {version: 1.36.4}\n  etcd: {version: 3.6.14}\n  controlPlane:\n    loadBalancer: {mode: keepalived-haproxy, vip: 198.18.0.250/24}\n  hosts:\n",
+    );
     for i in 0..control_planes {
         y.push_str(&format!("  - {{name: cp-{i}, address: 198.18.0.{}, roles: [control-plane], zone: z{}}}\n", i + 1, i % zones));
     }

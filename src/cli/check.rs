@@ -98,4 +98,3 @@ fn print_topology(inv: &Inventory, a: &Analysis) {
         println!("  {:<6} {:<width$}  {} of {} members  {state} ({left} left, quorum {})", d.kind.name(), d.name, d.members, a.members, a.quorum);
     }
 }
-

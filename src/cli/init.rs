@@ -23,7 +23,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
-    if args.force { options.create(true).truncate(true) } else { options.create_new(true) };
+    if args.force {
+        options.create(true).truncate(true)
+    } else {
+        options.create_new(true)
+    };
     let mut file = options.open(&path).with_context(|| {
         if path.exists() { format!("{} exists; pass --force to replace it", path.display()) } else { format!("cannot create {}", path.display()) }
     })?;

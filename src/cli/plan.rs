@@ -15,7 +15,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if !args.offline {
-        anyhow::bail!("planning against live hosts needs their facts over SSH, which this build does not gather yet; use `kubeha plan --offline` for the plan of a fresh cluster");
+        anyhow::bail!(
+            "planning against live hosts needs their facts over SSH, which this build does not gather yet; use `kubeha plan --offline` for the plan of a fresh cluster"
+        );
     }
     let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
     let plan = plan::fresh(&inv);

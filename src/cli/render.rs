@@ -34,7 +34,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             secrets
         }
         None => {
-            eprintln!("note: no --secrets given: the token, certificate key and CA pin in these files are throwaway values; `kubeha apply` uses the cluster's own");
+            eprintln!(
+                "note: no --secrets given: the token, certificate key and CA pin in these files are throwaway values; `kubeha apply` uses the cluster's own"
+            );
             Secrets::generate(&inv.name)?
         }
     };
@@ -44,6 +46,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         println!("template {name}: from {}", args.templates.as_deref().unwrap_or_else(|| std::path::Path::new("")).display());
     }
     let secret_files = files.iter().filter(|f| f.is_secret()).count();
-    println!("{}: wrote {} files for {} hosts to {} ({} hold secrets, mode 0600)", loaded.file, files.len(), inv.hosts.len(), args.output.display(), secret_files);
+    println!(
+        "{}: wrote {} files for {} hosts to {} ({} hold secrets, mode 0600)",
+        loaded.file,
+        files.len(),
+        inv.hosts.len(),
+        args.output.display(),
+        secret_files
+    );
     Ok(Outcome::Success)
 }

@@ -67,7 +67,7 @@ fn token_len(text: &str) -> usize {
     let mut chars = text.char_indices();
     match chars.next() {
         Some((_, q @ ('"' | '\''))) => chars.find(|(_, c)| *c == q).map_or(text.len(), |(i, _)| i + 1),
-        Some(_) => text.find(|c: char| matches!(c, ',' | '}' | ']' | '\n' | '#' | ':')).unwrap_or(text.len()).max(1),
+        Some(_) => text.find([',', '}', ']', '\n', '#', ':']).unwrap_or(text.len()).max(1),
         None => 0,
     }
 }

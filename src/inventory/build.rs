@@ -90,15 +90,15 @@ pub struct SpecDraft {
 
 pub fn inventory(root: &Node, paths: &PathContext, diags: &mut Diagnostics) -> Option<Inventory> {
     let fields = Fields::of(root, "", ROOT_FIELDS, diags)?;
-    if let Some(v) = fields.required("apiVersion", root.mark, diags).and_then(|n| reader::text(n, "apiVersion", diags)) {
-        if v.value != API_VERSION {
-            diags.error("apiVersion", Some(v.mark), format!("unsupported apiVersion \"{}\", expected \"{API_VERSION}\"", v.value));
-        }
+    if let Some(v) = fields.required("apiVersion", root.mark, diags).and_then(|n| reader::text(n, "apiVersion", diags))
+        && v.value != API_VERSION
+    {
+        diags.error("apiVersion", Some(v.mark), format!("unsupported apiVersion \"{}\", expected \"{API_VERSION}\"", v.value));
     }
-    if let Some(v) = fields.required("kind", root.mark, diags).and_then(|n| reader::text(n, "kind", diags)) {
-        if v.value != KIND {
-            diags.error("kind", Some(v.mark), format!("unsupported kind \"{}\", expected \"{KIND}\"", v.value));
-        }
+    if let Some(v) = fields.required("kind", root.mark, diags).and_then(|n| reader::text(n, "kind", diags))
+        && v.value != KIND
+    {
+        diags.error("kind", Some(v.mark), format!("unsupported kind \"{}\", expected \"{KIND}\"", v.value));
     }
     let name = fields.required("metadata", root.mark, diags).and_then(|n| metadata(n, diags));
     let spec_node = fields.required("spec", root.mark, diags)?;
@@ -135,15 +135,15 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
     if let Some(k8s) = fields.required("kubernetes", node.mark, diags) {
         kubernetes(k8s, &mut draft, diags);
     }
-    if let Some(etcd) = fields.required("etcd", node.mark, diags) {
-        if let Some(f) = Fields::of(etcd, "spec.etcd", ETCD_FIELDS, diags) {
-            draft.etcd_version = f.required("version", etcd.mark, diags).and_then(|n| version(n, "spec.etcd.version", diags));
-        }
+    if let Some(etcd) = fields.required("etcd", node.mark, diags)
+        && let Some(f) = Fields::of(etcd, "spec.etcd", ETCD_FIELDS, diags)
+    {
+        draft.etcd_version = f.required("version", etcd.mark, diags).and_then(|n| version(n, "spec.etcd.version", diags));
     }
-    if let Some(cp) = fields.required("controlPlane", node.mark, diags) {
-        if let Some(f) = Fields::of(cp, "spec.controlPlane", CONTROL_PLANE_FIELDS, diags) {
-            draft.load_balancer = f.required("loadBalancer", cp.mark, diags).and_then(|n| load_balancer(n, draft.name.as_deref(), diags));
-        }
+    if let Some(cp) = fields.required("controlPlane", node.mark, diags)
+        && let Some(f) = Fields::of(cp, "spec.controlPlane", CONTROL_PLANE_FIELDS, diags)
+    {
+        draft.load_balancer = f.required("loadBalancer", cp.mark, diags).and_then(|n| load_balancer(n, draft.name.as_deref(), diags));
     }
     if let Some(n) = fields.optional("concurrency") {
         let path = fields.child_path("concurrency");
@@ -172,14 +172,16 @@ fn kubernetes(node: &Node, draft: &mut SpecDraft, diags: &mut Diagnostics) {
     draft.service_subnet = subnet(&f, "serviceSubnet", DEFAULT_SERVICE_SUBNET, node.mark, diags);
     if let Some(n) = f.optional("dnsDomain") {
         let path = f.child_path("dnsDomain");
-        if let Some(d) = reader::text(n, &path, diags) {
-            if checks::dns_subdomain(&d, &path, diags) {
-                draft.dns_domain = d.value;
-            }
+        if let Some(d) = reader::text(n, &path, diags)
+            && checks::dns_subdomain(&d, &path, diags)
+        {
+            draft.dns_domain = d.value;
         }
     }
     draft.cni = match f.optional("cni") {
-        Some(n) => reader::choice(n, &f.child_path("cni"), &[("flannel", Cni::Flannel), ("calico", Cni::Calico), ("cilium", Cni::Cilium)], diags).map(|c| c.value),
+        Some(n) => {
+            reader::choice(n, &f.child_path("cni"), &[("flannel", Cni::Flannel), ("calico", Cni::Calico), ("cilium", Cni::Cilium)], diags).map(|c| c.value)
+        }
         None => Some(Cni::Flannel),
     };
     if let Some(n) = f.optional("cniVersion") {
@@ -216,7 +218,8 @@ fn load_balancer(node: &Node, cluster: Option<&str>, diags: &mut Diagnostics) ->
         Vrrp,
         External,
     }
-    let mode = reader::choice(f.required("mode", node.mark, diags)?, &join(PATH, "mode"), &[("keepalived-haproxy", Mode::Vrrp), ("external", Mode::External)], diags)?;
+    let mode =
+        reader::choice(f.required("mode", node.mark, diags)?, &join(PATH, "mode"), &[("keepalived-haproxy", Mode::Vrrp), ("external", Mode::External)], diags)?;
     let reject = |key: &str, mode_name: &str, diags: &mut Diagnostics| {
         if let Some(n) = f.optional(key) {
             diags.error(PATH, Some(n.mark), format!("field \"{key}\" does not apply to mode {mode_name}"));
@@ -227,23 +230,30 @@ fn load_balancer(node: &Node, cluster: Option<&str>, diags: &mut Diagnostics) ->
             reject("endpoint", "keepalived-haproxy", diags);
             let vip_path = join(PATH, "vip");
             let vip_node = f.required("vip", node.mark, diags);
-            let vip = vip_node.and_then(|n| {
-                reader::parsed(n, &vip_path, "an address with its prefix length like 198.18.0.100/24", diags, |s| s.parse::<IpNet>().ok())
-            });
+            let vip = vip_node
+                .and_then(|n| reader::parsed(n, &vip_path, "an address with its prefix length like 198.18.0.100/24", diags, |s| s.parse::<IpNet>().ok()));
             let port = match f.optional("port") {
                 Some(n) => reader::port(n, &join(PATH, "port"), diags).map(|p| p.value),
                 None => Some(DEFAULT_LB_PORT),
             };
             let interface = match f.optional("interface") {
-                Some(n) => reader::text(n, &join(PATH, "interface"), diags).and_then(|i| checks::interface_name(&i, &join(PATH, "interface"), diags).then_some(i.value)),
+                Some(n) => reader::text(n, &join(PATH, "interface"), diags)
+                    .and_then(|i| checks::interface_name(&i, &join(PATH, "interface"), diags).then_some(i.value)),
                 None => Some("eth0".to_string()),
             };
             let router_id = match f.optional("virtualRouterId") {
-                Some(n) => reader::parsed(n, &join(PATH, "virtualRouterId"), "a number from 1 to 255", diags, |s| s.parse::<u8>().ok().filter(|v| *v != 0)).map(|v| v.value),
+                Some(n) => reader::parsed(n, &join(PATH, "virtualRouterId"), "a number from 1 to 255", diags, |s| s.parse::<u8>().ok().filter(|v| *v != 0))
+                    .map(|v| v.value),
                 None => Some(default_router_id(cluster.unwrap_or(""))),
             };
             let vip = vip?;
-            LoadBalancer::KeepalivedHaproxy(Vrrp { vip: vip.value.addr(), network: vip.value.trunc(), port: port?, interface: interface?, virtual_router_id: router_id? })
+            LoadBalancer::KeepalivedHaproxy(Vrrp {
+                vip: vip.value.addr(),
+                network: vip.value.trunc(),
+                port: port?,
+                interface: interface?,
+                virtual_router_id: router_id?,
+            })
         }
         Mode::External => {
             for key in ["vip", "interface", "virtualRouterId", "port"] {
@@ -252,7 +262,7 @@ fn load_balancer(node: &Node, cluster: Option<&str>, diags: &mut Diagnostics) ->
             let path = join(PATH, "endpoint");
             let endpoint = reader::parsed(f.required("endpoint", node.mark, diags)?, &path, "host:port, e.g. api.example.com:6443", diags, split_endpoint)?;
             let (host, port) = endpoint.value;
-            if !host.parse::<IpAddr>().is_ok() && !checks::is_dns_subdomain(&host) {
+            if host.parse::<IpAddr>().is_err() && !checks::is_dns_subdomain(&host) {
                 diags.error(&path, Some(endpoint.mark), format!("invalid host \"{host}\": expected an IP address or a DNS name"));
                 return None;
             }
@@ -321,7 +331,10 @@ fn ssh_overrides(node: &Node, path: &str, paths: &PathContext, diags: &mut Diagn
         port: f.optional("port").and_then(|n| reader::port(n, &f.child_path("port"), diags)).map(|p| p.value),
         identity_file: f.optional("identityFile").and_then(|n| reader::text(n, &f.child_path("identityFile"), diags)).map(|p| paths.resolve(&p.value)),
         known_hosts_file: f.optional("knownHostsFile").and_then(|n| reader::text(n, &f.child_path("knownHostsFile"), diags)).map(|p| paths.resolve(&p.value)),
-        r#become: f.optional("become").and_then(|n| reader::choice(n, &f.child_path("become"), &[("none", Become::None), ("sudo", Become::Sudo)], diags)).map(|b| b.value),
+        r#become: f
+            .optional("become")
+            .and_then(|n| reader::choice(n, &f.child_path("become"), &[("none", Become::None), ("sudo", Become::Sudo)], diags))
+            .map(|b| b.value),
         bastion: None,
     };
     if let Some(n) = f.optional("bastion") {
@@ -362,7 +375,9 @@ fn host(index: usize, node: &Node, cluster_ssh: &SshOverrides, paths: &PathConte
     let written = f.required("name", node.mark, diags).and_then(|n| reader::text(n, &f.child_path("name"), diags));
     let written_name = written.as_ref().map(|n| n.value.clone());
     let name = written.filter(|n| checks::dns_label(n, &f.child_path("name"), diags));
-    let address = f.required("address", node.mark, diags).and_then(|n| reader::parsed(n, &f.child_path("address"), "an IPv4 or IPv6 address", diags, |s| s.parse::<IpAddr>().ok()));
+    let address = f
+        .required("address", node.mark, diags)
+        .and_then(|n| reader::parsed(n, &f.child_path("address"), "an IPv4 or IPv6 address", diags, |s| s.parse::<IpAddr>().ok()));
     let roles = f.required("roles", node.mark, diags).and_then(|n| roles(n, &f.child_path("roles"), diags));
     let domain = |key: &str, diags: &mut Diagnostics| {
         f.optional(key).and_then(|n| reader::text(n, &f.child_path(key), diags)).filter(|v| checks::label_value(v, &f.child_path(key), diags))
@@ -406,10 +421,10 @@ fn labels(node: &Node, path: &str, diags: &mut Diagnostics) -> BTreeMap<String, 
         let key_path = format!("{path}.{}", entry.key);
         let key = Located { value: entry.key.clone(), mark: entry.key_mark };
         let value = reader::text(&entry.value, &key_path, diags);
-        if checks::label_key(&key, &key_path, diags) {
-            if let Some(v) = value.filter(|v| checks::label_value(v, &key_path, diags)) {
-                out.insert(key.value, v.value);
-            }
+        if checks::label_key(&key, &key_path, diags)
+            && let Some(v) = value.filter(|v| checks::label_value(v, &key_path, diags))
+        {
+            out.insert(key.value, v.value);
         }
     }
     out
@@ -420,8 +435,12 @@ fn taints(node: &Node, path: &str, diags: &mut Diagnostics) -> Vec<Taint> {
     for (i, item) in reader::list(node, path, diags).unwrap_or_default().iter().enumerate() {
         let p = format!("{path}[{i}]");
         let Some(f) = Fields::of(item, &p, TAINT_FIELDS, diags) else { continue };
-        let key = f.required("key", item.mark, diags).and_then(|n| reader::text(n, &f.child_path("key"), diags)).filter(|k| checks::label_key(k, &f.child_path("key"), diags));
-        let value = f.optional("value").and_then(|n| reader::text(n, &f.child_path("value"), diags)).filter(|v| checks::label_value(v, &f.child_path("value"), diags));
+        let key = f
+            .required("key", item.mark, diags)
+            .and_then(|n| reader::text(n, &f.child_path("key"), diags))
+            .filter(|k| checks::label_key(k, &f.child_path("key"), diags));
+        let value =
+            f.optional("value").and_then(|n| reader::text(n, &f.child_path("value"), diags)).filter(|v| checks::label_value(v, &f.child_path("value"), diags));
         let effects = [("NoSchedule", TaintEffect::NoSchedule), ("PreferNoSchedule", TaintEffect::PreferNoSchedule), ("NoExecute", TaintEffect::NoExecute)];
         let effect = f.required("effect", item.mark, diags).and_then(|n| reader::choice(n, &f.child_path("effect"), &effects, diags));
         if let (Some(key), Some(effect)) = (key, effect) {

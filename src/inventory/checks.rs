@@ -13,10 +13,10 @@ pub fn run(d: &SpecDraft, diags: &mut Diagnostics) {
     control_plane_present(d, diags);
     versions(d, diags);
     subnets(d, diags);
-    if let Some(lb) = &d.load_balancer {
-        if let LoadBalancer::KeepalivedHaproxy(vrrp) = &lb.value {
-            vip(d, lb, vrrp, diags);
-        }
+    if let Some(lb) = &d.load_balancer
+        && let LoadBalancer::KeepalivedHaproxy(vrrp) = &lb.value
+    {
+        vip(d, lb, vrrp, diags);
     }
 }
 
@@ -24,16 +24,16 @@ fn unique_hosts(hosts: &[HostDraft], diags: &mut Diagnostics) {
     let mut names: HashMap<&str, &HostDraft> = HashMap::new();
     let mut addresses: HashMap<IpAddr, &HostDraft> = HashMap::new();
     for h in hosts {
-        if let Some(name) = &h.name {
-            if let Some(first) = names.insert(&name.value, h) {
-                diags.error(format!("{}.name", h.path()), Some(name.mark), format!("duplicate host name \"{}\" (also {})", name.value, first.path()));
-            }
+        if let Some(name) = &h.name
+            && let Some(first) = names.insert(&name.value, h)
+        {
+            diags.error(format!("{}.name", h.path()), Some(name.mark), format!("duplicate host name \"{}\" (also {})", name.value, first.path()));
         }
-        if let Some(address) = &h.address {
-            if let Some(first) = addresses.insert(address.value, h) {
-                let other = format!("{} ({})", first.path(), first.label());
-                diags.error(format!("{}.address", h.path()), Some(address.mark), format!("duplicate address {} (also {other})", address.value));
-            }
+        if let Some(address) = &h.address
+            && let Some(first) = addresses.insert(address.value, h)
+        {
+            let other = format!("{} ({})", first.path(), first.label());
+            diags.error(format!("{}.address", h.path()), Some(address.mark), format!("duplicate address {} (also {other})", address.value));
         }
     }
 }
@@ -46,19 +46,28 @@ fn control_plane_present(d: &SpecDraft, diags: &mut Diagnostics) {
 }
 
 fn versions(d: &SpecDraft, diags: &mut Diagnostics) {
-    if let Some(v) = &d.kubernetes_version {
-        if !support::kubernetes_supported(v.value) {
-            diags.error("spec.kubernetes.version", Some(v.mark), format!("unsupported Kubernetes version {}: kubeha supports {}", v.value, support::minors_list(support::KUBERNETES_MINORS)));
-        }
+    if let Some(v) = &d.kubernetes_version
+        && !support::kubernetes_supported(v.value)
+    {
+        diags.error(
+            "spec.kubernetes.version",
+            Some(v.mark),
+            format!("unsupported Kubernetes version {}: kubeha supports {}", v.value, support::minors_list(support::KUBERNETES_MINORS)),
+        );
     }
-    if let Some(v) = &d.etcd_version {
-        if !support::etcd_supported(v.value) {
-            diags.error(
-                "spec.etcd.version",
-                Some(v.mark),
-                format!("unsupported etcd version {}: kubeha supports {} (at least {}, kubeadm's minimum for external etcd)", v.value, support::minors_list(support::ETCD_MINORS), support::ETCD_MINIMUM),
-            );
-        }
+    if let Some(v) = &d.etcd_version
+        && !support::etcd_supported(v.value)
+    {
+        diags.error(
+            "spec.etcd.version",
+            Some(v.mark),
+            format!(
+                "unsupported etcd version {}: kubeha supports {} (at least {}, kubeadm's minimum for external etcd)",
+                v.value,
+                support::minors_list(support::ETCD_MINORS),
+                support::ETCD_MINIMUM
+            ),
+        );
     }
 }
 
@@ -72,7 +81,11 @@ fn subnets(d: &SpecDraft, diags: &mut Diagnostics) {
         for h in &d.hosts {
             if let Some(a) = h.address.as_ref().filter(|a| net.value.contains(&a.value)) {
                 let name = h.label();
-                diags.error(format!("spec.kubernetes.{field}"), Some(net.mark), format!("{} contains the address {} of host {name}; pods and services would shadow it", net.value, a.value));
+                diags.error(
+                    format!("spec.kubernetes.{field}"),
+                    Some(net.mark),
+                    format!("{} contains the address {} of host {name}; pods and services would shadow it", net.value, a.value),
+                );
             }
         }
         if let Some(vip) = vip.filter(|v| net.value.contains(v)) {
@@ -89,8 +102,12 @@ fn vip(d: &SpecDraft, lb: &Located<LoadBalancer>, vrrp: &Vrrp, diags: &mut Diagn
     }
     if [6443, 2379, 2380, 10250, 10257, 10259].contains(&vrrp.port) {
         diags.push(
-            super::diagnostic::Diagnostic::error("spec.controlPlane.loadBalancer.port", Some(lb.mark), format!("port {} is used by a control-plane component on the same host", vrrp.port))
-                .with_hint("HAProxy runs on the control planes; the usual choice is 8443"),
+            super::diagnostic::Diagnostic::error(
+                "spec.controlPlane.loadBalancer.port",
+                Some(lb.mark),
+                format!("port {} is used by a control-plane component on the same host", vrrp.port),
+            )
+            .with_hint("HAProxy runs on the control planes; the usual choice is 8443"),
         );
     }
     for h in &d.hosts {
@@ -116,11 +133,7 @@ fn vip(d: &SpecDraft, lb: &Located<LoadBalancer>, vrrp: &Vrrp, diags: &mut Diagn
 /// RFC 1123 label as Kubernetes uses it for node names: lower-case alphanumerics and '-', at most 63.
 pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+    !b.is_empty() && b.len() <= 63 && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-') && b[0] != b'-' && b[b.len() - 1] != b'-'
 }
 
 pub fn is_dns_subdomain(s: &str) -> bool {
@@ -180,7 +193,14 @@ fn is_label_value(s: &str) -> bool {
 pub fn label_value(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> bool {
     let ok = is_label_value(&v.value);
     if !ok {
-        diags.error(path, Some(v.mark), format!("invalid value \"{}\": must be a Kubernetes label value (at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric)", v.value));
+        diags.error(
+            path,
+            Some(v.mark),
+            format!(
+                "invalid value \"{}\": must be a Kubernetes label value (at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric)",
+                v.value
+            ),
+        );
     }
     ok
 }

@@ -105,7 +105,7 @@ impl Diagnostics {
 
     /// Findings in file order, errors before warnings at the same spot, so output reads top to bottom.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.items.sort_by(|a, b| (a.mark, a.severity).cmp(&(b.mark, b.severity)));
+        self.items.sort_by_key(|a| (a.mark, a.severity));
         self.items
     }
 }

@@ -122,12 +122,7 @@ pub fn choice<T: Copy>(node: &Node, path: &str, options: &[(&str, T)], diags: &m
 /// The allowed name nearest to a typo, when it is near enough to be a likely intent.
 fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
-    candidates
-        .iter()
-        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), *c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
-        .min()
-        .map(|(_, c)| c)
+    candidates.iter().map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), *c)).filter(|(d, c)| *d <= 2.max(c.len() / 4)).min().map(|(_, c)| c)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

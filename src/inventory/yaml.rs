@@ -19,7 +19,10 @@ pub struct Node {
 #[derive(Clone, Debug)]
 pub enum Value {
     /// `plain` distinguishes `null` from `"null"`: only unquoted scalars can mean null.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Sequence(Vec<Node>),
     Mapping(Vec<Entry>),
 }
@@ -48,11 +51,7 @@ impl Node {
 }
 
 fn mark_of(marker: &Marker) -> Mark {
-    Mark {
-        line: u32::try_from(marker.line()).unwrap_or(u32::MAX),
-        column: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX),
-        offset: marker.index(),
-    }
+    Mark { line: u32::try_from(marker.line()).unwrap_or(u32::MAX), column: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX), offset: marker.index() }
 }
 
 /// Parses one YAML document. Returns the root (None for an empty file) or the diagnostics that made the

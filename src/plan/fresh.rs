@@ -48,7 +48,12 @@ fn preflight(inv: &Inventory) -> Phase {
         .iter()
         .map(|h| {
             let ports = ports(inv, h).iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
-            let mut checks = vec!["swap off".to_string(), "container runtime answers".to_string(), format!("ports {ports} free"), "clock within 1 s of the operator".to_string()];
+            let mut checks = vec![
+                "swap off".to_string(),
+                "container runtime answers".to_string(),
+                format!("ports {ports} free"),
+                "clock within 1 s of the operator".to_string(),
+            ];
             if h.is_control_plane() {
                 checks.push("at least 2 CPUs and 1700 MiB memory".to_string());
             }
@@ -62,7 +67,13 @@ fn host_configuration(inv: &Inventory) -> Phase {
     let steps = inv
         .hosts
         .iter()
-        .map(|h| step(format!("host/{}", h.name), &h.name, Action::ConfigureHost { files: vec!["/etc/sysctl.d/90-kubeha.conf".into(), "/etc/modules-load.d/kubeha.conf".into()] }))
+        .map(|h| {
+            step(
+                format!("host/{}", h.name),
+                &h.name,
+                Action::ConfigureHost { files: vec!["/etc/sysctl.d/90-kubeha.conf".into(), "/etc/modules-load.d/kubeha.conf".into()] },
+            )
+        })
         .collect();
     Phase { name: "host", title: "kernel modules and settings", execution: parallel(inv), steps }
 }
@@ -72,17 +83,34 @@ fn pki(inv: &Inventory) -> Phase {
     let mut steps = vec![Step { id: "pki/generate".into(), host: None, action: Action::GenerateEtcdPki { members: members.clone() }, reason: FRESH.into() }];
     let dir = context::ETCD_PKI_DIR;
     for m in &members {
-        let files = ["ca.crt", "server.crt", "server.key", "peer.crt", "peer.key", "apiserver-etcd-client.crt", "apiserver-etcd-client.key", "kubeha-etcd-client.crt", "kubeha-etcd-client.key"]
-            .iter()
-            .map(|f| format!("{dir}/{f}"))
-            .collect();
+        let files = [
+            "ca.crt",
+            "server.crt",
+            "server.key",
+            "peer.crt",
+            "peer.key",
+            "apiserver-etcd-client.crt",
+            "apiserver-etcd-client.key",
+            "kubeha-etcd-client.crt",
+            "kubeha-etcd-client.key",
+        ]
+        .iter()
+        .map(|f| format!("{dir}/{f}"))
+        .collect();
         steps.push(step(format!("pki/{m}"), m, Action::InstallEtcdPki { files }));
     }
     Phase { name: "pki", title: "etcd certificate authority and member certificates", execution: Execution::Sequential, steps }
 }
 
 fn gate(when: GateWhen, change: &str, voters: &[String]) -> Action {
-    Action::Gate(Gate { when, change: change.to_string(), voters: voters.to_vec(), quorum: quorum::quorum(voters.len()), require_one_leader: true, max_learners: 0 })
+    Action::Gate(Gate {
+        when,
+        change: change.to_string(),
+        voters: voters.to_vec(),
+        quorum: quorum::quorum(voters.len()),
+        require_one_leader: true,
+        max_learners: 0,
+    })
 }
 
 /// etcd grows one member at a time: the first starts alone, every other joins as a learner, catches up
@@ -153,7 +181,10 @@ fn cni(inv: &Inventory) -> Phase {
 
 fn workers(inv: &Inventory) -> Option<Phase> {
     let endpoint = endpoint(inv);
-    let steps: Vec<Step> = inv.workers().map(|h| step(format!("workers/{}", h.name), &h.name, Action::KubeadmJoinWorker { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into() })).collect();
+    let steps: Vec<Step> = inv
+        .workers()
+        .map(|h| step(format!("workers/{}", h.name), &h.name, Action::KubeadmJoinWorker { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into() }))
+        .collect();
     (!steps.is_empty()).then(|| Phase { name: "workers", title: "worker joins", execution: parallel(inv), steps })
 }
 

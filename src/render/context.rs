@@ -350,7 +350,9 @@ mod tests {
 
     #[test]
     fn node_restriction_rules() {
-        for ok in ["topology.kubernetes.io/zone", "topology.kubeha.io/rack", "example.com/gpu", "gpu", "foo.node.kubernetes.io/x", "node.kubernetes.io/instance-type"] {
+        for ok in
+            ["topology.kubernetes.io/zone", "topology.kubeha.io/rack", "example.com/gpu", "gpu", "foo.node.kubernetes.io/x", "node.kubernetes.io/instance-type"]
+        {
             assert!(kubelet_may_set(ok), "{ok}");
         }
         for guarded in ["node-role.kubernetes.io/worker", "node-restriction.kubernetes.io/x", "kubernetes.io/custom", "example.k8s.io/x"] {

@@ -141,7 +141,10 @@ pub fn write_tree(files: &[RenderedFile], dir: &Path) -> Result<(), RenderError>
     if dir.exists() {
         let empty = std::fs::read_dir(dir).map_err(|e| out_err(dir, e))?.next().is_none();
         if !empty && !dir.join(OUTPUT_MARKER).exists() {
-            return Err(RenderError::Output { path: dir.display().to_string(), message: "exists and is not an earlier kubeha render; choose an empty or new folder".into() });
+            return Err(RenderError::Output {
+                path: dir.display().to_string(),
+                message: "exists and is not an earlier kubeha render; choose an empty or new folder".into(),
+            });
         }
         std::fs::remove_dir_all(dir).map_err(|e| out_err(dir, e))?;
     }

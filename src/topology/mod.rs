@@ -65,7 +65,8 @@ pub fn analyse(inv: &Inventory) -> Analysis {
     let mut domains = Vec::new();
     // Most clusters live in one region; a region verdict only means something when there are several.
     let regions: std::collections::BTreeSet<&str> = inv.hosts.iter().filter_map(|h| h.region.as_deref()).collect();
-    let kinds: &[DomainKind] = if regions.len() > 1 { &[DomainKind::Region, DomainKind::Zone, DomainKind::Rack] } else { &[DomainKind::Zone, DomainKind::Rack] };
+    let kinds: &[DomainKind] =
+        if regions.len() > 1 { &[DomainKind::Region, DomainKind::Zone, DomainKind::Rack] } else { &[DomainKind::Zone, DomainKind::Rack] };
     for kind in kinds {
         domains.extend(verdicts(inv, *kind, members, &mut warnings));
     }
@@ -160,15 +161,29 @@ fn advice(kind: &str, name: &str, in_domain: usize, members: usize, member_domai
 fn member_count_warnings(members: usize) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if members == 1 {
-        out.push(Diagnostic::warning("topology", None, "a single control plane is not highly available: losing it stops the API and etcd").with_hint("use 3 or 5 control planes"));
-    } else if members % 2 == 0 {
         out.push(
-            Diagnostic::warning("topology", None, format!("{members} etcd members tolerate {} failure(s), no more than {}: the extra member adds load without safety", quorum::tolerance(members), members - 1))
-                .with_hint("use an odd number of control planes"),
+            Diagnostic::warning("topology", None, "a single control plane is not highly available: losing it stops the API and etcd")
+                .with_hint("use 3 or 5 control planes"),
+        );
+    } else if members.is_multiple_of(2) {
+        out.push(
+            Diagnostic::warning(
+                "topology",
+                None,
+                format!(
+                    "{members} etcd members tolerate {} failure(s), no more than {}: the extra member adds load without safety",
+                    quorum::tolerance(members),
+                    members - 1
+                ),
+            )
+            .with_hint("use an odd number of control planes"),
         );
     }
     if members > MAX_RECOMMENDED_MEMBERS {
-        out.push(Diagnostic::warning("topology", None, format!("{members} etcd members: more than {MAX_RECOMMENDED_MEMBERS} slows every write")).with_hint("use 5 or 7 control planes; add workers instead"));
+        out.push(
+            Diagnostic::warning("topology", None, format!("{members} etcd members: more than {MAX_RECOMMENDED_MEMBERS} slows every write"))
+                .with_hint("use 5 or 7 control planes; add workers instead"),
+        );
     }
     out
 }
@@ -178,7 +193,8 @@ fn worker_spread_warning(inv: &Inventory) -> Option<Diagnostic> {
     let workers = inv.workers().count();
     (workers >= 2 && zones.len() == 1).then(|| {
         let zone = zones.into_iter().next().unwrap_or_default();
-        Diagnostic::warning("topology", None, format!("all {workers} workers are in zone {zone}: losing it stops every workload")).with_hint("spread workers over at least two zones")
+        Diagnostic::warning("topology", None, format!("all {workers} workers are in zone {zone}: losing it stops every workload"))
+            .with_hint("spread workers over at least two zones")
     })
 }
 
@@ -186,8 +202,9 @@ fn worker_spread_warning(inv: &Inventory) -> Option<Diagnostic> {
 fn partial_rack_warning(inv: &Inventory) -> Option<Diagnostic> {
     let without: Vec<&str> = inv.control_planes().filter(|h| h.rack.is_none()).map(|h| h.name.as_str()).collect();
     let with = inv.control_planes().count() - without.len();
-    (with > 0 && !without.is_empty())
-        .then(|| Diagnostic::warning("topology", None, format!("control planes {} have no rack, so the rack analysis cannot account for them", without.join(", "))))
+    (with > 0 && !without.is_empty()).then(|| {
+        Diagnostic::warning("topology", None, format!("control planes {} have no rack, so the rack analysis cannot account for them", without.join(", ")))
+    })
 }
 
 #[cfg(test)]

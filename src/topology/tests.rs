@@ -60,12 +60,10 @@ fn brute_tolerated_zone_failures(zones: &[&str]) -> usize {
     distinct.dedup();
     let mut best = 0;
     for k in 1..=distinct.len() {
-        let all_subsets_survive = (0u32..(1 << distinct.len()))
-            .filter(|mask| mask.count_ones() as usize == k)
-            .all(|mask| {
-                let lost: Vec<&str> = distinct.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, z)| *z).collect();
-                brute_survives(zones, &lost)
-            });
+        let all_subsets_survive = (0u32..(1 << distinct.len())).filter(|mask| mask.count_ones() as usize == k).all(|mask| {
+            let lost: Vec<&str> = distinct.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, z)| *z).collect();
+            brute_survives(zones, &lost)
+        });
         if !all_subsets_survive {
             break;
         }
