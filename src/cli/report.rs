@@ -85,7 +85,7 @@ mod tests {
         let text = snippet(&loaded, d);
         assert!(text.contains("inv.yaml:6:3"), "{text}");
         assert!(text.contains("  bogus: 1"), "{text}");
-        assert!(text.contains("─────"), "{text}");
+        assert!(text.contains("   ·   ──┬──") && text.contains("╰── here"), "underline of the 5-character key: {text}");
         assert_eq!(token_len("\"a,b\" rest"), 5);
         assert_eq!(token_len("adress: 1"), 6);
     }
