@@ -2,6 +2,7 @@
 //! returns an [`Outcome`]; exit codes are decided here and nowhere else.
 mod check;
 mod init;
+mod lab;
 mod plan;
 mod render;
 mod report;
@@ -28,6 +29,8 @@ enum Command {
     Plan(plan::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
+    /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
+    Lab(lab::Args),
 }
 
 /// Shared `-i/--inventory` argument.
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Init(args) => init::run(args),
+        Command::Lab(args) => lab::run(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
