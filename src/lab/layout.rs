@@ -61,11 +61,10 @@ impl Layout {
             }
         }
         let vip = inv.load_balancer.vrrp().map(|v| (v.vip, v.network));
-        if let Some((vip, _)) = vip {
-            if !matches!(vip, IpAddr::V4(a) if LAB_RANGE.contains(&a)) {
+        if let Some((vip, _)) = vip
+            && !matches!(vip, IpAddr::V4(a) if LAB_RANGE.contains(&a)) {
                 problems.push(format!("the VIP {vip} must be an IPv4 address in {LAB_RANGE} in a lab"));
             }
-        }
         if !problems.is_empty() {
             return Err(LayoutError(problems.join("\n")));
         }

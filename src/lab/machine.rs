@@ -165,7 +165,7 @@ pub fn boot(layout: &Layout, m: &Machine) -> Result<MachineState> {
     let nspawn_pid = child.id();
     let mut leader = None;
     wait_until(Duration::from_secs(15), || {
-        leader = children_of(nspawn_pid).first().copied();
+        leader = leader_of(nspawn_pid);
         leader.is_some() || !alive(nspawn_pid)
     });
     match leader {
@@ -176,6 +176,14 @@ pub fn boot(layout: &Layout, m: &Machine) -> Result<MachineState> {
             bail!("machine {} did not boot; last lines of {}:\n{}", m.name, p.console_log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
         }
     }
+}
+
+/// The machine's init: the child of nspawn that lives in a PID namespace of its own. nspawn first forks
+/// an intermediate child in the host's namespace, which must not be mistaken for the machine.
+pub fn leader_of(nspawn_pid: u32) -> Option<u32> {
+    let pid_ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let own = pid_ns(nspawn_pid)?;
+    children_of(nspawn_pid).into_iter().find(|c| pid_ns(*c).is_some_and(|ns| ns != own))
 }
 
 pub fn running(s: &MachineState) -> bool {
@@ -204,7 +212,7 @@ pub fn remove(layout: &Layout, name: &str) -> Result<()> {
     let p = paths(layout, name);
     let needle = p.merged.to_string_lossy().into_owned();
     for pid in system::find_by_cmdline(&needle) {
-        if let Some(leader) = children_of(pid).first().copied() {
+        if let Some(leader) = leader_of(pid) {
             stop(&MachineState { nspawn_pid: pid, leader_pid: leader });
         } else {
             signal(pid, Signal::SIGKILL);

@@ -83,7 +83,7 @@ fn owned(layout: &Layout, name: &str, s: &state::MachineState) -> bool {
 fn stop_strays(layout: &Layout, name: &str) {
     let root = machine::paths(layout, name).merged.to_string_lossy().into_owned();
     for pid in system::find_by_cmdline(&root) {
-        if let Some(leader) = system::children_of(pid).first().copied() {
+        if let Some(leader) = machine::leader_of(pid) {
             machine::stop(&state::MachineState { nspawn_pid: pid, leader_pid: leader });
         }
     }
