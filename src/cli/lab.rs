@@ -52,7 +52,10 @@ fn load(arg: &InventoryArg) -> anyhow::Result<Option<(Inventory, Layout)>> {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let arg = match &args.command {
         LabCommand::Up(i) | LabCommand::Down(i) => i,
-        LabCommand::Status { inventory, .. } | LabCommand::Kill { inventory, .. } | LabCommand::Partition { inventory, .. } | LabCommand::Heal { inventory, .. } => inventory,
+        LabCommand::Status { inventory, .. }
+        | LabCommand::Kill { inventory, .. }
+        | LabCommand::Partition { inventory, .. }
+        | LabCommand::Heal { inventory, .. } => inventory,
     };
     let Some((inv, layout)) = load(arg)? else { return Ok(Outcome::Findings) };
     match args.command {
@@ -86,7 +89,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&machines)?),
                 OutputFormat::Text => {
                     for m in &machines {
-                        println!("{:<12} {:<15} {:<8} link {:<11} ssh {:<3} {:>6.0} MiB", m.name, m.address, m.state, m.link, if m.ssh { "yes" } else { "no" }, m.memory_mib);
+                        println!(
+                            "{:<12} {:<15} {:<8} link {:<11} ssh {:<3} {:>6.0} MiB",
+                            m.name,
+                            m.address,
+                            m.state,
+                            m.link,
+                            if m.ssh { "yes" } else { "no" },
+                            m.memory_mib
+                        );
                     }
                 }
             }

@@ -327,15 +327,11 @@ impl SshOverrides {
 fn ssh_overrides(node: &Node, path: &str, paths: &PathContext, diags: &mut Diagnostics) -> Option<SshOverrides> {
     let f = Fields::of(node, path, SSH_FIELDS, diags)?;
     let mut out = SshOverrides {
-        user: f.optional("user").and_then(|n| user_name(n, &f.child_path("user"), diags)),
-        port: f.optional("port").and_then(|n| reader::port(n, &f.child_path("port"), diags)).map(|p| p.value),
-        identity_file: f.optional("identityFile").and_then(|n| reader::text(n, &f.child_path("identityFile"), diags)).map(|p| paths.resolve(&p.value)),
-        known_hosts_file: f.optional("knownHostsFile").and_then(|n| reader::text(n, &f.child_path("knownHostsFile"), diags)).map(|p| paths.resolve(&p.value)),
         r#become: f
             .optional("become")
             .and_then(|n| reader::choice(n, &f.child_path("become"), &[("none", Become::None), ("sudo", Become::Sudo)], diags))
             .map(|b| b.value),
-        bastion: None,
+        ..connection_fields(&f, paths, diags)
     };
     if let Some(n) = f.optional("bastion") {
         out.bastion = bastion(n, &f.child_path("bastion"), paths, diags);
@@ -349,15 +345,22 @@ fn bastion(node: &Node, path: &str, paths: &PathContext, diags: &mut Diagnostics
     if address.value.parse::<IpAddr>().is_err() && !checks::is_dns_subdomain(&address.value) {
         diags.error(f.child_path("address"), Some(address.mark), format!("invalid value \"{}\": expected an IP address or a DNS name", address.value));
     }
-    let own = SshOverrides {
+    let own = connection_fields(&f, paths, diags).resolve(paths);
+    Some(Bastion { address: address.value, port: own.port, user: own.user, identity_file: own.identity_file, known_hosts_file: own.known_hosts_file })
+}
+
+/// The fields `spec.ssh`, a host's `ssh:` and a bastion share: who to log in as, where, with which key,
+/// checked against which known_hosts.
+fn connection_fields(f: &Fields, paths: &PathContext, diags: &mut Diagnostics) -> SshOverrides {
+    let path_field =
+        |key: &str, diags: &mut Diagnostics| f.optional(key).and_then(|n| reader::text(n, &f.child_path(key), diags)).map(|p| paths.resolve(&p.value));
+    SshOverrides {
         user: f.optional("user").and_then(|n| user_name(n, &f.child_path("user"), diags)),
         port: f.optional("port").and_then(|n| reader::port(n, &f.child_path("port"), diags)).map(|p| p.value),
-        identity_file: f.optional("identityFile").and_then(|n| reader::text(n, &f.child_path("identityFile"), diags)).map(|p| paths.resolve(&p.value)),
-        known_hosts_file: f.optional("knownHostsFile").and_then(|n| reader::text(n, &f.child_path("knownHostsFile"), diags)).map(|p| paths.resolve(&p.value)),
+        identity_file: path_field("identityFile", diags),
+        known_hosts_file: path_field("knownHostsFile", diags),
         ..SshOverrides::default()
     }
-    .resolve(paths);
-    Some(Bastion { address: address.value, port: own.port, user: own.user, identity_file: own.identity_file, known_hosts_file: own.known_hosts_file })
 }
 
 /// POSIX portable user names, so a user name can never smuggle options or shell syntax anywhere.

@@ -62,9 +62,10 @@ impl Layout {
         }
         let vip = inv.load_balancer.vrrp().map(|v| (v.vip, v.network));
         if let Some((vip, _)) = vip
-            && !matches!(vip, IpAddr::V4(a) if LAB_RANGE.contains(&a)) {
-                problems.push(format!("the VIP {vip} must be an IPv4 address in {LAB_RANGE} in a lab"));
-            }
+            && !matches!(vip, IpAddr::V4(a) if LAB_RANGE.contains(&a))
+        {
+            problems.push(format!("the VIP {vip} must be an IPv4 address in {LAB_RANGE} in a lab"));
+        }
         if !problems.is_empty() {
             return Err(LayoutError(problems.join("\n")));
         }
@@ -82,7 +83,8 @@ impl Layout {
         for (_, a) in &addresses {
             networks.insert(network_of(*a));
         }
-        let used: BTreeSet<Ipv4Addr> = addresses.iter().map(|(_, a)| *a).chain(vip.and_then(|(v, _)| if let IpAddr::V4(v) = v { Some(v) } else { None })).collect();
+        let used: BTreeSet<Ipv4Addr> =
+            addresses.iter().map(|(_, a)| *a).chain(vip.and_then(|(v, _)| if let IpAddr::V4(v) = v { Some(v) } else { None })).collect();
         let mut segments = Vec::new();
         for network in networks {
             let Some(gateway) = network.hosts().rev().find(|a| !used.contains(a)) else {
@@ -90,7 +92,10 @@ impl Layout {
             };
             segments.push(Segment { network, bridge: bridge_name(&inv.name, network), gateway });
         }
-        let machines = addresses.into_iter().map(|(name, address)| Machine { segment: segments.iter().position(|s| s.network == network_of(address)).unwrap_or(0), name, address }).collect();
+        let machines = addresses
+            .into_iter()
+            .map(|(name, address)| Machine { segment: segments.iter().position(|s| s.network == network_of(address)).unwrap_or(0), name, address })
+            .collect();
         Ok(Self { cluster: inv.name.clone(), root: root.to_path_buf(), segments, machines })
     }
 

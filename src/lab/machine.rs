@@ -31,14 +31,18 @@ pub fn prepare(layout: &Layout, m: &Machine, image: &Path, lab_public_key: &str,
     }
     if !system::is_mount_point(&p.merged) {
         let options = format!("lowerdir={},upperdir={},workdir={}", image.display(), p.upper.display(), p.work.display());
-        mount(Some("overlay"), &p.merged, Some("overlay"), MsFlags::empty(), Some(options.as_str())).with_context(|| format!("cannot mount the overlay of {}", m.name))?;
+        mount(Some("overlay"), &p.merged, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+            .with_context(|| format!("cannot mount the overlay of {}", m.name))?;
     }
     let root = &p.merged;
     let fresh = !root.join("etc/ssh/ssh_host_ed25519_key").exists();
     if fresh {
         std::fs::write(root.join("etc/hostname"), format!("{}\n", m.name))?;
         std::fs::write(root.join("etc/machine-id"), format!("{}\n", machine_id(&layout.cluster, &m.name)))?;
-        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", &format!("root@{}", m.name), "-f", &root.join("etc/ssh/ssh_host_ed25519_key").to_string_lossy()])?;
+        run(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-C", &format!("root@{}", m.name), "-f", &root.join("etc/ssh/ssh_host_ed25519_key").to_string_lossy()],
+        )?;
         if let Some(dir) = standins {
             run(&dir.join("install.sh").to_string_lossy(), &[&root.to_string_lossy()]).context("installing the Kubernetes stand-ins")?;
         }
@@ -68,7 +72,8 @@ fn machine_id(cluster: &str, name: &str) -> String {
 /// segments, and nothing else.
 fn write_network(layout: &Layout, m: &Machine, root: &Path) -> Result<()> {
     let segment = &layout.segments[m.segment];
-    let mut text = format!("[Match]\nName=host0\n\n[Network]\nAddress={}/{}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n", m.address, segment.network.prefix_len());
+    let mut text =
+        format!("[Match]\nName=host0\n\n[Network]\nAddress={}/{}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n", m.address, segment.network.prefix_len());
     for other in layout.segments.iter().filter(|s| s.network != segment.network) {
         text.push_str(&format!("\n[Route]\nDestination={}\nGateway={}\n", other.network, segment.gateway));
     }
@@ -207,17 +212,21 @@ pub fn power_cut(s: &MachineState) {
     }
 }
 
-/// Stops whatever still runs on this machine's root (found by its unique path) and unmounts it.
-pub fn remove(layout: &Layout, name: &str) -> Result<()> {
-    let p = paths(layout, name);
-    let needle = p.merged.to_string_lossy().into_owned();
-    for pid in system::find_by_cmdline(&needle) {
-        if let Some(leader) = leader_of(pid) {
-            stop(&MachineState { nspawn_pid: pid, leader_pid: leader });
-        } else {
-            signal(pid, Signal::SIGKILL);
+/// Stops every nspawn process still running this machine's root, found by that unique path rather than by
+/// a recorded PID: after a crash, the state file may never have been written.
+pub fn stop_strays(layout: &Layout, name: &str) {
+    let root = paths(layout, name).merged.to_string_lossy().into_owned();
+    for pid in system::find_by_cmdline(&root) {
+        match leader_of(pid) {
+            Some(leader) => stop(&MachineState { nspawn_pid: pid, leader_pid: leader }),
+            None => signal(pid, Signal::SIGKILL),
         }
     }
+}
+
+/// Stops whatever still runs on this machine's root, unmounts it and removes its folder and cgroups.
+pub fn remove(layout: &Layout, name: &str) -> Result<()> {
+    stop_strays(layout, name);
     for mount_point in system::mounts_under(&layout.machine_dir(name)) {
         system::unmount(&mount_point)?;
     }

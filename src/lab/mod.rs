@@ -61,7 +61,7 @@ pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)]) -> Resu
             continue;
         }
         // A machine that is not recorded as running may still have processes from a crashed run.
-        stop_strays(layout, &m.name);
+        machine::stop_strays(layout, &m.name);
         machine::prepare(layout, m, &image, &public_key, standins.as_deref())?;
         let s = machine::boot(layout, m)?;
         state.machines.insert(m.name.clone(), s);
@@ -78,15 +78,6 @@ pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)]) -> Resu
 fn owned(layout: &Layout, name: &str, s: &state::MachineState) -> bool {
     let root = machine::paths(layout, name).merged.to_string_lossy().into_owned();
     system::cmdline(s.nspawn_pid).is_some_and(|args| args.iter().any(|a| a == &root)) && system::parent_of(s.leader_pid) == Some(s.nspawn_pid)
-}
-
-fn stop_strays(layout: &Layout, name: &str) {
-    let root = machine::paths(layout, name).merged.to_string_lossy().into_owned();
-    for pid in system::find_by_cmdline(&root) {
-        if let Some(leader) = machine::leader_of(pid) {
-            machine::stop(&state::MachineState { nspawn_pid: pid, leader_pid: leader });
-        }
-    }
 }
 
 fn ensure_key(layout: &Layout) -> Result<String> {
@@ -139,7 +130,12 @@ fn wait_for_ssh(layout: &Layout) -> Result<()> {
         pending.retain(|m| !ssh_reachable(m.address));
         if start.elapsed() > deadline {
             let names: Vec<&str> = pending.iter().map(|m| m.name.as_str()).collect();
-            bail!("sshd did not answer within {} s on {}; see {}/machines/NAME/console.log", deadline.as_secs(), names.join(", "), layout.state_dir().display());
+            bail!(
+                "sshd did not answer within {} s on {}; see {}/machines/NAME/console.log",
+                deadline.as_secs(),
+                names.join(", "),
+                layout.state_dir().display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -199,7 +195,13 @@ pub fn status(layout: &Layout) -> Result<Vec<MachineStatus>> {
             MachineStatus {
                 name: m.name.clone(),
                 address: m.address.to_string(),
-                state: if running { "running" } else if layout.machine_dir(&m.name).exists() { "stopped" } else { "absent" },
+                state: if running {
+                    "running"
+                } else if layout.machine_dir(&m.name).exists() {
+                    "stopped"
+                } else {
+                    "absent"
+                },
                 link: match machine::link_up(m) {
                     Some(true) => "up",
                     Some(false) => "partitioned",

@@ -11,8 +11,24 @@ pub const SUITE: &str = "bookworm";
 /// Real components of the lab (sshd, etcd, keepalived, HAProxy under systemd) and what the Kubernetes
 /// stand-ins need (python3 with YAML, openssl, curl).
 pub const PACKAGES: &[&str] = &[
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "iputils-ping", "etcd-server", "etcd-client", "keepalived", "haproxy", "sudo",
-    "ca-certificates", "procps", "kmod", "curl", "openssl", "python3", "python3-yaml",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "iproute2",
+    "iputils-ping",
+    "etcd-server",
+    "etcd-client",
+    "keepalived",
+    "haproxy",
+    "sudo",
+    "ca-certificates",
+    "procps",
+    "kmod",
+    "curl",
+    "openssl",
+    "python3",
+    "python3-yaml",
 ];
 
 /// Bumped when `prepare` changes what it does to the image, so old caches are not reused.

@@ -24,7 +24,13 @@ pub fn require_root() -> Result<()> {
 
 /// The host packages the lab uses, checked up front so a missing one is named with its install command.
 pub fn require_tools() -> Result<()> {
-    const TOOLS: &[(&str, &str)] = &[("debootstrap", "debootstrap"), ("systemd-nspawn", "systemd-container"), ("ip", "iproute2"), ("ssh-keygen", "openssh-client"), ("setsid", "util-linux")];
+    const TOOLS: &[(&str, &str)] = &[
+        ("debootstrap", "debootstrap"),
+        ("systemd-nspawn", "systemd-container"),
+        ("ip", "iproute2"),
+        ("ssh-keygen", "openssh-client"),
+        ("setsid", "util-linux"),
+    ];
     let missing: Vec<&str> = TOOLS.iter().filter(|(tool, _)| which(tool).is_none()).map(|(_, package)| *package).collect();
     if !missing.is_empty() {
         bail!("the lab needs these Debian packages: apt-get install -y {}", missing.join(" "));
@@ -90,12 +96,8 @@ pub fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
 /// Mount points at or below `prefix`, deepest first so they can be unmounted in order.
 pub fn mounts_under(prefix: &Path) -> Vec<std::path::PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<std::path::PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| std::path::PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(prefix))
-        .collect();
+    let mut found: Vec<std::path::PathBuf> =
+        info.lines().filter_map(|l| l.split(' ').nth(4)).map(|p| std::path::PathBuf::from(p.replace("\\040", " "))).filter(|p| p.starts_with(prefix)).collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     found.dedup();
     found

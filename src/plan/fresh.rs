@@ -20,6 +20,11 @@ fn step(id: String, host: &str, action: Action) -> Step {
     Step { id, host: Some(host.to_string()), action, reason: FRESH.to_string() }
 }
 
+/// Cluster-wide steps (CNI, labels, checks) run from the first control plane: it exists from `kubeadm init` on.
+fn first_control_plane(inv: &Inventory) -> String {
+    inv.control_planes().next().map(|h| h.name.clone()).unwrap_or_default()
+}
+
 fn parallel(inv: &Inventory) -> Execution {
     Execution::Parallel { limit: inv.concurrency }
 }
@@ -149,7 +154,7 @@ fn load_balancer(inv: &Inventory) -> Option<Phase> {
             step(format!("lb/{}", h.name), &h.name, Action::StartLoadBalancer { files, services: vec!["haproxy", "keepalived"] })
         })
         .collect();
-    let first = inv.control_planes().next().map(|h| h.name.clone()).unwrap_or_default();
+    let first = first_control_plane(inv);
     steps.push(step("lb/vip".into(), &first, Action::CheckVip { vip: vrrp.vip.to_string() }));
     Some(Phase { name: "loadbalancer", title: "keepalived (VIP) and HAProxy on every control plane", execution: Execution::Sequential, steps })
 }
@@ -172,7 +177,7 @@ fn control_plane(inv: &Inventory) -> Phase {
 }
 
 fn cni(inv: &Inventory) -> Phase {
-    let first = inv.control_planes().next().map(|h| h.name.clone()).unwrap_or_default();
+    let first = first_control_plane(inv);
     let cni = inv.kubernetes.cni;
     let manifest = format!("_cluster/{}", render::cni_file(cni));
     let steps = vec![step("cni/apply".into(), &first, Action::ApplyCni { cni: cni.name(), version: inv.kubernetes.cni_version.to_string(), manifest })];
@@ -191,7 +196,7 @@ fn workers(inv: &Inventory) -> Option<Phase> {
 /// Every node gets its failure-domain labels; those a kubelet may not set on itself (NodeRestriction)
 /// are only applied here, with an admin credential.
 fn labels(inv: &Inventory) -> Phase {
-    let first = inv.control_planes().next().map(|h| h.name.clone()).unwrap_or_default();
+    let first = first_control_plane(inv);
     let steps = inv
         .hosts
         .iter()
@@ -204,7 +209,7 @@ fn labels(inv: &Inventory) -> Phase {
 }
 
 fn verify(inv: &Inventory) -> Phase {
-    let first = inv.control_planes().next().map(|h| h.name.clone()).unwrap_or_default();
+    let first = first_control_plane(inv);
     let members = inv.control_planes().count();
     let mut checks = vec![format!("all {members} etcd members healthy, one leader, no learner")];
     match &inv.load_balancer {
