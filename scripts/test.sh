@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # debootstrap, systemd-container, iproute2: the lab's machines; openssh-client: SSH to them in tests;
-# vagrant: validating vagrant/Vagrantfile.
-PACKAGES=(debootstrap systemd-container iproute2 openssh-client vagrant)
+# etcd-server, etcd-client, openssl: real etcd with kubeha's certificates; vagrant: validating vagrant/Vagrantfile.
+PACKAGES=(debootstrap systemd-container iproute2 openssh-client etcd-server etcd-client openssl vagrant)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

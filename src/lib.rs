@@ -3,6 +3,7 @@ pub mod cli;
 pub mod etcd;
 pub mod inventory;
 pub mod lab;
+pub mod pki;
 pub mod plan;
 pub mod render;
 pub mod topology;

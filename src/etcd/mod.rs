@@ -1,2 +1,4 @@
-//! etcd membership rules that every command shares (pure).
+//! etcd membership rules every command shares (pure): quorum arithmetic, parsed status, quorum gates.
+pub mod gate;
 pub mod quorum;
+pub mod status;

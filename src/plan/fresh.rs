@@ -1,6 +1,5 @@
 //! The plan for a cluster built from nothing (`plan --offline`): every host is assumed fresh.
 use super::*;
-use crate::etcd::quorum;
 use crate::inventory::{Host, Inventory, LoadBalancer};
 use crate::render::context::{self, host_port, peer_url};
 use crate::render::{self, KUBEADM_CONFIG};
@@ -108,14 +107,7 @@ fn pki(inv: &Inventory) -> Phase {
 }
 
 fn gate(when: GateWhen, change: &str, voters: &[String]) -> Action {
-    Action::Gate(Gate {
-        when,
-        change: change.to_string(),
-        voters: voters.to_vec(),
-        quorum: quorum::quorum(voters.len()),
-        require_one_leader: true,
-        max_learners: 0,
-    })
+    Action::Gate(Gate::new(when, change, voters))
 }
 
 /// etcd grows one member at a time: the first starts alone, every other joins as a learner, catches up

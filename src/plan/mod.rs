@@ -4,6 +4,7 @@
 mod display;
 mod fresh;
 
+pub use crate::etcd::gate::{Gate, GateWhen};
 pub use display::text;
 pub use fresh::fresh;
 
@@ -73,28 +74,4 @@ pub enum Action {
     ApplyCni { cni: &'static str, version: String, manifest: String },
     LabelNode { node: String, labels: Vec<String> },
     Verify { checks: Vec<String> },
-}
-
-/// A quorum gate: the state etcd must be in before (or after) one membership change. The executor
-/// stops the run at a failed gate; nothing after it runs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Gate {
-    pub when: GateWhen,
-    /// The membership change this gate guards, e.g. "add cp-2".
-    pub change: String,
-    /// Every one of these voting members must be healthy.
-    pub voters: Vec<String>,
-    /// Votes needed among `voters` (floor(n/2)+1).
-    pub quorum: usize,
-    pub require_one_leader: bool,
-    /// Learners allowed to exist at this point: 0, since kubeha never has two members in flux.
-    pub max_learners: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GateWhen {
-    Before,
-    After,
 }
