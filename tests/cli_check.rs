@@ -49,7 +49,7 @@ fn broken_inventory_reports_every_error_with_its_location() {
         "tests/fixtures/broken.yaml:14:5: spec.hosts[3]: missing required field \"address\"",
         "tests/fixtures/broken.yaml:15:5: spec.hosts[3]: unknown field \"adress\", expected one of name, address, roles, zone, rack, region, labels, taints, ssh (did you mean \"address\"?)",
         "tests/fixtures/broken.yaml:16:21: spec.hosts[3].roles[1]: unknown value \"boss\"",
-        "tests/fixtures/broken.yaml:18:5: duplicate key \"zone\" (first defined at line 17, column 5)",
+        "tests/fixtures/broken.yaml:18:5: spec.hosts[3]: duplicate key \"zone\" (first defined at line 17, column 5)",
         "tests/fixtures/broken.yaml:19:27: spec.hosts[4].address: invalid value \"198.18.0.300\": expected an IPv4 or IPv6 address",
         "tests/fixtures/broken.yaml:20:27: spec.hosts[5].address: host wk-3 has the VIP 198.18.0.100 as its own address",
         "tests/fixtures/broken.yaml: 17 error(s)",

@@ -72,6 +72,22 @@ fn lab_machines_boot_fail_heal_and_leave_nothing_behind() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("peer-ok") && !text.contains("default"), "{text}");
 
+    // A crash that lost the state file: the machines are found by name, stopped and booted again.
+    std::fs::remove_file(format!("{STATE}/state.json")).unwrap();
+    assert!(status().as_array().unwrap().iter().all(|m| m["state"] == "stopped"), "unrecorded machines must not count as ours");
+    let recovered = must(&["lab", "up"]);
+    assert!(recovered.contains("(5 booted, 0 kept)"), "{recovered}");
+    let strays: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .filter(|c| c.starts_with("systemd-nspawn") && c.contains(STATE))
+        .collect();
+    assert_eq!(strays.len(), 5, "exactly one nspawn per machine after recovery: {strays:?}");
+    let out = ssh("198.18.0.13", &known_hosts, "test -x /usr/local/bin/etcd && echo etcd-at-kubeha-path");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("etcd-at-kubeha-path"), "{out:?}");
+
     must(&["lab", "kill", "cp-2"]);
     assert_eq!(machine(&status(), "cp-2")["state"], "stopped");
     assert!(!ssh("198.18.0.12", &known_hosts, "true").status.success(), "a killed machine must be unreachable");

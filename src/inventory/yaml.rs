@@ -142,25 +142,49 @@ impl Builder<'_> {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Open::Sequence { items, .. }) => items.push(node),
-            Some(Open::Mapping { entries, pending_key, .. }) => match pending_key.take() {
-                None => *pending_key = Some(node),
-                Some(key) => {
-                    let Value::Scalar { text, .. } = key.value else {
-                        return Err(Diagnostic::error("", Some(key.mark), "mapping keys must be plain strings, not lists or mappings"));
-                    };
-                    if let Some(first) = entries.iter().find(|e| e.key == text) {
-                        self.duplicates.push(Diagnostic::error(
-                            "",
-                            Some(key.mark),
-                            format!("duplicate key \"{text}\" (first defined at line {}, column {})", first.key_mark.line, first.key_mark.column),
-                        ));
-                    } else {
-                        entries.push(Entry { key: text, key_mark: key.mark, value: node });
-                    }
-                }
-            },
+            Some(Open::Mapping { pending_key, .. }) if pending_key.is_none() => *pending_key = Some(node),
+            Some(Open::Mapping { .. }) => self.finish_entry(node)?,
         }
         Ok(())
+    }
+
+    /// Adds `key: value` to the innermost mapping; a repeated key is reported with the mapping's path and
+    /// the first occurrence is kept.
+    fn finish_entry(&mut self, value: Node) -> Result<(), Diagnostic> {
+        let path = self.open_path();
+        let Some(Open::Mapping { entries, pending_key, .. }) = self.stack.last_mut() else { return Ok(()) };
+        let Some(key) = pending_key.take() else { return Ok(()) };
+        let Value::Scalar { text, .. } = key.value else {
+            return Err(Diagnostic::error(path, Some(key.mark), "mapping keys must be plain strings, not lists or mappings"));
+        };
+        match entries.iter().find(|e| e.key == text) {
+            Some(first) => self.duplicates.push(Diagnostic::error(
+                path,
+                Some(key.mark),
+                format!("duplicate key \"{text}\" (first defined at line {}, column {})", first.key_mark.line, first.key_mark.column),
+            )),
+            None => entries.push(Entry { key: text, key_mark: key.mark, value }),
+        }
+        Ok(())
+    }
+
+    /// The field path of the innermost open collection, e.g. `spec.hosts[3]`, built from the keys and
+    /// indices under which its parents are being filled.
+    fn open_path(&self) -> String {
+        let mut path = String::new();
+        for open in self.stack.iter().rev().skip(1).rev() {
+            match open {
+                Open::Sequence { items, .. } => path.push_str(&format!("[{}]", items.len())),
+                Open::Mapping { pending_key: Some(Node { value: Value::Scalar { text, .. }, .. }), .. } => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(text);
+                }
+                Open::Mapping { .. } => {}
+            }
+        }
+        path
     }
 }
 
@@ -196,6 +220,8 @@ mod tests {
         let (root, dups) = load("a: 1\nb: 2\na: 3\n");
         assert_eq!(dups.len(), 1);
         assert!(dups[0].message.contains("duplicate key \"a\" (first defined at line 1, column 1)"), "{}", dups[0].message);
+        let (_, nested) = load("spec:\n  hosts:\n  - {name: a}\n  - name: b\n    name: c\n");
+        assert_eq!(nested[0].path, "spec.hosts[1]");
         assert_eq!(dups[0].mark.unwrap().line, 3);
         let Value::Mapping(entries) = root.unwrap().unwrap().value else { panic!() };
         assert_eq!(entries.len(), 2);

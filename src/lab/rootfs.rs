@@ -32,7 +32,7 @@ pub const PACKAGES: &[&str] = &[
 ];
 
 /// Bumped when `prepare` changes what it does to the image, so old caches are not reused.
-const SETUP_REVISION: u32 = 1;
+const SETUP_REVISION: u32 = 2;
 
 pub fn cache_key() -> String {
     short_hash(&format!("{SUITE}|minbase|{}|{SETUP_REVISION}", PACKAGES.join(",")))
@@ -58,7 +58,21 @@ pub fn ensure(cache_dir: &Path) -> Result<(PathBuf, bool)> {
     prepare(&building)?;
     std::fs::rename(&building, &final_dir).with_context(|| format!("cannot move the image to {}", final_dir.display()))?;
     eprintln!("lab: image built in {:.0} s", started.elapsed().as_secs_f64());
+    remove_unused_images(cache_dir, &final_dir);
     Ok((final_dir, true))
+}
+
+/// Images of earlier package lists or setup revisions, unless a running machine still has one as its
+/// lower layer: each is some 450 MiB.
+fn remove_unused_images(cache_dir: &Path, keep: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Ok(entries) = std::fs::read_dir(cache_dir) else { return };
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let is_image = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("rootfs-") && !n.ends_with(".building"));
+        if is_image && path != keep && !mounts.contains(&format!("lowerdir={}", path.display())) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Makes the image a set of fresh hosts: services that kubeha configures stay off until it does, every
@@ -74,6 +88,14 @@ fn prepare(root: &Path) -> Result<()> {
         }
     }
     std::fs::write(root.join("etc/machine-id"), "")?;
+    // kubeha's etcd unit runs /usr/local/bin/etcd, where release binaries go on real hosts (and in the
+    // Vagrant lab); here Debian's etcd stands at that path.
+    for tool in ["etcd", "etcdctl"] {
+        let link = root.join("usr/local/bin").join(tool);
+        if !link.exists() {
+            std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), &link)?;
+        }
+    }
     // Debian's etcd package starts with a default data dir of its own; a fresh host has none.
     let _ = std::fs::remove_dir_all(root.join("var/lib/etcd/default"));
     Ok(())
