@@ -2,6 +2,7 @@
 //! on loopback. Each test has its own addresses and ports, so they run in parallel.
 mod support;
 use kubeha::etcd::gate::{Gate, GateWhen, View, evaluate};
+use kubeha::etcd::membership::{Change, changes};
 use kubeha::etcd::status::reconfiguration_not_ready;
 use kubeha::pki::{Authority, LeafSpec};
 use std::process::Output;
@@ -100,6 +101,9 @@ fn learner_then_promote_between_gates() {
     let all: Vec<&Member> = c.members[..3].iter().collect();
     let add = reconfigure(&c, &all, &["member", "add", "p4", "--learner", "--peer-urls", &peer]);
     assert!(add.status.success(), "{add:?}");
+    let inventory: Vec<(String, String)> = c.members.iter().map(|m| (m.name.clone(), c.peer_url(m))).collect();
+    // Stopped right here, the next run would resume by starting the learner.
+    assert_eq!(changes(&inventory, &view(&c)), Ok(vec![Change::StartLearner { name: "p4".into() }]));
     let cluster: Vec<String> = c.members.iter().map(|m| format!("{}={}", m.name, c.peer_url(m))).collect();
     c.spawn(i, &cluster.join(","), "existing");
 
@@ -109,6 +113,7 @@ fn learner_then_promote_between_gates() {
     assert!(promote.status.success(), "learner p4 was not promoted: {promote:?}");
     assert!(c.wait_healthy(HEALTHY_WITHIN));
     assert_eq!(evaluate(&Gate::new(GateWhen::After, "add p4", &names(&["p1", "p2", "p3", "p4"])), &view(&c)), Ok(()));
+    assert_eq!(changes(&inventory, &view(&c)), Ok(vec![]), "converged: nothing left to change");
     let p4: Vec<&Member> = c.members[3..].iter().collect();
     let out = c.etcdctl(&p4, &["get", "key-199", "--print-value-only"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "value", "the new member serves the data written before it joined");
