@@ -1,2 +1,4 @@
 //! kubeha: provisions highly-available Kubernetes clusters from one declarative inventory.
 pub mod cli;
+pub mod facts;
+pub mod ssh;
