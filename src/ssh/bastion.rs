@@ -29,7 +29,7 @@ impl Connector {
         match &target.bastion {
             None => connect_direct(target, opts).await,
             Some(jump) => {
-                let bastion = self.bastion(jump, opts).await.map_err(|e| via_bastion(target, e))?;
+                let bastion = self.bastion(jump, opts).await.map_err(|e| via_bastion(target, jump, e))?;
                 let tunnel = tokio::time::timeout(opts.connect_timeout, bastion.open_tunnel(&target.address, target.port))
                     .await
                     .map_err(|_| SshError::Timeout {
@@ -37,7 +37,7 @@ impl Connector {
                         during: format!("opening a tunnel to {}:{} through {}", target.address, target.port, jump.name),
                         after: opts.connect_timeout,
                     })?
-                    .map_err(|e| via_bastion(target, e))?;
+                    .map_err(|e| via_bastion(target, jump, e))?;
                 SshSession::establish(target, opts, tunnel, Some(bastion)).await
             }
         }
@@ -55,12 +55,9 @@ impl Connector {
     }
 }
 
-/// A bastion failure is reported for the target that needed it, naming the bastion in the detail.
-fn via_bastion(target: &HostTarget, e: SshError) -> SshError {
-    if e.host() == target.name {
-        return e;
-    }
-    SshError::Disconnected { host: target.name.clone(), command: None, detail: format!("via bastion: {e}") }
+/// A bastion failure is reported for the target that needed it; the class stays the bastion's.
+fn via_bastion(target: &HostTarget, jump: &HostTarget, e: SshError) -> SshError {
+    SshError::ViaBastion { host: target.name.clone(), bastion: jump.name.clone(), source: Box::new(e) }
 }
 
 async fn connect_direct(target: &HostTarget, opts: &ConnectOptions) -> Result<SshSession, SshError> {

@@ -37,6 +37,10 @@ pub enum SshError {
     #[error("{host}: connection lost{}: {detail}", command.as_deref().map(|c| format!(" during `{c}`")).unwrap_or_default())]
     Disconnected { host: String, command: Option<String>, detail: String },
 
+    /// The bastion in front of the host could not be used; `source` says why (and names the bastion).
+    #[error("{host}: unreachable through bastion {bastion}: {source}")]
+    ViaBastion { host: String, bastion: String, source: Box<SshError> },
+
     #[error("{host}: SSH protocol error{}: {detail}", command.as_deref().map(|c| format!(" during `{c}`")).unwrap_or_default())]
     Protocol { host: String, command: Option<String>, detail: String },
 }
@@ -54,6 +58,7 @@ impl SshError {
             | SshError::Sudo { host, .. }
             | SshError::CommandFailed { host, .. }
             | SshError::Disconnected { host, .. }
+            | SshError::ViaBastion { host, .. }
             | SshError::Protocol { host, .. } => host,
         }
     }
@@ -70,6 +75,7 @@ impl SshError {
             SshError::CommandFailed { .. } => "command-failed",
             SshError::Disconnected { .. } => "disconnected",
             SshError::Protocol { .. } => "protocol",
+            SshError::ViaBastion { source, .. } => source.kind(),
         }
     }
 }

@@ -201,7 +201,7 @@ impl SshSession {
                 host: self.name.clone(),
                 address: address.to_string(),
                 port,
-                detail: format!("bastion {} could not open a tunnel: {e}", self.name),
+                detail: format!("the bastion refused a direct-tcpip tunnel ({e}); is AllowTcpForwarding enabled?"),
             })?;
         Ok(channel.into_stream())
     }
