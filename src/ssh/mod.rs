@@ -19,6 +19,8 @@ pub mod auth;
 pub mod bastion;
 pub mod error;
 pub mod fake;
+#[cfg(test)]
+mod inprocess_tests;
 pub mod known_hosts;
 pub mod pool;
 pub mod quote;
