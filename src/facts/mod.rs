@@ -69,7 +69,10 @@ pub struct HostReport {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn now_epoch() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 /// Run the probe on one host. The probe's first output is the host's clock, so the arrival of the first
@@ -77,7 +80,9 @@ fn now_epoch() -> f64 {
 pub async fn probe(transport: &dyn Transport) -> Result<HostFacts, FactsError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // Run as root when become applies: /var/lib/etcd is 0700.
-    let command = Command::script(script::PROBE).timeout(PROBE_TIMEOUT).stream_to(tx);
+    let command = Command::script(script::PROBE)
+        .timeout(PROBE_TIMEOUT)
+        .stream_to(tx);
     let before = now_epoch();
     // `command` (and with it the sender) moves into the exec future, so `recv` ends when exec ends even on
     // a transport that never streams.
@@ -90,20 +95,38 @@ pub async fn probe(transport: &dyn Transport) -> Result<HostFacts, FactsError> {
 }
 
 /// Build facts from the probe output and the local instants around the remote clock sample. Pure.
-pub fn from_output(host: &str, output: &str, local_before: f64, local_after: f64) -> Result<HostFacts, FactsError> {
-    let parse_error = |detail: &str| FactsError::Parse { host: host.to_string(), detail: detail.to_string() };
+pub fn from_output(
+    host: &str,
+    output: &str,
+    local_before: f64,
+    local_after: f64,
+) -> Result<HostFacts, FactsError> {
+    let parse_error = |detail: &str| FactsError::Parse {
+        host: host.to_string(),
+        detail: detail.to_string(),
+    };
     let sections = Sections::split(output);
     if !sections.complete() {
         return Err(parse_error("the probe output is truncated"));
     }
-    let required = |name: &str| sections.first_line(name).ok_or_else(|| parse_error(&format!("no {name}")));
-    let remote_time =
-        parse::epoch_seconds(required("time")?).ok_or_else(|| parse_error("the host clock is not a number"))?;
-    let (clock_offset_ms, clock_uncertainty_ms) = parse::clock_offset_ms(local_before, local_after, remote_time);
+    let required = |name: &str| {
+        sections
+            .first_line(name)
+            .ok_or_else(|| parse_error(&format!("no {name}")))
+    };
+    let remote_time = parse::epoch_seconds(required("time")?)
+        .ok_or_else(|| parse_error("the host clock is not a number"))?;
+    let (clock_offset_ms, clock_uncertainty_ms) =
+        parse::clock_offset_ms(local_before, local_after, remote_time);
     let os = parse::os_release(sections.get("os-release").unwrap_or_default());
     let (memory, _swap_total) = parse::meminfo(sections.get("meminfo").unwrap_or_default());
     let listening_now = parse::listening_ports(sections.get("listen").unwrap_or_default());
-    let paths: Vec<&str> = sections.get("paths").unwrap_or_default().lines().map(str::trim).collect();
+    let paths: Vec<&str> = sections
+        .get("paths")
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .collect();
 
     let software = script::SOFTWARE
         .iter()
@@ -111,7 +134,9 @@ pub fn from_output(host: &str, output: &str, local_before: f64, local_after: f64
             let state = parse::installed(sections.get(&format!("bin {name}")).unwrap_or_default());
             let version = match state {
                 Installed::Absent => None,
-                Installed::Present { version, .. } => Some(version.unwrap_or_else(|| "unknown".into())),
+                Installed::Present { version, .. } => {
+                    Some(version.unwrap_or_else(|| "unknown".into()))
+                }
             };
             (name.to_string(), version)
         })
@@ -119,19 +144,28 @@ pub fn from_output(host: &str, output: &str, local_before: f64, local_after: f64
 
     Ok(HostFacts {
         hostname: required("hostname")?.to_string(),
-        os_id: if os.id.is_empty() { "unknown".into() } else { os.id },
+        os_id: if os.id.is_empty() {
+            "unknown".into()
+        } else {
+            os.id
+        },
         os_version: os.version_id,
         os_pretty_name: os.pretty_name,
         kernel: required("kernel")?.to_string(),
         arch: required("arch")?.to_string(),
-        cpus: required("cpus")?.parse().map_err(|_| parse_error("the CPU count is not a number"))?,
+        cpus: required("cpus")?
+            .parse()
+            .map_err(|_| parse_error("the CPU count is not a number"))?,
         memory_bytes: memory.ok_or_else(|| parse_error("no MemTotal in /proc/meminfo"))?,
         swap_on: parse::swap_active(sections.get("swaps").unwrap_or_default()),
         clock_offset_ms,
         clock_uncertainty_ms,
         systemd: sections.first_line("systemd") == Some("running"),
         software,
-        listening: script::WATCHED_PORTS.iter().map(|p| (*p, listening_now.contains(p))).collect(),
+        listening: script::WATCHED_PORTS
+            .iter()
+            .map(|p| (*p, listening_now.contains(p)))
+            .collect(),
         etcd_data_dir: paths.contains(&"etcd-data-dir"),
         etc_kubernetes: paths.contains(&"etc-kubernetes"),
     })
@@ -148,7 +182,10 @@ pub async fn gather(targets: &[HostTarget], opts: &ConnectOptions) -> Vec<HostRe
         tasks.spawn(async move {
             let result = match session {
                 Ok(session) => {
-                    let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
+                    let _permit = limit
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore is never closed");
                     probe(session.as_ref()).await
                 }
                 Err(e) => Err(FactsError::Ssh(e)),
@@ -180,7 +217,10 @@ mod tests {
         let fake = RecordingTransport::new("cp1").on("@@kubeha", DEBIAN12);
         let facts = probe(&fake).await.expect("facts");
         assert_eq!(fake.scripts().len(), 1, "one exec per host");
-        assert!(matches!(&fake.recorded()[0], crate::ssh::fake::Recorded::Exec { as_root: true, .. }));
+        assert!(matches!(
+            &fake.recorded()[0],
+            crate::ssh::fake::Recorded::Exec { as_root: true, .. }
+        ));
         assert_eq!(facts.hostname, "vm");
         assert_eq!(facts.os_id, "debian");
         assert_eq!(facts.os_version, "12");
@@ -194,7 +234,8 @@ mod tests {
 
     #[test]
     fn control_plane_host() {
-        let facts = from_output("cp2", CONTROL_PLANE, 1_800_000_000.0, 1_800_000_000.010).expect("facts");
+        let facts =
+            from_output("cp2", CONTROL_PLANE, 1_800_000_000.0, 1_800_000_000.010).expect("facts");
         assert_eq!(facts.clock_offset_ms, 1_245);
         assert_eq!(facts.clock_uncertainty_ms, 5);
         assert_eq!(facts.software["kubeadm"].as_deref(), Some("1.31.2"));
@@ -205,7 +246,15 @@ mod tests {
         assert!(facts.swap_on);
         assert!(facts.systemd);
         assert!(facts.etcd_data_dir && facts.etc_kubernetes);
-        assert_eq!(facts.listening.iter().filter(|(_, l)| **l).map(|(p, _)| *p).collect::<Vec<_>>(), vec![2379, 2380, 6443, 10250]);
+        assert_eq!(
+            facts
+                .listening
+                .iter()
+                .filter(|(_, l)| **l)
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>(),
+            vec![2379, 2380, 6443, 10250]
+        );
     }
 
     #[test]
@@ -220,7 +269,11 @@ mod tests {
     async fn probe_failure_is_reported_for_the_host() {
         let fake = RecordingTransport::new("cp9").respond(
             "@@kubeha",
-            Err(SshError::Sudo { host: "cp9".into(), command: "probe".into(), message: "a password is required".into() }),
+            Err(SshError::Sudo {
+                host: "cp9".into(),
+                command: "probe".into(),
+                message: "a password is required".into(),
+            }),
         );
         let err = probe(&fake).await.unwrap_err();
         assert_eq!(err.host(), "cp9");

@@ -33,7 +33,11 @@ pub async fn authenticate<H: russh::client::Handler>(
             Err(problem) => {
                 let detail = problem.describe();
                 tried.push(format!("key {} ({detail})", path.display()));
-                key_problem.get_or_insert(SshError::Key { host: target.name.clone(), path, detail });
+                key_problem.get_or_insert(SshError::Key {
+                    host: target.name.clone(),
+                    path,
+                    detail,
+                });
             }
         }
     }
@@ -54,7 +58,11 @@ pub async fn authenticate<H: russh::client::Handler>(
     Err(SshError::Auth {
         host: target.name.clone(),
         user: target.user.clone(),
-        tried: if tried.is_empty() { "no identity file and no agent".into() } else { tried.join(", ") },
+        tried: if tried.is_empty() {
+            "no identity file and no agent".into()
+        } else {
+            tried.join(", ")
+        },
     })
 }
 
@@ -62,8 +70,13 @@ fn identity_files(target: &HostTarget) -> Vec<PathBuf> {
     if let Some(path) = &target.identity_file {
         return vec![path.clone()];
     }
-    let Some(home) = std::env::var_os("HOME") else { return Vec::new() };
-    ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|name| Path::new(&home).join(".ssh").join(name)).collect()
+    let Some(home) = std::env::var_os("HOME") else {
+        return Vec::new();
+    };
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|name| Path::new(&home).join(".ssh").join(name))
+        .collect()
 }
 
 enum KeyLoad {
@@ -78,7 +91,9 @@ impl KeyLoad {
         match self {
             KeyLoad::Missing => "file not found".into(),
             KeyLoad::NeedsPassphrase => format!("the key is encrypted; set {PASSPHRASE_ENV}"),
-            KeyLoad::WrongPassphrase => format!("cannot decrypt the key with the passphrase from {PASSPHRASE_ENV}"),
+            KeyLoad::WrongPassphrase => {
+                format!("cannot decrypt the key with the passphrase from {PASSPHRASE_ENV}")
+            }
             KeyLoad::Invalid(detail) => detail.clone(),
         }
     }
@@ -93,13 +108,20 @@ fn load_key(path: &Path) -> Result<PrivateKey, KeyLoad> {
     match russh::keys::load_secret_key(path, passphrase.as_deref()) {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => Err(KeyLoad::NeedsPassphrase),
-        Err(e) if passphrase.is_some() && looks_like_decrypt_failure(&e) => Err(KeyLoad::WrongPassphrase),
+        Err(e) if passphrase.is_some() && looks_like_decrypt_failure(&e) => {
+            Err(KeyLoad::WrongPassphrase)
+        }
         Err(e) => Err(KeyLoad::Invalid(e.to_string())),
     }
 }
 
 fn looks_like_decrypt_failure(e: &russh::keys::Error) -> bool {
-    matches!(e, russh::keys::Error::KeyIsCorrupt | russh::keys::Error::SshKey(_) | russh::keys::Error::Unpad(_))
+    matches!(
+        e,
+        russh::keys::Error::KeyIsCorrupt
+            | russh::keys::Error::SshKey(_)
+            | russh::keys::Error::Unpad(_)
+    )
 }
 
 async fn try_key<H: russh::client::Handler>(
@@ -109,12 +131,19 @@ async fn try_key<H: russh::client::Handler>(
 ) -> Result<bool, SshError> {
     // For RSA keys negotiate rsa-sha2-256/512: OpenSSH 8.8+ refuses the SHA-1 `ssh-rsa` signature.
     let hash = if key.algorithm().is_rsa() {
-        handle.best_supported_rsa_hash().await.map_err(|e| protocol(target, e))?.flatten()
+        handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(|e| protocol(target, e))?
+            .flatten()
     } else {
         None
     };
     let result = handle
-        .authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+        .authenticate_publickey(
+            target.user.clone(),
+            PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+        )
         .await
         .map_err(|e| protocol(target, e))?;
     Ok(result.success())
@@ -125,8 +154,13 @@ async fn try_agent<H: russh::client::Handler>(
     handle: &mut Handle<H>,
     target: &HostTarget,
 ) -> Result<Option<bool>, String> {
-    let mut agent = AgentClient::connect_env().await.map_err(|e| e.to_string())?;
-    let identities = agent.request_identities().await.map_err(|e| e.to_string())?;
+    let mut agent = AgentClient::connect_env()
+        .await
+        .map_err(|e| e.to_string())?;
+    let identities = agent
+        .request_identities()
+        .await
+        .map_err(|e| e.to_string())?;
     let keys: Vec<_> = identities
         .into_iter()
         .filter_map(|id| match id {
@@ -139,11 +173,18 @@ async fn try_agent<H: russh::client::Handler>(
     }
     for key in keys {
         let hash = if key.algorithm().is_rsa() {
-            handle.best_supported_rsa_hash().await.map_err(|e| e.to_string())?.flatten()
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(|e| e.to_string())?
+                .flatten()
         } else {
             None
         };
-        match handle.authenticate_publickey_with(target.user.clone(), key, hash, &mut agent).await {
+        match handle
+            .authenticate_publickey_with(target.user.clone(), key, hash, &mut agent)
+            .await
+        {
             Ok(result) if result.success() => return Ok(Some(true)),
             Ok(_) => {}
             Err(e) => return Err(format!("{e:?}")),
@@ -153,5 +194,9 @@ async fn try_agent<H: russh::client::Handler>(
 }
 
 fn protocol(target: &HostTarget, e: russh::Error) -> SshError {
-    SshError::Protocol { host: target.name.clone(), command: None, detail: e.to_string() }
+    SshError::Protocol {
+        host: target.name.clone(),
+        command: None,
+        detail: e.to_string(),
+    }
 }

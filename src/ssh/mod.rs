@@ -65,7 +65,11 @@ pub struct HostTarget {
 
 impl HostTarget {
     /// A target with OpenSSH's defaults: port 22, no explicit key, default known_hosts files.
-    pub fn new(name: impl Into<String>, address: impl Into<String>, user: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        address: impl Into<String>,
+        user: impl Into<String>,
+    ) -> Self {
         HostTarget {
             name: name.into(),
             address: address.into(),
@@ -155,7 +159,13 @@ impl Command {
 
     /// A trusted shell script (our own text, with any variable parts already quoted).
     pub fn script(script: impl Into<String>) -> Self {
-        Command { script: script.into(), stdin: None, timeout: Self::DEFAULT_TIMEOUT, as_root: true, stream_to: None }
+        Command {
+            script: script.into(),
+            stdin: None,
+            timeout: Self::DEFAULT_TIMEOUT,
+            as_root: true,
+            stream_to: None,
+        }
     }
 
     pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {

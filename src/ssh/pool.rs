@@ -17,7 +17,10 @@ pub struct Pool {
 impl Pool {
     /// Connect to every target, at most `opts.concurrency` at a time. Returns the pool of hosts that
     /// connected and, in input order, the hosts that did not: one bad host never hides the others' results.
-    pub async fn connect_all(targets: &[HostTarget], opts: &ConnectOptions) -> (Pool, Vec<SshError>) {
+    pub async fn connect_all(
+        targets: &[HostTarget],
+        opts: &ConnectOptions,
+    ) -> (Pool, Vec<SshError>) {
         let results = connect_each(targets, opts).await;
         let mut pool = Pool::default();
         let mut failures = Vec::new();
@@ -49,11 +52,11 @@ impl Pool {
     }
 }
 
+/// A host name and its connection outcome.
+pub type Connected = (String, Result<Arc<SshSession>, SshError>);
+
 /// Connect to every target with bounded concurrency; results come back in the order of `targets`.
-pub async fn connect_each(
-    targets: &[HostTarget],
-    opts: &ConnectOptions,
-) -> Vec<(String, Result<Arc<SshSession>, SshError>)> {
+pub async fn connect_each(targets: &[HostTarget], opts: &ConnectOptions) -> Vec<Connected> {
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let connector = Arc::new(Connector::new());
     let mut tasks = JoinSet::new();
@@ -61,12 +64,15 @@ pub async fn connect_each(
         let (limit, connector, opts) = (limit.clone(), connector.clone(), opts.clone());
         tasks.spawn(async move {
             // The semaphore is never closed, so acquire only fails if that invariant breaks.
-            let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
+            let _permit = limit
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             let result = connector.connect(&target, &opts).await.map(Arc::new);
             (index, target.name, result)
         });
     }
-    let mut results: Vec<Option<(String, Result<Arc<SshSession>, SshError>)>> = targets.iter().map(|_| None).collect();
+    let mut results: Vec<Option<Connected>> = targets.iter().map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((index, name, result)) => results[index] = Some((name, result)),

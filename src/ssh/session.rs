@@ -11,8 +11,8 @@ use tokio::sync::OnceCell;
 
 use super::known_hosts::{self, HostKeyProblem, KnownHosts, Verdict};
 use super::{
-    BoxFuture, Become, Command, ConnectOptions, ExitStatus, HostTarget, Output, SshError, Stream, Transport, Upload,
-    UploadOutcome, auth, sudo, upload,
+    Become, BoxFuture, Command, ConnectOptions, ExitStatus, HostTarget, Output, SshError, Stream,
+    Transport, Upload, UploadOutcome, auth, sudo, upload,
 };
 
 /// Extra time granted locally beyond a command's own timeout, for the remote `timeout` to fire and report.
@@ -34,14 +34,16 @@ pub struct SshSession {
 
 impl std::fmt::Debug for SshSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SshSession").field("name", &self.name).field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("SshSession")
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
     }
 }
 
 /// russh calls this during the handshake; the verdict is also left in `problem` so the caller can report
 /// *why* the key was refused (russh itself only says "unknown key").
 pub struct HostKeyChecker {
-    host: String,
     lookup_host: String,
     port: u16,
     files: Vec<std::path::PathBuf>,
@@ -53,7 +55,10 @@ pub struct HostKeyChecker {
 impl client::Handler for HostKeyChecker {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, offered: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        offered: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let lookup = known_hosts::lookup_name(&self.lookup_host, self.port);
         let key = match offered {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
@@ -65,10 +70,17 @@ impl client::Handler for HostKeyChecker {
         let offered_type = key.algorithm().to_string();
         match self.known.check(&self.lookup_host, self.port, key) {
             Verdict::Trusted { .. } => Ok(true),
-            Verdict::Revoked { file, line } => {
-                Ok(self.refuse(HostKeyProblem::Revoked { lookup, file, line, offered_fingerprint }))
-            }
-            Verdict::Changed { file, line, recorded } => Ok(self.refuse(HostKeyProblem::Changed {
+            Verdict::Revoked { file, line } => Ok(self.refuse(HostKeyProblem::Revoked {
+                lookup,
+                file,
+                line,
+                offered_fingerprint,
+            })),
+            Verdict::Changed {
+                file,
+                line,
+                recorded,
+            } => Ok(self.refuse(HostKeyProblem::Changed {
                 lookup,
                 file,
                 line,
@@ -81,7 +93,10 @@ impl client::Handler for HostKeyChecker {
                 let file = self.files.first().cloned().unwrap_or_default();
                 match known_hosts::append(&file, &self.lookup_host, self.port, key) {
                     Ok(()) => Ok(true),
-                    Err(e) => Ok(self.refuse(HostKeyProblem::Unreadable { file, detail: e.to_string() })),
+                    Err(e) => Ok(self.refuse(HostKeyProblem::Unreadable {
+                        file,
+                        detail: e.to_string(),
+                    })),
                 }
             }
             Verdict::Unknown => Ok(self.refuse(HostKeyProblem::Unknown {
@@ -96,7 +111,6 @@ impl client::Handler for HostKeyChecker {
 
 impl HostKeyChecker {
     fn refuse(&self, problem: HostKeyProblem) -> bool {
-        let _ = self.host.as_str(); // the host name is attached by the caller
         *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(problem);
         false
     }
@@ -141,12 +155,13 @@ impl SshSession {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let files = target.known_hosts_files_or_default();
-        let known = KnownHosts::load(&files)
-            .map_err(|problem| SshError::HostKey { host: target.name.clone(), problem: Box::new(problem) })?;
+        let known = KnownHosts::load(&files).map_err(|problem| SshError::HostKey {
+            host: target.name.clone(),
+            problem,
+        })?;
         let config = Arc::new(client_config(opts, &known, target));
         let problem = Arc::new(Mutex::new(None));
         let checker = HostKeyChecker {
-            host: target.name.clone(),
             lookup_host: target.address.clone(),
             port: target.port,
             files,
@@ -158,8 +173,12 @@ impl SshSession {
             let mut handle = match client::connect_stream(config, stream, checker).await {
                 Ok(handle) => handle,
                 Err(e) => {
-                    if let Some(problem) = problem.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                        return Err(SshError::HostKey { host: target.name.clone(), problem: Box::new(problem) });
+                    if let Some(problem) = problem.lock().unwrap_or_else(|p| p.into_inner()).take()
+                    {
+                        return Err(SshError::HostKey {
+                            host: target.name.clone(),
+                            problem: Box::new(problem),
+                        });
                     }
                     return Err(handshake_error(target, e));
                 }
@@ -167,11 +186,16 @@ impl SshSession {
             auth::authenticate(&mut handle, target).await?;
             Ok(handle)
         };
-        let handle = tokio::time::timeout(opts.connect_timeout, handshake).await.map_err(|_| SshError::Timeout {
-            host: target.name.clone(),
-            during: format!("SSH handshake and authentication with {}:{}", target.address, target.port),
-            after: opts.connect_timeout,
-        })??;
+        let handle = tokio::time::timeout(opts.connect_timeout, handshake)
+            .await
+            .map_err(|_| SshError::Timeout {
+                host: target.name.clone(),
+                during: format!(
+                    "SSH handshake and authentication with {}:{}",
+                    target.address, target.port
+                ),
+                after: opts.connect_timeout,
+            })??;
         Ok(SshSession {
             name: target.name.clone(),
             user: target.user.clone(),
@@ -192,7 +216,11 @@ impl SshSession {
     }
 
     /// Open a direct-tcpip channel from this host to `address:port` (used to reach hosts behind a bastion).
-    pub async fn open_tunnel(&self, address: &str, port: u16) -> Result<russh::ChannelStream<client::Msg>, SshError> {
+    pub async fn open_tunnel(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<client::Msg>, SshError> {
         let channel = self
             .handle
             .channel_open_direct_tcpip(address.to_string(), port as u32, "127.0.0.1", 0)
@@ -215,10 +243,15 @@ impl SshSession {
         let ready = self
             .sudo_ready
             .get_or_init(|| async {
-                let probe = Command::script(sudo::SUDO_PROBE).unprivileged().timeout(Duration::from_secs(15));
+                let probe = Command::script(sudo::SUDO_PROBE)
+                    .unprivileged()
+                    .timeout(Duration::from_secs(15));
                 match self.exec_raw(&probe, sudo::SUDO_PROBE.to_string()).await {
                     Ok(out) if out.status.success() => Ok(()),
-                    Ok(out) => Err(sudo::explain_probe_failure(&self.user, &String::from_utf8_lossy(&out.stderr))),
+                    Ok(out) => Err(sudo::explain_probe_failure(
+                        &self.user,
+                        &String::from_utf8_lossy(&out.stderr),
+                    )),
                     Err(e) => Err(e.to_string()),
                 }
             })
@@ -244,18 +277,33 @@ impl SshSession {
     }
 
     fn timeout_error(&self, command: &Command) -> SshError {
-        SshError::Timeout { host: self.name.clone(), during: format!("running `{}`", command.script), after: command.timeout }
+        SshError::Timeout {
+            host: self.name.clone(),
+            during: format!("running `{}`", command.script),
+            after: command.timeout,
+        }
     }
 
     fn lost(&self, command: &Command, detail: impl Into<String>) -> SshError {
-        SshError::Disconnected { host: self.name.clone(), command: Some(command.script.clone()), detail: detail.into() }
+        SshError::Disconnected {
+            host: self.name.clone(),
+            command: Some(command.script.clone()),
+            detail: detail.into(),
+        }
     }
 
     /// Run `remote` verbatim on a fresh channel, feeding stdin while reading output (a command that writes a
     /// lot before reading its input would otherwise deadlock against the channel window).
     async fn exec_raw(&self, command: &Command, remote: String) -> Result<Output, SshError> {
-        let channel = self.handle.channel_open_session().await.map_err(|e| self.lost(command, e.to_string()))?;
-        channel.exec(true, remote).await.map_err(|e| self.lost(command, e.to_string()))?;
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.lost(command, e.to_string()))?;
+        channel
+            .exec(true, remote)
+            .await
+            .map_err(|e| self.lost(command, e.to_string()))?;
         let (mut reader, writer) = channel.split();
 
         let feed = async {
@@ -266,16 +314,26 @@ impl SshSession {
             let _ = writer.eof().await;
         };
         let collect = async {
-            let mut out = Output { status: ExitStatus::Unknown, stdout: Vec::new(), stderr: Vec::new() };
+            let mut out = Output {
+                status: ExitStatus::Unknown,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
             // The exit status can arrive before the last output: read until the channel is gone.
             while let Some(msg) = reader.wait().await {
                 match msg {
-                    ChannelMsg::Data { data } => self.capture(command, Stream::Stdout, &data, &mut out.stdout),
+                    ChannelMsg::Data { data } => {
+                        self.capture(command, Stream::Stdout, &data, &mut out.stdout)
+                    }
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
                         self.capture(command, Stream::Stderr, &data, &mut out.stderr)
                     }
-                    ChannelMsg::ExitStatus { exit_status } => out.status = ExitStatus::Code(exit_status),
-                    ChannelMsg::ExitSignal { signal_name, .. } => out.status = ExitStatus::Signal(format!("{signal_name:?}")),
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        out.status = ExitStatus::Code(exit_status)
+                    }
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        out.status = ExitStatus::Signal(format!("{signal_name:?}"))
+                    }
                     _ => {}
                 }
             }
@@ -332,6 +390,9 @@ fn handshake_error(target: &HostTarget, e: russh::Error) -> SshError {
     SshError::Protocol {
         host: target.name.clone(),
         command: None,
-        detail: format!("handshake with {}:{} failed: {e}", target.address, target.port),
+        detail: format!(
+            "handshake with {}:{} failed: {e}",
+            target.address, target.port
+        ),
     }
 }

@@ -15,7 +15,10 @@ use super::{Command, ExitStatus, SshError, Transport, Upload, UploadOutcome};
 const ABSENT_EXIT: u32 = 44;
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Generous for large files on slow links; uploads are rare and big ones are artifacts.
@@ -23,7 +26,10 @@ fn upload_timeout(len: usize) -> Duration {
     Duration::from_secs(120 + (len as u64 >> 20))
 }
 
-pub async fn upload<T: Transport + ?Sized>(t: &T, file: &Upload) -> Result<UploadOutcome, SshError> {
+pub async fn upload<T: Transport + ?Sized>(
+    t: &T,
+    file: &Upload,
+) -> Result<UploadOutcome, SshError> {
     let hash = sha256_hex(&file.contents);
     let path = quote(&file.path);
     let probe = Command::script(format!(
@@ -35,7 +41,11 @@ pub async fn upload<T: Transport + ?Sized>(t: &T, file: &Upload) -> Result<Uploa
         return Ok(UploadOutcome::Unchanged);
     }
 
-    let chown = file.owner.as_deref().map(|o| format!("chown -- {} \"$t\"\n", quote(o))).unwrap_or_default();
+    let chown = file
+        .owner
+        .as_deref()
+        .map(|o| format!("chown -- {} \"$t\"\n", quote(o)))
+        .unwrap_or_default();
     let script = format!(
         "set -e\numask 077\nt=$(mktemp -- {tmpl})\ntrap 'rm -f -- \"$t\"' EXIT\ncat > \"$t\"\n\
          if [ \"$(sha256sum < \"$t\" | cut -d' ' -f1)\" != {hash} ]; then echo 'uploaded content hash mismatch' >&2; exit 1; fi\n\
@@ -43,7 +53,9 @@ pub async fn upload<T: Transport + ?Sized>(t: &T, file: &Upload) -> Result<Uploa
         tmpl = quote(&format!("{}.kubeha.XXXXXXXX", file.path)),
         mode = file.mode,
     );
-    let write = Command::script(script).stdin(file.contents.clone()).timeout(upload_timeout(file.contents.len()));
+    let write = Command::script(script)
+        .stdin(file.contents.clone())
+        .timeout(upload_timeout(file.contents.len()));
     t.run(&write).await?;
     Ok(UploadOutcome::Written)
 }
@@ -51,8 +63,12 @@ pub async fn upload<T: Transport + ?Sized>(t: &T, file: &Upload) -> Result<Uploa
 /// Pure comparison of the probe's output with what we want on disk.
 pub fn is_current(probe_output: &str, hash: &str, mode: u32, owner: Option<&str>) -> bool {
     let mut lines = probe_output.lines();
-    let (Some(remote_hash), Some(meta)) = (lines.next(), lines.next()) else { return false };
-    let Some((remote_mode, remote_owner)) = meta.trim().split_once(' ') else { return false };
+    let (Some(remote_hash), Some(meta)) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let Some((remote_mode, remote_owner)) = meta.trim().split_once(' ') else {
+        return false;
+    };
     let owner_ok = match owner {
         None => true,
         Some(want) if want.contains(':') => remote_owner == want,
@@ -61,10 +77,15 @@ pub fn is_current(probe_output: &str, hash: &str, mode: u32, owner: Option<&str>
     remote_hash.trim() == hash && u32::from_str_radix(remote_mode, 8).ok() == Some(mode) && owner_ok
 }
 
-pub async fn read_file<T: Transport + ?Sized>(t: &T, path: &str) -> Result<Option<Vec<u8>>, SshError> {
+pub async fn read_file<T: Transport + ?Sized>(
+    t: &T,
+    path: &str,
+) -> Result<Option<Vec<u8>>, SshError> {
     let path = quote(path);
-    let command = Command::script(format!("if [ -e {path} ]; then exec cat -- {path}; else exit {ABSENT_EXIT}; fi"))
-        .timeout(Duration::from_secs(120));
+    let command = Command::script(format!(
+        "if [ -e {path} ]; then exec cat -- {path}; else exit {ABSENT_EXIT}; fi"
+    ))
+    .timeout(Duration::from_secs(120));
     let out = t.exec(&command).await?;
     if out.status == ExitStatus::Code(ABSENT_EXIT) {
         return Ok(None);
@@ -78,7 +99,10 @@ mod tests {
 
     #[test]
     fn hash_hex() {
-        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]
