@@ -1,6 +1,7 @@
 //! Read-only facts about hosts, gathered with one probe exec per host (see `script`) and parsed by pure
 //! functions (see `parse`).
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -175,18 +176,31 @@ pub fn from_output(
 /// report, in the order given; a failing host does not stop the others.
 pub async fn gather(targets: &[HostTarget], opts: &ConnectOptions) -> Vec<HostReport> {
     let connected = crate::ssh::pool::connect_each(targets, opts).await;
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
+    let hosts = connected
+        .into_iter()
+        .map(|(name, session)| (name, session.map(|s| s as Arc<dyn Transport>)))
+        .collect();
+    probe_all(hosts, opts.concurrency).await
+}
+
+/// A host name and its transport, or why there is none.
+pub type ProbeTarget = (String, Result<Arc<dyn Transport>, SshError>);
+
+/// Probe hosts that are already connected (or failed to), e.g. over a pool the caller keeps for later
+/// steps, or over fakes in tests. Reports come back in input order.
+pub async fn probe_all(hosts: Vec<ProbeTarget>, concurrency: usize) -> Vec<HostReport> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, (name, session)) in connected.into_iter().enumerate() {
+    for (index, (name, transport)) in hosts.into_iter().enumerate() {
         let limit = limit.clone();
         tasks.spawn(async move {
-            let result = match session {
-                Ok(session) => {
+            let result = match transport {
+                Ok(transport) => {
                     let _permit = limit
                         .acquire_owned()
                         .await
                         .expect("semaphore is never closed");
-                    probe(session.as_ref()).await
+                    probe(transport.as_ref()).await
                 }
                 Err(e) => Err(FactsError::Ssh(e)),
             };
@@ -263,6 +277,40 @@ mod tests {
         let err = from_output("w3", cut, 0.0, 0.0).unwrap_err();
         assert_eq!(err.host(), "w3");
         assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn probe_all_keeps_order_and_reports_every_host() {
+        let ok: Arc<dyn Transport> =
+            Arc::new(RecordingTransport::new("a").on("@@kubeha", DEBIAN12));
+        let broken: Arc<dyn Transport> =
+            Arc::new(RecordingTransport::new("c").on("@@kubeha", "garbage"));
+        let down = SshError::Refused {
+            host: "b".into(),
+            address: "10.0.0.2".into(),
+            port: 22,
+            detail: "connection refused".into(),
+        };
+        let reports = probe_all(
+            vec![
+                ("a".into(), Ok(ok)),
+                ("b".into(), Err(down)),
+                ("c".into(), Ok(broken)),
+            ],
+            2,
+        )
+        .await;
+        assert_eq!(
+            reports.iter().map(|r| r.host.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert!(reports[0].result.is_ok());
+        assert!(matches!(
+            reports[1].result,
+            Err(FactsError::Ssh(SshError::Refused { .. }))
+        ));
+        assert!(matches!(reports[2].result, Err(FactsError::Parse { .. })));
+        assert_eq!(report::failed_hosts(&reports), ["b", "c"]);
     }
 
     #[tokio::test]

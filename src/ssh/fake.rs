@@ -194,6 +194,26 @@ mod tests {
         assert_eq!(fake.recorded().len(), 4);
     }
 
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let c = Command::script("kubeadm join --config /dev/stdin").stdin(b"token-abc".to_vec());
+        let u = Upload {
+            path: "/etc/k".into(),
+            contents: b"PRIVATE KEY".to_vec(),
+            mode: 0o600,
+            owner: None,
+        };
+        let shown = format!("{c:?} {u:?}");
+        assert!(
+            !shown.contains("token-abc") && !shown.contains("PRIVATE"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("<9 bytes>") && shown.contains("mode: 600"),
+            "{shown}"
+        );
+    }
+
     #[tokio::test]
     async fn usable_as_a_trait_object() {
         let fake: std::sync::Arc<dyn Transport> =

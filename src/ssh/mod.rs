@@ -130,7 +130,7 @@ pub enum Stream {
 }
 
 /// One command to run on a host.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Command {
     /// Shell text run by `sh -c` on the host. Build it with [`Command::argv`] (every word quoted) unless it
     /// is a fixed script of our own.
@@ -190,6 +190,21 @@ impl Command {
     }
 }
 
+/// Hand-written so that stdin (where secrets travel) never reaches a log through `{:?}`.
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Command")
+            .field("script", &self.script)
+            .field(
+                "stdin",
+                &self.stdin.as_ref().map(|s| format!("<{} bytes>", s.len())),
+            )
+            .field("timeout", &self.timeout)
+            .field("as_root", &self.as_root)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a finished command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -218,7 +233,7 @@ impl Output {
 }
 
 /// A file to place on a host.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Upload {
     pub path: String,
     pub contents: Vec<u8>,
@@ -226,6 +241,18 @@ pub struct Upload {
     pub mode: u32,
     /// `user` or `user:group`; `None` keeps the login user (or root with sudo).
     pub owner: Option<String>,
+}
+
+/// Hand-written: file contents may be keys or tokens, so `{:?}` shows only their size and hash.
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("path", &self.path)
+            .field("contents", &format!("<{} bytes>", self.contents.len()))
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("owner", &self.owner)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

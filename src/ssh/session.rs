@@ -240,22 +240,25 @@ impl SshSession {
 
     /// Probe sudo once per connection so a password-requiring sudo gives one clear error, fast.
     async fn ensure_sudo(&self, command: &Command) -> Result<(), SshError> {
+        // Only sudo's own answer is remembered; a transport failure during the probe is reported as
+        // what it is (and the probe is retried next time), not mistaken for a sudo refusal.
         let ready = self
             .sudo_ready
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 let probe = Command::script(sudo::SUDO_PROBE)
                     .unprivileged()
                     .timeout(Duration::from_secs(15));
-                match self.exec_raw(&probe, sudo::SUDO_PROBE.to_string()).await {
-                    Ok(out) if out.status.success() => Ok(()),
-                    Ok(out) => Err(sudo::explain_probe_failure(
+                let out = self.exec_raw(&probe, sudo::SUDO_PROBE.to_string()).await?;
+                Ok::<_, SshError>(if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(sudo::explain_probe_failure(
                         &self.user,
                         &String::from_utf8_lossy(&out.stderr),
-                    )),
-                    Err(e) => Err(e.to_string()),
-                }
+                    ))
+                })
             })
-            .await;
+            .await?;
         ready.clone().map_err(|message| SshError::Sudo {
             host: self.name.clone(),
             command: command.script.clone(),
