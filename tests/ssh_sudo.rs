@@ -55,6 +55,23 @@ async fn passwordless_sudo_runs_as_root() {
         .await
         .unwrap();
     assert_eq!(out.stdout, b"token");
+    // A root command that overruns is stopped although the login user could not signal it.
+    let err = s
+        .run(&Command::script("sleep 96.25").timeout(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::Timeout { .. }), "{err}");
+    let running = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", "sleep 96.25"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    assert!(
+        support::sshd::eventually(Duration::from_secs(5), || !running()),
+        "root command survived its timeout"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -80,7 +80,7 @@ pub enum HostKeyProblem {
         line: usize,
         offered_fingerprint: String,
     },
-    Unreadable {
+    FileError {
         file: PathBuf,
         detail: String,
     },
@@ -132,10 +132,10 @@ impl fmt::Display for HostKeyProblem {
                 "host key {offered_fingerprint} of {lookup} is marked @revoked at {}:{line}",
                 file.display()
             ),
-            HostKeyProblem::Unreadable { file, detail } => {
+            HostKeyProblem::FileError { file, detail } => {
                 write!(
                     f,
-                    "cannot read known_hosts file {}: {detail}",
+                    "cannot read or update known_hosts file {}: {detail}",
                     file.display()
                 )
             }
@@ -173,7 +173,7 @@ impl KnownHosts {
                 Ok(text) => known.add_text(file, &text),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(Box::new(HostKeyProblem::Unreadable {
+                    return Err(Box::new(HostKeyProblem::FileError {
                         file: file.clone(),
                         detail: e.to_string(),
                     }));

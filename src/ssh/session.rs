@@ -93,7 +93,7 @@ impl client::Handler for HostKeyChecker {
                 let file = self.files.first().cloned().unwrap_or_default();
                 match known_hosts::append(&file, &self.lookup_host, self.port, key) {
                     Ok(()) => Ok(true),
-                    Err(e) => Ok(self.refuse(HostKeyProblem::Unreadable {
+                    Err(e) => Ok(self.refuse(HostKeyProblem::FileError {
                         file,
                         detail: e.to_string(),
                     })),
