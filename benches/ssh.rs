@@ -74,7 +74,10 @@ fn opts() -> ConnectOptions {
     }
 }
 
-async fn sequential() -> (Duration, Duration) {
+/// Upload timings: (kubeha upload incl. hash check + temp file + rename, ssh `cat > file` over the master).
+struct UploadTimes(Duration, Duration);
+
+async fn sequential() -> (Duration, Duration, UploadTimes) {
     let sshd = TestSshd::start("127.0.0.11");
     let mut target = sshd.target("seq", user());
     target.r#become = kubeha::ssh::Become::None;
@@ -121,13 +124,53 @@ async fn sequential() -> (Duration, Duration) {
         }
         theirs.push(started.elapsed());
     }
+    // 64 MiB upload: ours (compare, stream, verify sha256 remotely, rename) vs a bare `cat > file`.
+    let contents: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let local = sshd.dir.path().join("payload");
+    std::fs::write(&local, &contents).expect("payload");
+    let mut ours_upload = Vec::new();
+    let mut theirs_upload = Vec::new();
+    for round in 0..3 {
+        let up = kubeha::ssh::Upload {
+            path: format!("/tmp/kubeha-bench-upload-{round}"),
+            contents: contents.clone(),
+            mode: 0o644,
+            owner: None,
+        };
+        let _ = std::fs::remove_file(&up.path);
+        let started = Instant::now();
+        session.upload(&up).await.expect("upload");
+        ours_upload.push(started.elapsed());
+        let _ = std::fs::remove_file(&up.path);
+
+        let started = Instant::now();
+        let ok = ssh_base(&sshd)
+            .arg("-o")
+            .arg(format!("ControlPath={}", control.display()))
+            .arg(format!("{}@127.0.0.11", user()))
+            .arg(format!("cat > /tmp/kubeha-bench-upload-ssh-{round}"))
+            .stdin(std::fs::File::open(&local).expect("payload"))
+            .status()
+            .expect("ssh")
+            .success();
+        assert!(ok);
+        theirs_upload.push(started.elapsed());
+        let _ = std::fs::remove_file(format!("/tmp/kubeha-bench-upload-ssh-{round}"));
+    }
+
     // Stop the master through its control socket (it exits; no process is killed by name).
     let _ = ssh_base(&sshd)
         .arg("-o")
         .arg(format!("ControlPath={}", control.display()))
         .args(["-O", "exit", &format!("{}@127.0.0.11", user())])
         .status();
-    (ours, median(theirs))
+    (
+        ours,
+        median(theirs),
+        UploadTimes(median(ours_upload), median(theirs_upload)),
+    )
 }
 
 async fn futures_rounds<F, Fut>(mut round: F) -> Vec<Duration>
@@ -201,7 +244,7 @@ fn main() {
     println!("remote user: {}", user());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let (ours, theirs) = sequential().await;
+        let (ours, theirs, upload) = sequential().await;
         println!(
             "sequential: {SEQUENTIAL} commands, one host: kubeha {:.1} ms ({:.2} ms/cmd), ssh+ControlMaster {:.1} ms ({:.2} ms/cmd), ratio ssh/kubeha = {:.2}",
             ours.as_secs_f64() * 1e3,
@@ -209,6 +252,11 @@ fn main() {
             theirs.as_secs_f64() * 1e3,
             theirs.as_secs_f64() * 1e3 / SEQUENTIAL as f64,
             theirs.as_secs_f64() / ours.as_secs_f64()
+        );
+        println!(
+            "upload 64 MiB: kubeha {:.0} ms (with remote sha256 check, temp file, rename), ssh 'cat > f' {:.0} ms",
+            upload.0.as_secs_f64() * 1e3,
+            upload.1.as_secs_f64() * 1e3
         );
         let (ours, theirs) = parallel().await;
         println!(

@@ -2,7 +2,9 @@
 //!
 //! Upload is: compare (hash, mode, owner) -> skip if identical; else stream the bytes on stdin into a temp
 //! file created by mktemp next to the target (same file system, so the final rename is atomic), check its
-//! hash, set mode and owner, rename. The content never appears on a command line, and the temp file is 0600
+//! size, set mode and owner, rename. The size check is what stops a connection lost mid-transfer from
+//! installing a truncated file (`cat` just sees EOF); corruption in transit is already excluded by the SSH
+//! MAC, so re-hashing remotely (which tripled the time of a 64 MiB upload) buys nothing. The content never appears on a command line, and the temp file is 0600
 //! from its creation (mktemp + umask), so secrets are never readable by others, even briefly.
 use std::time::Duration;
 
@@ -48,10 +50,11 @@ pub async fn upload<T: Transport + ?Sized>(
         .unwrap_or_default();
     let script = format!(
         "set -e\numask 077\nt=$(mktemp -- {tmpl})\ntrap 'rm -f -- \"$t\"' EXIT\ncat > \"$t\"\n\
-         if [ \"$(sha256sum < \"$t\" | cut -d' ' -f1)\" != {hash} ]; then echo 'uploaded content hash mismatch' >&2; exit 1; fi\n\
+         if [ \"$(wc -c < \"$t\")\" -ne {len} ]; then echo 'upload truncated' >&2; exit 1; fi\n\
          chmod {mode:o} \"$t\"\n{chown}mv -f -- \"$t\" {path}\ntrap - EXIT\n",
         tmpl = quote(&format!("{}.kubeha.XXXXXXXX", file.path)),
         mode = file.mode,
+        len = file.contents.len(),
     );
     let write = Command::script(script)
         .stdin(file.contents.clone())
