@@ -254,7 +254,7 @@ fn main() {
             theirs.as_secs_f64() / ours.as_secs_f64()
         );
         println!(
-            "upload 64 MiB: kubeha {:.0} ms (with remote sha256 check, temp file, rename), ssh 'cat > f' {:.0} ms",
+            "upload 64 MiB: kubeha {:.0} ms (hash compare, temp file, size check, rename), ssh 'cat > f' {:.0} ms",
             upload.0.as_secs_f64() * 1e3,
             upload.1.as_secs_f64() * 1e3
         );

@@ -218,7 +218,7 @@ async fn server_dying_mid_command_is_an_error_not_a_hang() {
     let s = connect(&sshd, "h24").await;
     let running = tokio::spawn(async move {
         let r = s
-            .run(&Command::script("echo started; sleep 60").timeout(Duration::from_secs(120)))
+            .run(&Command::script("echo started; sleep 61.7").timeout(Duration::from_secs(120)))
             .await;
         (r, s)
     });
@@ -226,7 +226,7 @@ async fn server_dying_mid_command_is_an_error_not_a_hang() {
     assert!(
         eventually(Duration::from_secs(10), || {
             std::process::Command::new("pgrep")
-                .args(["-f", "sleep 60"])
+                .args(["-f", "sleep 61.7"])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false)
@@ -243,7 +243,7 @@ async fn server_dying_mid_command_is_an_error_not_a_hang() {
     assert!(matches!(err, SshError::Disconnected { .. }), "{err}");
     assert!(
         err.to_string()
-            .contains("h24: connection lost during `echo started; sleep 60`"),
+            .contains("h24: connection lost during `echo started; sleep 61.7`"),
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));

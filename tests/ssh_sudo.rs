@@ -55,6 +55,9 @@ async fn passwordless_sudo_runs_as_root() {
         .await
         .unwrap();
     assert_eq!(out.stdout, b"token");
+    // The facts probe runs through sudo too (it needs root for /var/lib/etcd).
+    let facts = kubeha::facts::probe(&s).await.expect("facts via sudo");
+    assert!(facts.cpus > 0);
     // A root command that overruns is stopped although the login user could not signal it.
     let err = s
         .run(&Command::script("sleep 96.25").timeout(Duration::from_secs(1)))
