@@ -63,6 +63,14 @@ fn lab_machines_boot_fail_heal_and_leave_nothing_behind() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(text.lines().collect::<Vec<_>>(), [*name, "running"], "{name}: {text} {}", String::from_utf8_lossy(&out.stderr));
     }
+    // kubeha's own transport reaches the lab with nothing else to configure, host keys checked strictly.
+    let facts = must(&["facts", "--output", "json"]);
+    let facts: serde_json::Value = serde_json::from_str(&facts).unwrap();
+    let text = facts.to_string();
+    for (name, _) in HOSTS {
+        assert!(text.contains(&format!("\"hostname\":\"{name}\"")), "facts lack {name}: {text}");
+    }
+    assert!(text.contains("3.4.23"), "facts must see the lab's etcd: {text}");
     // Strictness is real: the same connection without the lab's known_hosts is refused.
     let empty = tempfile::NamedTempFile::new().unwrap();
     let out = ssh("198.18.0.11", &empty.path().to_string_lossy(), "true");

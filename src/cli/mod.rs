@@ -1,6 +1,7 @@
 //! Command-line surface: one file per command. Each turns its arguments into a call of the library and
 //! returns an [`Outcome`]; exit codes are decided here and nowhere else.
 mod check;
+mod facts;
 mod init;
 mod lab;
 mod plan;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Validate an inventory and check that etcd keeps quorum when any one region, zone or rack is lost.
     Check(check::Args),
+    /// Probe every host over SSH (read-only): OS, resources, installed components, listening ports.
+    Facts(facts::Args),
     /// Render every configuration file (kubeadm, etcd, keepalived, HAProxy, CNI, systemd) into a folder.
     Render(render::Args),
     /// Show the ordered steps, with their quorum gates, that bring the cluster up.
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Facts(args) => facts::run(args),
         Command::Render(args) => render::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Init(args) => init::run(args),

@@ -1,0 +1,51 @@
+//! The single probe script: one exec per host prints every fact in `@@kubeha NAME@@` sections, which the
+//! pure parsers in `parse` take apart. One round trip instead of a dozen keeps `facts` fast on 30+ hosts.
+//!
+//! The clock comes first so it is sampled as close as possible to the moment we measure locally. Commands
+//! that may be missing are probed with `command -v`, never assumed; `ss` falls back to /proc/net/tcp{,6}.
+
+/// Ports whose listeners matter to an HA control plane: etcd client/peer, API server, HAProxy front end for
+/// the API, kubelet.
+pub const WATCHED_PORTS: [u16; 5] = [2379, 2380, 6443, 8443, 10250];
+
+/// Software whose installed version is reported.
+pub const SOFTWARE: [&str; 6] = [
+    "etcd",
+    "keepalived",
+    "haproxy",
+    "kubeadm",
+    "kubelet",
+    "containerd",
+];
+
+pub const PROBE: &str = r#"PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin:/usr/bin:/bin"
+s() { printf '@@kubeha %s@@\n' "$1"; }
+s time; date +%s.%N
+s os-release; cat /etc/os-release 2>/dev/null
+s kernel; uname -r
+s arch; uname -m
+s cpus; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN
+s meminfo; grep -E '^(MemTotal|SwapTotal):' /proc/meminfo
+s swaps; cat /proc/swaps 2>/dev/null
+s hostname; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
+s systemd; if [ -d /run/systemd/system ]; then echo running; elif command -v systemctl >/dev/null 2>&1; then echo installed; else echo absent; fi
+for b in etcd keepalived haproxy kubeadm kubelet containerd; do
+  s "bin $b"
+  if p=$(command -v "$b" 2>/dev/null); then
+    echo "path $p"
+    case $b in
+      haproxy) "$p" -v ;;
+      kubeadm) "$p" version -o short ;;
+      *) "$p" --version ;;
+    esac 2>&1 | head -n 3
+  else
+    echo absent
+  fi
+done
+s listen
+if command -v ss >/dev/null 2>&1; then echo "source ss"; ss -Htln; else echo "source proc"; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; fi
+s paths
+if [ -d /var/lib/etcd/member ]; then echo etcd-data-dir; fi
+if [ -d /etc/kubernetes ]; then echo etc-kubernetes; fi
+s end
+"#;
