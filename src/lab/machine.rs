@@ -43,9 +43,10 @@ pub fn prepare(layout: &Layout, m: &Machine, image: &Path, lab_public_key: &str,
             "ssh-keygen",
             &["-q", "-t", "ed25519", "-N", "", "-C", &format!("root@{}", m.name), "-f", &root.join("etc/ssh/ssh_host_ed25519_key").to_string_lossy()],
         )?;
-        if let Some(dir) = standins {
-            run(&dir.join("install.sh").to_string_lossy(), &[&root.to_string_lossy()]).context("installing the Kubernetes stand-ins")?;
-        }
+    }
+    // On every boot, not only at creation: a machine rebooted after the stand-ins changed gets the new ones.
+    if let Some(dir) = standins {
+        run(&dir.join("install.sh").to_string_lossy(), &[&root.to_string_lossy()]).context("installing the Kubernetes stand-ins")?;
     }
     // Written on every `up`: the inventory (other hosts, segments) or the lab key may have changed.
     write_network(layout, m, root)?;
