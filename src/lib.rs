@@ -1,6 +1,7 @@
 //! kubeha: provisions highly-available Kubernetes clusters from one declarative inventory.
 pub mod cli;
 pub mod etcd;
+pub mod exec;
 pub mod facts;
 pub mod inventory;
 pub mod lab;

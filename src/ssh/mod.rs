@@ -24,6 +24,7 @@ mod inprocess_tests;
 pub mod known_hosts;
 pub mod pool;
 pub mod quote;
+pub mod targets;
 pub mod session;
 pub mod sudo;
 pub mod upload;
