@@ -21,7 +21,7 @@ impl Drop for LabGuard {
     }
 }
 
-type ControlPlanes = Vec<(String, Result<Arc<dyn Transport>, SshError>)>;
+type ControlPlanes = Vec<ssh::targets::Connection>;
 
 async fn connect(inv: &Inventory) -> ControlPlanes {
     let targets: Vec<ssh::HostTarget> = inv.control_planes().map(ssh::targets::target).collect();

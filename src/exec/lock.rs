@@ -185,7 +185,7 @@ impl ClusterLock {
 /// Takes the lock on the control planes, in the order given (inventory order). `control_planes` holds every
 /// control plane, with its transport or the reason it is unreachable.
 pub async fn acquire(
-    control_planes: &[(String, Result<Arc<dyn Transport>, SshError>)],
+    control_planes: &[crate::ssh::targets::Connection],
     me: Holder,
     force_unlock: bool,
     pid_alive: impl Fn(u32) -> bool,

@@ -37,3 +37,6 @@ pub fn target(host: &Host) -> HostTarget {
 pub fn connect_options(inv: &Inventory, accept_new_host_keys: bool) -> ConnectOptions {
     ConnectOptions { accept_new_host_keys, concurrency: inv.concurrency, ..ConnectOptions::default() }
 }
+
+/// A host name with its connected transport, or why it could not be reached.
+pub type Connection = (String, Result<std::sync::Arc<dyn super::Transport>, super::SshError>);
