@@ -3,7 +3,7 @@
 use assert_cmd::Command;
 use kubeha::exec::lock::{self, Holder, LockError};
 use kubeha::inventory::{self, Inventory};
-use kubeha::ssh::{self, SshError, Transport};
+use kubeha::ssh::{self, Transport};
 use std::sync::Arc;
 use std::time::Duration;
 
