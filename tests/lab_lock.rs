@@ -63,7 +63,12 @@ async fn two_runs_never_hold_the_cluster_together() {
     next.release().await.unwrap();
 
     // A silent holder on another machine is only suspect: refused with the way out, taken with --force-unlock.
-    let elsewhere = Holder { operator_host: "ops-2".into(), operator: "alice@ops-2".into(), heartbeat_unix: lock::now_unix() - 600, ..Holder::for_this_run("kubeha apply") };
+    let elsewhere = Holder {
+        operator_host: "ops-2".into(),
+        operator: "alice@ops-2".into(),
+        heartbeat_unix: lock::now_unix() - 600,
+        ..Holder::for_this_run("kubeha apply")
+    };
     drop(lock::acquire(&cps, elsewhere, false, alive).await.unwrap());
     let refused = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), false, alive).await.err().unwrap().to_string();
     assert!(refused.contains("looks stale (no heartbeat for") && refused.contains("alice@ops-2") && refused.contains("--force-unlock"), "{refused}");

@@ -1,7 +1,7 @@
 //! `kubeha facts`: read-only probes of every host over SSH, in parallel.
 use super::{InventoryArg, Outcome, OutputFormat, report};
-use crate::ssh::targets::{connect_options, target};
 use crate::ssh::HostTarget;
+use crate::ssh::targets::{connect_options, target};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -166,7 +166,8 @@ impl ClusterLock {
         let pattern = quote::quote(&format!("\"runId\":\"{}\"", self.holder.run_id));
         let record = serde_json::to_vec(&self.holder).unwrap_or_default();
         for t in &self.hosts {
-            let script = format!("umask 077; grep -qF {pattern} {dir}/holder.json && cat > {dir}/holder.json.new && mv {dir}/holder.json.new {dir}/holder.json");
+            let script =
+                format!("umask 077; grep -qF {pattern} {dir}/holder.json && cat > {dir}/holder.json.new && mv {dir}/holder.json.new {dir}/holder.json");
             t.run(&Command::script(script).stdin(record.clone()).timeout(LOCK_COMMAND_TIMEOUT))
                 .await
                 .map_err(|source| LockError::Transport { host: t.host().to_string(), source })?;
@@ -250,7 +251,15 @@ mod tests {
     use super::*;
 
     fn holder(host: &str, pid: u32, heartbeat: u64) -> Holder {
-        Holder { run_id: "r".into(), operator: format!("ops@{host}"), operator_host: host.into(), pid, command: "kubeha apply".into(), started_unix: 0, heartbeat_unix: heartbeat }
+        Holder {
+            run_id: "r".into(),
+            operator: format!("ops@{host}"),
+            operator_host: host.into(),
+            pid,
+            command: "kubeha apply".into(),
+            started_unix: 0,
+            heartbeat_unix: heartbeat,
+        }
     }
 
     #[test]

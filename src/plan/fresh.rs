@@ -87,20 +87,7 @@ fn pki(inv: &Inventory) -> Phase {
     let mut steps = vec![Step { id: "pki/generate".into(), host: None, action: Action::GenerateEtcdPki { members: members.clone() }, reason: FRESH.into() }];
     let dir = context::ETCD_PKI_DIR;
     for m in &members {
-        let files = [
-            "ca.crt",
-            "server.crt",
-            "server.key",
-            "peer.crt",
-            "peer.key",
-            "apiserver-etcd-client.crt",
-            "apiserver-etcd-client.key",
-            "kubeha-etcd-client.crt",
-            "kubeha-etcd-client.key",
-        ]
-        .iter()
-        .map(|f| format!("{dir}/{f}"))
-        .collect();
+        let files = crate::pki::member_file_names().iter().map(|f| format!("{dir}/{f}")).collect();
         steps.push(step(format!("pki/{m}"), m, Action::InstallEtcdPki { files }));
     }
     Phase { name: "pki", title: "etcd certificate authority and member certificates", execution: Execution::Sequential, steps }
