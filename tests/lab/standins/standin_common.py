@@ -461,7 +461,8 @@ def env_file_args(path, var):
         return []
     for line in read_file(path).decode().splitlines():
         if line.startswith(var + "="):
-            return shlex.split(line[len(var) + 1:])
+            # systemd strips the quotes of the file, then splits an unquoted $VAR at whitespace.
+            return " ".join(shlex.split(line[len(var) + 1:])).split()
     return []
 
 
@@ -504,7 +505,11 @@ def start_unit(unit):
     log = open(os.path.join(log_dir, unit + ".log"), "ab")
     p = subprocess.Popen([sys.executable] + unit_argv(unit), stdin=subprocess.DEVNULL, stdout=log,
                          stderr=subprocess.STDOUT, start_new_session=True)
-    open(_pid_file(unit), "w").write(str(p.pid))
+    with open(_pid_file(unit), "w") as f:
+        f.write(str(p.pid))
+    # Popen may return (vfork) before the kernel has set up the new program's cmdline, which tracked_pid
+    # checks; wait (bounded) until it shows, so callers never see a started unit as "not running".
+    wait_for(lambda: tracked_pid(unit) is not None or p.poll() is not None, 5, 0.01)
 
 
 def stop_unit(unit):
