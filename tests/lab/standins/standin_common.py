@@ -23,12 +23,14 @@ import re
 import secrets
 import shlex
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import yaml
@@ -312,6 +314,32 @@ class Etcd:
         p = self._run(["endpoint", "health"], endpoints=[endpoint])
         out = (p.stdout + p.stderr).decode(errors="replace").strip()
         return p.returncode == 0, out
+
+    def diagnose(self, endpoint):
+        """Why an endpoint failed, told apart by a direct TLS connection with our client certificate:
+        unreachable, etcd's server certificate not signed by our caFile, or our client certificate refused."""
+        u = urllib.parse.urlparse(endpoint)
+        try:
+            ctx = ssl.create_default_context(cafile=root_path(self.ca))
+            ctx.load_cert_chain(root_path(self.cert), root_path(self.key))
+        except (OSError, ssl.SSLError) as e:
+            return f"cannot load the etcd client TLS files: {e}"
+        try:
+            sock = socket.create_connection((u.hostname, u.port), timeout=self.timeout)
+        except OSError as e:
+            return f"unreachable: {e}"
+        try:
+            with ctx.wrap_socket(sock, server_hostname=u.hostname) as tls:
+                tls.sendall(f"GET /health HTTP/1.1\r\nHost: {u.netloc}\r\nConnection: close\r\n\r\n".encode())
+                reply = tls.recv(4096).decode(errors="replace")
+        except ssl.SSLCertVerificationError as e:
+            return f"TLS: etcd's server certificate is not trusted by caFile {self.ca}: {e.verify_message}"
+        except (ssl.SSLError, OSError) as e:
+            return (f"TLS: etcd refused the client certificate {self.cert} (not signed by the CA etcd trusts?): "
+                    f"{e}")
+        if not reply:
+            return f"TLS: etcd closed the connection; it refused the client certificate {self.cert}"
+        return "member reachable over TLS but not healthy: " + reply.split("\r\n\r\n", 1)[-1][:200]
 
     def get(self, key):
         p = self._run(["get", ETCD_PREFIX + key, "-w", "json"])

@@ -793,5 +793,31 @@ class TestCluster(ClusterFixture):
         self.assertIsNone(https_status(f"https://{CP_IPS[1]}:{self.api_port}/readyz")[0])
 
 
+class TestInstall(StandinTestCase):
+    def test_install_sh_puts_tools_and_units_in_place(self):
+        dest = tempfile.mkdtemp(prefix="standin-install-")
+        self.addCleanup(shutil.rmtree, dest, True)
+        self.assertOk(subprocess.run(["sh", os.path.join(HERE, "install.sh"), dest], capture_output=True,
+                                     text=True, timeout=30))
+        for tool in ("kubeadm", "kubelet", "kubectl", "kube-apiserver"):
+            path = os.path.join(dest, "usr/bin", tool)
+            self.assertTrue(os.access(path, os.X_OK), path)
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+            self.assertIn("stand-in (kubeha lab, not Kubernetes)", out)
+        units = os.path.join(dest, "etc/systemd/system")
+        self.assertEqual(sorted(os.listdir(units)), ["kube-apiserver-standin.service", "kubelet.service"])
+        self.assertFalse(os.path.exists(os.path.join(units, "multi-user.target.wants")), "units must not be enabled")
+        # The process seam used by the tests runs what the units run.
+        api = open(os.path.join(units, "kube-apiserver-standin.service")).read()
+        self.assertIn("EnvironmentFile=/etc/kubernetes/standin/kube-apiserver.env", api)
+        self.assertIn("ExecStart=/usr/bin/kube-apiserver $KUBE_APISERVER_ARGS", api)
+        kubelet = open(os.path.join(units, "kubelet.service")).read()
+        self.assertIn("EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env", kubelet)
+        self.assertIn("ExecStart=/usr/bin/kubelet --kubeconfig=/etc/kubernetes/kubelet.conf "
+                      "--config=/var/lib/kubelet/config.yaml $KUBELET_KUBEADM_ARGS", kubelet)
+        self.assertFails(subprocess.run(["sh", os.path.join(HERE, "install.sh")], capture_output=True, text=True,
+                                        timeout=30), "usage")
+
+
 if __name__ == "__main__":
     unittest.main()
