@@ -347,6 +347,35 @@ class Etcd:
         kvs = json.loads(p.stdout).get("kvs") or []
         return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
 
+    def get_rev(self, key):
+        """(value or None, mod_revision or 0), for compare-and-swap updates."""
+        p = self._run(["get", ETCD_PREFIX + key, "-w", "json"])
+        self._check(p, "get " + key)
+        kvs = json.loads(p.stdout).get("kvs") or []
+        if not kvs:
+            return None, 0
+        return json.loads(base64.b64decode(kvs[0]["value"])), int(kvs[0]["mod_revision"])
+
+    def put_if(self, key, value, mod_revision):
+        """Put only if the key is unchanged since mod_revision (0: only if absent). True if written.
+        Several API servers and kubelets write the same Node: without this, a heartbeat that read the
+        Node before a `kubectl label` would silently drop the label when it writes."""
+        k = json.dumps(ETCD_PREFIX + key)  # etcdctl txn reads Go-quoted strings; JSON quoting is compatible
+        cmp = f'create({k}) = "0"' if mod_revision == 0 else f'mod({k}) = "{mod_revision}"'
+        script = f"{cmp}\n\nput {k} {json.dumps(json.dumps(value, sort_keys=True))}\n\n\n"
+        p = self._run(["txn"], input=script.encode())
+        self._check(p, "txn " + key)
+        return p.stdout.startswith(b"SUCCESS")
+
+    def update(self, key, change, attempts=20):
+        """Read-modify-write with compare-and-swap; change(value) returns the new value (value may be None)."""
+        for _ in range(attempts):
+            value, rev = self.get_rev(key)
+            new = change(value)
+            if self.put_if(key, new, rev):
+                return new
+        raise StandinError(f"etcd update of {key}: still conflicting after {attempts} attempts")
+
     def list(self, prefix):
         p = self._run(["get", ETCD_PREFIX + prefix, "--prefix", "-w", "json"])
         self._check(p, "get --prefix " + prefix)
