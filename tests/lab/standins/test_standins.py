@@ -30,7 +30,7 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from standin_common import kill_and_wait, spki_sha256, wait_for  # noqa: E402
+from standin_common import Etcd, kill_and_wait, spki_sha256, wait_for  # noqa: E402
 
 FIXTURES = os.path.join(HERE, "fixtures")
 TOKEN = "abcdef.0123456789abcdef"
@@ -209,7 +209,8 @@ class Node:
         sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d + "/ca.key", "-out", d + "/ca.crt",
            "-days", "3650", "-subj", "/CN=kubernetes", "-addext", "basicConstraints=critical,CA:TRUE",
            "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign")
-        return spki_sha256(open(d + "/ca.crt", "rb").read())
+        with open(d + "/ca.crt", "rb") as f:
+            return spki_sha256(f.read())
 
     def run(self, tool, *args, input=None, timeout=120):
         return subprocess.run([sys.executable, os.path.join(HERE, tool), *args], input=input, env=self.env,
@@ -224,7 +225,7 @@ class Node:
 
     def unit_pid(self, unit):
         try:
-            return int(open(self.path(f"/run/kubeha-standin/{unit}.pid")).read())
+            return int(slurp(self.path(f"/run/kubeha-standin/{unit}.pid")))
         except (OSError, ValueError):
             return None
 
@@ -236,9 +237,14 @@ class Node:
                 kill_and_wait(pid)
 
 
+def slurp(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
 def _is_standin(pid):
     try:
-        cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+        cmd = slurp(f"/proc/{pid}/cmdline", "rb")
     except OSError:
         return False
     return HERE.encode() in cmd
@@ -451,7 +457,9 @@ class TestConfigParsing(StandinTestCase):
         docs = load_fixture("kubeha-init-cp-1.yaml")
         docs[0]["nodeRegistration"]["kubeletExtraArgs"][1]["value"] = "node-role.kubernetes.io/worker="
         self.init_fails(docs, "NodeRestriction")
-        text = open(os.path.join(FIXTURES, "kubeha-init-cp-1.yaml")).read().replace(
+        with open(os.path.join(FIXTURES, "kubeha-init-cp-1.yaml")) as f:
+            text = f.read()
+        text = text.replace(
             "kubernetesVersion: \"v1.36.4\"", "kubernetesVersion: \"v1.36.4\"\nkubernetesVersion: \"v1.36.5\"")
         p = self.node.write_config(text)
         self.assertFails(self.node.run("kubeadm", "init", "--config", p, "--upload-certs"),
@@ -592,7 +600,7 @@ class TestCluster(ClusterFixture):
         subject = sh("openssl", "x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in",
                      self.cp1.path("/etc/kubernetes/pki/apiserver.crt")).decode()
         self.assertIn("kube-apiserver", subject)
-        admin = yaml.safe_load(open(self.cp1.path("/etc/kubernetes/admin.conf")))
+        admin = yaml.safe_load(slurp(self.cp1.path("/etc/kubernetes/admin.conf")))
         self.assertEqual(admin["clusters"][0]["cluster"]["server"], f"https://{self.endpoint}")
         import base64
         cert = base64.b64decode(admin["users"][0]["user"]["client-certificate-data"])
@@ -661,7 +669,7 @@ class TestCluster(ClusterFixture):
         self.assertOk(self.join(cp2, join_docs(cp2, self.endpoint, self.ca_hash, self.api_port)))
         ca = self.cp1.path("/etc/kubernetes/pki/ca.crt")
         self.assertEqual(https_status(f"https://{CP_IPS[1]}:{self.api_port}/readyz", ca), (200, "ok"))
-        self.assertEqual(open(cp2.path("/etc/kubernetes/pki/ca.crt")).read(), open(ca).read())
+        self.assertEqual(slurp(cp2.path("/etc/kubernetes/pki/ca.crt")), slurp(ca))
         # cp-2's own API server serves the same cluster (state is in etcd)
         p = cp2.run("kubectl", "get", "--raw", "/api/v1/nodes/cp-2")
         self.assertEqual(json.loads(self.assertOk(p))["metadata"]["name"], "cp-2")
@@ -762,6 +770,13 @@ class TestCluster(ClusterFixture):
         p = self.join(cp3, join_docs(cp3, self.endpoint, self.ca_hash, self.api_port, token="short0.0123456789abcdef",
                                      cert_key=new_key))
         self.assertFails(p, "not issued", "expired")
+        # the uploaded certificates expire after 2 h: stand in for the clock by back-dating them in etcd
+        etcd = Etcd(self.etcd.endpoints(), self.pki.ca_crt, self.pki.client_crt, self.pki.client_key)
+        etcd.update("kubeadm-certs", lambda blob: dict(blob, expires=time.time() - 1))
+        p = self.join(cp3, join_docs(cp3, self.endpoint, self.ca_hash, self.api_port, cert_key=new_key))
+        self.assertFails(p, "kubeadm-certs", "expired", "upload-certs")
+        self.assertOk(self.cp1.run("kubeadm", "init", "phase", "upload-certs", "--upload-certs",
+                                   "--certificate-key", new_key))
         self.assertOk(self.join(cp3, join_docs(cp3, self.endpoint, self.ca_hash, self.api_port, cert_key=new_key,
                                                zone="az-c")))
 
@@ -808,10 +823,10 @@ class TestInstall(StandinTestCase):
         self.assertEqual(sorted(os.listdir(units)), ["kube-apiserver-standin.service", "kubelet.service"])
         self.assertFalse(os.path.exists(os.path.join(units, "multi-user.target.wants")), "units must not be enabled")
         # The process seam used by the tests runs what the units run.
-        api = open(os.path.join(units, "kube-apiserver-standin.service")).read()
+        api = slurp(os.path.join(units, "kube-apiserver-standin.service"))
         self.assertIn("EnvironmentFile=/etc/kubernetes/standin/kube-apiserver.env", api)
         self.assertIn("ExecStart=/usr/bin/kube-apiserver $KUBE_APISERVER_ARGS", api)
-        kubelet = open(os.path.join(units, "kubelet.service")).read()
+        kubelet = slurp(os.path.join(units, "kubelet.service"))
         self.assertIn("EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env", kubelet)
         self.assertIn("ExecStart=/usr/bin/kubelet --kubeconfig=/etc/kubernetes/kubelet.conf "
                       "--config=/var/lib/kubelet/config.yaml $KUBELET_KUBEADM_ARGS", kubelet)
