@@ -139,6 +139,7 @@ class EtcdCluster:
                 f"--peer-cert-file={pki.server_crt}", f"--peer-key-file={pki.server_key}",
                 "--heartbeat-interval=50", "--election-timeout=500", "--logger=zap"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()  # etcd has its own descriptor now
             _OWNED_PIDS.add(p.pid)
             self.procs[ip], self.logs[ip] = p, log.name
         if not wait_for(lambda: all(self.healthy(ip) for ip in ips), 30, 0.2):
@@ -806,6 +807,114 @@ class TestCluster(ClusterFixture):
         names = [n["metadata"]["name"] for n in self.nodes_json()]
         self.assertNotIn("cp-2", names)
         self.assertIsNone(https_status(f"https://{CP_IPS[1]}:{self.api_port}/readyz")[0])
+
+
+class HealthCheckedProxy:
+    """HAProxy of the lab in miniature: TCP forwarding (TLS ends at the API servers) to the backends
+    whose HTTPS GET /healthz answers 200, checked without verifying, like `check ... verify none`."""
+
+    def __init__(self, ip, port, backends):
+        self.backends, self.healthy = backends, set()
+        self.stop = threading.Event()
+        self.sock = socket.create_server((ip, port))
+        self.sock.settimeout(0.2)
+        self.threads = [threading.Thread(target=self._check_loop, daemon=True),
+                        threading.Thread(target=self._accept_loop, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _check_loop(self):
+        while not self.stop.is_set():
+            for b in self.backends:
+                status, _ = https_status(f"https://{b[0]}:{b[1]}/healthz", timeout=1)
+                (self.healthy.add if status == 200 else self.healthy.discard)(b)
+            self.stop.wait(0.3)
+
+    def _accept_loop(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._forward, args=(conn,), daemon=True).start()
+
+    def _forward(self, conn):
+        up = sorted(self.healthy)
+        try:
+            if not up:
+                raise OSError("no healthy backend")  # like HAProxy with all servers down: close
+            upstream = socket.create_connection(up[int(time.monotonic() * 1000) % len(up)], timeout=2)
+        except OSError:
+            conn.close()
+            return
+        for s in (conn, upstream):
+            s.settimeout(30)
+        back = threading.Thread(target=self._pipe, args=(upstream, conn), daemon=True)
+        back.start()
+        self._pipe(conn, upstream)
+        back.join(30)
+        conn.close()
+        upstream.close()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+        for t in self.threads:
+            t.join(5)
+
+
+class TestThroughVip(ClusterFixture):
+    """controlPlaneEndpoint is a health-checked proxy in front of all API servers, as VIP + HAProxy are in
+    the lab: init and joins go through it, and it drops an API server whose local etcd dies."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        vip = "127.0.0.100"
+        cls.proxy = HealthCheckedProxy(vip, free_port([vip]), [(ip, cls.api_port) for ip in CP_IPS])
+        cls.addClassCleanup(cls.proxy.close)
+        cls.endpoint = f"{vip}:{cls.proxy.sock.getsockname()[1]}"
+        cls.cp1 = cls.node("cp-1", CP_IPS[0])
+        cls.ca_hash = cls.cp1.precreate_cluster_ca()
+
+    def test_01_init_and_joins_through_the_vip(self):
+        self.assertOk(self.cp1.run("kubeadm", "init", "--config", self.cp1.write_config(
+            init_docs(self.cp1, self.etcd.endpoints(), self.endpoint, self.api_port)), "--upload-certs"))
+        cp2 = self.node("cp-2", CP_IPS[1])
+        self.assertOk(cp2.run("kubeadm", "join", "--config", cp2.write_config(
+            join_docs(cp2, self.endpoint, self.ca_hash, self.api_port))))
+        wk1 = self.node("wk-1", WK_IPS[0], etcd_pki=False)
+        self.assertOk(wk1.run("kubeadm", "join", "--config", wk1.write_config(
+            join_docs(wk1, self.endpoint, self.ca_hash))))
+        self.assertEqual(sorted(n["metadata"]["name"] for n in self.nodes_json()), ["cp-1", "cp-2", "wk-1"])
+
+    def test_02_vip_keeps_serving_when_one_control_plane_loses_its_etcd(self):
+        cp1_backend, cp2_backend = (CP_IPS[0], self.api_port), (CP_IPS[1], self.api_port)
+        self.assertTrue(wait_for(lambda: {cp1_backend, cp2_backend} <= self.proxy.healthy, 10, 0.1))
+        self.etcd.kill(CP_IPS[0])
+        self.assertTrue(wait_for(lambda: cp1_backend not in self.proxy.healthy, 10, 0.1),
+                        "the proxy's /healthz check did not drop cp-1 after its etcd died")
+        self.assertEqual(https_status(f"https://{CP_IPS[0]}:{self.api_port}/healthz")[0], 500)
+        for _ in range(5):  # every request now lands on cp-2, which still has etcd quorum (2 of 3)
+            self.assertEqual(len(self.nodes_json()), 3)
 
 
 class TestInstall(StandinTestCase):
