@@ -780,6 +780,10 @@ class TestCluster(ClusterFixture):
                                    "--certificate-key", new_key))
         self.assertOk(self.join(cp3, join_docs(cp3, self.endpoint, self.ca_hash, self.api_port, cert_key=new_key,
                                                zone="az-c")))
+        # kubeha's way: re-upload with its rendered config, which reuses the config's certificateKey
+        out = self.assertOk(self.cp1.run("kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--config",
+                                         self.cp1.path("/etc/kubeha/kubeadm.yaml")))
+        self.assertEqual(out.strip().splitlines()[-1], CERT_KEY)
 
     def test_14_readyz_fails_when_local_etcd_dies(self):
         ca = self.cp1.path("/etc/kubernetes/pki/ca.crt")
@@ -800,6 +804,15 @@ class TestCluster(ClusterFixture):
         self.assertOk(wk1.run("kubeadm", "reset", "-f"))  # wk-1 has no admin.conf: its node object stays
         self.assertFalse(os.path.exists(wk1.path("/etc/kubernetes")))
         self.assertTrue(wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 5, 0.1))
+        # a Node whose kubelet stopped posting turns NotReady after the 40 s grace (back-dated here)
+        etcd = Etcd(self.etcd.endpoints()[:2], self.pki.ca_crt, self.pki.client_crt, self.pki.client_key)
+
+        def backdate(node):
+            for c in node["status"]["conditions"]:
+                c["lastHeartbeatEpoch"] = time.time() - 60
+            return node
+        etcd.update("nodes/wk-1", backdate)
+        self.assertRegex(self.assertOk(self.admin_kubectl("get", "nodes")), r"wk-1\s+NotReady")
         self.assertOk(self.admin_kubectl("delete", "node", "wk-1"))
         self.assertFails(self.admin_kubectl("get", "node", "wk-1"), "not found")
         cp2 = self.nodes["cp-2"]
