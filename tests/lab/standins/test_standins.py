@@ -40,16 +40,27 @@ CP_IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 WK_IPS = ["127.0.0.21", "127.0.0.22"]
 
 _OWNED_PIDS = set()  # etcd processes started by this module
+_NODES = []  # simulated nodes, whose API servers and kubelets run in their own sessions
 
 
 def _kill_owned():
+    for node in _NODES:
+        node.stop_units()
     for pid in list(_OWNED_PIDS):
         kill_and_wait(pid)
         _OWNED_PIDS.discard(pid)
 
 
 atexit.register(_kill_owned)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that atexit runs on SIGTERM too
+
+
+def _on_sigterm(*_):
+    # unittest would report SystemExit as a test error and go on, so clean up and leave right here.
+    _kill_owned()
+    os._exit(143)
+
+
+signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def need(program):
@@ -183,6 +194,7 @@ class Node:
     def __init__(self, base, name, ip, pki=None, wait_seconds=20):
         self.name, self.ip = name, ip
         self.root = os.path.join(base, "nodes", name)
+        _NODES.append(self)
         os.makedirs(self.root, exist_ok=True)
         self.env = dict(os.environ, KUBEHA_STANDIN_ROOT=self.root, KUBEHA_STANDIN_SERVICES="process",
                         KUBEHA_STANDIN_APISERVER_LOOPBACK="0", KUBEHA_STANDIN_KUBELET_INTERVAL="1",
