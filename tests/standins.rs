@@ -16,9 +16,5 @@ fn lab_standins_python_tests_pass() {
     // unittest reports on stderr; show everything so a failure can be read from `cargo test` output.
     println!("{}", String::from_utf8_lossy(&out.stdout));
     println!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "stand-in tests failed (exit {:?}); see the output above",
-        out.status.code()
-    );
+    assert!(out.status.success(), "stand-in tests failed (exit {:?}); see the output above", out.status.code());
 }
