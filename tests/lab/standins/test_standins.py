@@ -920,17 +920,19 @@ class TestThroughVip(ClusterFixture):
         cls.addClassCleanup(cls.proxy.close)
         cls.endpoint = f"{vip}:{cls.proxy.sock.getsockname()[1]}"
         cls.cp1 = cls.node("cp-1", CP_IPS[0])
-        cls.ca_hash = cls.cp1.precreate_cluster_ca()
 
     def test_01_init_and_joins_through_the_vip(self):
-        self.assertOk(self.cp1.run("kubeadm", "init", "--config", self.cp1.write_config(
+        """This time init creates the CA, and the pin is read from cp-1 afterwards (kubeha's other option)."""
+        out = self.assertOk(self.cp1.run("kubeadm", "init", "--config", self.cp1.write_config(
             init_docs(self.cp1, self.etcd.endpoints(), self.endpoint, self.api_port)), "--upload-certs"))
+        self.assertIn("Generated \"kubernetes\" CA", out)
+        ca_hash = spki_sha256(slurp(self.cp1.path("/etc/kubernetes/pki/ca.crt"), "rb"))
         cp2 = self.node("cp-2", CP_IPS[1])
         self.assertOk(cp2.run("kubeadm", "join", "--config", cp2.write_config(
-            join_docs(cp2, self.endpoint, self.ca_hash, self.api_port))))
+            join_docs(cp2, self.endpoint, ca_hash, self.api_port))))
         wk1 = self.node("wk-1", WK_IPS[0], etcd_pki=False)
         self.assertOk(wk1.run("kubeadm", "join", "--config", wk1.write_config(
-            join_docs(wk1, self.endpoint, self.ca_hash))))
+            join_docs(wk1, self.endpoint, ca_hash))))
         self.assertEqual(sorted(n["metadata"]["name"] for n in self.nodes_json()), ["cp-1", "cp-2", "wk-1"])
 
     def test_02_vip_keeps_serving_when_one_control_plane_loses_its_etcd(self):
