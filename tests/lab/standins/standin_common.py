@@ -33,7 +33,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import yaml
+try:
+    import yaml
+except ImportError:  # say what to install instead of a traceback
+    sys.stderr.write("error: the kubeha lab stand-ins need python3-yaml: apt-get install -y python3-yaml\n")
+    sys.exit(1)
 
 DEFAULT_VERSION = "v1.36.4"
 ETCD_PREFIX = "/kubeha-standin/"
