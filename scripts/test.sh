@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # debootstrap, systemd-container, iproute2: the lab's machines; openssh-client: SSH to them in tests;
-# etcd-server, etcd-client, openssl: real etcd with kubeha's certificates; vagrant: validating vagrant/Vagrantfile.
-PACKAGES=(debootstrap systemd-container iproute2 openssh-client etcd-server etcd-client openssl vagrant)
+# openssh-server, sudo: the SSH transport's tests against real sshd (started by the tests on loopback);
+# etcd-server, etcd-client, openssl: real etcd with kubeha's certificates; curl, python3-yaml: the Kubernetes
+# stand-ins' tests (Debian's /usr/bin/python3); vagrant: validating vagrant/Vagrantfile.
+PACKAGES=(debootstrap systemd-container iproute2 openssh-client openssh-server sudo etcd-server etcd-client openssl curl python3-yaml vagrant)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

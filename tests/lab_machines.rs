@@ -71,6 +71,10 @@ fn lab_machines_boot_fail_heal_and_leave_nothing_behind() {
         assert!(text.contains(&format!("\"hostname\":\"{name}\"")), "facts lack {name}: {text}");
     }
     assert!(text.contains("3.4.23"), "facts must see the lab's etcd: {text}");
+    // The Kubernetes stand-ins are installed and say what they are.
+    let out = ssh("198.18.0.11", &known_hosts, "kubeadm version; kubectl version --client; kubelet --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("stand-in (kubeha lab, not Kubernetes)").count(), 3, "{text} {}", String::from_utf8_lossy(&out.stderr));
     // Strictness is real: the same connection without the lab's known_hosts is refused.
     let empty = tempfile::NamedTempFile::new().unwrap();
     let out = ssh("198.18.0.11", &empty.path().to_string_lossy(), "true");

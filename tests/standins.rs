@@ -1,6 +1,6 @@
 //! Runs the Python tests of the kubeha lab stand-ins (tests/lab/standins/test_standins.py) so that
 //! `cargo test` covers them. They need Debian's /usr/bin/python3 with python3-yaml, openssl, and for the
-//! cluster tests etcd-server + etcd-client (without etcd those tests are reported as skipped), and they
+//! cluster tests etcd-server + etcd-client (without them the tests fail: scripts/test.sh installs them), and they
 //! bind loopback addresses 127.0.0.11-13/21-22/100.
 
 use std::process::Command;
