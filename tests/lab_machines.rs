@@ -108,6 +108,12 @@ fn lab_machines_boot_fail_heal_and_leave_nothing_behind() {
     let s = status();
     assert_eq!((machine(&s, "wk-1")["state"].as_str(), machine(&s, "wk-1")["link"].as_str()), (Some("running"), Some("partitioned")));
     assert!(!ssh("198.18.0.21", &known_hosts, "true").status.success(), "a partitioned machine must be unreachable");
+    // facts: the unreachable host fails and is named, every other host still reports.
+    let out = kubeha(&["facts"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("wk-1") && !stderr.contains("cp-1"), "{stderr}");
+    assert!(stdout.contains("cp-1:") && stdout.contains("wk-2:"), "{stdout}");
     must(&["lab", "heal", "wk-1"]);
     assert!(ssh("198.18.0.21", &known_hosts, "true").status.success(), "a healed machine must be reachable again");
 
