@@ -81,6 +81,10 @@ impl TestSshd {
 
         // A port can be taken between probing and sshd binding it: retry a few times with a new one.
         let mut last_log = String::new();
+        // `SetEnv SHLVL=1`: sshd runs every command through the login shell, and bash reads ~/.bashrc when
+        // started by sshd as a top-level shell. The test host's root .bashrc may do anything (on these machines
+        // it runs `pyenv rehash`, whose lock, left behind by a session a test killed, stalls every later session
+        // for 60 s). With SHLVL already 1, bash is not top-level and skips it.
         for _attempt in 0..5 {
             let port = free_port(address);
             let config = dir.path().join("sshd_config");
@@ -90,7 +94,7 @@ impl TestSshd {
                     "ListenAddress {address}:{port}\n{host_keys}PidFile none\nAuthorizedKeysFile {auth}\n\
                      StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowTcpForwarding {fwd}\n\
-                     MaxStartups 200\nMaxSessions 100\nLogLevel {level}\nPrintMotd no\n",
+                     MaxStartups 200\nMaxSessions 100\nLogLevel {level}\nPrintMotd no\nSetEnv SHLVL=1\n",
                     auth = authorized.display(),
                     fwd = if opts.allow_tcp_forwarding { "yes" } else { "no" },
                     level = opts.log_level,
