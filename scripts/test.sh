@@ -31,4 +31,14 @@ for inventory in vagrant prod-3az; do
 done
 
 echo "== cargo test"
-cargo test --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line with the totals of every test binary.
+passed=$(grep -Eo "test result: [A-Za-z]+\. [0-9]+ passed" "$log" | awk '{sum += $4} END {print sum + 0}')
+failed=$(grep -Eo "[0-9]+ failed;" "$log" | awk '{sum += $1} END {print sum + 0}')
+echo "$passed passed, $failed failed"
+exit "$status"
