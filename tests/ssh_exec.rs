@@ -10,7 +10,7 @@ use kubeha::ssh::{
     Command, ConnectOptions, ExitStatus, SshError, SshSession, Stream, Transport, Upload,
     UploadOutcome,
 };
-use support::sshd::{TestSshd, eventually};
+use support::sshd::{ADMIN_USER, TestSshd, admin_user, eventually};
 
 fn opts() -> ConnectOptions {
     ConnectOptions {
@@ -19,15 +19,17 @@ fn opts() -> ConnectOptions {
     }
 }
 
+/// Logs in as the throwaway admin user (sudo), never as root: see `support::sshd::ADMIN_USER`.
 async fn connect(sshd: &TestSshd, name: &str) -> SshSession {
     Connector::new()
-        .connect(&sshd.target(name, "root"), &opts())
+        .connect(&sshd.target(name, ADMIN_USER), &opts())
         .await
         .expect("connect")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_captures_stdout_stderr_status_and_stdin() {
+    let _admin = admin_user("exec_captures_stdout_stderr_status_and_stdin");
     let sshd = TestSshd::start("127.0.0.26");
     let s = connect(&sshd, "h26").await;
     let out = s
@@ -65,6 +67,7 @@ async fn exec_captures_stdout_stderr_status_and_stdin() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quoted_values_cannot_inject() {
+    let _admin = admin_user("quoted_values_cannot_inject");
     let sshd = TestSshd::start("127.0.0.26");
     let s = connect(&sshd, "h26b").await;
     let marker = sshd.dir.path().join("pwned");
@@ -84,6 +87,7 @@ async fn quoted_values_cannot_inject() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_connection_serves_many_and_parallel_commands() {
+    let _admin = admin_user("one_connection_serves_many_and_parallel_commands");
     let sshd = TestSshd::start("127.0.0.27");
     let s = std::sync::Arc::new(connect(&sshd, "h27").await);
     let mut tasks = tokio::task::JoinSet::new();
@@ -109,6 +113,7 @@ async fn one_connection_serves_many_and_parallel_commands() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upload_64_mib_arrives_intact() {
+    let _admin = admin_user("upload_64_mib_arrives_intact");
     let sshd = TestSshd::start("127.0.0.22");
     let s = connect(&sshd, "h22").await;
     // Deterministic, incompressible-ish content (xorshift), so a dropped or reordered chunk changes the hash.
@@ -147,6 +152,7 @@ async fn upload_64_mib_arrives_intact() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upload_skips_unchanged_and_fixes_mode_and_owner() {
+    let _admin = admin_user("upload_skips_unchanged_and_fixes_mode_and_owner");
     let sshd = TestSshd::start("127.0.0.22");
     let s = connect(&sshd, "h22b").await;
     let path = sshd.dir.path().join("conf").display().to_string();
@@ -180,6 +186,7 @@ async fn upload_skips_unchanged_and_fixes_mode_and_owner() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn command_exceeding_its_timeout_is_stopped() {
+    let _admin = admin_user("command_exceeding_its_timeout_is_stopped");
     let sshd = TestSshd::start("127.0.0.23");
     let s = connect(&sshd, "h23").await;
     let marker = sshd.dir.path().join("finished");
@@ -197,13 +204,7 @@ async fn command_exceeding_its_timeout_is_stopped() {
         started.elapsed()
     );
     assert!(err.to_string().contains("sleep 97.123"), "{err}");
-    let sleeping = || {
-        std::process::Command::new("pgrep")
-            .args(["-f", "sleep 97.123"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
+    let sleeping = || support::sshd::process_running("sleep 97.123");
     assert!(
         eventually(Duration::from_secs(5), || !sleeping()),
         "the remote command still runs"
@@ -214,6 +215,7 @@ async fn command_exceeding_its_timeout_is_stopped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_dying_mid_command_is_an_error_not_a_hang() {
+    let _admin = admin_user("server_dying_mid_command_is_an_error_not_a_hang");
     let mut sshd = TestSshd::start("127.0.0.24");
     let s = connect(&sshd, "h24").await;
     let running = tokio::spawn(async move {
@@ -225,11 +227,7 @@ async fn server_dying_mid_command_is_an_error_not_a_hang() {
     // Wait until the command is really running on the server, then kill sshd and all its sessions by PID.
     assert!(
         eventually(Duration::from_secs(10), || {
-            std::process::Command::new("pgrep")
-                .args(["-f", "sleep 61.7"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
+            support::sshd::process_running("sleep 61.7")
         }),
         "command never started"
     );
@@ -254,6 +252,7 @@ async fn server_dying_mid_command_is_an_error_not_a_hang() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn frozen_server_is_detected_by_keepalive() {
+    let _admin = admin_user("frozen_server_is_detected_by_keepalive");
     let sshd = TestSshd::start("127.0.0.25");
     let opts = ConnectOptions {
         keepalive: Duration::from_millis(500),
@@ -261,7 +260,7 @@ async fn frozen_server_is_detected_by_keepalive() {
         ..opts()
     };
     let s = Connector::new()
-        .connect(&sshd.target("h25", "root"), &opts)
+        .connect(&sshd.target("h25", ADMIN_USER), &opts)
         .await
         .expect("connect");
     s.run(&Command::script("true")).await.unwrap();

@@ -64,13 +64,7 @@ async fn passwordless_sudo_runs_as_root() {
         .await
         .unwrap_err();
     assert!(matches!(err, SshError::Timeout { .. }), "{err}");
-    let running = || {
-        std::process::Command::new("pgrep")
-            .args(["-f", "sleep 96.25"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
+    let running = || support::sshd::process_running("sleep 96.25");
     assert!(
         support::sshd::eventually(Duration::from_secs(5), || !running()),
         "root command survived its timeout"
