@@ -174,6 +174,15 @@ impl SshSession {
         &self.user
     }
 
+    /// Close the connection politely (sshd logs a clean disconnect instead of a reset). Dropping the
+    /// session also ends it; this is for callers that want the server to know why.
+    pub async fn disconnect(&self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "kubeha done", "en")
+            .await;
+    }
+
     /// Open a direct-tcpip channel from this host to `address:port` (used to reach hosts behind a bastion).
     pub async fn open_tunnel(&self, address: &str, port: u16) -> Result<russh::ChannelStream<client::Msg>, SshError> {
         let channel = self.handle.channel_open_direct_tcpip(address.to_string(), port as u32, "127.0.0.1", 0).await.map_err(|e| SshError::Refused {

@@ -275,6 +275,17 @@ pub fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
+/// Whether a process whose command line contains `pattern` exists (pgrep -f, output discarded).
+pub fn process_running(pattern: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-f", pattern])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
 /// Poll `condition` until it holds or `within` elapses. Returns whether it held.
 pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
@@ -303,6 +314,18 @@ pub fn ensure_user(name: &str) {
             && succeeds(Command::new("usermod").args(["-p", "*", name]))
     });
     assert!(ready, "could not create test user {name}");
+}
+
+/// The login user of tests that kill or freeze sessions: a throwaway account with /bin/sh as login shell and
+/// passwordless sudo (kubeha's `become: sudo`). Logging in as root would run root's own shell start-up files,
+/// which on a developer machine can do anything (pyenv here takes a lock in ~/.pyenv that a killed session
+/// leaves behind, stalling every later root login for a minute).
+pub const ADMIN_USER: &str = "kubeha-t0";
+
+/// Ensure `ADMIN_USER` exists and may sudo without a password while the returned guard lives.
+pub fn admin_user(test_name: &str) -> SudoersDropIn {
+    ensure_user(ADMIN_USER);
+    SudoersDropIn::new(test_name, &format!("{ADMIN_USER} ALL=(ALL) NOPASSWD: ALL"))
 }
 
 /// A sudoers drop-in that exists for the lifetime of the guard.
