@@ -177,10 +177,7 @@ impl SshSession {
     /// Close the connection politely (sshd logs a clean disconnect instead of a reset). Dropping the
     /// session also ends it; this is for callers that want the server to know why.
     pub async fn disconnect(&self) {
-        let _ = self
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "kubeha done", "en")
-            .await;
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "kubeha done", "en").await;
     }
 
     /// Open a direct-tcpip channel from this host to `address:port` (used to reach hosts behind a bastion).

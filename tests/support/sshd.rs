@@ -277,13 +277,7 @@ pub fn descendants(root: u32) -> Vec<u32> {
 
 /// Whether a process whose command line contains `pattern` exists (pgrep -f, output discarded).
 pub fn process_running(pattern: &str) -> bool {
-    Command::new("pgrep")
-        .args(["-f", pattern])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    Command::new("pgrep").args(["-f", pattern]).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
 }
 
 /// Poll `condition` until it holds or `within` elapses. Returns whether it held.
