@@ -28,9 +28,7 @@ const HOSTS: usize = 30;
 
 fn user() -> &'static str {
     static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    USER.get_or_init(|| {
-        std::env::var("KUBEHA_BENCH_USER").unwrap_or_else(|_| DEFAULT_USER.to_string())
-    })
+    USER.get_or_init(|| std::env::var("KUBEHA_BENCH_USER").unwrap_or_else(|_| DEFAULT_USER.to_string()))
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -44,34 +42,19 @@ fn remote_line() -> String {
 
 fn ssh_base(sshd: &TestSshd) -> Process {
     let mut p = Process::new("ssh");
-    p.args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-    ])
-    .arg(format!(
-        "UserKnownHostsFile={}",
-        sshd.known_hosts().display()
-    ))
-    .arg("-i")
-    .arg(sshd.client_key())
-    .args(["-p", &sshd.port.to_string()])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    p.args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o"])
+        .arg(format!("UserKnownHostsFile={}", sshd.known_hosts().display()))
+        .arg("-i")
+        .arg(sshd.client_key())
+        .args(["-p", &sshd.port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     p
 }
 
 fn opts() -> ConnectOptions {
-    ConnectOptions {
-        connect_timeout: Duration::from_secs(20),
-        concurrency: HOSTS,
-        ..Default::default()
-    }
+    ConnectOptions { connect_timeout: Duration::from_secs(20), concurrency: HOSTS, ..Default::default() }
 }
 
 /// Upload timings: (kubeha upload incl. hash check + temp file + rename, ssh `cat > file` over the master).
@@ -125,20 +108,13 @@ async fn sequential() -> (Duration, Duration, UploadTimes) {
         theirs.push(started.elapsed());
     }
     // 64 MiB upload: ours (compare, stream, verify sha256 remotely, rename) vs a bare `cat > file`.
-    let contents: Vec<u8> = (0..64u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let contents: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let local = sshd.dir.path().join("payload");
     std::fs::write(&local, &contents).expect("payload");
     let mut ours_upload = Vec::new();
     let mut theirs_upload = Vec::new();
     for round in 0..3 {
-        let up = kubeha::ssh::Upload {
-            path: format!("/tmp/kubeha-bench-upload-{round}"),
-            contents: contents.clone(),
-            mode: 0o644,
-            owner: None,
-        };
+        let up = kubeha::ssh::Upload { path: format!("/tmp/kubeha-bench-upload-{round}"), contents: contents.clone(), mode: 0o644, owner: None };
         let _ = std::fs::remove_file(&up.path);
         let started = Instant::now();
         session.upload(&up).await.expect("upload");
@@ -161,16 +137,8 @@ async fn sequential() -> (Duration, Duration, UploadTimes) {
     }
 
     // Stop the master through its control socket (it exits; no process is killed by name).
-    let _ = ssh_base(&sshd)
-        .arg("-o")
-        .arg(format!("ControlPath={}", control.display()))
-        .args(["-O", "exit", &format!("{}@127.0.0.11", user())])
-        .status();
-    (
-        ours,
-        median(theirs),
-        UploadTimes(median(ours_upload), median(theirs_upload)),
-    )
+    let _ = ssh_base(&sshd).arg("-o").arg(format!("ControlPath={}", control.display())).args(["-O", "exit", &format!("{}@127.0.0.11", user())]).status();
+    (ours, median(theirs), UploadTimes(median(ours_upload), median(theirs_upload)))
 }
 
 async fn futures_rounds<F, Fut>(mut round: F) -> Vec<Duration>
@@ -186,9 +154,7 @@ where
 }
 
 async fn parallel() -> (Duration, Duration) {
-    let servers: Vec<TestSshd> = (11..11 + HOSTS)
-        .map(|i| TestSshd::start(&format!("127.0.0.{i}")))
-        .collect();
+    let servers: Vec<TestSshd> = (11..11 + HOSTS).map(|i| TestSshd::start(&format!("127.0.0.{i}"))).collect();
     let targets: Vec<_> = servers
         .iter()
         .enumerate()
@@ -219,16 +185,7 @@ async fn parallel() -> (Duration, Duration) {
     let mut theirs = Vec::new();
     for _ in 0..ROUNDS {
         let started = Instant::now();
-        let children: Vec<_> = servers
-            .iter()
-            .map(|s| {
-                ssh_base(s)
-                    .arg(format!("{}@{}", user(), s.address))
-                    .arg(&line)
-                    .spawn()
-                    .expect("ssh")
-            })
-            .collect();
+        let children: Vec<_> = servers.iter().map(|s| ssh_base(s).arg(format!("{}@{}", user(), s.address)).arg(&line).spawn().expect("ssh")).collect();
         for mut child in children {
             assert!(child.wait().expect("wait").success());
         }

@@ -1,4 +1,12 @@
 //! kubeha: provisions highly-available Kubernetes clusters from one declarative inventory.
 pub mod cli;
+pub mod etcd;
+pub mod exec;
 pub mod facts;
+pub mod inventory;
+pub mod lab;
+pub mod pki;
+pub mod plan;
+pub mod render;
 pub mod ssh;
+pub mod topology;

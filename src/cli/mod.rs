@@ -1,6 +1,90 @@
-//! Command-line surface: one file per command.
+//! Command-line surface: one file per command. Each turns its arguments into a call of the library and
+//! returns an [`Outcome`]; exit codes are decided here and nowhere else.
+mod check;
+mod facts;
+mod init;
+mod lab;
+mod plan;
+mod render;
+mod report;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[derive(Parser)]
+#[command(name = "kubeha", version, about = "Provision highly-available Kubernetes clusters from one inventory, over SSH")]
+#[command(after_help = "Exit codes: 0 success (warnings allowed), 1 errors found or the command failed, 64 bad usage.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate an inventory and check that etcd keeps quorum when any one region, zone or rack is lost.
+    Check(check::Args),
+    /// Probe every host over SSH (read-only): OS, resources, installed components, listening ports.
+    Facts(facts::Args),
+    /// Render every configuration file (kubeadm, etcd, keepalived, HAProxy, CNI, systemd) into a folder.
+    Render(render::Args),
+    /// Show the ordered steps, with their quorum gates, that bring the cluster up.
+    Plan(plan::Args),
+    /// Write a commented example inventory to start from.
+    Init(init::Args),
+    /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
+    Lab(lab::Args),
+}
+
+/// Shared `-i/--inventory` argument.
+#[derive(clap::Args)]
+struct InventoryArg {
+    /// The inventory file (YAML, apiVersion kubeha/v1alpha1).
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    path: PathBuf,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// What a command achieved; mapped to an exit code in one place.
+pub enum Outcome {
+    Success,
+    /// The command ran and found problems (invalid inventory, warnings under --strict).
+    Findings,
+}
+
+const EXIT_FAILED: u8 = 1;
+/// sysexits' EX_USAGE: keeps 2 free for "changes pending" in a later `plan --detailed-exitcode`.
+const EXIT_USAGE: u8 = 64;
+
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Facts(args) => facts::run(args),
+        Command::Render(args) => render::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Init(args) => init::run(args),
+        Command::Lab(args) => lab::run(args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::from(EXIT_FAILED),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
 }

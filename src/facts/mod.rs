@@ -70,10 +70,7 @@ pub struct HostReport {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn now_epoch() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
 }
 
 /// Run the probe on one host. The probe's first output is the host's clock, so the arrival of the first
@@ -81,9 +78,7 @@ fn now_epoch() -> f64 {
 pub async fn probe(transport: &dyn Transport) -> Result<HostFacts, FactsError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // Run as root when become applies: /var/lib/etcd is 0700.
-    let command = Command::script(script::PROBE)
-        .timeout(PROBE_TIMEOUT)
-        .stream_to(tx);
+    let command = Command::script(script::PROBE).timeout(PROBE_TIMEOUT).stream_to(tx);
     let before = now_epoch();
     // `command` (and with it the sender) moves into the exec future, so `recv` ends when exec ends even on
     // a transport that never streams.
@@ -96,38 +91,19 @@ pub async fn probe(transport: &dyn Transport) -> Result<HostFacts, FactsError> {
 }
 
 /// Build facts from the probe output and the local instants around the remote clock sample. Pure.
-pub fn from_output(
-    host: &str,
-    output: &str,
-    local_before: f64,
-    local_after: f64,
-) -> Result<HostFacts, FactsError> {
-    let parse_error = |detail: &str| FactsError::Parse {
-        host: host.to_string(),
-        detail: detail.to_string(),
-    };
+pub fn from_output(host: &str, output: &str, local_before: f64, local_after: f64) -> Result<HostFacts, FactsError> {
+    let parse_error = |detail: &str| FactsError::Parse { host: host.to_string(), detail: detail.to_string() };
     let sections = Sections::split(output);
     if !sections.complete() {
         return Err(parse_error("the probe output is truncated"));
     }
-    let required = |name: &str| {
-        sections
-            .first_line(name)
-            .ok_or_else(|| parse_error(&format!("no {name}")))
-    };
-    let remote_time = parse::epoch_seconds(required("time")?)
-        .ok_or_else(|| parse_error("the host clock is not a number"))?;
-    let (clock_offset_ms, clock_uncertainty_ms) =
-        parse::clock_offset_ms(local_before, local_after, remote_time);
+    let required = |name: &str| sections.first_line(name).ok_or_else(|| parse_error(&format!("no {name}")));
+    let remote_time = parse::epoch_seconds(required("time")?).ok_or_else(|| parse_error("the host clock is not a number"))?;
+    let (clock_offset_ms, clock_uncertainty_ms) = parse::clock_offset_ms(local_before, local_after, remote_time);
     let os = parse::os_release(sections.get("os-release").unwrap_or_default());
     let (memory, _swap_total) = parse::meminfo(sections.get("meminfo").unwrap_or_default());
     let listening_now = parse::listening_ports(sections.get("listen").unwrap_or_default());
-    let paths: Vec<&str> = sections
-        .get("paths")
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .collect();
+    let paths: Vec<&str> = sections.get("paths").unwrap_or_default().lines().map(str::trim).collect();
 
     let software = script::SOFTWARE
         .iter()
@@ -135,9 +111,7 @@ pub fn from_output(
             let state = parse::installed(sections.get(&format!("bin {name}")).unwrap_or_default());
             let version = match state {
                 Installed::Absent => None,
-                Installed::Present { version, .. } => {
-                    Some(version.unwrap_or_else(|| "unknown".into()))
-                }
+                Installed::Present { version, .. } => Some(version.unwrap_or_else(|| "unknown".into())),
             };
             (name.to_string(), version)
         })
@@ -145,28 +119,19 @@ pub fn from_output(
 
     Ok(HostFacts {
         hostname: required("hostname")?.to_string(),
-        os_id: if os.id.is_empty() {
-            "unknown".into()
-        } else {
-            os.id
-        },
+        os_id: if os.id.is_empty() { "unknown".into() } else { os.id },
         os_version: os.version_id,
         os_pretty_name: os.pretty_name,
         kernel: required("kernel")?.to_string(),
         arch: required("arch")?.to_string(),
-        cpus: required("cpus")?
-            .parse()
-            .map_err(|_| parse_error("the CPU count is not a number"))?,
+        cpus: required("cpus")?.parse().map_err(|_| parse_error("the CPU count is not a number"))?,
         memory_bytes: memory.ok_or_else(|| parse_error("no MemTotal in /proc/meminfo"))?,
         swap_on: parse::swap_active(sections.get("swaps").unwrap_or_default()),
         clock_offset_ms,
         clock_uncertainty_ms,
         systemd: sections.first_line("systemd") == Some("running"),
         software,
-        listening: script::WATCHED_PORTS
-            .iter()
-            .map(|p| (*p, listening_now.contains(p)))
-            .collect(),
+        listening: script::WATCHED_PORTS.iter().map(|p| (*p, listening_now.contains(p))).collect(),
         etcd_data_dir: paths.contains(&"etcd-data-dir"),
         etc_kubernetes: paths.contains(&"etc-kubernetes"),
     })
@@ -176,10 +141,7 @@ pub fn from_output(
 /// report, in the order given; a failing host does not stop the others.
 pub async fn gather(targets: &[HostTarget], opts: &ConnectOptions) -> Vec<HostReport> {
     let connected = crate::ssh::pool::connect_each(targets, opts).await;
-    let hosts = connected
-        .into_iter()
-        .map(|(name, session)| (name, session.map(|s| s as Arc<dyn Transport>)))
-        .collect();
+    let hosts = connected.into_iter().map(|(name, session)| (name, session.map(|s| s as Arc<dyn Transport>))).collect();
     probe_all(hosts, opts.concurrency).await
 }
 
@@ -196,10 +158,7 @@ pub async fn probe_all(hosts: Vec<ProbeTarget>, concurrency: usize) -> Vec<HostR
         tasks.spawn(async move {
             let result = match transport {
                 Ok(transport) => {
-                    let _permit = limit
-                        .acquire_owned()
-                        .await
-                        .expect("semaphore is never closed");
+                    let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
                     probe(transport.as_ref()).await
                 }
                 Err(e) => Err(FactsError::Ssh(e)),
@@ -231,10 +190,7 @@ mod tests {
         let fake = RecordingTransport::new("cp1").on("@@kubeha", DEBIAN12);
         let facts = probe(&fake).await.expect("facts");
         assert_eq!(fake.scripts().len(), 1, "one exec per host");
-        assert!(matches!(
-            &fake.recorded()[0],
-            crate::ssh::fake::Recorded::Exec { as_root: true, .. }
-        ));
+        assert!(matches!(&fake.recorded()[0], crate::ssh::fake::Recorded::Exec { as_root: true, .. }));
         assert_eq!(facts.hostname, "vm");
         assert_eq!(facts.os_id, "debian");
         assert_eq!(facts.os_version, "12");
@@ -248,8 +204,7 @@ mod tests {
 
     #[test]
     fn control_plane_host() {
-        let facts =
-            from_output("cp2", CONTROL_PLANE, 1_800_000_000.0, 1_800_000_000.010).expect("facts");
+        let facts = from_output("cp2", CONTROL_PLANE, 1_800_000_000.0, 1_800_000_000.010).expect("facts");
         assert_eq!(facts.clock_offset_ms, 1_245);
         assert_eq!(facts.clock_uncertainty_ms, 5);
         assert_eq!(facts.software["kubeadm"].as_deref(), Some("1.31.2"));
@@ -260,15 +215,7 @@ mod tests {
         assert!(facts.swap_on);
         assert!(facts.systemd);
         assert!(facts.etcd_data_dir && facts.etc_kubernetes);
-        assert_eq!(
-            facts
-                .listening
-                .iter()
-                .filter(|(_, l)| **l)
-                .map(|(p, _)| *p)
-                .collect::<Vec<_>>(),
-            vec![2379, 2380, 6443, 10250]
-        );
+        assert_eq!(facts.listening.iter().filter(|(_, l)| **l).map(|(p, _)| *p).collect::<Vec<_>>(), vec![2379, 2380, 6443, 10250]);
     }
 
     #[test]
@@ -281,48 +228,21 @@ mod tests {
 
     #[tokio::test]
     async fn probe_all_keeps_order_and_reports_every_host() {
-        let ok: Arc<dyn Transport> =
-            Arc::new(RecordingTransport::new("a").on("@@kubeha", DEBIAN12));
-        let broken: Arc<dyn Transport> =
-            Arc::new(RecordingTransport::new("c").on("@@kubeha", "garbage"));
-        let down = SshError::Refused {
-            host: "b".into(),
-            address: "10.0.0.2".into(),
-            port: 22,
-            detail: "connection refused".into(),
-        };
-        let reports = probe_all(
-            vec![
-                ("a".into(), Ok(ok)),
-                ("b".into(), Err(down)),
-                ("c".into(), Ok(broken)),
-            ],
-            2,
-        )
-        .await;
-        assert_eq!(
-            reports.iter().map(|r| r.host.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c"]
-        );
+        let ok: Arc<dyn Transport> = Arc::new(RecordingTransport::new("a").on("@@kubeha", DEBIAN12));
+        let broken: Arc<dyn Transport> = Arc::new(RecordingTransport::new("c").on("@@kubeha", "garbage"));
+        let down = SshError::Refused { host: "b".into(), address: "10.0.0.2".into(), port: 22, detail: "connection refused".into() };
+        let reports = probe_all(vec![("a".into(), Ok(ok)), ("b".into(), Err(down)), ("c".into(), Ok(broken))], 2).await;
+        assert_eq!(reports.iter().map(|r| r.host.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
         assert!(reports[0].result.is_ok());
-        assert!(matches!(
-            reports[1].result,
-            Err(FactsError::Ssh(SshError::Refused { .. }))
-        ));
+        assert!(matches!(reports[1].result, Err(FactsError::Ssh(SshError::Refused { .. }))));
         assert!(matches!(reports[2].result, Err(FactsError::Parse { .. })));
         assert_eq!(report::failed_hosts(&reports), ["b", "c"]);
     }
 
     #[tokio::test]
     async fn probe_failure_is_reported_for_the_host() {
-        let fake = RecordingTransport::new("cp9").respond(
-            "@@kubeha",
-            Err(SshError::Sudo {
-                host: "cp9".into(),
-                command: "probe".into(),
-                message: "a password is required".into(),
-            }),
-        );
+        let fake = RecordingTransport::new("cp9")
+            .respond("@@kubeha", Err(SshError::Sudo { host: "cp9".into(), command: "probe".into(), message: "a password is required".into() }));
         let err = probe(&fake).await.unwrap_err();
         assert_eq!(err.host(), "cp9");
         assert!(matches!(err, FactsError::Ssh(SshError::Sudo { .. })));

@@ -13,10 +13,7 @@ impl Sections {
         let mut bodies = BTreeMap::new();
         let mut current: Option<(String, String)> = None;
         for line in output.lines() {
-            if let Some(name) = line
-                .strip_prefix("@@kubeha ")
-                .and_then(|rest| rest.strip_suffix("@@"))
-            {
+            if let Some(name) = line.strip_prefix("@@kubeha ").and_then(|rest| rest.strip_suffix("@@")) {
                 if let Some((n, b)) = current.take() {
                     bodies.insert(n, b);
                 }
@@ -38,10 +35,7 @@ impl Sections {
 
     /// The first non-empty line of a section, trimmed.
     pub fn first_line(&self, name: &str) -> Option<&str> {
-        self.get(name)?
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
+        self.get(name)?.lines().map(str::trim).find(|l| !l.is_empty())
     }
 
     /// The probe ran to the end (a truncated output must not be mistaken for "nothing installed").
@@ -76,11 +70,8 @@ pub fn os_release(text: &str) -> OsRelease {
 }
 
 fn unquote(value: &str) -> String {
-    let inner = value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-        .unwrap_or(value);
+    let inner =
+        value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))).unwrap_or(value);
     inner.replace("\\\"", "\"").replace("\\\\", "\\")
 }
 
@@ -92,11 +83,7 @@ pub fn meminfo(text: &str) -> (Option<u64>, Option<u64>) {
             let mut parts = rest.split_whitespace();
             let value: u64 = parts.next()?.parse().ok()?;
             let unit = parts.next().unwrap_or("");
-            Some(if unit.eq_ignore_ascii_case("kb") {
-                value * 1024
-            } else {
-                value
-            })
+            Some(if unit.eq_ignore_ascii_case("kb") { value * 1024 } else { value })
         })
     };
     (field("MemTotal"), field("SwapTotal"))
@@ -152,10 +139,7 @@ fn proc_net_tcp_line_port(line: &str) -> Option<u16> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installed {
     Absent,
-    Present {
-        path: String,
-        version: Option<String>,
-    },
+    Present { path: String, version: Option<String> },
 }
 
 pub fn installed(section: &str) -> Installed {
@@ -164,10 +148,7 @@ pub fn installed(section: &str) -> Installed {
         Some(first) if first.starts_with("path ") => {
             let path = first["path ".len()..].to_string();
             let rest: Vec<&str> = lines.collect();
-            Installed::Present {
-                path,
-                version: rest.iter().find_map(|l| version_token(l)),
-            }
+            Installed::Present { path, version: rest.iter().find_map(|l| version_token(l)) }
         }
         _ => Installed::Absent,
     }
@@ -177,18 +158,13 @@ pub fn installed(section: &str) -> Installed {
 /// `v` and followed by a suffix (`3.4.23`, `v1.31.2`, `2.6.12-1+deb12u4`, `1.6.20~ds1`). Every tool prints its
 /// version differently; they all contain such a word, and none before it on the same line.
 pub fn version_token(line: &str) -> Option<String> {
-    line.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
-        .find_map(|word| {
-            let core = word.strip_prefix('v').unwrap_or(word);
-            let numeric: String = core
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.')
-                .collect();
-            let looks_like_version = numeric.contains('.')
-                && numeric.starts_with(|c: char| c.is_ascii_digit())
-                && numeric.split('.').filter(|p| !p.is_empty()).count() >= 2;
-            looks_like_version.then(|| core.trim_end_matches([':', ';']).to_string())
-        })
+    line.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')').find_map(|word| {
+        let core = word.strip_prefix('v').unwrap_or(word);
+        let numeric: String = core.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let looks_like_version =
+            numeric.contains('.') && numeric.starts_with(|c: char| c.is_ascii_digit()) && numeric.split('.').filter(|p| !p.is_empty()).count() >= 2;
+        looks_like_version.then(|| core.trim_end_matches([':', ';']).to_string())
+    })
 }
 
 /// Seconds since the epoch from `date +%s.%N` (BusyBox prints `%N` literally: then the fraction is dropped).
@@ -196,11 +172,7 @@ pub fn epoch_seconds(text: &str) -> Option<f64> {
     let text = text.trim();
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     let whole: i64 = whole.parse().ok()?;
-    let frac: f64 = if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) {
-        format!("0.{frac}").parse().ok()?
-    } else {
-        0.0
-    };
+    let frac: f64 = if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) { format!("0.{frac}").parse().ok()? } else { 0.0 };
     Some(whole as f64 + frac)
 }
 
@@ -208,10 +180,7 @@ pub fn epoch_seconds(text: &str) -> Option<f64> {
 /// two local instants. The midpoint is the best estimate; half the interval bounds the error.
 pub fn clock_offset_ms(local_before: f64, local_after: f64, remote: f64) -> (i64, i64) {
     let midpoint = (local_before + local_after) / 2.0;
-    (
-        ((remote - midpoint) * 1000.0).round() as i64,
-        (((local_after - local_before) / 2.0) * 1000.0).round() as i64,
-    )
+    (((remote - midpoint) * 1000.0).round() as i64, (((local_after - local_before) / 2.0) * 1000.0).round() as i64)
 }
 
 #[cfg(test)]
@@ -231,18 +200,8 @@ mod tests {
         assert_eq!(s.first_line("hostname"), Some("vm"));
         assert_eq!(s.first_line("cpus"), Some("2"));
         let os = os_release(s.get("os-release").unwrap());
-        assert_eq!(
-            os,
-            OsRelease {
-                id: "debian".into(),
-                version_id: "12".into(),
-                pretty_name: "Debian GNU/Linux 12 (bookworm)".into()
-            }
-        );
-        assert_eq!(
-            meminfo(s.get("meminfo").unwrap()),
-            (Some(24684092 * 1024), Some(0))
-        );
+        assert_eq!(os, OsRelease { id: "debian".into(), version_id: "12".into(), pretty_name: "Debian GNU/Linux 12 (bookworm)".into() });
+        assert_eq!(meminfo(s.get("meminfo").unwrap()), (Some(24684092 * 1024), Some(0)));
         assert!(!swap_active(s.get("swaps").unwrap()));
         assert_eq!(installed(s.get("bin etcd").unwrap()), Installed::Absent);
         assert_eq!(listening_ports(s.get("listen").unwrap()), vec![2024]);
@@ -262,28 +221,16 @@ mod tests {
         assert_eq!(version("haproxy").as_deref(), Some("2.6.12-1+deb12u4"));
         assert_eq!(version("containerd").as_deref(), Some("1.6.20~ds1"));
         assert_eq!(installed(s.get("bin kubeadm").unwrap()), Installed::Absent);
-        assert_eq!(
-            listening_ports(s.get("listen").unwrap()),
-            vec![2024, 2379, 6443]
-        );
+        assert_eq!(listening_ports(s.get("listen").unwrap()), vec![2024, 2379, 6443]);
     }
 
     #[test]
     fn kubernetes_version_formats() {
         // `kubeadm version -o short` and `kubelet --version` (their documented output formats).
         assert_eq!(version_token("v1.31.2").as_deref(), Some("1.31.2"));
-        assert_eq!(
-            version_token("Kubernetes v1.31.2").as_deref(),
-            Some("1.31.2")
-        );
-        assert_eq!(
-            version_token("etcd Version: 3.5.16").as_deref(),
-            Some("3.5.16")
-        );
-        assert_eq!(
-            version_token("containerd containerd.io 1.7.22 7f7fdf5f").as_deref(),
-            Some("1.7.22")
-        );
+        assert_eq!(version_token("Kubernetes v1.31.2").as_deref(), Some("1.31.2"));
+        assert_eq!(version_token("etcd Version: 3.5.16").as_deref(), Some("3.5.16"));
+        assert_eq!(version_token("containerd containerd.io 1.7.22 7f7fdf5f").as_deref(), Some("1.7.22"));
         assert_eq!(version_token("Git SHA: Not provided"), None);
         assert_eq!(version_token("Go Version: go1.19.8"), None);
     }
@@ -307,9 +254,7 @@ mod tests {
 
     #[test]
     fn swap_and_meminfo_variants() {
-        assert!(swap_active(
-            "Filename Type Size Used Priority\n/swapfile file 1048572 0 -2\n"
-        ));
+        assert!(swap_active("Filename Type Size Used Priority\n/swapfile file 1048572 0 -2\n"));
         assert_eq!(meminfo("MemTotal: 1000 kB\n"), (Some(1024000), None));
     }
 

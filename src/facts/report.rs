@@ -8,11 +8,7 @@ use super::{FactsError, HostFacts, HostReport};
 
 /// Names of the hosts that failed, in report order (for the exit status and its message).
 pub fn failed_hosts(reports: &[HostReport]) -> Vec<&str> {
-    reports
-        .iter()
-        .filter(|r| r.result.is_err())
-        .map(|r| r.host.as_str())
-        .collect()
+    reports.iter().filter(|r| r.result.is_err()).map(|r| r.host.as_str()).collect()
 }
 
 pub fn text(reports: &[HostReport]) -> String {
@@ -30,53 +26,24 @@ pub fn text(reports: &[HostReport]) -> String {
     }
     let failed = failed_hosts(reports);
     if !failed.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{} of {} hosts failed: {}",
-            failed.len(),
-            reports.len(),
-            failed.join(", ")
-        );
+        let _ = writeln!(out, "\n{} of {} hosts failed: {}", failed.len(), reports.len(), failed.join(", "));
     }
     out
 }
 
 fn host_text(out: &mut String, host: &str, f: &HostFacts) {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
-    let os = if f.os_pretty_name.is_empty() {
-        format!("{} {}", f.os_id, f.os_version)
-    } else {
-        f.os_pretty_name.clone()
-    };
-    let software = f
-        .software
-        .iter()
-        .map(|(name, v)| format!("{name} {}", v.as_deref().unwrap_or("absent")))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let listening = f
-        .listening
-        .iter()
-        .map(|(port, on)| format!("{port}{}", if *on { " listening" } else { " free" }))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let os = if f.os_pretty_name.is_empty() { format!("{} {}", f.os_id, f.os_version) } else { f.os_pretty_name.clone() };
+    let software = f.software.iter().map(|(name, v)| format!("{name} {}", v.as_deref().unwrap_or("absent"))).collect::<Vec<_>>().join(", ");
+    let listening = f.listening.iter().map(|(port, on)| format!("{port}{}", if *on { " listening" } else { " free" })).collect::<Vec<_>>().join(", ");
     let rows = [
         ("hostname", f.hostname.clone()),
         ("os", format!("{os} [{} {}]", f.os_id, f.os_version)),
         ("kernel", format!("{} ({})", f.kernel, f.arch)),
         ("cpus", f.cpus.to_string()),
-        (
-            "memory",
-            format!("{:.1} GiB", f.memory_bytes as f64 / (1u64 << 30) as f64),
-        ),
+        ("memory", format!("{:.1} GiB", f.memory_bytes as f64 / (1u64 << 30) as f64)),
         ("swap", if f.swap_on { "on".into() } else { "off".into() }),
-        (
-            "clock offset",
-            format!(
-                "{:+} ms (±{} ms)",
-                f.clock_offset_ms, f.clock_uncertainty_ms
-            ),
-        ),
+        ("clock offset", format!("{:+} ms (±{} ms)", f.clock_offset_ms, f.clock_uncertainty_ms)),
         ("systemd", yes_no(f.systemd).into()),
         ("software", software),
         ("ports", listening),
@@ -119,18 +86,9 @@ mod tests {
     use std::time::Duration;
 
     fn reports() -> Vec<HostReport> {
-        let facts = from_output(
-            "cp2",
-            include_str!("fixtures/control-plane-handwritten.txt"),
-            1_800_000_000.0,
-            1_800_000_000.010,
-        )
-        .unwrap();
+        let facts = from_output("cp2", include_str!("fixtures/control-plane-handwritten.txt"), 1_800_000_000.0, 1_800_000_000.010).unwrap();
         vec![
-            HostReport {
-                host: "cp2".into(),
-                result: Ok(facts),
-            },
+            HostReport { host: "cp2".into(), result: Ok(facts) },
             HostReport {
                 host: "cp3".into(),
                 result: Err(FactsError::Ssh(SshError::Timeout {
@@ -171,14 +129,8 @@ cp3: FAILED (timeout)
     fn json_report() {
         let v = json(&reports());
         assert_eq!(v["failed"], json!(["cp3"]));
-        assert_eq!(
-            v["hosts"][0]["facts"]["software"]["kubeadm"],
-            json!("1.31.2")
-        );
-        assert_eq!(
-            v["hosts"][0]["facts"]["software"]["keepalived"],
-            Value::Null
-        );
+        assert_eq!(v["hosts"][0]["facts"]["software"]["kubeadm"], json!("1.31.2"));
+        assert_eq!(v["hosts"][0]["facts"]["software"]["keepalived"], Value::Null);
         assert_eq!(v["hosts"][0]["facts"]["listening"]["8443"], json!(false));
         assert_eq!(v["hosts"][0]["facts"]["clock_offset_ms"], json!(1245));
         assert_eq!(v["hosts"][1]["error"]["kind"], json!("timeout"));

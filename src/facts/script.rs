@@ -9,14 +9,7 @@
 pub const WATCHED_PORTS: [u16; 5] = [2379, 2380, 6443, 8443, 10250];
 
 /// Software whose installed version is reported.
-pub const SOFTWARE: [&str; 6] = [
-    "etcd",
-    "keepalived",
-    "haproxy",
-    "kubeadm",
-    "kubelet",
-    "containerd",
-];
+pub const SOFTWARE: [&str; 6] = ["etcd", "keepalived", "haproxy", "kubeadm", "kubelet", "containerd"];
 
 pub const PROBE: &str = r#"PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin:/usr/bin:/bin"
 s() { printf '@@kubeha %s@@\n' "$1"; }

@@ -13,10 +13,7 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use super::{HostTarget, PASSPHRASE_ENV, SshError};
 
 /// Try every method in turn; `Auth` lists what was tried so the user sees why none worked.
-pub async fn authenticate<H: russh::client::Handler>(
-    handle: &mut Handle<H>,
-    target: &HostTarget,
-) -> Result<(), SshError> {
+pub async fn authenticate<H: russh::client::Handler>(handle: &mut Handle<H>, target: &HostTarget) -> Result<(), SshError> {
     let mut tried: Vec<String> = Vec::new();
     let mut key_problem: Option<SshError> = None;
 
@@ -33,11 +30,7 @@ pub async fn authenticate<H: russh::client::Handler>(
             Err(problem) => {
                 let detail = problem.describe();
                 tried.push(format!("key {} ({detail})", path.display()));
-                key_problem.get_or_insert(SshError::Key {
-                    host: target.name.clone(),
-                    path,
-                    detail,
-                });
+                key_problem.get_or_insert(SshError::Key { host: target.name.clone(), path, detail });
             }
         }
     }
@@ -58,11 +51,7 @@ pub async fn authenticate<H: russh::client::Handler>(
     Err(SshError::Auth {
         host: target.name.clone(),
         user: target.user.clone(),
-        tried: if tried.is_empty() {
-            "no identity file and no agent".into()
-        } else {
-            tried.join(", ")
-        },
+        tried: if tried.is_empty() { "no identity file and no agent".into() } else { tried.join(", ") },
     })
 }
 
@@ -73,10 +62,7 @@ fn identity_files(target: &HostTarget) -> Vec<PathBuf> {
     let Some(home) = std::env::var_os("HOME") else {
         return Vec::new();
     };
-    ["id_ed25519", "id_ecdsa", "id_rsa"]
-        .iter()
-        .map(|name| Path::new(&home).join(".ssh").join(name))
-        .collect()
+    ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|name| Path::new(&home).join(".ssh").join(name)).collect()
 }
 
 enum KeyLoad {
@@ -108,59 +94,26 @@ fn load_key(path: &Path) -> Result<PrivateKey, KeyLoad> {
     match russh::keys::load_secret_key(path, passphrase.as_deref()) {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => Err(KeyLoad::NeedsPassphrase),
-        Err(e) if passphrase.is_some() && looks_like_decrypt_failure(&e) => {
-            Err(KeyLoad::WrongPassphrase)
-        }
+        Err(e) if passphrase.is_some() && looks_like_decrypt_failure(&e) => Err(KeyLoad::WrongPassphrase),
         Err(e) => Err(KeyLoad::Invalid(e.to_string())),
     }
 }
 
 fn looks_like_decrypt_failure(e: &russh::keys::Error) -> bool {
-    matches!(
-        e,
-        russh::keys::Error::KeyIsCorrupt
-            | russh::keys::Error::SshKey(_)
-            | russh::keys::Error::Unpad(_)
-    )
+    matches!(e, russh::keys::Error::KeyIsCorrupt | russh::keys::Error::SshKey(_) | russh::keys::Error::Unpad(_))
 }
 
-async fn try_key<H: russh::client::Handler>(
-    handle: &mut Handle<H>,
-    target: &HostTarget,
-    key: PrivateKey,
-) -> Result<bool, SshError> {
+async fn try_key<H: russh::client::Handler>(handle: &mut Handle<H>, target: &HostTarget, key: PrivateKey) -> Result<bool, SshError> {
     // For RSA keys negotiate rsa-sha2-256/512: OpenSSH 8.8+ refuses the SHA-1 `ssh-rsa` signature.
-    let hash = if key.algorithm().is_rsa() {
-        handle
-            .best_supported_rsa_hash()
-            .await
-            .map_err(|e| protocol(target, e))?
-            .flatten()
-    } else {
-        None
-    };
-    let result = handle
-        .authenticate_publickey(
-            target.user.clone(),
-            PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-        )
-        .await
-        .map_err(|e| protocol(target, e))?;
+    let hash = if key.algorithm().is_rsa() { handle.best_supported_rsa_hash().await.map_err(|e| protocol(target, e))?.flatten() } else { None };
+    let result = handle.authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash)).await.map_err(|e| protocol(target, e))?;
     Ok(result.success())
 }
 
 /// `Ok(None)`: the agent holds no plain keys.
-async fn try_agent<H: russh::client::Handler>(
-    handle: &mut Handle<H>,
-    target: &HostTarget,
-) -> Result<Option<bool>, String> {
-    let mut agent = AgentClient::connect_env()
-        .await
-        .map_err(|e| e.to_string())?;
-    let identities = agent
-        .request_identities()
-        .await
-        .map_err(|e| e.to_string())?;
+async fn try_agent<H: russh::client::Handler>(handle: &mut Handle<H>, target: &HostTarget) -> Result<Option<bool>, String> {
+    let mut agent = AgentClient::connect_env().await.map_err(|e| e.to_string())?;
+    let identities = agent.request_identities().await.map_err(|e| e.to_string())?;
     let keys: Vec<_> = identities
         .into_iter()
         .filter_map(|id| match id {
@@ -172,19 +125,8 @@ async fn try_agent<H: russh::client::Handler>(
         return Ok(None);
     }
     for key in keys {
-        let hash = if key.algorithm().is_rsa() {
-            handle
-                .best_supported_rsa_hash()
-                .await
-                .map_err(|e| e.to_string())?
-                .flatten()
-        } else {
-            None
-        };
-        match handle
-            .authenticate_publickey_with(target.user.clone(), key, hash, &mut agent)
-            .await
-        {
+        let hash = if key.algorithm().is_rsa() { handle.best_supported_rsa_hash().await.map_err(|e| e.to_string())?.flatten() } else { None };
+        match handle.authenticate_publickey_with(target.user.clone(), key, hash, &mut agent).await {
             Ok(result) if result.success() => return Ok(Some(true)),
             Ok(_) => {}
             Err(e) => return Err(format!("{e:?}")),
@@ -194,9 +136,5 @@ async fn try_agent<H: russh::client::Handler>(
 }
 
 fn protocol(target: &HostTarget, e: russh::Error) -> SshError {
-    SshError::Protocol {
-        host: target.name.clone(),
-        command: None,
-        detail: e.to_string(),
-    }
+    SshError::Protocol { host: target.name.clone(), command: None, detail: e.to_string() }
 }

@@ -11,83 +11,38 @@ use super::known_hosts::HostKeyProblem;
 #[derive(Debug, Clone, Error)]
 pub enum SshError {
     #[error("{host}: cannot resolve address {address:?}: {detail}")]
-    Resolve {
-        host: String,
-        address: String,
-        detail: String,
-    },
+    Resolve { host: String, address: String, detail: String },
 
     #[error("{host}: connection to {address}:{port} refused or unreachable: {detail}")]
-    Refused {
-        host: String,
-        address: String,
-        port: u16,
-        detail: String,
-    },
+    Refused { host: String, address: String, port: u16, detail: String },
 
     #[error("{host}: timed out after {after:?} while {during}")]
-    Timeout {
-        host: String,
-        during: String,
-        after: Duration,
-    },
+    Timeout { host: String, during: String, after: Duration },
 
     #[error("{host}: authentication as {user:?} failed (tried: {tried})")]
-    Auth {
-        host: String,
-        user: String,
-        tried: String,
-    },
+    Auth { host: String, user: String, tried: String },
 
     #[error("{host}: cannot use identity file {path}: {detail}")]
-    Key {
-        host: String,
-        path: PathBuf,
-        detail: String,
-    },
+    Key { host: String, path: PathBuf, detail: String },
 
     #[error("{host}: {problem}")]
-    HostKey {
-        host: String,
-        problem: Box<HostKeyProblem>,
-    },
+    HostKey { host: String, problem: Box<HostKeyProblem> },
 
     #[error("{host}: sudo refused for `{command}`: {message}")]
-    Sudo {
-        host: String,
-        command: String,
-        message: String,
-    },
+    Sudo { host: String, command: String, message: String },
 
     #[error("{host}: `{command}` failed with {status}: {stderr}")]
-    CommandFailed {
-        host: String,
-        command: String,
-        status: ExitStatus,
-        stderr: String,
-    },
+    CommandFailed { host: String, command: String, status: ExitStatus, stderr: String },
 
     #[error("{host}: connection lost{}: {detail}", command.as_deref().map(|c| format!(" during `{c}`")).unwrap_or_default())]
-    Disconnected {
-        host: String,
-        command: Option<String>,
-        detail: String,
-    },
+    Disconnected { host: String, command: Option<String>, detail: String },
 
     /// The bastion in front of the host could not be used; `source` says why (and names the bastion).
     #[error("{host}: unreachable through bastion {bastion}: {source}")]
-    ViaBastion {
-        host: String,
-        bastion: String,
-        source: Box<SshError>,
-    },
+    ViaBastion { host: String, bastion: String, source: Box<SshError> },
 
     #[error("{host}: SSH protocol error{}: {detail}", command.as_deref().map(|c| format!(" during `{c}`")).unwrap_or_default())]
-    Protocol {
-        host: String,
-        command: Option<String>,
-        detail: String,
-    },
+    Protocol { host: String, command: Option<String>, detail: String },
 }
 
 impl SshError {

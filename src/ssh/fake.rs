@@ -8,20 +8,9 @@ use super::{BoxFuture, Command, ExitStatus, Output, SshError, Transport, Upload,
 /// One effect the code under test asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    Exec {
-        script: String,
-        stdin: Option<Vec<u8>>,
-        as_root: bool,
-    },
-    Upload {
-        path: String,
-        contents: Vec<u8>,
-        mode: u32,
-        owner: Option<String>,
-    },
-    Read {
-        path: String,
-    },
+    Exec { script: String, stdin: Option<Vec<u8>>, as_root: bool },
+    Upload { path: String, contents: Vec<u8>, mode: u32, owner: Option<String> },
+    Read { path: String },
 }
 
 type Response = Result<Output, SshError>;
@@ -42,24 +31,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl RecordingTransport {
     pub fn new(name: impl Into<String>) -> Self {
-        RecordingTransport {
-            name: name.into(),
-            log: Mutex::default(),
-            responses: Mutex::default(),
-            files: Mutex::default(),
-        }
+        RecordingTransport { name: name.into(), log: Mutex::default(), responses: Mutex::default(), files: Mutex::default() }
     }
 
     /// Commands whose script contains `needle` succeed with this stdout.
     pub fn on(self, needle: impl Into<String>, stdout: impl Into<Vec<u8>>) -> Self {
-        self.respond(
-            needle,
-            Ok(Output {
-                status: ExitStatus::Code(0),
-                stdout: stdout.into(),
-                stderr: Vec::new(),
-            }),
-        )
+        self.respond(needle, Ok(Output { status: ExitStatus::Code(0), stdout: stdout.into(), stderr: Vec::new() }))
     }
 
     /// Commands whose script contains `needle` get this response (an exit status, or an error).
@@ -100,30 +77,17 @@ impl Transport for RecordingTransport {
     }
 
     fn exec<'a>(&'a self, command: &'a Command) -> BoxFuture<'a, Result<Output, SshError>> {
-        lock(&self.log).push(Recorded::Exec {
-            script: command.script.clone(),
-            stdin: command.stdin.clone(),
-            as_root: command.as_root,
-        });
+        lock(&self.log).push(Recorded::Exec { script: command.script.clone(), stdin: command.stdin.clone(), as_root: command.as_root });
         let response = lock(&self.responses)
             .iter()
             .find(|(needle, _)| command.script.contains(needle.as_str()))
             .map(|(_, r)| r.clone())
-            .unwrap_or(Ok(Output {
-                status: ExitStatus::Code(0),
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-            }));
+            .unwrap_or(Ok(Output { status: ExitStatus::Code(0), stdout: Vec::new(), stderr: Vec::new() }));
         Box::pin(async move { response })
     }
 
     fn upload<'a>(&'a self, file: &'a Upload) -> BoxFuture<'a, Result<UploadOutcome, SshError>> {
-        lock(&self.log).push(Recorded::Upload {
-            path: file.path.clone(),
-            contents: file.contents.clone(),
-            mode: file.mode,
-            owner: file.owner.clone(),
-        });
+        lock(&self.log).push(Recorded::Upload { path: file.path.clone(), contents: file.contents.clone(), mode: file.mode, owner: file.owner.clone() });
         let wanted = (file.contents.clone(), file.mode, file.owner.clone());
         let mut files = lock(&self.files);
         let outcome = if files.get(&file.path) == Some(&wanted) {
@@ -136,9 +100,7 @@ impl Transport for RecordingTransport {
     }
 
     fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, SshError>> {
-        lock(&self.log).push(Recorded::Read {
-            path: path.to_string(),
-        });
+        lock(&self.log).push(Recorded::Read { path: path.to_string() });
         let contents = self.file(path);
         Box::pin(async move { Ok(contents) })
     }
@@ -152,41 +114,19 @@ mod tests {
     async fn records_and_answers() {
         let fake = RecordingTransport::new("cp1")
             .on("uname", "Linux\n")
-            .respond(
-                "false",
-                Ok(Output {
-                    status: ExitStatus::Code(1),
-                    stdout: Vec::new(),
-                    stderr: b"nope".to_vec(),
-                }),
-            );
+            .respond("false", Ok(Output { status: ExitStatus::Code(1), stdout: Vec::new(), stderr: b"nope".to_vec() }));
         let out = fake.exec(&Command::argv(["uname", "-s"])).await.unwrap();
         assert_eq!(out.stdout_text(), "Linux\n");
         let err = fake.run(&Command::script("false")).await.unwrap_err();
-        assert!(
-            matches!(err, SshError::CommandFailed { ref host, .. } if host == "cp1"),
-            "{err}"
-        );
-        assert!(
-            err.to_string()
-                .contains("`false` failed with exit status 1: nope"),
-            "{err}"
-        );
-        assert_eq!(
-            fake.scripts(),
-            vec!["uname -s".to_string(), "false".to_string()]
-        );
+        assert!(matches!(err, SshError::CommandFailed { ref host, .. } if host == "cp1"), "{err}");
+        assert!(err.to_string().contains("`false` failed with exit status 1: nope"), "{err}");
+        assert_eq!(fake.scripts(), vec!["uname -s".to_string(), "false".to_string()]);
     }
 
     #[tokio::test]
     async fn upload_is_skipped_when_identical() {
         let fake = RecordingTransport::new("cp1");
-        let up = Upload {
-            path: "/etc/x".into(),
-            contents: b"a".to_vec(),
-            mode: 0o600,
-            owner: None,
-        };
+        let up = Upload { path: "/etc/x".into(), contents: b"a".to_vec(), mode: 0o600, owner: None };
         assert_eq!(fake.upload(&up).await.unwrap(), UploadOutcome::Written);
         assert_eq!(fake.upload(&up).await.unwrap(), UploadOutcome::Unchanged);
         assert_eq!(fake.read_file("/etc/x").await.unwrap(), Some(b"a".to_vec()));
@@ -197,33 +137,15 @@ mod tests {
     #[test]
     fn debug_output_never_shows_secrets() {
         let c = Command::script("kubeadm join --config /dev/stdin").stdin(b"token-abc".to_vec());
-        let u = Upload {
-            path: "/etc/k".into(),
-            contents: b"PRIVATE KEY".to_vec(),
-            mode: 0o600,
-            owner: None,
-        };
+        let u = Upload { path: "/etc/k".into(), contents: b"PRIVATE KEY".to_vec(), mode: 0o600, owner: None };
         let shown = format!("{c:?} {u:?}");
-        assert!(
-            !shown.contains("token-abc") && !shown.contains("PRIVATE"),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("<9 bytes>") && shown.contains("mode: 600"),
-            "{shown}"
-        );
+        assert!(!shown.contains("token-abc") && !shown.contains("PRIVATE"), "{shown}");
+        assert!(shown.contains("<9 bytes>") && shown.contains("mode: 600"), "{shown}");
     }
 
     #[tokio::test]
     async fn usable_as_a_trait_object() {
-        let fake: std::sync::Arc<dyn Transport> =
-            std::sync::Arc::new(RecordingTransport::new("w1"));
-        assert!(
-            fake.exec(&Command::script("true"))
-                .await
-                .unwrap()
-                .status
-                .success()
-        );
+        let fake: std::sync::Arc<dyn Transport> = std::sync::Arc::new(RecordingTransport::new("w1"));
+        assert!(fake.exec(&Command::script("true")).await.unwrap().status.success());
     }
 }

@@ -40,20 +40,10 @@ pub struct KnownHosts {
 /// The outcome of checking a presented host key.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    Trusted {
-        file: PathBuf,
-        line: usize,
-    },
+    Trusted { file: PathBuf, line: usize },
     Unknown,
-    Changed {
-        file: PathBuf,
-        line: usize,
-        recorded: PublicKey,
-    },
-    Revoked {
-        file: PathBuf,
-        line: usize,
-    },
+    Changed { file: PathBuf, line: usize, recorded: PublicKey },
+    Revoked { file: PathBuf, line: usize },
 }
 
 /// Why a host key was refused. Rendered verbatim to the user, so it says what to do.
@@ -92,58 +82,27 @@ pub enum HostKeyProblem {
 impl fmt::Display for HostKeyProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HostKeyProblem::Changed {
-                lookup,
-                file,
-                line,
-                recorded_fingerprint,
-                recorded_type,
-                offered_fingerprint,
-                offered_type,
-            } => write!(
+            HostKeyProblem::Changed { lookup, file, line, recorded_fingerprint, recorded_type, offered_fingerprint, offered_type } => write!(
                 f,
                 "HOST KEY CHANGED for {lookup}: {file}:{line} records {recorded_type} {recorded_fingerprint}, \
                  the server offered {offered_type} {offered_fingerprint}. This can be a man-in-the-middle attack or \
                  a reinstalled host; verify out of band, then remove line {line} of {file}",
                 file = file.display()
             ),
-            HostKeyProblem::Unknown {
-                lookup,
-                offered_fingerprint,
-                offered_type,
-                files,
-            } => write!(
+            HostKeyProblem::Unknown { lookup, offered_fingerprint, offered_type, files } => write!(
                 f,
                 "host key for {lookup} is not known ({offered_type} {offered_fingerprint}; searched {}); \
                  verify it and rerun with --accept-new-host-keys to record it",
-                files
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
-            HostKeyProblem::Revoked {
-                lookup,
-                file,
-                line,
-                offered_fingerprint,
-            } => write!(
-                f,
-                "host key {offered_fingerprint} of {lookup} is marked @revoked at {}:{line}",
-                file.display()
-            ),
+            HostKeyProblem::Revoked { lookup, file, line, offered_fingerprint } => {
+                write!(f, "host key {offered_fingerprint} of {lookup} is marked @revoked at {}:{line}", file.display())
+            }
             HostKeyProblem::FileError { file, detail } => {
-                write!(
-                    f,
-                    "cannot read or update known_hosts file {}: {detail}",
-                    file.display()
-                )
+                write!(f, "cannot read or update known_hosts file {}: {detail}", file.display())
             }
             HostKeyProblem::Certificate { lookup } => {
-                write!(
-                    f,
-                    "{lookup} presented a host certificate; only plain host keys are supported"
-                )
+                write!(f, "{lookup} presented a host certificate; only plain host keys are supported")
             }
         }
     }
@@ -152,11 +111,7 @@ impl fmt::Display for HostKeyProblem {
 /// The name OpenSSH looks up and records: plain on the default port, bracketed otherwise.
 pub fn lookup_name(host: &str, port: u16) -> String {
     let host = host.to_ascii_lowercase();
-    if port == 22 {
-        host
-    } else {
-        format!("[{host}]:{port}")
-    }
+    if port == 22 { host } else { format!("[{host}]:{port}") }
 }
 
 pub fn fingerprint(key: &PublicKey) -> String {
@@ -173,10 +128,7 @@ impl KnownHosts {
                 Ok(text) => known.add_text(file, &text),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(Box::new(HostKeyProblem::FileError {
-                        file: file.clone(),
-                        detail: e.to_string(),
-                    }));
+                    return Err(Box::new(HostKeyProblem::FileError { file: file.clone(), detail: e.to_string() }));
                 }
             }
         }
@@ -187,13 +139,7 @@ impl KnownHosts {
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             match parse_line(raw) {
-                Ok(Some((revoked, hosts, key))) => self.entries.push(KnownEntry {
-                    file: file.to_path_buf(),
-                    line,
-                    revoked,
-                    hosts,
-                    key,
-                }),
+                Ok(Some((revoked, hosts, key))) => self.entries.push(KnownEntry { file: file.to_path_buf(), line, revoked, hosts, key }),
                 Ok(None) => {}
                 Err(()) => self.skipped.push((file.to_path_buf(), line)),
             }
@@ -205,11 +151,7 @@ impl KnownHosts {
     pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<Algorithm> {
         let name = lookup_name(host, port);
         let mut algs = Vec::new();
-        for entry in self
-            .entries
-            .iter()
-            .filter(|e| !e.revoked && host_matches(&e.hosts, &name))
-        {
+        for entry in self.entries.iter().filter(|e| !e.revoked && host_matches(&e.hosts, &name)) {
             let alg = entry.key.algorithm();
             if !algs.contains(&alg) {
                 algs.push(alg);
@@ -220,39 +162,19 @@ impl KnownHosts {
 
     pub fn check(&self, host: &str, port: u16, offered: &PublicKey) -> Verdict {
         let name = lookup_name(host, port);
-        let matching: Vec<&KnownEntry> = self
-            .entries
-            .iter()
-            .filter(|e| host_matches(&e.hosts, &name))
-            .collect();
-        if let Some(e) = matching
-            .iter()
-            .find(|e| e.revoked && same_key(&e.key, offered))
-        {
-            return Verdict::Revoked {
-                file: e.file.clone(),
-                line: e.line,
-            };
+        let matching: Vec<&KnownEntry> = self.entries.iter().filter(|e| host_matches(&e.hosts, &name)).collect();
+        if let Some(e) = matching.iter().find(|e| e.revoked && same_key(&e.key, offered)) {
+            return Verdict::Revoked { file: e.file.clone(), line: e.line };
         }
         let plain: Vec<&&KnownEntry> = matching.iter().filter(|e| !e.revoked).collect();
         if let Some(e) = plain.iter().find(|e| same_key(&e.key, offered)) {
-            return Verdict::Trusted {
-                file: e.file.clone(),
-                line: e.line,
-            };
+            return Verdict::Trusted { file: e.file.clone(), line: e.line };
         }
         // Same type with another key is the classic change; a host recorded only under other types is a
         // mismatch too (never "unknown"): the server is not proving the identity we recorded.
-        let changed = plain
-            .iter()
-            .find(|e| e.key.algorithm() == offered.algorithm())
-            .or_else(|| plain.first());
+        let changed = plain.iter().find(|e| e.key.algorithm() == offered.algorithm()).or_else(|| plain.first());
         match changed {
-            Some(e) => Verdict::Changed {
-                file: e.file.clone(),
-                line: e.line,
-                recorded: e.key.clone(),
-            },
+            Some(e) => Verdict::Changed { file: e.file.clone(), line: e.line, recorded: e.key.clone() },
             None => Verdict::Unknown,
         }
     }
@@ -346,17 +268,12 @@ static APPEND_LOCK: Mutex<()> = Mutex::new(());
 /// Record a newly accepted key (accept-new). Written in plain `[host]:port` form so the user can read and
 /// review what was accepted; the directory is created 0700 like ~/.ssh.
 pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> io::Result<()> {
-    let _guard = APPEND_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = APPEND_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
     {
         use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
     let needs_newline = match fs::read(file) {
         Ok(bytes) => bytes.last().is_some_and(|&b| b != b'\n'),
@@ -368,16 +285,8 @@ pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> io::Result
         let b64 = rest.split(' ').next().unwrap_or(rest);
         key_text = format!("{kind} {b64}");
     }
-    let line = format!(
-        "{}{} {}\n",
-        if needs_newline { "\n" } else { "" },
-        lookup_name(host, port),
-        key_text
-    );
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)?;
+    let line = format!("{}{} {}\n", if needs_newline { "\n" } else { "" }, lookup_name(host, port), key_text);
+    let mut f = fs::OpenOptions::new().create(true).append(true).open(file)?;
     f.write_all(line.as_bytes())
 }
 
@@ -386,10 +295,8 @@ mod tests {
     use super::*;
 
     // Two real ed25519 keys and one ECDSA key (public halves of throwaway keys).
-    const ED_A: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDjU6Veohxw2LMZkGjK3UydxXeHAP464VUkDCI+sHQQB";
-    const ED_B: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDQZepEwltgkiwVe+4vg0Xlb6UbePeCSp7ATJpqqmUy2";
+    const ED_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDjU6Veohxw2LMZkGjK3UydxXeHAP464VUkDCI+sHQQB";
+    const ED_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDQZepEwltgkiwVe+4vg0Xlb6UbePeCSp7ATJpqqmUy2";
     const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBFGR1gFz+Y+ZMWESELslsnPXJXK9mQlveD9/fZD8NHHDIoMB3ZA/QxP0ykjED5N9ul3S0l/oT69mETYEYwrWue0=";
 
     fn key(text: &str) -> PublicKey {
@@ -405,62 +312,28 @@ mod tests {
     #[test]
     fn plain_and_bracketed_port() {
         let k = known(&format!("host1 {ED_A}\n[host1]:2222 {ED_B}\n"));
-        assert!(matches!(
-            k.check("host1", 22, &key(ED_A)),
-            Verdict::Trusted { line: 1, .. }
-        ));
-        assert!(matches!(
-            k.check("HOST1", 2222, &key(ED_B)),
-            Verdict::Trusted { line: 2, .. }
-        ));
-        assert!(matches!(
-            k.check("host1", 2222, &key(ED_A)),
-            Verdict::Changed { line: 2, .. }
-        ));
+        assert!(matches!(k.check("host1", 22, &key(ED_A)), Verdict::Trusted { line: 1, .. }));
+        assert!(matches!(k.check("HOST1", 2222, &key(ED_B)), Verdict::Trusted { line: 2, .. }));
+        assert!(matches!(k.check("host1", 2222, &key(ED_A)), Verdict::Changed { line: 2, .. }));
         assert!(matches!(k.check("host2", 22, &key(ED_A)), Verdict::Unknown));
     }
 
     #[test]
     fn hashed_entry_matches_only_its_name() {
         // Produced by `ssh-keygen -H` for the name "[10.0.0.5]:2222".
-        let k = known(&format!(
-            "|1|2yF9SxXIxSsOUCarsutjVQTTE7Y=|qaayK30yeDuT3BkNzw5ghgSvTZs= {ED_A}\n"
-        ));
-        assert!(matches!(
-            k.check("10.0.0.5", 2222, &key(ED_A)),
-            Verdict::Trusted { .. }
-        ));
-        assert!(matches!(
-            k.check("10.0.0.5", 22, &key(ED_A)),
-            Verdict::Unknown
-        ));
+        let k = known(&format!("|1|2yF9SxXIxSsOUCarsutjVQTTE7Y=|qaayK30yeDuT3BkNzw5ghgSvTZs= {ED_A}\n"));
+        assert!(matches!(k.check("10.0.0.5", 2222, &key(ED_A)), Verdict::Trusted { .. }));
+        assert!(matches!(k.check("10.0.0.5", 22, &key(ED_A)), Verdict::Unknown));
     }
 
     #[test]
     fn wildcards_and_negation() {
-        let k = known(&format!(
-            "*.prod.example,!bad.prod.example,10.1.?.9 {ED_A}\n"
-        ));
-        assert!(matches!(
-            k.check("cp1.prod.example", 22, &key(ED_A)),
-            Verdict::Trusted { .. }
-        ));
-        assert!(matches!(
-            k.check("10.1.3.9", 22, &key(ED_A)),
-            Verdict::Trusted { .. }
-        ));
-        assert!(matches!(
-            k.check("10.1.33.9", 22, &key(ED_A)),
-            Verdict::Unknown
-        ));
-        assert!(matches!(
-            k.check("bad.prod.example", 22, &key(ED_A)),
-            Verdict::Unknown
-        ));
-        assert!(matches!(
-            k.check("prod.example", 22, &key(ED_A)),
-            Verdict::Unknown
-        ));
+        let k = known(&format!("*.prod.example,!bad.prod.example,10.1.?.9 {ED_A}\n"));
+        assert!(matches!(k.check("cp1.prod.example", 22, &key(ED_A)), Verdict::Trusted { .. }));
+        assert!(matches!(k.check("10.1.3.9", 22, &key(ED_A)), Verdict::Trusted { .. }));
+        assert!(matches!(k.check("10.1.33.9", 22, &key(ED_A)), Verdict::Unknown));
+        assert!(matches!(k.check("bad.prod.example", 22, &key(ED_A)), Verdict::Unknown));
+        assert!(matches!(k.check("prod.example", 22, &key(ED_A)), Verdict::Unknown));
     }
 
     #[test]
@@ -473,58 +346,34 @@ mod tests {
             }
             other => panic!("expected Changed, got {other:?}"),
         }
-        assert_eq!(
-            k.recorded_algorithms("host1", 22),
-            vec![key(ECDSA).algorithm()]
-        );
+        assert_eq!(k.recorded_algorithms("host1", 22), vec![key(ECDSA).algorithm()]);
     }
 
     #[test]
     fn same_type_change_points_at_the_same_type_line() {
         let k = known(&format!("host1 {ECDSA}\nhost1 {ED_B}\n"));
-        assert!(matches!(
-            k.check("host1", 22, &key(ED_A)),
-            Verdict::Changed { line: 2, .. }
-        ));
-        assert!(matches!(
-            k.check("host1", 22, &key(ECDSA)),
-            Verdict::Trusted { line: 1, .. }
-        ));
+        assert!(matches!(k.check("host1", 22, &key(ED_A)), Verdict::Changed { line: 2, .. }));
+        assert!(matches!(k.check("host1", 22, &key(ECDSA)), Verdict::Trusted { line: 1, .. }));
     }
 
     #[test]
     fn revoked_wins_over_trusted() {
         let k = known(&format!("host1 {ED_A}\n@revoked * {ED_A}\n"));
-        assert!(matches!(
-            k.check("host1", 22, &key(ED_A)),
-            Verdict::Revoked { line: 2, .. }
-        ));
+        assert!(matches!(k.check("host1", 22, &key(ED_A)), Verdict::Revoked { line: 2, .. }));
     }
 
     #[test]
     fn tabs_comments_markers_and_garbage() {
-        let k = known(&format!(
-            "# comment\n\n  host1\t\t{}   trailing comment\n@cert-authority * {ED_B}\nnot a valid line\n",
-            ED_A.replace(' ', "\t")
-        ));
-        assert!(matches!(
-            k.check("host1", 22, &key(ED_A)),
-            Verdict::Trusted { line: 3, .. }
-        ));
-        assert!(matches!(
-            k.check("host1", 22, &key(ED_B)),
-            Verdict::Changed { .. }
-        ));
+        let k = known(&format!("# comment\n\n  host1\t\t{}   trailing comment\n@cert-authority * {ED_B}\nnot a valid line\n", ED_A.replace(' ', "\t")));
+        assert!(matches!(k.check("host1", 22, &key(ED_A)), Verdict::Trusted { line: 3, .. }));
+        assert!(matches!(k.check("host1", 22, &key(ED_B)), Verdict::Changed { .. }));
         assert_eq!(k.skipped.len(), 1);
     }
 
     #[test]
     fn several_files_are_consulted_in_order() {
         let mut k = known(&format!("host1 {ED_A}\n"));
-        k.add_text(
-            Path::new("/etc/ssh/ssh_known_hosts"),
-            &format!("host2 {ED_B}\n"),
-        );
+        k.add_text(Path::new("/etc/ssh/ssh_known_hosts"), &format!("host2 {ED_B}\n"));
         match k.check("host2", 22, &key(ED_B)) {
             Verdict::Trusted { file, .. } => {
                 assert_eq!(file, Path::new("/etc/ssh/ssh_known_hosts"))
@@ -550,13 +399,7 @@ mod tests {
         fs::write(&file, format!("other {ED_B}")).unwrap(); // no trailing newline
         append(&file, "10.0.0.7", 2200, &key(ED_A)).expect("append");
         let k = KnownHosts::load(std::slice::from_ref(&file)).expect("load");
-        assert!(matches!(
-            k.check("10.0.0.7", 2200, &key(ED_A)),
-            Verdict::Trusted { line: 2, .. }
-        ));
-        assert!(matches!(
-            k.check("other", 22, &key(ED_B)),
-            Verdict::Trusted { line: 1, .. }
-        ));
+        assert!(matches!(k.check("10.0.0.7", 2200, &key(ED_A)), Verdict::Trusted { line: 2, .. }));
+        assert!(matches!(k.check("other", 22, &key(ED_B)), Verdict::Trusted { line: 1, .. }));
     }
 }

@@ -26,6 +26,7 @@ pub mod pool;
 pub mod quote;
 pub mod session;
 pub mod sudo;
+pub mod targets;
 pub mod upload;
 
 pub use error::{ExitStatus, SshError};
@@ -65,11 +66,7 @@ pub struct HostTarget {
 
 impl HostTarget {
     /// A target with OpenSSH's defaults: port 22, no explicit key, default known_hosts files.
-    pub fn new(
-        name: impl Into<String>,
-        address: impl Into<String>,
-        user: impl Into<String>,
-    ) -> Self {
+    pub fn new(name: impl Into<String>, address: impl Into<String>, user: impl Into<String>) -> Self {
         HostTarget {
             name: name.into(),
             address: address.into(),
@@ -159,13 +156,7 @@ impl Command {
 
     /// A trusted shell script (our own text, with any variable parts already quoted).
     pub fn script(script: impl Into<String>) -> Self {
-        Command {
-            script: script.into(),
-            stdin: None,
-            timeout: Self::DEFAULT_TIMEOUT,
-            as_root: true,
-            stream_to: None,
-        }
+        Command { script: script.into(), stdin: None, timeout: Self::DEFAULT_TIMEOUT, as_root: true, stream_to: None }
     }
 
     pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
@@ -195,10 +186,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Command")
             .field("script", &self.script)
-            .field(
-                "stdin",
-                &self.stdin.as_ref().map(|s| format!("<{} bytes>", s.len())),
-            )
+            .field("stdin", &self.stdin.as_ref().map(|s| format!("<{} bytes>", s.len())))
             .field("timeout", &self.timeout)
             .field("as_root", &self.as_root)
             .finish_non_exhaustive()

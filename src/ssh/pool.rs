@@ -17,10 +17,7 @@ pub struct Pool {
 impl Pool {
     /// Connect to every target, at most `opts.concurrency` at a time. Returns the pool of hosts that
     /// connected and, in input order, the hosts that did not: one bad host never hides the others' results.
-    pub async fn connect_all(
-        targets: &[HostTarget],
-        opts: &ConnectOptions,
-    ) -> (Pool, Vec<SshError>) {
+    pub async fn connect_all(targets: &[HostTarget], opts: &ConnectOptions) -> (Pool, Vec<SshError>) {
         let results = connect_each(targets, opts).await;
         let mut pool = Pool::default();
         let mut failures = Vec::new();
@@ -64,10 +61,7 @@ pub async fn connect_each(targets: &[HostTarget], opts: &ConnectOptions) -> Vec<
         let (limit, connector, opts) = (limit.clone(), connector.clone(), opts.clone());
         tasks.spawn(async move {
             // The semaphore is never closed, so acquire only fails if that invariant breaks.
-            let _permit = limit
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
+            let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
             let result = connector.connect(&target, &opts).await.map(Arc::new);
             (index, target.name, result)
         });

@@ -27,19 +27,11 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    words
-        .into_iter()
-        .map(|w| quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    words.into_iter().map(|w| quote(w.as_ref())).collect::<Vec<_>>().join(" ")
 }
 
 fn is_plain(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_' | b'.' | b'/' | b':' | b'@' | b'%' | b'+' | b',' | b'='
-        )
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b'@' | b'%' | b'+' | b',' | b'=')
 }
 
 #[cfg(test)]
@@ -49,14 +41,8 @@ mod tests {
 
     #[test]
     fn plain_words_stay_readable() {
-        assert_eq!(
-            quote("/etc/kubernetes/admin.conf"),
-            "/etc/kubernetes/admin.conf"
-        );
-        assert_eq!(
-            join(["systemctl", "restart", "etcd"]),
-            "systemctl restart etcd"
-        );
+        assert_eq!(quote("/etc/kubernetes/admin.conf"), "/etc/kubernetes/admin.conf");
+        assert_eq!(join(["systemctl", "restart", "etcd"]), "systemctl restart etcd");
     }
 
     #[test]
@@ -73,21 +59,9 @@ mod tests {
     /// result must equal the input byte for byte, whatever the input. NUL itself cannot be in an argv.
     fn round_trip(words: &[String]) -> Vec<String> {
         let script = format!("printf '%s\\0' {}", join(words));
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .expect("run sh");
-        assert!(
-            out.status.success(),
-            "sh failed for {script:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut parts: Vec<String> = String::from_utf8(out.stdout)
-            .expect("utf8")
-            .split('\0')
-            .map(str::to_string)
-            .collect();
+        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().expect("run sh");
+        assert!(out.status.success(), "sh failed for {script:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let mut parts: Vec<String> = String::from_utf8(out.stdout).expect("utf8").split('\0').map(str::to_string).collect();
         parts.pop(); // the trailing separator
         parts
     }
@@ -95,8 +69,8 @@ mod tests {
     #[test]
     fn hostile_words_round_trip() {
         let words: Vec<String> = [
-            "'", "\"", "\\", "$HOME", "`id`", "$(id)", "a;b", "a&&b", "a|b", "*", "?", "[a]",
-            "{a,b}", "~", "#x", "\n", "\t", " ", "!", "-e", "--", "é ü", "'\\''",
+            "'", "\"", "\\", "$HOME", "`id`", "$(id)", "a;b", "a&&b", "a|b", "*", "?", "[a]", "{a,b}", "~", "#x", "\n", "\t", " ", "!", "-e", "--", "é ü",
+            "'\\''",
         ]
         .iter()
         .map(|s| s.to_string())

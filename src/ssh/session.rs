@@ -11,8 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::known_hosts::{self, HostKeyProblem, KnownHosts, Verdict};
 use super::{
-    Become, BoxFuture, Command, ConnectOptions, ExitStatus, HostTarget, Output, SshError, Stream,
-    Transport, Upload, UploadOutcome, auth, sudo, upload,
+    Become, BoxFuture, Command, ConnectOptions, ExitStatus, HostTarget, Output, SshError, Stream, Transport, Upload, UploadOutcome, auth, sudo, upload,
 };
 
 /// Extra time granted locally beyond a command's own timeout, for the remote `timeout` to fire and report.
@@ -34,10 +33,7 @@ pub struct SshSession {
 
 impl std::fmt::Debug for SshSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SshSession")
-            .field("name", &self.name)
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+        f.debug_struct("SshSession").field("name", &self.name).field("user", &self.user).finish_non_exhaustive()
     }
 }
 
@@ -55,10 +51,7 @@ pub struct HostKeyChecker {
 impl client::Handler for HostKeyChecker {
     type Error = russh::Error;
 
-    async fn check_server_key(
-        &mut self,
-        offered: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
+    async fn check_server_key(&mut self, offered: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let lookup = known_hosts::lookup_name(&self.lookup_host, self.port);
         let key = match offered {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
@@ -70,17 +63,8 @@ impl client::Handler for HostKeyChecker {
         let offered_type = key.algorithm().to_string();
         match self.known.check(&self.lookup_host, self.port, key) {
             Verdict::Trusted { .. } => Ok(true),
-            Verdict::Revoked { file, line } => Ok(self.refuse(HostKeyProblem::Revoked {
-                lookup,
-                file,
-                line,
-                offered_fingerprint,
-            })),
-            Verdict::Changed {
-                file,
-                line,
-                recorded,
-            } => Ok(self.refuse(HostKeyProblem::Changed {
+            Verdict::Revoked { file, line } => Ok(self.refuse(HostKeyProblem::Revoked { lookup, file, line, offered_fingerprint })),
+            Verdict::Changed { file, line, recorded } => Ok(self.refuse(HostKeyProblem::Changed {
                 lookup,
                 file,
                 line,
@@ -93,18 +77,10 @@ impl client::Handler for HostKeyChecker {
                 let file = self.files.first().cloned().unwrap_or_default();
                 match known_hosts::append(&file, &self.lookup_host, self.port, key) {
                     Ok(()) => Ok(true),
-                    Err(e) => Ok(self.refuse(HostKeyProblem::FileError {
-                        file,
-                        detail: e.to_string(),
-                    })),
+                    Err(e) => Ok(self.refuse(HostKeyProblem::FileError { file, detail: e.to_string() })),
                 }
             }
-            Verdict::Unknown => Ok(self.refuse(HostKeyProblem::Unknown {
-                lookup,
-                offered_fingerprint,
-                offered_type,
-                files: self.files.clone(),
-            })),
+            Verdict::Unknown => Ok(self.refuse(HostKeyProblem::Unknown { lookup, offered_fingerprint, offered_type, files: self.files.clone() })),
         }
     }
 }
@@ -145,20 +121,12 @@ fn client_config(opts: &ConnectOptions, known: &KnownHosts, target: &HostTarget)
 impl SshSession {
     /// Handshake, host key check and authentication over an already open byte stream (a TCP socket, a
     /// bastion's direct-tcpip channel, or an in-memory duplex in tests).
-    pub async fn establish<S>(
-        target: &HostTarget,
-        opts: &ConnectOptions,
-        stream: S,
-        bastion: Option<Arc<SshSession>>,
-    ) -> Result<SshSession, SshError>
+    pub async fn establish<S>(target: &HostTarget, opts: &ConnectOptions, stream: S, bastion: Option<Arc<SshSession>>) -> Result<SshSession, SshError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let files = target.known_hosts_files_or_default();
-        let known = KnownHosts::load(&files).map_err(|problem| SshError::HostKey {
-            host: target.name.clone(),
-            problem,
-        })?;
+        let known = KnownHosts::load(&files).map_err(|problem| SshError::HostKey { host: target.name.clone(), problem })?;
         let config = Arc::new(client_config(opts, &known, target));
         let problem = Arc::new(Mutex::new(None));
         let checker = HostKeyChecker {
@@ -173,12 +141,8 @@ impl SshSession {
             let mut handle = match client::connect_stream(config, stream, checker).await {
                 Ok(handle) => handle,
                 Err(e) => {
-                    if let Some(problem) = problem.lock().unwrap_or_else(|p| p.into_inner()).take()
-                    {
-                        return Err(SshError::HostKey {
-                            host: target.name.clone(),
-                            problem: Box::new(problem),
-                        });
+                    if let Some(problem) = problem.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        return Err(SshError::HostKey { host: target.name.clone(), problem: Box::new(problem) });
                     }
                     return Err(handshake_error(target, e));
                 }
@@ -186,16 +150,11 @@ impl SshSession {
             auth::authenticate(&mut handle, target).await?;
             Ok(handle)
         };
-        let handle = tokio::time::timeout(opts.connect_timeout, handshake)
-            .await
-            .map_err(|_| SshError::Timeout {
-                host: target.name.clone(),
-                during: format!(
-                    "SSH handshake and authentication with {}:{}",
-                    target.address, target.port
-                ),
-                after: opts.connect_timeout,
-            })??;
+        let handle = tokio::time::timeout(opts.connect_timeout, handshake).await.map_err(|_| SshError::Timeout {
+            host: target.name.clone(),
+            during: format!("SSH handshake and authentication with {}:{}", target.address, target.port),
+            after: opts.connect_timeout,
+        })??;
         Ok(SshSession {
             name: target.name.clone(),
             user: target.user.clone(),
@@ -218,28 +177,17 @@ impl SshSession {
     /// Close the connection politely (sshd logs a clean disconnect instead of a reset). Dropping the
     /// session also ends it; this is for callers that want the server to know why.
     pub async fn disconnect(&self) {
-        let _ = self
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "kubeha done", "en")
-            .await;
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "kubeha done", "en").await;
     }
 
     /// Open a direct-tcpip channel from this host to `address:port` (used to reach hosts behind a bastion).
-    pub async fn open_tunnel(
-        &self,
-        address: &str,
-        port: u16,
-    ) -> Result<russh::ChannelStream<client::Msg>, SshError> {
-        let channel = self
-            .handle
-            .channel_open_direct_tcpip(address.to_string(), port as u32, "127.0.0.1", 0)
-            .await
-            .map_err(|e| SshError::Refused {
-                host: self.name.clone(),
-                address: address.to_string(),
-                port,
-                detail: format!("the bastion refused a direct-tcpip tunnel ({e}); is AllowTcpForwarding enabled?"),
-            })?;
+    pub async fn open_tunnel(&self, address: &str, port: u16) -> Result<russh::ChannelStream<client::Msg>, SshError> {
+        let channel = self.handle.channel_open_direct_tcpip(address.to_string(), port as u32, "127.0.0.1", 0).await.map_err(|e| SshError::Refused {
+            host: self.name.clone(),
+            address: address.to_string(),
+            port,
+            detail: format!("the bastion refused a direct-tcpip tunnel ({e}); is AllowTcpForwarding enabled?"),
+        })?;
         Ok(channel.into_stream())
     }
 
@@ -254,25 +202,16 @@ impl SshSession {
         let ready = self
             .sudo_ready
             .get_or_try_init(|| async {
-                let probe = Command::script(sudo::SUDO_PROBE)
-                    .unprivileged()
-                    .timeout(Duration::from_secs(15));
+                let probe = Command::script(sudo::SUDO_PROBE).unprivileged().timeout(Duration::from_secs(15));
                 let out = self.exec_raw(&probe, sudo::SUDO_PROBE.to_string()).await?;
                 Ok::<_, SshError>(if out.status.success() {
                     Ok(())
                 } else {
-                    Err(sudo::explain_probe_failure(
-                        &self.user,
-                        &String::from_utf8_lossy(&out.stderr),
-                    ))
+                    Err(sudo::explain_probe_failure(&self.user, &String::from_utf8_lossy(&out.stderr)))
                 })
             })
             .await?;
-        ready.clone().map_err(|message| SshError::Sudo {
-            host: self.name.clone(),
-            command: command.script.clone(),
-            message,
-        })
+        ready.clone().map_err(|message| SshError::Sudo { host: self.name.clone(), command: command.script.clone(), message })
     }
 
     async fn exec_checked_sudo(&self, command: &Command) -> Result<Output, SshError> {
@@ -289,33 +228,18 @@ impl SshSession {
     }
 
     fn timeout_error(&self, command: &Command) -> SshError {
-        SshError::Timeout {
-            host: self.name.clone(),
-            during: format!("running `{}`", command.script),
-            after: command.timeout,
-        }
+        SshError::Timeout { host: self.name.clone(), during: format!("running `{}`", command.script), after: command.timeout }
     }
 
     fn lost(&self, command: &Command, detail: impl Into<String>) -> SshError {
-        SshError::Disconnected {
-            host: self.name.clone(),
-            command: Some(command.script.clone()),
-            detail: detail.into(),
-        }
+        SshError::Disconnected { host: self.name.clone(), command: Some(command.script.clone()), detail: detail.into() }
     }
 
     /// Run `remote` verbatim on a fresh channel, feeding stdin while reading output (a command that writes a
     /// lot before reading its input would otherwise deadlock against the channel window).
     async fn exec_raw(&self, command: &Command, remote: String) -> Result<Output, SshError> {
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.lost(command, e.to_string()))?;
-        channel
-            .exec(true, remote)
-            .await
-            .map_err(|e| self.lost(command, e.to_string()))?;
+        let channel = self.handle.channel_open_session().await.map_err(|e| self.lost(command, e.to_string()))?;
+        channel.exec(true, remote).await.map_err(|e| self.lost(command, e.to_string()))?;
         let (mut reader, writer) = channel.split();
 
         let feed = async {
@@ -326,26 +250,14 @@ impl SshSession {
             let _ = writer.eof().await;
         };
         let collect = async {
-            let mut out = Output {
-                status: ExitStatus::Unknown,
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-            };
+            let mut out = Output { status: ExitStatus::Unknown, stdout: Vec::new(), stderr: Vec::new() };
             // The exit status can arrive before the last output: read until the channel is gone.
             while let Some(msg) = reader.wait().await {
                 match msg {
-                    ChannelMsg::Data { data } => {
-                        self.capture(command, Stream::Stdout, &data, &mut out.stdout)
-                    }
-                    ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        self.capture(command, Stream::Stderr, &data, &mut out.stderr)
-                    }
-                    ChannelMsg::ExitStatus { exit_status } => {
-                        out.status = ExitStatus::Code(exit_status)
-                    }
-                    ChannelMsg::ExitSignal { signal_name, .. } => {
-                        out.status = ExitStatus::Signal(format!("{signal_name:?}"))
-                    }
+                    ChannelMsg::Data { data } => self.capture(command, Stream::Stdout, &data, &mut out.stdout),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => self.capture(command, Stream::Stderr, &data, &mut out.stderr),
+                    ChannelMsg::ExitStatus { exit_status } => out.status = ExitStatus::Code(exit_status),
+                    ChannelMsg::ExitSignal { signal_name, .. } => out.status = ExitStatus::Signal(format!("{signal_name:?}")),
                     _ => {}
                 }
             }
@@ -399,12 +311,5 @@ impl Transport for SshSession {
 
 /// Map a failed handshake to a class. russh reports most of these as I/O or disconnect errors.
 fn handshake_error(target: &HostTarget, e: russh::Error) -> SshError {
-    SshError::Protocol {
-        host: target.name.clone(),
-        command: None,
-        detail: format!(
-            "handshake with {}:{} failed: {e}",
-            target.address, target.port
-        ),
-    }
+    SshError::Protocol { host: target.name.clone(), command: None, detail: format!("handshake with {}:{} failed: {e}", target.address, target.port) }
 }

@@ -19,15 +19,8 @@ pub fn wrap(script: &str, timeout: Duration, use_sudo: bool) -> String {
     // Round up so that sub-second limits do not become "0" (which means "no limit" to timeout).
     let millis = timeout.as_millis().max(1);
     let secs = format!("{}.{:03}", millis / 1000, millis % 1000);
-    let inner = format!(
-        "timeout -k {KILL_AFTER_SECS} {secs} sh -c {}",
-        quote(script)
-    );
-    if use_sudo {
-        format!("sudo -n -- {inner}")
-    } else {
-        inner
-    }
+    let inner = format!("timeout -k {KILL_AFTER_SECS} {secs} sh -c {}", quote(script));
+    if use_sudo { format!("sudo -n -- {inner}") } else { inner }
 }
 
 /// The probe run once per connection before the first privileged command: it separates "sudo is not
@@ -55,14 +48,8 @@ mod tests {
 
     #[test]
     fn wraps_with_timeout_and_optional_sudo() {
-        assert_eq!(
-            wrap("echo 'hi'", Duration::from_secs(30), false),
-            "timeout -k 2 30.000 sh -c 'echo '\\''hi'\\'''"
-        );
-        assert_eq!(
-            wrap("id -u", Duration::from_millis(1500), true),
-            "sudo -n -- timeout -k 2 1.500 sh -c 'id -u'"
-        );
+        assert_eq!(wrap("echo 'hi'", Duration::from_secs(30), false), "timeout -k 2 30.000 sh -c 'echo '\\''hi'\\'''");
+        assert_eq!(wrap("id -u", Duration::from_millis(1500), true), "sudo -n -- timeout -k 2 1.500 sh -c 'id -u'");
         assert!(wrap("x", Duration::ZERO, false).contains(" 0.001 "));
     }
 

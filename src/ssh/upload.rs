@@ -17,10 +17,7 @@ use super::{Command, ExitStatus, SshError, Transport, Upload, UploadOutcome};
 const ABSENT_EXIT: u32 = 44;
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Generous for large files on slow links; uploads are rare and big ones are artifacts.
@@ -28,26 +25,17 @@ fn upload_timeout(len: usize) -> Duration {
     Duration::from_secs(120 + (len as u64 >> 20))
 }
 
-pub async fn upload<T: Transport + ?Sized>(
-    t: &T,
-    file: &Upload,
-) -> Result<UploadOutcome, SshError> {
+pub async fn upload<T: Transport + ?Sized>(t: &T, file: &Upload) -> Result<UploadOutcome, SshError> {
     let hash = sha256_hex(&file.contents);
     let path = quote(&file.path);
-    let probe = Command::script(format!(
-        "if [ -f {path} ]; then sha256sum < {path} | cut -d' ' -f1 && stat -c '%a %U:%G' -- {path}; else echo absent; fi"
-    ))
-    .timeout(Duration::from_secs(60));
+    let probe = Command::script(format!("if [ -f {path} ]; then sha256sum < {path} | cut -d' ' -f1 && stat -c '%a %U:%G' -- {path}; else echo absent; fi"))
+        .timeout(Duration::from_secs(60));
     let current = t.run(&probe).await?.stdout_text();
     if is_current(&current, &hash, file.mode, file.owner.as_deref()) {
         return Ok(UploadOutcome::Unchanged);
     }
 
-    let chown = file
-        .owner
-        .as_deref()
-        .map(|o| format!("chown -- {} \"$t\"\n", quote(o)))
-        .unwrap_or_default();
+    let chown = file.owner.as_deref().map(|o| format!("chown -- {} \"$t\"\n", quote(o))).unwrap_or_default();
     let script = format!(
         "set -e\numask 077\nt=$(mktemp -- {tmpl})\ntrap 'rm -f -- \"$t\"' EXIT\ncat > \"$t\"\n\
          if [ \"$(wc -c < \"$t\")\" -ne {len} ]; then echo 'upload truncated' >&2; exit 1; fi\n\
@@ -56,9 +44,7 @@ pub async fn upload<T: Transport + ?Sized>(
         mode = file.mode,
         len = file.contents.len(),
     );
-    let write = Command::script(script)
-        .stdin(file.contents.clone())
-        .timeout(upload_timeout(file.contents.len()));
+    let write = Command::script(script).stdin(file.contents.clone()).timeout(upload_timeout(file.contents.len()));
     t.run(&write).await?;
     Ok(UploadOutcome::Written)
 }
@@ -80,15 +66,9 @@ pub fn is_current(probe_output: &str, hash: &str, mode: u32, owner: Option<&str>
     remote_hash.trim() == hash && u32::from_str_radix(remote_mode, 8).ok() == Some(mode) && owner_ok
 }
 
-pub async fn read_file<T: Transport + ?Sized>(
-    t: &T,
-    path: &str,
-) -> Result<Option<Vec<u8>>, SshError> {
+pub async fn read_file<T: Transport + ?Sized>(t: &T, path: &str) -> Result<Option<Vec<u8>>, SshError> {
     let path = quote(path);
-    let command = Command::script(format!(
-        "if [ -e {path} ]; then exec cat -- {path}; else exit {ABSENT_EXIT}; fi"
-    ))
-    .timeout(Duration::from_secs(120));
+    let command = Command::script(format!("if [ -e {path} ]; then exec cat -- {path}; else exit {ABSENT_EXIT}; fi")).timeout(Duration::from_secs(120));
     let out = t.exec(&command).await?;
     if out.status == ExitStatus::Code(ABSENT_EXIT) {
         return Ok(None);
@@ -102,10 +82,7 @@ mod tests {
 
     #[test]
     fn hash_hex() {
-        assert_eq!(
-            sha256_hex(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

@@ -1,1 +1,2 @@
+pub mod etcd_cluster;
 pub mod sshd;

@@ -28,11 +28,7 @@ pub struct SshdOptions {
 
 impl Default for SshdOptions {
     fn default() -> Self {
-        SshdOptions {
-            allow_tcp_forwarding: false,
-            host_key_types: vec!["ed25519"],
-            log_level: "VERBOSE",
-        }
+        SshdOptions { allow_tcp_forwarding: false, host_key_types: vec!["ed25519"], log_level: "VERBOSE" }
     }
 }
 
@@ -44,40 +40,19 @@ pub struct TestSshd {
 }
 
 fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
 pub fn keygen(path: &Path, kind: &str, passphrase: &str) {
     let _ = fs::remove_file(path);
     let _ = fs::remove_file(path.with_extension("pub"));
-    run(Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            kind,
-            "-N",
-            passphrase,
-            "-C",
-            "kubeha-test",
-            "-f",
-        ])
-        .arg(path));
+    run(Command::new("ssh-keygen").args(["-q", "-t", kind, "-N", passphrase, "-C", "kubeha-test", "-f"]).arg(path));
 }
 
 fn free_port(address: &str) -> u16 {
-    TcpListener::bind((address, 0))
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    TcpListener::bind((address, 0)).expect("bind a free port").local_addr().expect("local addr").port()
 }
 
 impl TestSshd {
@@ -88,10 +63,7 @@ impl TestSshd {
     pub fn start_with(address: &str, opts: SshdOptions) -> TestSshd {
         // Debian's sshd refuses to start without its privilege separation directory (normally made by systemd).
         fs::create_dir_all("/run/sshd").expect("create /run/sshd");
-        let dir = tempfile::Builder::new()
-            .prefix("kubeha-sshd-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("kubeha-sshd-").tempdir().expect("tempdir");
         // Non-root test users must be able to read authorized_keys (sshd reads it with their privileges).
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod tempdir");
 
@@ -105,11 +77,14 @@ impl TestSshd {
         keygen(&client, "ed25519", "");
         let authorized = dir.path().join("authorized_keys");
         fs::copy(client.with_extension("pub"), &authorized).expect("authorized_keys");
-        fs::set_permissions(&authorized, fs::Permissions::from_mode(0o644))
-            .expect("chmod authorized_keys");
+        fs::set_permissions(&authorized, fs::Permissions::from_mode(0o644)).expect("chmod authorized_keys");
 
         // A port can be taken between probing and sshd binding it: retry a few times with a new one.
         let mut last_log = String::new();
+        // `SetEnv SHLVL=1`: sshd runs every command through the login shell, and bash reads ~/.bashrc when
+        // started by sshd as a top-level shell. The test host's root .bashrc may do anything (on these machines
+        // it runs `pyenv rehash`, whose lock, left behind by a session a test killed, stalls every later session
+        // for 60 s). With SHLVL already 1, bash is not top-level and skips it.
         for _attempt in 0..5 {
             let port = free_port(address);
             let config = dir.path().join("sshd_config");
@@ -119,7 +94,7 @@ impl TestSshd {
                     "ListenAddress {address}:{port}\n{host_keys}PidFile none\nAuthorizedKeysFile {auth}\n\
                      StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowTcpForwarding {fwd}\n\
-                     MaxStartups 200\nMaxSessions 100\nLogLevel {level}\nPrintMotd no\n",
+                     MaxStartups 200\nMaxSessions 100\nLogLevel {level}\nPrintMotd no\nSetEnv SHLVL=1\n",
                     auth = authorized.display(),
                     fwd = if opts.allow_tcp_forwarding { "yes" } else { "no" },
                     level = opts.log_level,
@@ -140,12 +115,7 @@ impl TestSshd {
                 .expect("spawn sshd");
             let mut child = child;
             if wait_ready(&mut child, address, port, Duration::from_secs(10)) {
-                let sshd = TestSshd {
-                    dir,
-                    address: address.to_string(),
-                    port,
-                    child,
-                };
+                let sshd = TestSshd { dir, address: address.to_string(), port, child };
                 sshd.write_known_hosts();
                 return sshd;
             }
@@ -200,11 +170,7 @@ impl TestSshd {
             user: user.to_string(),
             identity_file: Some(self.client_key()),
             known_hosts_files: vec![self.known_hosts()],
-            r#become: if user == "root" {
-                Become::None
-            } else {
-                Become::Sudo
-            },
+            r#become: if user == "root" { Become::None } else { Become::Sudo },
             bastion: None,
         }
     }
@@ -272,11 +238,7 @@ fn wait_ready(child: &mut Child, address: &str, port: u16, within: Duration) -> 
 
 /// Send a signal to one PID (never by name).
 pub fn kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .stderr(Stdio::null())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 
 /// All descendants of `root`, from /proc (parent pid is field 4 of /proc/PID/stat, after the `(comm)`).
@@ -284,11 +246,7 @@ pub fn descendants(root: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
             let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
@@ -297,11 +255,7 @@ pub fn descendants(root: u32) -> Vec<u32> {
             let Some(after_comm) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
                 continue;
             };
-            if let Some(ppid) = after_comm
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse::<u32>().ok())
-            {
+            if let Some(ppid) = after_comm.split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok()) {
                 parent_of.push((pid, ppid));
             }
         }
@@ -323,13 +277,7 @@ pub fn descendants(root: u32) -> Vec<u32> {
 
 /// Whether a process whose command line contains `pattern` exists (pgrep -f, output discarded).
 pub fn process_running(pattern: &str) -> bool {
-    Command::new("pgrep")
-        .args(["-f", pattern])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    Command::new("pgrep").args(["-f", pattern]).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
 }
 
 /// Poll `condition` until it holds or `within` elapses. Returns whether it held.
@@ -352,13 +300,7 @@ pub fn ensure_user(name: &str) {
     // serialise within this process and retry, bounded, against anything else on the machine.
     static ACCOUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = ACCOUNTS.lock().unwrap_or_else(|p| p.into_inner());
-    let succeeds = |cmd: &mut Command| {
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
+    let succeeds = |cmd: &mut Command| cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
     let ready = eventually(Duration::from_secs(10), || {
         let exists = succeeds(Command::new("id").arg("-u").arg(name));
         (exists || succeeds(Command::new("useradd").args(["-m", "-s", "/bin/sh", name])))
@@ -389,8 +331,7 @@ impl SudoersDropIn {
     pub fn new(test_name: &str, rule: &str) -> SudoersDropIn {
         let path = PathBuf::from("/etc/sudoers.d").join(format!("kubeha-test-{test_name}"));
         fs::write(&path, format!("{rule}\n")).expect("write sudoers drop-in");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o440))
-            .expect("chmod sudoers drop-in");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o440)).expect("chmod sudoers drop-in");
         run(Command::new("visudo").arg("-cf").arg(&path));
         SudoersDropIn { path }
     }

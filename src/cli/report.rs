@@ -1,0 +1,92 @@
+//! Printing inventory findings: one grep-able `file:line:col: ...` line each, plus a quoted snippet of
+//! the inventory when a person is reading (stdout is a terminal).
+use crate::inventory::{Diagnostic, Inventory, Loaded};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use std::io::IsTerminal;
+
+pub fn print_diagnostics(loaded: &Loaded, diagnostics: &[Diagnostic]) {
+    let snippets = std::io::stdout().is_terminal();
+    for d in diagnostics {
+        println!("{}", d.located(&loaded.file));
+        if snippets && d.mark.is_some() {
+            print!("{}", snippet(loaded, d));
+        }
+    }
+}
+
+/// Loads an inventory for a command that needs a valid one; prints the findings and returns None otherwise.
+pub fn load_valid(path: &std::path::Path) -> anyhow::Result<Option<(Loaded, Inventory)>> {
+    let mut loaded = crate::inventory::load(path)?;
+    match loaded.inventory.take() {
+        Some(inv) => Ok(Some((loaded, inv))),
+        None => {
+            let errors: Vec<Diagnostic> = loaded.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+            print_diagnostics(&loaded, &errors);
+            eprintln!("error: {} has {} error(s); `kubeha check -i {}` explains them", loaded.file, errors.len(), loaded.file);
+            Ok(None)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Located {
+    message: String,
+    src: NamedSource<String>,
+    label: LabeledSpan,
+}
+
+impl miette::Diagnostic for Located {
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.src)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        Some(Box::new(std::iter::once(self.label.clone())))
+    }
+}
+
+/// The lines around a finding with its token underlined.
+pub fn snippet(loaded: &Loaded, d: &Diagnostic) -> String {
+    let Some(mark) = d.mark else { return String::new() };
+    let offset = mark.offset.min(loaded.source.len());
+    let report = Located {
+        message: d.to_string(),
+        src: NamedSource::new(&loaded.file, loaded.source.clone()),
+        label: LabeledSpan::at(offset..offset + token_len(&loaded.source[offset..]), "here"),
+    };
+    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_context_lines(1);
+    let mut out = String::new();
+    let _ = handler.render_report(&mut out, &report);
+    out
+}
+
+/// The length of the YAML token starting the text: a quoted scalar up to its closing quote, else up to
+/// the next separator.
+fn token_len(text: &str) -> usize {
+    let mut chars = text.char_indices();
+    match chars.next() {
+        Some((_, q @ ('"' | '\''))) => chars.find(|(_, c)| *c == q).map_or(text.len(), |(i, _)| i + 1),
+        Some(_) => text.find([',', '}', ']', '\n', '#', ':']).unwrap_or(text.len()).max(1),
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{PathContext, parse};
+
+    #[test]
+    fn snippet_underlines_the_offending_key() {
+        let src = "apiVersion: kubeha/v1alpha1\nkind: Cluster\nmetadata: {name: x}\nspec:\n  etcd: {version: 3.6.14}\n  bogus: 1\n";
+        let loaded = parse("inv.yaml".into(), src.into(), &PathContext { inventory_dir: ".".into(), home: None });
+        let d = loaded.diagnostics.iter().find(|d| d.message.contains("bogus")).unwrap();
+        let text = snippet(&loaded, d);
+        assert!(text.contains("inv.yaml:6:3"), "{text}");
+        assert!(text.contains("  bogus: 1"), "{text}");
+        assert!(text.contains("   ·   ──┬──") && text.contains("╰── here"), "underline of the 5-character key: {text}");
+        assert_eq!(token_len("\"a,b\" rest"), 5);
+        assert_eq!(token_len("adress: 1"), 6);
+    }
+}

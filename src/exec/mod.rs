@@ -1,0 +1,2 @@
+//! Running plans on hosts. So far: the cluster lock that keeps two runs from interleaving.
+pub mod lock;

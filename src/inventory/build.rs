@@ -1,0 +1,492 @@
+//! Walks the located YAML tree into the validated model, collecting every finding on the way.
+use super::checks;
+use super::diagnostic::{Diagnostics, Mark};
+use super::model::*;
+use super::reader::{self, Fields, Located, join};
+use super::support;
+use super::yaml::Node;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+pub const API_VERSION: &str = "kubeha/v1alpha1";
+pub const KIND: &str = "Cluster";
+
+const ROOT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+const METADATA_FIELDS: &[&str] = &["name"];
+const SPEC_FIELDS: &[&str] = &["kubernetes", "etcd", "controlPlane", "ssh", "concurrency", "hosts"];
+const KUBERNETES_FIELDS: &[&str] = &["version", "podSubnet", "serviceSubnet", "dnsDomain", "cni", "cniVersion"];
+const ETCD_FIELDS: &[&str] = &["version"];
+const CONTROL_PLANE_FIELDS: &[&str] = &["loadBalancer"];
+const LOAD_BALANCER_FIELDS: &[&str] = &["mode", "vip", "port", "interface", "virtualRouterId", "endpoint"];
+const SSH_FIELDS: &[&str] = &["user", "port", "identityFile", "knownHostsFile", "become", "bastion"];
+const BASTION_FIELDS: &[&str] = &["address", "port", "user", "identityFile", "knownHostsFile"];
+const HOST_FIELDS: &[&str] = &["name", "address", "roles", "zone", "rack", "region", "labels", "taints", "ssh"];
+const TAINT_FIELDS: &[&str] = &["key", "value", "effect"];
+
+const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
+const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
+const DEFAULT_LB_PORT: u16 = 8443;
+const DEFAULT_CONCURRENCY: usize = 20;
+
+/// Where relative paths in the inventory are anchored, and what `~` means.
+pub struct PathContext {
+    pub inventory_dir: PathBuf,
+    pub home: Option<PathBuf>,
+}
+
+impl PathContext {
+    fn resolve(&self, raw: &str) -> PathBuf {
+        if let (Some(rest), Some(home)) = (raw.strip_prefix("~/"), &self.home) {
+            return home.join(rest);
+        }
+        let path = Path::new(raw);
+        if path.is_absolute() { path.to_path_buf() } else { self.inventory_dir.join(path) }
+    }
+}
+
+/// The walk's output: a host as written, with the positions later cross-checks point at.
+pub struct HostDraft {
+    pub index: usize,
+    pub written_name: Option<String>,
+    pub name: Option<Located<String>>,
+    pub address: Option<Located<IpAddr>>,
+    pub roles: Option<Located<Roles>>,
+    pub zone: Option<Located<String>>,
+    pub rack: Option<Located<String>>,
+    pub region: Option<Located<String>>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub ssh: Ssh,
+    pub mark: Mark,
+}
+
+impl HostDraft {
+    pub fn path(&self) -> String {
+        format!("spec.hosts[{}]", self.index)
+    }
+
+    /// How messages name the host: its name as written, even when the name itself is invalid.
+    pub fn label(&self) -> String {
+        self.written_name.clone().unwrap_or_else(|| self.path())
+    }
+}
+
+pub struct SpecDraft {
+    pub name: Option<String>,
+    pub kubernetes_version: Option<Located<Version>>,
+    pub pod_subnet: Option<Located<IpNet>>,
+    pub service_subnet: Option<Located<IpNet>>,
+    pub dns_domain: String,
+    pub cni: Option<Cni>,
+    pub cni_version: Option<Version>,
+    pub etcd_version: Option<Located<Version>>,
+    pub load_balancer: Option<Located<LoadBalancer>>,
+    pub concurrency: usize,
+    pub hosts: Vec<HostDraft>,
+    pub hosts_mark: Mark,
+}
+
+pub fn inventory(root: &Node, paths: &PathContext, diags: &mut Diagnostics) -> Option<Inventory> {
+    let fields = Fields::of(root, "", ROOT_FIELDS, diags)?;
+    if let Some(v) = fields.required("apiVersion", root.mark, diags).and_then(|n| reader::text(n, "apiVersion", diags))
+        && v.value != API_VERSION
+    {
+        diags.error("apiVersion", Some(v.mark), format!("unsupported apiVersion \"{}\", expected \"{API_VERSION}\"", v.value));
+    }
+    if let Some(v) = fields.required("kind", root.mark, diags).and_then(|n| reader::text(n, "kind", diags))
+        && v.value != KIND
+    {
+        diags.error("kind", Some(v.mark), format!("unsupported kind \"{}\", expected \"{KIND}\"", v.value));
+    }
+    let name = fields.required("metadata", root.mark, diags).and_then(|n| metadata(n, diags));
+    let spec_node = fields.required("spec", root.mark, diags)?;
+    let draft = spec(spec_node, name, paths, diags)?;
+    checks::run(&draft, diags);
+    if diags.has_errors() {
+        return None;
+    }
+    finish(draft)
+}
+
+fn metadata(node: &Node, diags: &mut Diagnostics) -> Option<String> {
+    let fields = Fields::of(node, "metadata", METADATA_FIELDS, diags)?;
+    let name = reader::text(fields.required("name", node.mark, diags)?, "metadata.name", diags)?;
+    checks::dns_label(&name, "metadata.name", diags).then_some(name.value)
+}
+
+fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diagnostics) -> Option<SpecDraft> {
+    let fields = Fields::of(node, "spec", SPEC_FIELDS, diags)?;
+    let mut draft = SpecDraft {
+        name,
+        kubernetes_version: None,
+        pod_subnet: None,
+        service_subnet: None,
+        dns_domain: "cluster.local".to_string(),
+        cni: None,
+        cni_version: None,
+        etcd_version: None,
+        load_balancer: None,
+        concurrency: DEFAULT_CONCURRENCY,
+        hosts: Vec::new(),
+        hosts_mark: node.mark,
+    };
+    if let Some(k8s) = fields.required("kubernetes", node.mark, diags) {
+        kubernetes(k8s, &mut draft, diags);
+    }
+    if let Some(etcd) = fields.required("etcd", node.mark, diags)
+        && let Some(f) = Fields::of(etcd, "spec.etcd", ETCD_FIELDS, diags)
+    {
+        draft.etcd_version = f.required("version", etcd.mark, diags).and_then(|n| version(n, "spec.etcd.version", diags));
+    }
+    if let Some(cp) = fields.required("controlPlane", node.mark, diags)
+        && let Some(f) = Fields::of(cp, "spec.controlPlane", CONTROL_PLANE_FIELDS, diags)
+    {
+        draft.load_balancer = f.required("loadBalancer", cp.mark, diags).and_then(|n| load_balancer(n, draft.name.as_deref(), diags));
+    }
+    if let Some(n) = fields.optional("concurrency") {
+        let path = fields.child_path("concurrency");
+        if let Some(c) = reader::parsed(n, &path, "a whole number from 1 to 1000", diags, |s| s.parse::<usize>().ok().filter(|c| (1..=1000).contains(c))) {
+            draft.concurrency = c.value;
+        }
+    }
+    let defaults = SshOverrides::default();
+    let cluster_ssh = match fields.optional("ssh") {
+        Some(n) => ssh_overrides(n, "spec.ssh", paths, diags).unwrap_or(defaults),
+        None => defaults,
+    };
+    if let Some(hosts) = fields.required("hosts", node.mark, diags) {
+        draft.hosts_mark = hosts.mark;
+        if let Some(items) = reader::list(hosts, "spec.hosts", diags) {
+            draft.hosts = items.iter().enumerate().filter_map(|(i, h)| host(i, h, &cluster_ssh, paths, diags)).collect();
+        }
+    }
+    Some(draft)
+}
+
+fn kubernetes(node: &Node, draft: &mut SpecDraft, diags: &mut Diagnostics) {
+    let Some(f) = Fields::of(node, "spec.kubernetes", KUBERNETES_FIELDS, diags) else { return };
+    draft.kubernetes_version = f.required("version", node.mark, diags).and_then(|n| version(n, "spec.kubernetes.version", diags));
+    draft.pod_subnet = subnet(&f, "podSubnet", DEFAULT_POD_SUBNET, node.mark, diags);
+    draft.service_subnet = subnet(&f, "serviceSubnet", DEFAULT_SERVICE_SUBNET, node.mark, diags);
+    if let Some(n) = f.optional("dnsDomain") {
+        let path = f.child_path("dnsDomain");
+        if let Some(d) = reader::text(n, &path, diags)
+            && checks::dns_subdomain(&d, &path, diags)
+        {
+            draft.dns_domain = d.value;
+        }
+    }
+    draft.cni = match f.optional("cni") {
+        Some(n) => {
+            reader::choice(n, &f.child_path("cni"), &[("flannel", Cni::Flannel), ("calico", Cni::Calico), ("cilium", Cni::Cilium)], diags).map(|c| c.value)
+        }
+        None => Some(Cni::Flannel),
+    };
+    if let Some(n) = f.optional("cniVersion") {
+        draft.cni_version = version(n, &f.child_path("cniVersion"), diags).map(|v| v.value);
+    }
+}
+
+fn version(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<Located<Version>> {
+    reader::parsed(node, path, "a release version like 1.36.4", diags, Version::parse)
+}
+
+fn subnet(f: &Fields, key: &str, default: &str, mark: Mark, diags: &mut Diagnostics) -> Option<Located<IpNet>> {
+    match f.optional(key) {
+        Some(n) => cidr(n, &f.child_path(key), diags),
+        None => default.parse().ok().map(|value| Located { value, mark }),
+    }
+}
+
+/// A network in CIDR form whose host bits are zero: `10.244.0.1/16` is almost always a typo.
+fn cidr(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<Located<IpNet>> {
+    let net = reader::parsed(node, path, "a network in CIDR form like 10.244.0.0/16", diags, |s| s.parse::<IpNet>().ok())?;
+    if net.value.trunc() != net.value {
+        diags.error(path, Some(net.mark), format!("invalid value \"{}\": host bits are set; the network is {}", net.value, net.value.trunc()));
+        return None;
+    }
+    Some(net)
+}
+
+fn load_balancer(node: &Node, cluster: Option<&str>, diags: &mut Diagnostics) -> Option<Located<LoadBalancer>> {
+    const PATH: &str = "spec.controlPlane.loadBalancer";
+    let f = Fields::of(node, PATH, LOAD_BALANCER_FIELDS, diags)?;
+    #[derive(Clone, Copy)]
+    enum Mode {
+        Vrrp,
+        External,
+    }
+    let mode =
+        reader::choice(f.required("mode", node.mark, diags)?, &join(PATH, "mode"), &[("keepalived-haproxy", Mode::Vrrp), ("external", Mode::External)], diags)?;
+    let reject = |key: &str, mode_name: &str, diags: &mut Diagnostics| {
+        if let Some(n) = f.optional(key) {
+            diags.error(PATH, Some(n.mark), format!("field \"{key}\" does not apply to mode {mode_name}"));
+        }
+    };
+    let lb = match mode.value {
+        Mode::Vrrp => {
+            reject("endpoint", "keepalived-haproxy", diags);
+            let vip_path = join(PATH, "vip");
+            let vip_node = f.required("vip", node.mark, diags);
+            let vip = vip_node
+                .and_then(|n| reader::parsed(n, &vip_path, "an address with its prefix length like 198.18.0.100/24", diags, |s| s.parse::<IpNet>().ok()));
+            let port = match f.optional("port") {
+                Some(n) => reader::port(n, &join(PATH, "port"), diags).map(|p| p.value),
+                None => Some(DEFAULT_LB_PORT),
+            };
+            let interface = match f.optional("interface") {
+                Some(n) => reader::text(n, &join(PATH, "interface"), diags)
+                    .and_then(|i| checks::interface_name(&i, &join(PATH, "interface"), diags).then_some(i.value)),
+                None => Some("eth0".to_string()),
+            };
+            let router_id = match f.optional("virtualRouterId") {
+                Some(n) => reader::parsed(n, &join(PATH, "virtualRouterId"), "a number from 1 to 255", diags, |s| s.parse::<u8>().ok().filter(|v| *v != 0))
+                    .map(|v| v.value),
+                None => Some(default_router_id(cluster.unwrap_or(""))),
+            };
+            let vip = vip?;
+            LoadBalancer::KeepalivedHaproxy(Vrrp {
+                vip: vip.value.addr(),
+                network: vip.value.trunc(),
+                port: port?,
+                interface: interface?,
+                virtual_router_id: router_id?,
+            })
+        }
+        Mode::External => {
+            for key in ["vip", "interface", "virtualRouterId", "port"] {
+                reject(key, "external (put the port into endpoint)", diags);
+            }
+            let path = join(PATH, "endpoint");
+            let endpoint = reader::parsed(f.required("endpoint", node.mark, diags)?, &path, "host:port, e.g. api.example.com:6443", diags, split_endpoint)?;
+            let (host, port) = endpoint.value;
+            if host.parse::<IpAddr>().is_err() && !checks::is_dns_subdomain(&host) {
+                diags.error(&path, Some(endpoint.mark), format!("invalid host \"{host}\": expected an IP address or a DNS name"));
+                return None;
+            }
+            LoadBalancer::External { host, port }
+        }
+    };
+    Some(Located { value: lb, mark: node.mark })
+}
+
+/// `host:port` or `[v6]:port`.
+fn split_endpoint(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    (!host.is_empty() && !host.contains(':') || host.parse::<std::net::Ipv6Addr>().is_ok()).then(|| (host.to_string(), port))
+}
+
+/// VRRP router ids must differ between clusters sharing a segment; deriving it from the cluster name makes
+/// a collision between two differently named clusters unlikely without asking the operator to pick one.
+fn default_router_id(cluster: &str) -> u8 {
+    let sum = cluster.bytes().fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)));
+    u8::try_from(sum % 254 + 1).unwrap_or(1)
+}
+
+/// `spec.ssh` or a host's `ssh:`: every field optional, the host's fields win over the cluster's.
+#[derive(Clone, Default)]
+struct SshOverrides {
+    user: Option<String>,
+    port: Option<u16>,
+    identity_file: Option<PathBuf>,
+    known_hosts_file: Option<PathBuf>,
+    r#become: Option<Become>,
+    bastion: Option<Bastion>,
+}
+
+impl SshOverrides {
+    fn over(self, base: &SshOverrides) -> SshOverrides {
+        SshOverrides {
+            user: self.user.or_else(|| base.user.clone()),
+            port: self.port.or(base.port),
+            identity_file: self.identity_file.or_else(|| base.identity_file.clone()),
+            known_hosts_file: self.known_hosts_file.or_else(|| base.known_hosts_file.clone()),
+            r#become: self.r#become.or(base.r#become),
+            bastion: self.bastion.or_else(|| base.bastion.clone()),
+        }
+    }
+
+    fn resolve(self, paths: &PathContext) -> Ssh {
+        let user = self.user.unwrap_or_else(|| "root".to_string());
+        let r#become = self.r#become.unwrap_or(if user == "root" { Become::None } else { Become::Sudo });
+        Ssh {
+            port: self.port.unwrap_or(22),
+            identity_file: self.identity_file.unwrap_or_else(|| paths.resolve("~/.ssh/id_ed25519")),
+            known_hosts_file: self.known_hosts_file.unwrap_or_else(|| paths.resolve("~/.ssh/known_hosts")),
+            r#become,
+            bastion: self.bastion,
+            user,
+        }
+    }
+}
+
+fn ssh_overrides(node: &Node, path: &str, paths: &PathContext, diags: &mut Diagnostics) -> Option<SshOverrides> {
+    let f = Fields::of(node, path, SSH_FIELDS, diags)?;
+    let mut out = SshOverrides {
+        r#become: f
+            .optional("become")
+            .and_then(|n| reader::choice(n, &f.child_path("become"), &[("none", Become::None), ("sudo", Become::Sudo)], diags))
+            .map(|b| b.value),
+        ..connection_fields(&f, paths, diags)
+    };
+    if let Some(n) = f.optional("bastion") {
+        out.bastion = bastion(n, &f.child_path("bastion"), paths, diags);
+    }
+    Some(out)
+}
+
+fn bastion(node: &Node, path: &str, paths: &PathContext, diags: &mut Diagnostics) -> Option<Bastion> {
+    let f = Fields::of(node, path, BASTION_FIELDS, diags)?;
+    let address = reader::text(f.required("address", node.mark, diags)?, &f.child_path("address"), diags)?;
+    if address.value.parse::<IpAddr>().is_err() && !checks::is_dns_subdomain(&address.value) {
+        diags.error(f.child_path("address"), Some(address.mark), format!("invalid value \"{}\": expected an IP address or a DNS name", address.value));
+    }
+    let own = connection_fields(&f, paths, diags).resolve(paths);
+    Some(Bastion { address: address.value, port: own.port, user: own.user, identity_file: own.identity_file, known_hosts_file: own.known_hosts_file })
+}
+
+/// The fields `spec.ssh`, a host's `ssh:` and a bastion share: who to log in as, where, with which key,
+/// checked against which known_hosts.
+fn connection_fields(f: &Fields, paths: &PathContext, diags: &mut Diagnostics) -> SshOverrides {
+    let path_field =
+        |key: &str, diags: &mut Diagnostics| f.optional(key).and_then(|n| reader::text(n, &f.child_path(key), diags)).map(|p| paths.resolve(&p.value));
+    SshOverrides {
+        user: f.optional("user").and_then(|n| user_name(n, &f.child_path("user"), diags)),
+        port: f.optional("port").and_then(|n| reader::port(n, &f.child_path("port"), diags)).map(|p| p.value),
+        identity_file: path_field("identityFile", diags),
+        known_hosts_file: path_field("knownHostsFile", diags),
+        ..SshOverrides::default()
+    }
+}
+
+/// POSIX portable user names, so a user name can never smuggle options or shell syntax anywhere.
+fn user_name(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<String> {
+    reader::parsed(node, path, "a user name (letters, digits, '.', '_', '-', not starting with '-')", diags, |s| {
+        let ok = !s.is_empty() && s.len() <= 32 && !s.starts_with('-') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        ok.then(|| s.to_string())
+    })
+    .map(|u| u.value)
+}
+
+fn host(index: usize, node: &Node, cluster_ssh: &SshOverrides, paths: &PathContext, diags: &mut Diagnostics) -> Option<HostDraft> {
+    let path = format!("spec.hosts[{index}]");
+    let f = Fields::of(node, &path, HOST_FIELDS, diags)?;
+    let written = f.required("name", node.mark, diags).and_then(|n| reader::text(n, &f.child_path("name"), diags));
+    let written_name = written.as_ref().map(|n| n.value.clone());
+    let name = written.filter(|n| checks::dns_label(n, &f.child_path("name"), diags));
+    let address = f
+        .required("address", node.mark, diags)
+        .and_then(|n| reader::parsed(n, &f.child_path("address"), "an IPv4 or IPv6 address", diags, |s| s.parse::<IpAddr>().ok()));
+    let roles = f.required("roles", node.mark, diags).and_then(|n| roles(n, &f.child_path("roles"), diags));
+    let domain = |key: &str, diags: &mut Diagnostics| {
+        f.optional(key).and_then(|n| reader::text(n, &f.child_path(key), diags)).filter(|v| checks::label_value(v, &f.child_path(key), diags))
+    };
+    // Zones are what the quorum analysis is about, so every host must say where it is.
+    let zone = f.required("zone", node.mark, diags).and_then(|_| domain("zone", diags));
+    let rack = domain("rack", diags);
+    let region = domain("region", diags);
+    let labels = f.optional("labels").map(|n| labels(n, &f.child_path("labels"), diags)).unwrap_or_default();
+    let taints = f.optional("taints").map(|n| taints(n, &f.child_path("taints"), diags)).unwrap_or_default();
+    let ssh = match f.optional("ssh") {
+        Some(n) => ssh_overrides(n, &f.child_path("ssh"), paths, diags).unwrap_or_default().over(cluster_ssh),
+        None => cluster_ssh.clone(),
+    }
+    .resolve(paths);
+    Some(HostDraft { index, written_name, name, address, roles, zone, rack, region, labels, taints, ssh, mark: node.mark })
+}
+
+fn roles(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<Located<Roles>> {
+    let items = reader::list(node, path, diags)?;
+    let mut roles = Roles::default();
+    for (i, item) in items.iter().enumerate() {
+        let item_path = format!("{path}[{i}]");
+        let Some(role) = reader::choice(item, &item_path, &[("control-plane", 0), ("worker", 1)], diags) else { continue };
+        let slot = if role.value == 0 { &mut roles.control_plane } else { &mut roles.worker };
+        if *slot {
+            diags.error(&item_path, Some(item.mark), "role listed twice");
+        }
+        *slot = true;
+    }
+    if items.is_empty() {
+        diags.error(path, Some(node.mark), "a host needs at least one role: control-plane or worker");
+        return None;
+    }
+    Some(Located { value: roles, mark: node.mark })
+}
+
+fn labels(node: &Node, path: &str, diags: &mut Diagnostics) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for entry in reader::entries(node, path, diags).unwrap_or_default() {
+        let key_path = format!("{path}.{}", entry.key);
+        let key = Located { value: entry.key.clone(), mark: entry.key_mark };
+        let value = reader::text(&entry.value, &key_path, diags);
+        if checks::label_key(&key, &key_path, diags)
+            && let Some(v) = value.filter(|v| checks::label_value(v, &key_path, diags))
+        {
+            out.insert(key.value, v.value);
+        }
+    }
+    out
+}
+
+fn taints(node: &Node, path: &str, diags: &mut Diagnostics) -> Vec<Taint> {
+    let mut out = Vec::new();
+    for (i, item) in reader::list(node, path, diags).unwrap_or_default().iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(f) = Fields::of(item, &p, TAINT_FIELDS, diags) else { continue };
+        let key = f
+            .required("key", item.mark, diags)
+            .and_then(|n| reader::text(n, &f.child_path("key"), diags))
+            .filter(|k| checks::label_key(k, &f.child_path("key"), diags));
+        let value =
+            f.optional("value").and_then(|n| reader::text(n, &f.child_path("value"), diags)).filter(|v| checks::label_value(v, &f.child_path("value"), diags));
+        let effects = [("NoSchedule", TaintEffect::NoSchedule), ("PreferNoSchedule", TaintEffect::PreferNoSchedule), ("NoExecute", TaintEffect::NoExecute)];
+        let effect = f.required("effect", item.mark, diags).and_then(|n| reader::choice(n, &f.child_path("effect"), &effects, diags));
+        if let (Some(key), Some(effect)) = (key, effect) {
+            out.push(Taint { key: key.value, value: value.map(|v| v.value), effect: effect.value });
+        }
+    }
+    out
+}
+
+/// Turns a draft that passed every check into the model; `None` only if a check missed an absent field.
+fn finish(d: SpecDraft) -> Option<Inventory> {
+    let cni = d.cni?;
+    let hosts = d
+        .hosts
+        .into_iter()
+        .map(|h| {
+            Some(Host {
+                name: h.name?.value,
+                address: h.address?.value,
+                roles: h.roles?.value,
+                zone: h.zone?.value,
+                rack: h.rack.map(|r| r.value),
+                region: h.region.map(|r| r.value),
+                labels: h.labels,
+                taints: h.taints,
+                ssh: h.ssh,
+                mark: h.mark,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Inventory {
+        name: d.name?,
+        kubernetes: Kubernetes {
+            version: d.kubernetes_version?.value,
+            pod_subnet: d.pod_subnet?.value,
+            service_subnet: d.service_subnet?.value,
+            dns_domain: d.dns_domain,
+            cni,
+            cni_version: d.cni_version.unwrap_or_else(|| support::default_cni_version(cni)),
+        },
+        etcd: Etcd { version: d.etcd_version?.value },
+        load_balancer: d.load_balancer?.value,
+        concurrency: d.concurrency,
+        hosts,
+    })
+}

@@ -1,0 +1,79 @@
+//! The inventory: raw YAML in, a validated model (or every finding about it) out.
+mod build;
+mod checks;
+pub mod diagnostic;
+mod model;
+mod reader;
+pub mod support;
+mod yaml;
+
+pub use build::{API_VERSION, KIND, PathContext};
+pub use diagnostic::{Diagnostic, Diagnostics, Mark, Severity};
+pub use model::*;
+
+use std::path::{Path, PathBuf};
+
+/// The source text next to its findings, so reports can quote the lines they point at.
+#[derive(Debug)]
+pub struct Loaded {
+    pub file: String,
+    pub source: String,
+    pub inventory: Option<Inventory>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Files beyond this size are not inventories; refusing them early bounds memory for any input.
+const MAX_INVENTORY_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read inventory {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("inventory {path} is {size} bytes; the limit is {MAX_INVENTORY_BYTES}")]
+    TooLarge { path: String, size: u64 },
+}
+
+/// Reads and validates an inventory file. Relative paths inside it are taken from the file's folder.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let shown = path.display().to_string();
+    let size = std::fs::metadata(path).map_err(|source| LoadError::Read { path: shown.clone(), source })?.len();
+    if size > MAX_INVENTORY_BYTES {
+        return Err(LoadError::TooLarge { path: shown, size });
+    }
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: shown.clone(), source })?;
+    let inventory_dir = path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+    let paths = PathContext { inventory_dir, home: std::env::var_os("HOME").map(PathBuf::from) };
+    Ok(match String::from_utf8(bytes) {
+        Ok(source) => parse(shown, source, &paths),
+        Err(e) => {
+            let offset = e.utf8_error().valid_up_to();
+            let source = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let line = source[..offset.min(source.len())].matches('\n').count() as u32 + 1;
+            let diagnostic = Diagnostic::error("", Some(Mark { line, column: 1, offset }), "the file is not valid UTF-8");
+            Loaded { file: shown, source, inventory: None, diagnostics: vec![diagnostic] }
+        }
+    })
+}
+
+/// Validates inventory text; `file` is only the name used in messages.
+pub fn parse(file: String, source: String, paths: &PathContext) -> Loaded {
+    let mut diags = Diagnostics::default();
+    let mut duplicate_keys = Vec::new();
+    let inventory = match yaml::parse(&source, &mut duplicate_keys) {
+        Ok(Some(root)) => build::inventory(&root, paths, &mut diags),
+        Ok(None) => {
+            diags.error("", None, "the inventory is empty; `kubeha init` writes an example to start from");
+            None
+        }
+        Err(fatal) => {
+            diags.push(fatal);
+            None
+        }
+    };
+    for d in duplicate_keys {
+        diags.push(d);
+    }
+    // A duplicate key alone does not stop the walk (the first value is used), but it is still an error.
+    let inventory = if diags.has_errors() { None } else { inventory };
+    Loaded { file, source, inventory, diagnostics: diags.into_sorted() }
+}

@@ -1,0 +1,248 @@
+//! The validated inventory. Code past the inventory edge takes only these types: every field here has been
+//! checked, so later layers never re-validate user input.
+use super::diagnostic::Mark;
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    pub name: String,
+    pub kubernetes: Kubernetes,
+    pub etcd: Etcd,
+    pub load_balancer: LoadBalancer,
+    /// How many hosts kubeha talks to at once.
+    pub concurrency: usize,
+    pub hosts: Vec<Host>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Kubernetes {
+    pub version: Version,
+    pub pod_subnet: IpNet,
+    pub service_subnet: IpNet,
+    pub dns_domain: String,
+    pub cni: Cni,
+    pub cni_version: Version,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Etcd {
+    pub version: Version,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cni {
+    Flannel,
+    Calico,
+    Cilium,
+}
+
+impl Cni {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cni::Flannel => "flannel",
+            Cni::Calico => "calico",
+            Cni::Cilium => "cilium",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum LoadBalancer {
+    /// keepalived holds the VIP, HAProxy on every control plane spreads VIP:port over the API servers.
+    KeepalivedHaproxy(Vrrp),
+    /// An existing load balancer the operator runs; kubeha only points the cluster at it.
+    External { host: String, port: u16 },
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Vrrp {
+    pub vip: IpAddr,
+    /// The VIP's prefix: the one L2 segment all control planes must share.
+    pub network: IpNet,
+    pub port: u16,
+    pub interface: String,
+    pub virtual_router_id: u8,
+}
+
+impl LoadBalancer {
+    /// The address clients use for the API: `controlPlaneEndpoint` in kubeadm terms.
+    pub fn endpoint(&self) -> (String, u16) {
+        match self {
+            LoadBalancer::KeepalivedHaproxy(v) => (v.vip.to_string(), v.port),
+            LoadBalancer::External { host, port } => (host.clone(), *port),
+        }
+    }
+
+    pub fn vrrp(&self) -> Option<&Vrrp> {
+        match self {
+            LoadBalancer::KeepalivedHaproxy(v) => Some(v),
+            LoadBalancer::External { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Host {
+    pub name: String,
+    pub address: IpAddr,
+    pub roles: Roles,
+    pub zone: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub ssh: Ssh,
+    /// Where the host's entry starts in the inventory, for findings about the host.
+    #[serde(skip)]
+    pub mark: Mark,
+}
+
+impl Host {
+    pub fn is_control_plane(&self) -> bool {
+        self.roles.control_plane
+    }
+
+    pub fn is_worker(&self) -> bool {
+        self.roles.worker
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Roles {
+    pub control_plane: bool,
+    pub worker: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Taint {
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: TaintEffect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl TaintEffect {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaintEffect::NoSchedule => "NoSchedule",
+            TaintEffect::PreferNoSchedule => "PreferNoSchedule",
+            TaintEffect::NoExecute => "NoExecute",
+        }
+    }
+}
+
+/// SSH access to one host, after the host's own `ssh:` overrides were applied over `spec.ssh`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ssh {
+    pub user: String,
+    pub port: u16,
+    pub identity_file: PathBuf,
+    pub known_hosts_file: PathBuf,
+    /// How commands get root: `none` when logging in as root, `sudo` (non-interactive) otherwise.
+    pub r#become: Become,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bastion: Option<Bastion>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Become {
+    None,
+    Sudo,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bastion {
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_file: PathBuf,
+    pub known_hosts_file: PathBuf,
+}
+
+/// A release version `major.minor.patch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        Self { major, minor, patch }
+    }
+
+    /// Accepts `1.36.4` and `v1.36.4`; pre-releases are not supported by kubeha.
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits = text.strip_prefix('v').unwrap_or(text);
+        let mut parts = digits.split('.');
+        let mut next = || parts.next().filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse().ok());
+        let version = Self::new(next()?, next()?, next()?);
+        parts.next().is_none().then_some(version)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Inventory {
+    pub fn control_planes(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.is_control_plane())
+    }
+
+    /// Hosts that are only workers: control planes that also run workloads join as control planes.
+    pub fn workers(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.is_worker() && !h.is_control_plane())
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Version;
+
+    #[test]
+    fn versions_parse_strictly() {
+        assert_eq!(Version::parse("1.36.4"), Some(Version::new(1, 36, 4)));
+        assert_eq!(Version::parse("v3.6.14"), Some(Version::new(3, 6, 14)));
+        for bad in ["1.36", "1.36.4.1", "1.36.x", "", "v", "1..4", "1.36.4-rc.1", "+1.2.3"] {
+            assert_eq!(Version::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! What kubeha supports, in one table: versions and the component releases it pins.
+//! Kept in one place so a release bump is a one-line change with a test that says what moved.
+use super::model::{Cni, Version};
+
+/// Kubernetes minors with upstream patch support on 2026-11-25 (1.34 reached end of life on 2026-10-27).
+pub const KUBERNETES_MINORS: &[(u32, u32)] = &[(1, 35), (1, 36), (1, 37)];
+
+/// etcd branches that receive patches. kubeadm refuses external etcd below 3.5.24 (`MinExternalEtcdVersion`).
+pub const ETCD_MINORS: &[(u32, u32)] = &[(3, 5), (3, 6), (3, 7)];
+pub const ETCD_MINIMUM: Version = Version::new(3, 5, 24);
+
+pub fn kubernetes_supported(v: Version) -> bool {
+    KUBERNETES_MINORS.contains(&(v.major, v.minor))
+}
+
+pub fn etcd_supported(v: Version) -> bool {
+    ETCD_MINORS.contains(&(v.major, v.minor)) && v >= ETCD_MINIMUM
+}
+
+/// The release of each CNI that kubeha installs unless the inventory pins another.
+pub fn default_cni_version(cni: Cni) -> Version {
+    match cni {
+        Cni::Flannel => Version::new(0, 28, 9),
+        Cni::Calico => Version::new(3, 32, 2),
+        Cni::Cilium => Version::new(1, 20, 0),
+    }
+}
+
+pub fn minors_list(minors: &[(u32, u32)]) -> String {
+    minors.iter().map(|(a, b)| format!("{a}.{b}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn support_matrix() {
+        assert!(kubernetes_supported(Version::new(1, 36, 4)));
+        assert!(!kubernetes_supported(Version::new(1, 34, 9)));
+        assert!(etcd_supported(Version::new(3, 6, 14)));
+        assert!(etcd_supported(Version::new(3, 5, 24)));
+        assert!(!etcd_supported(Version::new(3, 5, 23)));
+        assert!(!etcd_supported(Version::new(3, 4, 23)));
+    }
+}

@@ -1,0 +1,78 @@
+//! The etcd PKI of a cluster, laid out as the files each control plane gets.
+use super::{Authority, Issued, LeafSpec, PkiError};
+use crate::inventory::Inventory;
+use crate::render::context::ETCD_PKI_DIR;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// One file for one control plane.
+#[derive(Debug)]
+pub struct EtcdFile {
+    pub host: String,
+    pub path: String,
+    pub contents: Contents,
+    pub mode: u32,
+}
+
+/// Certificates are public; keys are secret and keep their redacting wrapper until written.
+#[derive(Debug)]
+pub enum Contents {
+    Certificate(String),
+    Key(super::PrivateKeyPem),
+}
+
+/// The names under ETCD_PKI_DIR every member holds, in the order the plan lists them.
+pub fn member_file_names() -> [&'static str; 9] {
+    [
+        "ca.crt",
+        "server.crt",
+        "server.key",
+        "peer.crt",
+        "peer.key",
+        "apiserver-etcd-client.crt",
+        "apiserver-etcd-client.key",
+        "kubeha-etcd-client.crt",
+        "kubeha-etcd-client.key",
+    ]
+}
+
+fn loopback() -> Vec<IpAddr> {
+    vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]
+}
+
+/// Every member's files, signed by `ca`. Server and peer certificates carry both the server and the client
+/// purpose: members dial each other, and etcd's gateway uses the server certificate as a client too.
+pub fn etcd_files(inv: &Inventory, ca: &Authority) -> Result<Vec<EtcdFile>, PkiError> {
+    let mut files = Vec::new();
+    for host in inv.control_planes() {
+        let mut ips = loopback();
+        ips.insert(0, host.address);
+        let member = |purpose: &str| LeafSpec {
+            common_name: format!("{}-{purpose}", host.name),
+            dns_names: vec![host.name.clone(), "localhost".into()],
+            ips: ips.clone(),
+            server: true,
+            client: true,
+            ..LeafSpec::default()
+        };
+        let client = |cn: &str| LeafSpec { common_name: cn.into(), client: true, ..LeafSpec::default() };
+        let issued: [(&str, Issued); 4] = [
+            ("server", ca.issue(&member("server"))?),
+            ("peer", ca.issue(&member("peer"))?),
+            ("apiserver-etcd-client", ca.issue(&client("kube-apiserver-etcd-client"))?),
+            ("kubeha-etcd-client", ca.issue(&client("kubeha"))?),
+        ];
+        let mut push = |name: String, contents: Contents| {
+            let mode = if matches!(contents, Contents::Key(_)) { 0o600 } else { 0o644 };
+            files.push(EtcdFile { host: host.name.clone(), path: format!("{ETCD_PKI_DIR}/{name}"), contents, mode });
+        };
+        push("ca.crt".into(), Contents::Certificate(ca.cert_pem().to_string()));
+        for (name, cert) in issued {
+            push(format!("{name}.crt"), Contents::Certificate(cert.cert_pem));
+            push(format!("{name}.key"), Contents::Key(cert.key_pem));
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests;

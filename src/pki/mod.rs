@@ -1,0 +1,17 @@
+//! Certificates kubeha issues, made in memory with rcgen: the etcd CA with every member's server and peer
+//! certificates and the client certificates of the API server and of kubeha, and the Kubernetes cluster CA,
+//! created before `kubeadm init` so that join files can pin it from the start. Private keys leave memory only
+//! towards the control planes (mode 0600); their Debug form never shows them.
+mod authority;
+mod etcd;
+
+pub use authority::{Authority, Issued, LeafSpec, PrivateKeyPem, discovery_hash};
+pub use etcd::{EtcdFile, etcd_files, member_file_names};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate {what}: {source}")]
+    Rcgen { what: String, source: rcgen::Error },
+    #[error("certificate {what}: {message}")]
+    Parse { what: String, message: String },
+}

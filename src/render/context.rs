@@ -1,0 +1,362 @@
+//! One typed context per template: the exact values each file needs, computed from the validated
+//! inventory. Templates only lay values out; every decision (ordering, priorities, labels) is made here.
+use super::secrets::Secrets;
+use crate::inventory::{Host, Inventory, LoadBalancer, TaintEffect};
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// Where kubeha keeps the etcd PKI on control planes; kubeadm sees it as external etcd.
+pub const ETCD_PKI_DIR: &str = "/etc/kubeha/pki/etcd";
+pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
+pub const ETCD_BINARY: &str = "/usr/local/bin/etcd";
+pub const CRI_SOCKET: &str = "unix:///var/run/containerd/containerd.sock";
+pub const API_SERVER_PORT: u16 = 6443;
+/// Not a Kubernetes well-known label (there is none for racks); kubelets may set it on themselves
+/// because NodeRestriction only guards the kubernetes.io and k8s.io namespaces.
+pub const RACK_LABEL: &str = "topology.kubeha.io/rack";
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+const REGION_LABEL: &str = "topology.kubernetes.io/region";
+
+/// `host:port`, with brackets for IPv6 so the port is not read as part of the address.
+pub fn host_port(host: &str, port: u16) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(_)) => format!("[{host}]:{port}"),
+        _ => format!("{host}:{port}"),
+    }
+}
+
+fn url(scheme: &str, address: IpAddr, port: u16) -> String {
+    format!("{scheme}://{}", host_port(&address.to_string(), port))
+}
+
+pub fn peer_url(h: &Host) -> String {
+    url("https", h.address, 2380)
+}
+
+pub fn client_url(h: &Host) -> String {
+    url("https", h.address, 2379)
+}
+
+#[derive(Serialize)]
+pub struct EtcdConfig {
+    pub name: String,
+    pub data_dir: &'static str,
+    pub pki_dir: &'static str,
+    pub peer_url: String,
+    pub client_url: String,
+    pub listen_client_urls: String,
+    pub metrics_url: &'static str,
+    /// Members that exist when this one starts: itself plus the ones before it. kubeha grows etcd one
+    /// member at a time, so member k joins a cluster of k-1 (state `existing`) and only the first is `new`.
+    pub initial_cluster: String,
+    pub initial_cluster_state: &'static str,
+    pub cluster_token: String,
+}
+
+pub fn etcd_config(inv: &Inventory, host: &Host, secrets: &Secrets) -> EtcdConfig {
+    let position = inv.control_planes().position(|h| h.name == host.name).unwrap_or(0);
+    let initial: Vec<String> = inv.control_planes().take(position + 1).map(|h| format!("{}={}", h.name, peer_url(h))).collect();
+    EtcdConfig {
+        name: host.name.clone(),
+        data_dir: ETCD_DATA_DIR,
+        pki_dir: ETCD_PKI_DIR,
+        peer_url: peer_url(host),
+        client_url: client_url(host),
+        listen_client_urls: format!("{},{}", client_url(host), url("https", IpAddr::from([127, 0, 0, 1]), 2379)),
+        metrics_url: "http://127.0.0.1:2381",
+        initial_cluster: initial.join(","),
+        initial_cluster_state: if position == 0 { "new" } else { "existing" },
+        cluster_token: secrets.etcd_cluster_token.clone(),
+    }
+}
+
+#[derive(Serialize)]
+pub struct EtcdUnit {
+    pub binary: &'static str,
+    pub data_dir: &'static str,
+}
+
+pub fn etcd_unit() -> EtcdUnit {
+    EtcdUnit { binary: ETCD_BINARY, data_dir: ETCD_DATA_DIR }
+}
+
+#[derive(Serialize)]
+pub struct EtcdctlEnv {
+    pub endpoints: String,
+    pub pki_dir: &'static str,
+}
+
+pub fn etcdctl_env(inv: &Inventory) -> EtcdctlEnv {
+    EtcdctlEnv { endpoints: etcd_endpoints(inv).join(","), pki_dir: ETCD_PKI_DIR }
+}
+
+fn etcd_endpoints(inv: &Inventory) -> Vec<String> {
+    inv.control_planes().map(client_url).collect()
+}
+
+#[derive(Serialize)]
+pub struct Keepalived {
+    pub router_name: String,
+    pub interface: String,
+    pub virtual_router_id: u8,
+    pub state: &'static str,
+    pub priority: u32,
+    /// Subtracted when the health check fails; larger than any gap between priorities, so a control plane
+    /// whose API path is broken always yields the VIP to one whose path works.
+    pub weight: i64,
+    pub auth_pass: String,
+    pub source_ip: String,
+    pub peers: Vec<String>,
+    pub vip: String,
+    pub check_script: &'static str,
+}
+
+pub const CHECK_SCRIPT: &str = "/etc/keepalived/check_apiserver.sh";
+
+pub fn keepalived(inv: &Inventory, host: &Host, secrets: &Secrets) -> Option<Keepalived> {
+    let vrrp = inv.load_balancer.vrrp()?;
+    let members = inv.control_planes().count();
+    let position = inv.control_planes().position(|h| h.name == host.name)?;
+    // Distinct priorities in inventory order: the first control plane holds the VIP while it is healthy.
+    let priority = 100 + u32::try_from(members - position).unwrap_or(0);
+    Some(Keepalived {
+        router_name: format!("kubeha_{}_{}", inv.name, host.name).replace('-', "_"),
+        interface: vrrp.interface.clone(),
+        virtual_router_id: vrrp.virtual_router_id,
+        state: if position == 0 { "MASTER" } else { "BACKUP" },
+        priority,
+        weight: -(i64::try_from(members).unwrap_or(i64::MAX) + 1),
+        auth_pass: secrets.vrrp_auth_pass.clone(),
+        source_ip: host.address.to_string(),
+        peers: inv.control_planes().filter(|h| h.name != host.name).map(|h| h.address.to_string()).collect(),
+        vip: format!("{}/{}", vrrp.vip, vrrp.network.prefix_len()),
+        check_script: CHECK_SCRIPT,
+    })
+}
+
+#[derive(Serialize)]
+pub struct CheckScript {
+    pub url: String,
+}
+
+pub fn check_script(inv: &Inventory) -> Option<CheckScript> {
+    let vrrp = inv.load_balancer.vrrp()?;
+    Some(CheckScript { url: format!("https://{}/healthz", host_port("127.0.0.1", vrrp.port)) })
+}
+
+#[derive(Serialize)]
+pub struct Haproxy {
+    pub port: u16,
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Serialize)]
+pub struct Backend {
+    pub name: String,
+    pub address: String,
+}
+
+pub fn haproxy(inv: &Inventory) -> Option<Haproxy> {
+    let vrrp = inv.load_balancer.vrrp()?;
+    let backends = inv.control_planes().map(|h| Backend { name: h.name.clone(), address: host_port(&h.address.to_string(), API_SERVER_PORT) }).collect();
+    Some(Haproxy { port: vrrp.port, backends })
+}
+
+#[derive(Serialize)]
+pub struct NodeRegistration {
+    pub name: String,
+    pub cri_socket: &'static str,
+    pub node_ip: String,
+    /// `k=v,k=v` for the kubelet's --node-labels; only labels a kubelet may set on itself.
+    pub node_labels: String,
+    /// None keeps kubeadm's default (the control-plane taint on control planes, none on workers).
+    pub taints: Option<Vec<TaintEntry>>,
+}
+
+#[derive(Serialize)]
+pub struct TaintEntry {
+    pub key: String,
+    pub value: Option<String>,
+    pub effect: &'static str,
+}
+
+/// The NodeRestriction admission plugin lets a kubelet set only some labels in the kubernetes.io and
+/// k8s.io namespaces on itself; the others are applied with an admin credential in the labels phase.
+pub fn kubelet_may_set(key: &str) -> bool {
+    let Some((prefix, _)) = key.split_once('/') else { return true };
+    let guarded = |ns: &str| prefix == ns || prefix.ends_with(&format!(".{ns}"));
+    if !guarded("kubernetes.io") && !guarded("k8s.io") {
+        return true;
+    }
+    matches!(key, "kubernetes.io/hostname" | "kubernetes.io/arch" | "kubernetes.io/os" | "node.kubernetes.io/instance-type" | ZONE_LABEL | REGION_LABEL)
+        || prefix.ends_with(".kubelet.kubernetes.io")
+        || prefix.ends_with(".node.kubernetes.io")
+        || prefix == "kubelet.kubernetes.io"
+        || prefix == "node.kubernetes.io"
+}
+
+/// Every label a node should carry: failure domains first, then the inventory's own labels.
+pub fn node_labels(host: &Host) -> Vec<(String, String)> {
+    let mut labels = vec![(ZONE_LABEL.to_string(), host.zone.clone())];
+    if let Some(region) = &host.region {
+        labels.push((REGION_LABEL.to_string(), region.clone()));
+    }
+    if let Some(rack) = &host.rack {
+        labels.push((RACK_LABEL.to_string(), rack.clone()));
+    }
+    labels.extend(host.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels
+}
+
+pub fn node_registration(host: &Host) -> NodeRegistration {
+    let node_labels = node_labels(host).into_iter().filter(|(k, _)| kubelet_may_set(k)).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let mut taints: Vec<TaintEntry> = host.taints.iter().map(|t| TaintEntry { key: t.key.clone(), value: t.value.clone(), effect: t.effect.name() }).collect();
+    let taints = match (host.is_control_plane(), host.is_worker()) {
+        // A control plane that also runs workloads: exactly the inventory's taints (possibly none).
+        (true, true) => Some(taints),
+        (true, false) if taints.is_empty() => None,
+        (true, false) => {
+            taints.insert(0, TaintEntry { key: "node-role.kubernetes.io/control-plane".into(), value: None, effect: TaintEffect::NoSchedule.name() });
+            Some(taints)
+        }
+        (false, _) => (!taints.is_empty()).then_some(taints),
+    };
+    NodeRegistration { name: host.name.clone(), cri_socket: CRI_SOCKET, node_ip: host.address.to_string(), node_labels, taints }
+}
+
+#[derive(Serialize)]
+pub struct KubeadmInit {
+    pub node: NodeRegistration,
+    pub advertise_address: String,
+    pub bind_port: u16,
+    pub bootstrap_token: String,
+    pub certificate_key: String,
+    pub cluster: ClusterConfiguration,
+}
+
+#[derive(Serialize)]
+pub struct ClusterConfiguration {
+    pub kubernetes_version: String,
+    pub cluster_name: String,
+    pub control_plane_endpoint: String,
+    pub pod_subnet: String,
+    pub service_subnet: String,
+    pub dns_domain: String,
+    pub cert_sans: Vec<String>,
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_ca_file: String,
+    pub etcd_cert_file: String,
+    pub etcd_key_file: String,
+}
+
+fn cluster_configuration(inv: &Inventory) -> ClusterConfiguration {
+    let (endpoint_host, endpoint_port) = inv.load_balancer.endpoint();
+    let mut cert_sans = vec![endpoint_host.clone()];
+    for h in inv.control_planes() {
+        cert_sans.push(h.address.to_string());
+        cert_sans.push(h.name.clone());
+    }
+    cert_sans.dedup();
+    ClusterConfiguration {
+        kubernetes_version: format!("v{}", inv.kubernetes.version),
+        cluster_name: inv.name.clone(),
+        control_plane_endpoint: host_port(&endpoint_host, endpoint_port),
+        pod_subnet: inv.kubernetes.pod_subnet.to_string(),
+        service_subnet: inv.kubernetes.service_subnet.to_string(),
+        dns_domain: inv.kubernetes.dns_domain.clone(),
+        cert_sans,
+        etcd_endpoints: etcd_endpoints(inv),
+        etcd_ca_file: format!("{ETCD_PKI_DIR}/ca.crt"),
+        etcd_cert_file: format!("{ETCD_PKI_DIR}/apiserver-etcd-client.crt"),
+        etcd_key_file: format!("{ETCD_PKI_DIR}/apiserver-etcd-client.key"),
+    }
+}
+
+pub fn kubeadm_init(inv: &Inventory, host: &Host, secrets: &Secrets) -> KubeadmInit {
+    KubeadmInit {
+        node: node_registration(host),
+        advertise_address: host.address.to_string(),
+        bind_port: API_SERVER_PORT,
+        bootstrap_token: secrets.bootstrap_token.clone(),
+        certificate_key: secrets.certificate_key.clone(),
+        cluster: cluster_configuration(inv),
+    }
+}
+
+#[derive(Serialize)]
+pub struct KubeadmJoin {
+    pub node: NodeRegistration,
+    pub api_server_endpoint: String,
+    pub token: String,
+    pub ca_cert_hash: String,
+    pub control_plane: bool,
+    pub advertise_address: String,
+    pub bind_port: u16,
+    pub certificate_key: String,
+}
+
+pub fn kubeadm_join(inv: &Inventory, host: &Host, secrets: &Secrets) -> KubeadmJoin {
+    let (endpoint_host, endpoint_port) = inv.load_balancer.endpoint();
+    KubeadmJoin {
+        node: node_registration(host),
+        api_server_endpoint: host_port(&endpoint_host, endpoint_port),
+        token: secrets.bootstrap_token.clone(),
+        ca_cert_hash: secrets.ca_cert_hash.clone(),
+        control_plane: host.is_control_plane(),
+        advertise_address: host.address.to_string(),
+        bind_port: API_SERVER_PORT,
+        certificate_key: secrets.certificate_key.clone(),
+    }
+}
+
+#[derive(Serialize)]
+pub struct HostPrerequisites {
+    pub ipv6: bool,
+}
+
+pub fn host_prerequisites(inv: &Inventory) -> HostPrerequisites {
+    HostPrerequisites { ipv6: inv.kubernetes.pod_subnet.addr().is_ipv6() || inv.hosts.iter().any(|h| h.address.is_ipv6()) }
+}
+
+#[derive(Serialize)]
+pub struct Cni {
+    pub cluster: String,
+    pub version: String,
+    pub pod_subnet: String,
+    pub pod_subnet_ipv6: bool,
+    /// Cilium talks to the API through the cluster endpoint before kube-proxy rules exist.
+    pub api_host: String,
+    pub api_port: u16,
+}
+
+pub fn cni(inv: &Inventory) -> Cni {
+    let (api_host, api_port) = match &inv.load_balancer {
+        LoadBalancer::KeepalivedHaproxy(v) => (v.vip.to_string(), v.port),
+        LoadBalancer::External { host, port } => (host.clone(), *port),
+    };
+    Cni {
+        cluster: inv.name.clone(),
+        version: inv.kubernetes.cni_version.to_string(),
+        pod_subnet: inv.kubernetes.pod_subnet.to_string(),
+        pod_subnet_ipv6: inv.kubernetes.pod_subnet.addr().is_ipv6(),
+        api_host,
+        api_port,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kubelet_may_set;
+
+    #[test]
+    fn node_restriction_rules() {
+        for ok in
+            ["topology.kubernetes.io/zone", "topology.kubeha.io/rack", "example.com/gpu", "gpu", "foo.node.kubernetes.io/x", "node.kubernetes.io/instance-type"]
+        {
+            assert!(kubelet_may_set(ok), "{ok}");
+        }
+        for guarded in ["node-role.kubernetes.io/worker", "node-restriction.kubernetes.io/x", "kubernetes.io/custom", "example.k8s.io/x"] {
+            assert!(!kubelet_may_set(guarded), "{guarded}");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Rendering: the validated inventory and the cluster's secrets become every file kubeha installs,
+//! each with its destination host, path and mode.
+pub mod context;
+pub mod secrets;
+pub mod templates;
+
+use crate::inventory::{Cni, Host, Inventory};
+use secrets::Secrets;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use templates::Templates;
+
+/// Where a file goes: one host, or the cluster as a whole (applied through the API, e.g. the CNI).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "name")]
+pub enum Target {
+    Host(String),
+    Cluster,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RenderedFile {
+    pub target: Target,
+    /// Absolute path on the host; for cluster files, a path relative to the cluster folder.
+    pub path: String,
+    pub mode: u32,
+    pub template: &'static str,
+    #[serde(skip)]
+    pub contents: String,
+}
+
+impl RenderedFile {
+    /// Files that hold a secret are written 0600 everywhere: on hosts and in a render folder.
+    pub fn is_secret(&self) -> bool {
+        self.mode & 0o077 == 0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Template(#[from] templates::TemplateError),
+    #[error("rendering {template} for {target}: {message}")]
+    Render { template: &'static str, target: String, message: String },
+    #[error("{path}: {message}")]
+    Output { path: String, message: String },
+}
+
+const SECRET: u32 = 0o600;
+const PUBLIC: u32 = 0o644;
+const EXECUTABLE: u32 = 0o755;
+
+struct Renderer<'a> {
+    templates: &'a Templates,
+    files: Vec<RenderedFile>,
+}
+
+impl Renderer<'_> {
+    fn add<C: Serialize>(&mut self, target: &Target, path: &str, mode: u32, template: &'static str, context: &C) -> Result<(), RenderError> {
+        let failed = |message: String| RenderError::Render { template, target: target_name(target), message };
+        let ctx = tera::Context::from_serialize(context).map_err(|e| failed(templates::error_chain(&e)))?;
+        let contents = self.templates.tera.render(template, &ctx).map_err(|e| failed(templates::error_chain(&e)))?;
+        self.files.push(RenderedFile { target: target.clone(), path: path.to_string(), mode, template, contents: ensure_newline(contents) });
+        Ok(())
+    }
+}
+
+fn ensure_newline(mut text: String) -> String {
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+fn target_name(t: &Target) -> String {
+    match t {
+        Target::Host(h) => format!("host {h}"),
+        Target::Cluster => "the cluster".to_string(),
+    }
+}
+
+/// Every file of the cluster, hosts in inventory order, then cluster-wide files.
+pub fn render(inv: &Inventory, secrets: &Secrets, templates: &Templates) -> Result<Vec<RenderedFile>, RenderError> {
+    let mut r = Renderer { templates, files: Vec::new() };
+    let first_control_plane = inv.control_planes().next().map(|h| h.name.clone());
+    for host in &inv.hosts {
+        let target = Target::Host(host.name.clone());
+        host_files(&mut r, inv, host, &target, secrets, first_control_plane.as_deref() == Some(host.name.as_str()))?;
+    }
+    let cni = context::cni(inv);
+    let file = cni_file(inv.kubernetes.cni);
+    r.add(&Target::Cluster, file, PUBLIC, file, &cni)?;
+    Ok(r.files)
+}
+
+/// The cluster file of a CNI; its path under the cluster folder is also its template's name.
+pub fn cni_file(cni: Cni) -> &'static str {
+    match cni {
+        Cni::Flannel => "cni/flannel.yaml",
+        Cni::Calico => "cni/calico.yaml",
+        Cni::Cilium => "cni/cilium-values.yaml",
+    }
+}
+
+pub const KUBEADM_CONFIG: &str = "/etc/kubeha/kubeadm.yaml";
+
+fn host_files(r: &mut Renderer, inv: &Inventory, host: &Host, target: &Target, secrets: &Secrets, first: bool) -> Result<(), RenderError> {
+    let prerequisites = context::host_prerequisites(inv);
+    r.add(target, "/etc/sysctl.d/90-kubeha.conf", PUBLIC, "host/sysctl.conf", &prerequisites)?;
+    r.add(target, "/etc/modules-load.d/kubeha.conf", PUBLIC, "host/modules-load.conf", &prerequisites)?;
+    if host.is_control_plane() {
+        r.add(target, "/etc/etcd/etcd.conf.yml", PUBLIC, "etcd/etcd.conf.yml", &context::etcd_config(inv, host, secrets))?;
+        r.add(target, "/etc/systemd/system/etcd.service", PUBLIC, "systemd/etcd.service", &context::etcd_unit())?;
+        r.add(target, "/etc/kubeha/etcdctl.env", SECRET, "etcd/etcdctl.env", &context::etcdctl_env(inv))?;
+        if let Some(k) = context::keepalived(inv, host, secrets) {
+            r.add(target, "/etc/keepalived/keepalived.conf", SECRET, "keepalived/keepalived.conf", &k)?;
+        }
+        if let Some(c) = context::check_script(inv) {
+            r.add(target, context::CHECK_SCRIPT, EXECUTABLE, "keepalived/check_apiserver.sh", &c)?;
+        }
+        if let Some(h) = context::haproxy(inv) {
+            r.add(target, "/etc/haproxy/haproxy.cfg", PUBLIC, "haproxy/haproxy.cfg", &h)?;
+        }
+    }
+    if first {
+        r.add(target, KUBEADM_CONFIG, SECRET, "kubeadm/init.yaml", &context::kubeadm_init(inv, host, secrets))
+    } else {
+        r.add(target, KUBEADM_CONFIG, SECRET, "kubeadm/join.yaml", &context::kubeadm_join(inv, host, secrets))
+    }
+}
+
+/// Marks a folder as kubeha's render output, so a re-render may replace it and nothing else is touched.
+pub const OUTPUT_MARKER: &str = ".kubeha-render";
+
+/// Writes DIR/<host>/<path on host> and DIR/_cluster/<path>. An existing folder is replaced only if an
+/// earlier render created it, so stale files of removed hosts do not linger and no user folder is wiped.
+pub fn write_tree(files: &[RenderedFile], dir: &Path) -> Result<(), RenderError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let out_err = |path: &Path, e: std::io::Error| RenderError::Output { path: path.display().to_string(), message: e.to_string() };
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir).map_err(|e| out_err(dir, e))?.next().is_none();
+        if !empty && !dir.join(OUTPUT_MARKER).exists() {
+            return Err(RenderError::Output {
+                path: dir.display().to_string(),
+                message: "exists and is not an earlier kubeha render; choose an empty or new folder".into(),
+            });
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| out_err(dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| out_err(dir, e))?;
+    std::fs::write(dir.join(OUTPUT_MARKER), "rendered by kubeha; `kubeha render` replaces this folder\n").map_err(|e| out_err(dir, e))?;
+    for f in files {
+        let path = output_path(dir, f);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| out_err(parent, e))?;
+        }
+        // The mode is set at creation, so a secret is never readable by others, not even for a moment.
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(f.mode).open(&path).map_err(|e| out_err(&path, e))?;
+        file.write_all(f.contents.as_bytes()).map_err(|e| out_err(&path, e))?;
+    }
+    Ok(())
+}
+
+pub fn output_path(dir: &Path, f: &RenderedFile) -> PathBuf {
+    match &f.target {
+        Target::Host(h) => dir.join(h).join(f.path.trim_start_matches('/')),
+        Target::Cluster => dir.join("_cluster").join(&f.path),
+    }
+}
