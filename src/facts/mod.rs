@@ -16,7 +16,9 @@ pub mod script;
 use parse::{Installed, Sections};
 
 /// What kubeha knows about a host before planning anything.
+/// Serialized in camelCase like every other JSON output of kubeha.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HostFacts {
     pub hostname: String,
     pub os_id: String,

@@ -132,7 +132,7 @@ cp3: FAILED (timeout)
         assert_eq!(v["hosts"][0]["facts"]["software"]["kubeadm"], json!("1.31.2"));
         assert_eq!(v["hosts"][0]["facts"]["software"]["keepalived"], Value::Null);
         assert_eq!(v["hosts"][0]["facts"]["listening"]["8443"], json!(false));
-        assert_eq!(v["hosts"][0]["facts"]["clock_offset_ms"], json!(1245));
+        assert_eq!(v["hosts"][0]["facts"]["clockOffsetMs"], json!(1245));
         assert_eq!(v["hosts"][1]["error"]["kind"], json!("timeout"));
         assert_eq!(v["hosts"][1]["ok"], json!(false));
     }
