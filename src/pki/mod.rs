@@ -3,7 +3,7 @@
 //! created before `kubeadm init` so that join files can pin it from the start. Private keys leave memory only
 //! towards the control planes (mode 0600); their Debug form never shows them.
 mod authority;
-mod etcd;
+pub mod etcd;
 
 pub use authority::{Authority, Issued, LeafSpec, PrivateKeyPem, discovery_hash};
 pub use etcd::{EtcdFile, etcd_files, member_file_names};

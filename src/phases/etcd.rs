@@ -1,0 +1,157 @@
+//! The etcd steps: install a member's PKI and configuration, start members, change membership one member at a
+//! time, and check quorum gates, all through SSH on the control planes (no route from the operator to etcd
+//! is assumed). etcdctl runs on a member with /etc/kubeha/etcdctl.env.
+use crate::etcd::gate::{Gate, GateFailure, View, evaluate};
+use crate::etcd::status::reconfiguration_not_ready;
+use crate::pki::{EtcdFile, etcd::Contents};
+use crate::render::RenderedFile;
+use crate::ssh::{Command, SshError, Transport, Upload, quote};
+use std::time::{Duration, Instant};
+
+/// etcd answers "not yet" to membership changes for a few seconds after any change (see
+/// reconfiguration_not_ready); beyond this bound the refusal is final.
+const RECONFIGURE_WITHIN: Duration = Duration::from_secs(60);
+const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdStepError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    Gate(#[from] GateFailure),
+    #[error("{host}: {message}")]
+    Etcd { host: String, message: String },
+}
+
+/// Uploads the files of one member: its PKI and the rendered etcd configuration, unit and etcdctl.env.
+/// Unchanged files are skipped by the transport; returns whether anything changed.
+pub async fn install(t: &dyn Transport, pki: &[&EtcdFile], rendered: &[&RenderedFile]) -> Result<bool, SshError> {
+    let mut changed = false;
+    for f in pki {
+        let contents = match &f.contents {
+            Contents::Certificate(c) => c.as_bytes().to_vec(),
+            Contents::Key(k) => k.expose().as_bytes().to_vec(),
+        };
+        changed |= upload(t, &f.path, contents, f.mode).await?;
+    }
+    for f in rendered {
+        changed |= upload(t, &f.path, f.contents.as_bytes().to_vec(), f.mode).await?;
+    }
+    Ok(changed)
+}
+
+async fn upload(t: &dyn Transport, path: &str, contents: Vec<u8>, mode: u32) -> Result<bool, SshError> {
+    let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
+    t.run(&Command::argv(["mkdir", "-p", dir])).await?;
+    let outcome = t.upload(&Upload { path: path.to_string(), contents, mode, owner: Some("root:root".into()) }).await?;
+    Ok(outcome == crate::ssh::UploadOutcome::Written)
+}
+
+/// Starts (or restarts, when its files changed) the member's etcd service and waits until systemd reports it
+/// started (the unit is Type=notify: etcd says when it serves).
+pub async fn start(t: &dyn Transport, restart: bool) -> Result<(), SshError> {
+    let verb = if restart { "restart" } else { "start" };
+    let script = format!("systemctl daemon-reload && systemctl enable etcd.service >/dev/null 2>&1; systemctl {verb} etcd.service");
+    t.run(&Command::script(script).timeout(Duration::from_secs(120))).await.map(|_| ())
+}
+
+/// etcdctl on a member, talking to that member only: with every member as endpoint the client may pick a
+/// learner, which refuses most requests ("rpc not supported for learner"). Steps run on a voting member.
+/// (The variable is overridden rather than given as a flag: etcdctl refuses a flag that shadows its variable.)
+fn etcdctl(args: &[&str]) -> Command {
+    let words = quote::join(args.iter().copied());
+    Command::script(format!(
+        "set -a; . /etc/kubeha/etcdctl.env; ETCDCTL_ENDPOINTS=https://127.0.0.1:2379; set +a; etcdctl --dial-timeout=3s --command-timeout=10s {words}"
+    ))
+    .timeout(ETCDCTL_TIMEOUT)
+}
+
+/// etcd's view of itself, asked on `t`. Member status and health are read for the whole cluster; members
+/// that do not answer simply miss from them, which the gate reports.
+pub async fn view(t: &dyn Transport) -> Result<View, EtcdStepError> {
+    let members = t.exec(&etcdctl(&["member", "list", "-w", "json"])).await?;
+    if !members.status.success() {
+        return Err(EtcdStepError::Etcd {
+            host: t.host().into(),
+            message: format!("etcdctl member list failed: {}", String::from_utf8_lossy(&members.stderr).trim()),
+        });
+    }
+    let statuses = t.exec(&etcdctl(&["endpoint", "status", "--cluster", "-w", "json"])).await?;
+    let health = t.exec(&etcdctl(&["endpoint", "health", "--cluster", "-w", "json"])).await?;
+    View::from_etcdctl(&members.stdout_text(), &statuses.stdout_text(), &health.stdout_text())
+        .map_err(|e| EtcdStepError::Etcd { host: t.host().into(), message: e.to_string() })
+}
+
+pub async fn gate(t: &dyn Transport, gate: &Gate) -> Result<(), EtcdStepError> {
+    evaluate(gate, &view(t).await?)?;
+    Ok(())
+}
+
+/// Runs a membership change, retrying only etcd's "not yet" answers, within RECONFIGURE_WITHIN.
+async fn reconfigure(t: &dyn Transport, args: &[&str]) -> Result<String, EtcdStepError> {
+    let started = Instant::now();
+    loop {
+        let out = t.exec(&etcdctl(args)).await?;
+        if out.status.success() {
+            return Ok(out.stdout_text());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if !reconfiguration_not_ready(&stderr) || started.elapsed() > RECONFIGURE_WITHIN {
+            return Err(EtcdStepError::Etcd { host: t.host().into(), message: format!("etcdctl {} refused: {stderr}", args.join(" ")) });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Adds a member as a non-voting learner: it cannot affect quorum until it is promoted.
+pub async fn add_learner(t: &dyn Transport, name: &str, peer_url: &str) -> Result<(), EtcdStepError> {
+    let current = view(t).await?;
+    if current.members.iter().any(|m| m.name == name || m.peer_urls.iter().any(|p| p == peer_url)) {
+        return Ok(()); // added by an earlier, interrupted run
+    }
+    reconfigure(t, &["member", "add", name, "--learner", &format!("--peer-urls={peer_url}")]).await.map(|_| ())
+}
+
+/// A learner is caught up when its applied index is within a few entries of the leader's log. Promotion
+/// re-checks this strictly inside etcd; this wait only avoids asking too early.
+const CAUGHT_UP_SLACK: u64 = 16;
+const CATCH_UP_WITHIN: Duration = Duration::from_secs(120);
+
+pub async fn wait_caught_up(t: &dyn Transport, name: &str) -> Result<(), EtcdStepError> {
+    let started = Instant::now();
+    loop {
+        let v = view(t).await?;
+        let leader_index = v.statuses.iter().find(|s| s.member_id == s.leader).map(|s| s.raft_index);
+        let member = v.members.iter().find(|m| m.name == name);
+        let applied = member.and_then(|m| v.statuses.iter().find(|s| s.member_id == m.id)).map(|s| s.raft_applied_index);
+        if let (Some(applied), Some(leader)) = (applied, leader_index) {
+            if applied + CAUGHT_UP_SLACK >= leader {
+                return Ok(());
+            }
+        }
+        if started.elapsed() > CATCH_UP_WITHIN {
+            return Err(EtcdStepError::Etcd {
+                host: t.host().into(),
+                message: format!("learner {name} did not catch up within {} s ({})", CATCH_UP_WITHIN.as_secs(), describe(&v)),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Promotes the learner once it has caught up with the leader (etcd refuses earlier; that refusal is retried).
+pub async fn promote(t: &dyn Transport, name: &str) -> Result<(), EtcdStepError> {
+    let current = view(t).await?;
+    let Some(member) = current.members.iter().find(|m| m.name == name) else {
+        return Err(EtcdStepError::Etcd { host: t.host().into(), message: format!("member {name} is not in the cluster; cannot promote it") });
+    };
+    if !member.is_learner {
+        return Ok(());
+    }
+    reconfigure(t, &["member", "promote", &format!("{:x}", member.id)]).await.map(|_| ())
+}
+
+/// The member ids as etcd prints them, for messages.
+pub fn describe(view: &View) -> String {
+    view.members.iter().map(|m| format!("{}{}", m.label(), if m.is_learner { " (learner)" } else { "" })).collect::<Vec<_>>().join(", ")
+}

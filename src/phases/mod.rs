@@ -1,0 +1,2 @@
+//! The effects of plan steps on hosts, one file per phase. Each function runs one step over a Transport.
+pub mod etcd;
