@@ -124,11 +124,10 @@ pub async fn wait_caught_up(t: &dyn Transport, name: &str) -> Result<(), EtcdSte
         let leader_index = v.statuses.iter().find(|s| s.member_id == s.leader).map(|s| s.raft_index);
         let member = v.members.iter().find(|m| m.name == name);
         let applied = member.and_then(|m| v.statuses.iter().find(|s| s.member_id == m.id)).map(|s| s.raft_applied_index);
-        if let (Some(applied), Some(leader)) = (applied, leader_index) {
-            if applied + CAUGHT_UP_SLACK >= leader {
+        if let (Some(applied), Some(leader)) = (applied, leader_index)
+            && applied + CAUGHT_UP_SLACK >= leader {
                 return Ok(());
             }
-        }
         if started.elapsed() > CATCH_UP_WITHIN {
             return Err(EtcdStepError::Etcd {
                 host: t.host().into(),
