@@ -1,11 +1,12 @@
 //! The etcd steps: install a member's PKI and configuration, start members, change membership one member at a
 //! time, and check quorum gates, all through SSH on the control planes (no route from the operator to etcd
 //! is assumed). etcdctl runs on a member with /etc/kubeha/etcdctl.env.
+use super::files;
 use crate::etcd::gate::{Gate, GateFailure, View, evaluate};
 use crate::etcd::status::reconfiguration_not_ready;
 use crate::pki::{EtcdFile, etcd::Contents};
 use crate::render::RenderedFile;
-use crate::ssh::{Command, SshError, Transport, Upload, quote};
+use crate::ssh::{Command, SshError, Transport, quote};
 use std::time::{Duration, Instant};
 
 /// etcd answers "not yet" to membership changes for a few seconds after any change (see
@@ -32,19 +33,9 @@ pub async fn install(t: &dyn Transport, pki: &[&EtcdFile], rendered: &[&Rendered
             Contents::Certificate(c) => c.as_bytes().to_vec(),
             Contents::Key(k) => k.expose().as_bytes().to_vec(),
         };
-        changed |= upload(t, &f.path, contents, f.mode).await?;
+        changed |= files::place(t, &f.path, contents, f.mode).await?;
     }
-    for f in rendered {
-        changed |= upload(t, &f.path, f.contents.as_bytes().to_vec(), f.mode).await?;
-    }
-    Ok(changed)
-}
-
-async fn upload(t: &dyn Transport, path: &str, contents: Vec<u8>, mode: u32) -> Result<bool, SshError> {
-    let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
-    t.run(&Command::argv(["mkdir", "-p", dir])).await?;
-    let outcome = t.upload(&Upload { path: path.to_string(), contents, mode, owner: Some("root:root".into()) }).await?;
-    Ok(outcome == crate::ssh::UploadOutcome::Written)
+    Ok(files::place_rendered(t, rendered).await? | changed)
 }
 
 /// Starts (or restarts, when its files changed) the member's etcd service and waits until systemd reports it
@@ -125,9 +116,10 @@ pub async fn wait_caught_up(t: &dyn Transport, name: &str) -> Result<(), EtcdSte
         let member = v.members.iter().find(|m| m.name == name);
         let applied = member.and_then(|m| v.statuses.iter().find(|s| s.member_id == m.id)).map(|s| s.raft_applied_index);
         if let (Some(applied), Some(leader)) = (applied, leader_index)
-            && applied + CAUGHT_UP_SLACK >= leader {
-                return Ok(());
-            }
+            && applied + CAUGHT_UP_SLACK >= leader
+        {
+            return Ok(());
+        }
         if started.elapsed() > CATCH_UP_WITHIN {
             return Err(EtcdStepError::Etcd {
                 host: t.host().into(),

@@ -1,0 +1,24 @@
+//! keepalived (the VIP) and HAProxy (VIP:port spread over the API servers) on a control plane.
+use super::files;
+use crate::render::RenderedFile;
+use crate::ssh::{Command, SshError, Transport};
+use std::net::IpAddr;
+
+/// Places haproxy.cfg, keepalived.conf and the check script, then (re)starts both services: restarted only
+/// when a file changed, so a converged host keeps its VIP and connections.
+pub async fn apply(t: &dyn Transport, rendered: &[&RenderedFile]) -> Result<bool, SshError> {
+    let changed = files::place_rendered(t, rendered).await?;
+    let verb = if changed { "restart" } else { "start" };
+    // HAProxy first: keepalived's health check goes through it.
+    let script =
+        format!("systemctl enable haproxy.service keepalived.service >/dev/null 2>&1; systemctl {verb} haproxy.service && systemctl {verb} keepalived.service");
+    t.run(&Command::script(script)).await?;
+    Ok(changed)
+}
+
+/// Whether this host holds `vip` on any interface right now.
+pub async fn holds_vip(t: &dyn Transport, vip: IpAddr) -> Result<bool, SshError> {
+    let out = t.run(&Command::argv(["ip", "-o", "addr", "show"]).unprivileged()).await?;
+    let needle = format!(" {vip}/");
+    Ok(out.stdout_text().lines().any(|l| l.contains(&needle)))
+}

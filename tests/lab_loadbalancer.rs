@@ -1,0 +1,93 @@
+//! keepalived and HAProxy from kubeha's rendered configuration on the lab's three control planes: exactly one
+//! machine holds the VIP, HAProxy listens on the VIP's port, and when the holder loses power the VIP moves.
+//! Needs root (see lab_machines.rs).
+use assert_cmd::Command;
+use kubeha::inventory::{self, Inventory};
+use kubeha::phases::loadbalancer;
+use kubeha::render::{self, Target, secrets::Secrets, templates::Templates};
+use kubeha::ssh::{self, Command as Remote, Transport};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const INVENTORY: &str = "inventories/lab.yaml";
+
+fn kubeha(args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("kubeha").unwrap().args(args).args(["-i", INVENTORY]).output().unwrap()
+}
+
+struct LabGuard;
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = kubeha(&["lab", "down"]);
+    }
+}
+
+async fn connect(inv: &Inventory) -> HashMap<String, Arc<dyn Transport>> {
+    let targets: Vec<ssh::HostTarget> = inv.control_planes().map(ssh::targets::target).collect();
+    let options = ssh::targets::connect_options(inv, false);
+    ssh::pool::connect_each(&targets, &options).await.into_iter().map(|(name, s)| (name, s.expect("connect") as Arc<dyn Transport>)).collect()
+}
+
+/// Polls (every 200 ms, at most `within`) until exactly one of `names` holds the VIP; returns it and the time.
+async fn single_holder(hosts: &HashMap<String, Arc<dyn Transport>>, names: &[&str], vip: std::net::IpAddr, within: Duration) -> (Vec<String>, Duration) {
+    let started = Instant::now();
+    loop {
+        let mut holders = Vec::new();
+        for name in names {
+            if loadbalancer::holds_vip(hosts[*name].as_ref(), vip).await.unwrap() {
+                holders.push(name.to_string());
+            }
+        }
+        if holders.len() == 1 || started.elapsed() > within {
+            return (holders, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn vip_port_answers(vip: std::net::IpAddr, port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::new(vip, port), Duration::from_secs(1)).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_vip_holder_and_failover_on_power_loss() {
+    let _ = kubeha(&["lab", "down"]);
+    let _guard = LabGuard;
+    assert!(kubeha(&["lab", "up"]).status.success());
+    let inv = inventory::load(std::path::Path::new(INVENTORY)).unwrap().inventory.unwrap();
+    let vrrp = inv.load_balancer.vrrp().unwrap().clone();
+    let hosts = connect(&inv).await;
+    let rendered = render::render(&inv, &Secrets::generate("lab").unwrap(), &Templates::builtin().unwrap()).unwrap();
+    let lb_files = |host: &str| -> Vec<&render::RenderedFile> {
+        rendered
+            .iter()
+            .filter(|f| f.target == Target::Host(host.into()) && (f.template.starts_with("keepalived/") || f.template.starts_with("haproxy/")))
+            .collect()
+    };
+    for name in ["cp-1", "cp-2", "cp-3"] {
+        assert!(loadbalancer::apply(hosts[name].as_ref(), &lb_files(name)).await.unwrap(), "{name}: first apply writes files");
+        let listening = hosts[name].run(&Remote::script(format!("ss -Hltn 'sport = :{}'", vrrp.port))).await.unwrap().stdout_text();
+        assert!(!listening.trim().is_empty(), "{name}: HAProxy does not listen on {}", vrrp.port);
+    }
+    // No API server runs yet, so every health check fails alike: the distinct priorities still decide.
+    let (holders, took) = single_holder(&hosts, &["cp-1", "cp-2", "cp-3"], vrrp.vip, Duration::from_secs(20)).await;
+    assert_eq!(holders, ["cp-1"], "exactly the highest-priority control plane holds the VIP");
+    eprintln!("VIP on cp-1 after {took:?}");
+    assert!(vip_port_answers(vrrp.vip, vrrp.port), "HAProxy answers on VIP:port from the operator");
+
+    // Converged: a second apply changes nothing and restarts nothing, the VIP stays.
+    for name in ["cp-1", "cp-2", "cp-3"] {
+        assert!(!loadbalancer::apply(hosts[name].as_ref(), &lb_files(name)).await.unwrap(), "{name}: second apply changed files");
+    }
+    assert!(loadbalancer::holds_vip(hosts["cp-1"].as_ref(), vrrp.vip).await.unwrap());
+
+    // Power cut on the holder: VRRP moves the VIP to the next priority within seconds.
+    assert!(kubeha(&["lab", "kill", "cp-1"]).status.success());
+    let (holders, took) = single_holder(&hosts, &["cp-2", "cp-3"], vrrp.vip, Duration::from_secs(10)).await;
+    assert_eq!(holders, ["cp-2"], "after {took:?}");
+    eprintln!("VIP moved to cp-2 {took:?} after the power cut");
+    assert!(vip_port_answers(vrrp.vip, vrrp.port), "VIP:port answers again after failover");
+}
