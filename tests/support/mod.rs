@@ -1,2 +1,3 @@
 pub mod etcd_cluster;
+pub mod lab;
 pub mod sshd;
