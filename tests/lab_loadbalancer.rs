@@ -1,35 +1,15 @@
 //! keepalived and HAProxy from kubeha's rendered configuration on the lab's three control planes: exactly one
 //! machine holds the VIP, HAProxy listens on the VIP's port, and when the holder loses power the VIP moves.
 //! Needs root (see lab_machines.rs).
-use assert_cmd::Command;
-use kubeha::inventory::{self, Inventory};
+mod support;
 use kubeha::phases::loadbalancer;
-use kubeha::render::{self, Target, secrets::Secrets, templates::Templates};
-use kubeha::ssh::{self, Command as Remote, Transport};
+use kubeha::render::secrets::Secrets;
+use kubeha::ssh::{Command as Remote, Transport};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const INVENTORY: &str = "inventories/lab.yaml";
-
-fn kubeha(args: &[&str]) -> std::process::Output {
-    Command::cargo_bin("kubeha").unwrap().args(args).args(["-i", INVENTORY]).output().unwrap()
-}
-
-struct LabGuard;
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = kubeha(&["lab", "down"]);
-    }
-}
-
-async fn connect(inv: &Inventory) -> HashMap<String, Arc<dyn Transport>> {
-    let targets: Vec<ssh::HostTarget> = inv.control_planes().map(ssh::targets::target).collect();
-    let options = ssh::targets::connect_options(inv, false);
-    ssh::pool::connect_each(&targets, &options).await.into_iter().map(|(name, s)| (name, s.expect("connect") as Arc<dyn Transport>)).collect()
-}
+use support::lab::{self, Lab, kubeha};
 
 /// Polls (every 200 ms, at most `within`) until exactly one of `names` holds the VIP; returns it and the time.
 async fn single_holder(hosts: &HashMap<String, Arc<dyn Transport>>, names: &[&str], vip: std::net::IpAddr, within: Duration) -> (Vec<String>, Duration) {
@@ -54,19 +34,12 @@ fn vip_port_answers(vip: std::net::IpAddr, port: u16) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_vip_holder_and_failover_on_power_loss() {
-    let _ = kubeha(&["lab", "down"]);
-    let _guard = LabGuard;
-    assert!(kubeha(&["lab", "up"]).status.success());
-    let inv = inventory::load(std::path::Path::new(INVENTORY)).unwrap().inventory.unwrap();
+    let lab = Lab::up();
+    let inv = &lab.inventory;
     let vrrp = inv.load_balancer.vrrp().unwrap().clone();
-    let hosts = connect(&inv).await;
-    let rendered = render::render(&inv, &Secrets::generate("lab").unwrap(), &Templates::builtin().unwrap()).unwrap();
-    let lb_files = |host: &str| -> Vec<&render::RenderedFile> {
-        rendered
-            .iter()
-            .filter(|f| f.target == Target::Host(host.into()) && (f.template.starts_with("keepalived/") || f.template.starts_with("haproxy/")))
-            .collect()
-    };
+    let hosts = lab::connect(inv.control_planes(), inv).await;
+    let rendered = lab::rendered(inv, &Secrets::generate("lab").unwrap());
+    let lb_files = |host: &str| lab::files_of(&rendered, host, |t| t.starts_with("keepalived/") || t.starts_with("haproxy/"));
     for name in ["cp-1", "cp-2", "cp-3"] {
         assert!(loadbalancer::apply(hosts[name].as_ref(), &lb_files(name)).await.unwrap(), "{name}: first apply writes files");
         let listening = hosts[name].run(&Remote::script(format!("ss -Hltn 'sport = :{}'", vrrp.port))).await.unwrap().stdout_text();

@@ -1,25 +1,12 @@
 //! The cluster lock on real machines (the lab's three control planes) over kubeha's own SSH transport.
 //! Needs root and the lab's packages, like tests/lab_machines.rs; it uses the lab named "lab".
-use assert_cmd::Command;
+mod support;
 use kubeha::exec::lock::{self, Holder, LockError};
-use kubeha::inventory::{self, Inventory};
+use kubeha::inventory::Inventory;
 use kubeha::ssh::{self, Transport};
 use std::sync::Arc;
 use std::time::Duration;
-
-const INVENTORY: &str = "inventories/lab.yaml";
-
-fn kubeha(args: &[&str]) -> std::process::Output {
-    Command::cargo_bin("kubeha").unwrap().args(args).args(["-i", INVENTORY]).output().unwrap()
-}
-
-struct LabGuard;
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = kubeha(&["lab", "down"]);
-    }
-}
+use support::lab::{Lab, kubeha};
 
 type ControlPlanes = Vec<ssh::targets::Connection>;
 
@@ -38,12 +25,9 @@ fn dead_pid() -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_never_hold_the_cluster_together() {
-    let _ = kubeha(&["lab", "down"]);
-    let _guard = LabGuard;
-    let up = kubeha(&["lab", "up"]);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let inv = inventory::load(std::path::Path::new(INVENTORY)).unwrap().inventory.unwrap();
-    let cps = connect(&inv).await;
+    let lab = Lab::up();
+    let inv = &lab.inventory;
+    let cps = connect(inv).await;
     let alive = lock::local_pid_alive;
 
     // First run takes all three control planes; a second run is refused and told who holds the lock.
@@ -90,7 +74,7 @@ async fn two_runs_never_hold_the_cluster_together() {
     for host in ["cp-2", "cp-3"] {
         assert!(kubeha(&["lab", "partition", host]).status.success());
     }
-    let partial = connect(&inv).await;
+    let partial = connect(inv).await;
     let err = lock::acquire(&partial, Holder::for_this_run("kubeha apply"), false, alive).await.err().unwrap().to_string();
     assert!(err.contains("needs a majority of the control planes (2 of 3); only 1 could be locked"), "{err}");
     assert_eq!(partial[0].1.as_ref().unwrap().read_file("/var/lib/kubeha/lock/holder.json").await.unwrap(), None, "a refused run gives back what it took");
