@@ -142,7 +142,7 @@ pub async fn promote(t: &dyn Transport, name: &str) -> Result<(), EtcdStepError>
     reconfigure(t, &["member", "promote", &format!("{:x}", member.id)]).await.map(|_| ())
 }
 
-/// The member ids as etcd prints them, for messages.
+/// The members by name (or peer URL while unnamed), learners marked, for messages.
 pub fn describe(view: &View) -> String {
     view.members.iter().map(|m| format!("{}{}", m.label(), if m.is_learner { " (learner)" } else { "" })).collect::<Vec<_>>().join(", ")
 }
