@@ -1,4 +1,4 @@
 //! The effects of plan steps on hosts, one file per phase. Each function runs one step over a Transport.
 pub mod etcd;
-mod files;
+pub mod files;
 pub mod loadbalancer;
