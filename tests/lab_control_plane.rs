@@ -24,7 +24,7 @@ async fn kubeadm_init_serves_through_the_vip() {
     }
 
     let cp1 = hosts["cp-1"].as_ref();
-    kubeadm(cp1, &lab::files_of(&rendered, "cp-1", |t| t == "kubeadm/init.yaml")[0], "kubeadm init --config /etc/kubeha/kubeadm.yaml --upload-certs").await;
+    kubeadm(cp1, lab::files_of(&rendered, "cp-1", |t| t == "kubeadm/init.yaml")[0], "kubeadm init --config /etc/kubeha/kubeadm.yaml --upload-certs").await;
 
     // Through the VIP from another control plane: keepalived holds it, HAProxy's TLS check found cp-1 healthy.
     let readyz = hosts["cp-2"].run(&Remote::script("curl -sk --max-time 5 https://198.18.0.100:8443/readyz")).await.unwrap().stdout_text();
@@ -38,9 +38,9 @@ async fn kubeadm_init_serves_through_the_vip() {
     // Joins pin the CA that init created, read back from cp-1; token and certificate key are the init's.
     let ca = String::from_utf8(cp1.read_file("/etc/kubernetes/pki/ca.crt").await.unwrap().unwrap()).unwrap();
     let joined = lab::rendered(inv, &Secrets { ca_cert_hash: pki::discovery_hash(&ca).unwrap(), ..secrets.clone() });
-    kubeadm(hosts["cp-2"].as_ref(), &lab::files_of(&joined, "cp-2", |t| t == "kubeadm/join.yaml")[0], "kubeadm join --config /etc/kubeha/kubeadm.yaml").await;
+    kubeadm(hosts["cp-2"].as_ref(), lab::files_of(&joined, "cp-2", |t| t == "kubeadm/join.yaml")[0], "kubeadm join --config /etc/kubeha/kubeadm.yaml").await;
     let workers = lab::connect(inv.workers().filter(|h| h.name == "wk-1"), inv).await;
-    kubeadm(workers["wk-1"].as_ref(), &lab::files_of(&joined, "wk-1", |t| t == "kubeadm/join.yaml")[0], "kubeadm join --config /etc/kubeha/kubeadm.yaml").await;
+    kubeadm(workers["wk-1"].as_ref(), lab::files_of(&joined, "wk-1", |t| t == "kubeadm/join.yaml")[0], "kubeadm join --config /etc/kubeha/kubeadm.yaml").await;
     let nodes = cp1.run(&Remote::script("kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json")).await.unwrap().stdout_text();
     let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
     let mut names: Vec<&str> = nodes["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
