@@ -1,7 +1,7 @@
 //! One typed context per template: the exact values each file needs, computed from the validated
 //! inventory. Templates only lay values out; every decision (ordering, priorities, labels) is made here.
 use super::secrets::Secrets;
-use crate::inventory::{Host, Inventory, LoadBalancer, TaintEffect};
+use crate::inventory::{Host, Inventory, TaintEffect};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -330,10 +330,7 @@ pub struct Cni {
 }
 
 pub fn cni(inv: &Inventory) -> Cni {
-    let (api_host, api_port) = match &inv.load_balancer {
-        LoadBalancer::KeepalivedHaproxy(v) => (v.vip.to_string(), v.port),
-        LoadBalancer::External { host, port } => (host.clone(), *port),
-    };
+    let (api_host, api_port) = inv.load_balancer.endpoint();
     Cni {
         cluster: inv.name.clone(),
         version: inv.kubernetes.cni_version.to_string(),
