@@ -26,6 +26,14 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A member's certificate (server and peer, both purposes) written as NAME.crt / NAME.key into `dir`.
+fn issue_member(ca: &Authority, dir: &Path, name: &str, ip: IpAddr) {
+    let spec = LeafSpec { common_name: name.into(), dns_names: vec!["localhost".into()], ips: vec![ip], server: true, client: true, ..LeafSpec::default() };
+    let cert = ca.issue(&spec).unwrap();
+    write(&dir.join(format!("{name}.crt")), &cert.cert_pem);
+    write(&dir.join(format!("{name}.key")), cert.key_pem.expose());
+}
+
 impl EtcdCluster {
     /// Ports are derived from the test's own number so parallel test binaries never collide.
     pub fn start(names: &[&str], first_ip: u8, port_base: u16) -> Self {
@@ -35,19 +43,7 @@ impl EtcdCluster {
         let members: Vec<Member> =
             names.iter().enumerate().map(|(i, n)| Member { name: n.to_string(), ip: format!("127.0.0.{}", first_ip + i as u8), child: None }).collect();
         for m in &members {
-            let ip: IpAddr = m.ip.parse().unwrap();
-            let cert = ca
-                .issue(&LeafSpec {
-                    common_name: m.name.clone(),
-                    dns_names: vec!["localhost".into()],
-                    ips: vec![ip],
-                    server: true,
-                    client: true,
-                    ..LeafSpec::default()
-                })
-                .unwrap();
-            write(&dir.path().join(format!("{}.crt", m.name)), &cert.cert_pem);
-            write(&dir.path().join(format!("{}.key", m.name)), cert.key_pem.expose());
+            issue_member(&ca, dir.path(), &m.name, m.ip.parse().unwrap());
         }
         let client = ca.issue(&LeafSpec { common_name: "kubeha".into(), client: true, ..LeafSpec::default() }).unwrap();
         write(&dir.path().join("client.crt"), &client.cert_pem);
@@ -110,18 +106,7 @@ impl EtcdCluster {
     /// Registers a member (with its certificate) that is not started yet; etcd membership is the caller's.
     pub fn add_member(&mut self, name: &str, ip: &str) -> usize {
         let ca = Authority::from_pem(&std::fs::read_to_string(self.file("ca.crt")).unwrap(), &self.ca_key).unwrap();
-        let cert = ca
-            .issue(&LeafSpec {
-                common_name: name.into(),
-                dns_names: vec!["localhost".into()],
-                ips: vec![ip.parse().unwrap()],
-                server: true,
-                client: true,
-                ..LeafSpec::default()
-            })
-            .unwrap();
-        write(&self.file(&format!("{name}.crt")), &cert.cert_pem);
-        write(&self.file(&format!("{name}.key")), cert.key_pem.expose());
+        issue_member(&ca, self.dir.path(), name, ip.parse().unwrap());
         self.members.push(Member { name: name.into(), ip: ip.into(), child: None });
         self.members.len() - 1
     }
