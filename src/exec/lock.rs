@@ -135,10 +135,15 @@ async fn try_acquire(t: &dyn Transport, me: &Holder) -> Result<Attempt, SshError
     Ok(Attempt::Held(record))
 }
 
+/// A `grep -F` argument that matches only the holder record of `run_id` (serde writes it without spaces).
+fn holder_pattern(run_id: &str) -> String {
+    quote::quote(&format!("\"runId\":\"{run_id}\""))
+}
+
 /// Removes the lock on one host, but only if it is ours (or the named stale holder's), never another run's.
 async fn remove_if_held_by(t: &dyn Transport, run_id: &str) -> Result<(), SshError> {
     let dir = quote::quote(LOCK_DIR);
-    let pattern = quote::quote(&format!("\"runId\":\"{run_id}\""));
+    let pattern = holder_pattern(run_id);
     let script = format!("if grep -qF {pattern} {dir}/holder.json 2>/dev/null; then rm -rf {dir}; fi");
     t.run(&Command::script(script).timeout(LOCK_COMMAND_TIMEOUT)).await.map(|_| ())
 }
@@ -163,7 +168,7 @@ impl ClusterLock {
     pub async fn heartbeat(&mut self) -> Result<(), LockError> {
         self.holder.heartbeat_unix = now_unix();
         let dir = quote::quote(LOCK_DIR);
-        let pattern = quote::quote(&format!("\"runId\":\"{}\"", self.holder.run_id));
+        let pattern = holder_pattern(&self.holder.run_id);
         let record = serde_json::to_vec(&self.holder).unwrap_or_default();
         for t in &self.hosts {
             let script =
