@@ -187,9 +187,8 @@ pub fn boot(layout: &Layout, m: &Machine) -> Result<MachineState> {
 /// The machine's init: the child of nspawn that lives in a PID namespace of its own. nspawn first forks
 /// an intermediate child in the host's namespace, which must not be mistaken for the machine.
 pub fn leader_of(nspawn_pid: u32) -> Option<u32> {
-    let pid_ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
-    let own = pid_ns(nspawn_pid)?;
-    children_of(nspawn_pid).into_iter().find(|c| pid_ns(*c).is_some_and(|ns| ns != own))
+    let own = system::pid_namespace(nspawn_pid)?;
+    children_of(nspawn_pid).into_iter().find(|c| system::pid_namespace(*c).is_some_and(|ns| ns != own))
 }
 
 pub fn running(s: &MachineState) -> bool {
@@ -251,11 +250,10 @@ pub fn link_up(m: &Machine) -> Option<bool> {
 
 /// Resident memory of every process in the machine (its PID namespace), in KiB.
 pub fn memory_kib(s: &MachineState) -> u64 {
-    let Ok(ns) = std::fs::read_link(format!("/proc/{}/ns/pid", s.leader_pid)) else { return 0 };
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|n| n == ns))
+    let Some(ns) = system::pid_namespace(s.leader_pid) else { return 0 };
+    system::pids()
+        .into_iter()
+        .filter(|pid| system::pid_namespace(*pid).is_some_and(|n| n == ns))
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .filter_map(|status| status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
         .sum()
