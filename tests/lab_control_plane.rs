@@ -53,7 +53,7 @@ async fn kubeadm_init_serves_through_the_vip() {
 
 /// Places a kubeadm config (0600: it holds the token and certificate key) and runs kubeadm with it.
 async fn kubeadm(t: &dyn kubeha::ssh::Transport, config: &kubeha::render::RenderedFile, command: &str) {
-    kubeha::phases::files::place(t, &config.path, config.contents.as_bytes().to_vec(), 0o600).await.unwrap();
+    kubeha::phases::files::place(t, &config.path, config.contents.as_bytes(), 0o600).await.unwrap();
     let out = t.exec(&Remote::script(command).timeout(Duration::from_secs(180))).await.unwrap();
     assert!(out.status.success(), "{}: `{command}` failed:\n{}\n{}", t.host(), out.stdout_text(), String::from_utf8_lossy(&out.stderr));
 }

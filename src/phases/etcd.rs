@@ -27,15 +27,18 @@ pub enum EtcdStepError {
 /// Uploads the files of one member: its PKI and the rendered etcd configuration, unit and etcdctl.env.
 /// Unchanged files are skipped by the transport; returns whether anything changed.
 pub async fn install(t: &dyn Transport, pki: &[&EtcdFile], rendered: &[&RenderedFile]) -> Result<bool, SshError> {
-    let mut changed = false;
-    for f in pki {
-        let contents = match &f.contents {
-            Contents::Certificate(c) => c.as_bytes().to_vec(),
-            Contents::Key(k) => k.expose().as_bytes().to_vec(),
-        };
-        changed |= files::place(t, &f.path, contents, f.mode).await?;
-    }
-    Ok(files::place_rendered(t, rendered).await? | changed)
+    let mut specs: Vec<files::FileSpec> = pki
+        .iter()
+        .map(|f| {
+            let contents = match &f.contents {
+                Contents::Certificate(c) => c.as_bytes(),
+                Contents::Key(k) => k.expose().as_bytes(),
+            };
+            files::FileSpec { path: &f.path, contents, mode: f.mode }
+        })
+        .collect();
+    specs.extend(files::rendered_specs(rendered));
+    files::place_all(t, &specs).await
 }
 
 /// Starts (or restarts, when its files changed) the member's etcd service and waits until systemd reports it
