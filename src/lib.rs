@@ -10,4 +10,5 @@ pub mod pki;
 pub mod plan;
 pub mod render;
 pub mod ssh;
+pub mod state;
 pub mod topology;

@@ -4,7 +4,7 @@
 use super::files;
 use crate::etcd::gate::{Gate, GateFailure, View, evaluate};
 use crate::etcd::status::reconfiguration_not_ready;
-use crate::pki::{EtcdFile, etcd::Contents};
+use crate::pki::EtcdFile;
 use crate::render::RenderedFile;
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::time::{Duration, Instant};
@@ -27,16 +27,7 @@ pub enum EtcdStepError {
 /// Uploads the files of one member: its PKI and the rendered etcd configuration, unit and etcdctl.env.
 /// Unchanged files are skipped by the transport; returns whether anything changed.
 pub async fn install(t: &dyn Transport, pki: &[&EtcdFile], rendered: &[&RenderedFile]) -> Result<bool, SshError> {
-    let mut specs: Vec<files::FileSpec> = pki
-        .iter()
-        .map(|f| {
-            let contents = match &f.contents {
-                Contents::Certificate(c) => c.as_bytes(),
-                Contents::Key(k) => k.expose().as_bytes(),
-            };
-            files::FileSpec { path: &f.path, contents, mode: f.mode }
-        })
-        .collect();
+    let mut specs: Vec<files::FileSpec> = pki.iter().map(|f| files::FileSpec { path: &f.path, contents: f.bytes(), mode: f.mode }).collect();
     specs.extend(files::rendered_specs(rendered));
     files::place_all(t, &specs).await
 }

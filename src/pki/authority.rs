@@ -12,11 +12,17 @@ const LEAF_VALIDITY: Duration = Duration::days(365);
 /// Tolerates clocks a little behind the operator's on freshly booted hosts.
 const BACKDATE: Duration = Duration::minutes(5);
 
-/// A PEM private key. Its Debug and Display never show the key.
-#[derive(Clone, PartialEq, Eq)]
+/// A PEM private key. Its Debug and Display never show the key. It serializes as the PEM text, for the
+/// cluster state file that only control planes hold (mode 0600).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct PrivateKeyPem(String);
 
 impl PrivateKeyPem {
+    pub fn new(pem: String) -> Self {
+        Self(pem)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

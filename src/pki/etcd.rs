@@ -1,11 +1,11 @@
 //! The etcd PKI of a cluster, laid out as the files each control plane gets.
 use super::{Authority, Issued, LeafSpec, PkiError};
-use crate::inventory::Inventory;
+use crate::inventory::{Host, Inventory};
 use crate::render::context::ETCD_PKI_DIR;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One file for one control plane.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct EtcdFile {
     pub host: String,
     pub path: String,
@@ -14,7 +14,8 @@ pub struct EtcdFile {
 }
 
 /// Certificates are public; keys are secret and keep their redacting wrapper until written.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Contents {
     Certificate(String),
     Key(super::PrivateKeyPem),
@@ -39,37 +40,57 @@ fn loopback() -> Vec<IpAddr> {
     vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]
 }
 
-/// Every member's files, signed by `ca`. Server and peer certificates carry both the server and the client
-/// purpose: members dial each other, and etcd's gateway uses the server certificate as a client too.
+/// Every member's files, signed by `ca`.
 pub fn etcd_files(inv: &Inventory, ca: &Authority) -> Result<Vec<EtcdFile>, PkiError> {
     let mut files = Vec::new();
     for host in inv.control_planes() {
-        let mut ips = loopback();
-        ips.insert(0, host.address);
-        let member = |purpose: &str| LeafSpec {
-            common_name: format!("{}-{purpose}", host.name),
-            dns_names: vec![host.name.clone(), "localhost".into()],
-            ips: ips.clone(),
-            server: true,
-            client: true,
-            ..LeafSpec::default()
-        };
-        let client = |cn: &str| LeafSpec { common_name: cn.into(), client: true, ..LeafSpec::default() };
-        let issued: [(&str, Issued); 4] = [
-            ("server", ca.issue(&member("server"))?),
-            ("peer", ca.issue(&member("peer"))?),
-            ("apiserver-etcd-client", ca.issue(&client("kube-apiserver-etcd-client"))?),
-            ("kubeha-etcd-client", ca.issue(&client("kubeha"))?),
-        ];
-        let mut push = |name: String, contents: Contents| {
-            let mode = if matches!(contents, Contents::Key(_)) { 0o600 } else { 0o644 };
-            files.push(EtcdFile { host: host.name.clone(), path: format!("{ETCD_PKI_DIR}/{name}"), contents, mode });
-        };
-        push("ca.crt".into(), Contents::Certificate(ca.cert_pem().to_string()));
-        for (name, cert) in issued {
-            push(format!("{name}.crt"), Contents::Certificate(cert.cert_pem));
-            push(format!("{name}.key"), Contents::Key(cert.key_pem));
+        for (name, contents) in member_files(host, ca)? {
+            files.push(EtcdFile::new(&host.name, name, contents));
         }
+    }
+    Ok(files)
+}
+
+impl EtcdFile {
+    /// A member file under ETCD_PKI_DIR; keys are 0600, certificates 0644.
+    pub fn new(host: &str, name: &str, contents: Contents) -> Self {
+        let mode = if matches!(contents, Contents::Key(_)) { 0o600 } else { 0o644 };
+        EtcdFile { host: host.to_string(), path: format!("{ETCD_PKI_DIR}/{name}"), contents, mode }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match &self.contents {
+            Contents::Certificate(c) => c.as_bytes(),
+            Contents::Key(k) => k.expose().as_bytes(),
+        }
+    }
+}
+
+/// One member's files (named as in `member_file_names`), newly issued by `ca`. Server and peer certificates
+/// carry both the server and the client purpose: members dial each other, and etcd's gateway uses the server
+/// certificate as a client too.
+pub fn member_files(host: &Host, ca: &Authority) -> Result<Vec<(&'static str, Contents)>, PkiError> {
+    let mut ips = loopback();
+    ips.insert(0, host.address);
+    let member = |purpose: &str| LeafSpec {
+        common_name: format!("{}-{purpose}", host.name),
+        dns_names: vec![host.name.clone(), "localhost".into()],
+        ips: ips.clone(),
+        server: true,
+        client: true,
+        ..LeafSpec::default()
+    };
+    let client = |cn: &str| LeafSpec { common_name: cn.into(), client: true, ..LeafSpec::default() };
+    let issued: [(&str, &str, Issued); 4] = [
+        ("server.crt", "server.key", ca.issue(&member("server"))?),
+        ("peer.crt", "peer.key", ca.issue(&member("peer"))?),
+        ("apiserver-etcd-client.crt", "apiserver-etcd-client.key", ca.issue(&client("kube-apiserver-etcd-client"))?),
+        ("kubeha-etcd-client.crt", "kubeha-etcd-client.key", ca.issue(&client("kubeha"))?),
+    ];
+    let mut files = vec![("ca.crt", Contents::Certificate(ca.cert_pem().to_string()))];
+    for (cert_name, key_name, cert) in issued {
+        files.push((cert_name, Contents::Certificate(cert.cert_pem)));
+        files.push((key_name, Contents::Key(cert.key_pem)));
     }
     Ok(files)
 }

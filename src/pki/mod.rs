@@ -6,7 +6,7 @@ mod authority;
 pub mod etcd;
 
 pub use authority::{Authority, Issued, LeafSpec, PrivateKeyPem, discovery_hash};
-pub use etcd::{EtcdFile, etcd_files, member_file_names};
+pub use etcd::{Contents, EtcdFile, etcd_files, member_file_names, member_files};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
