@@ -63,7 +63,7 @@ fn main() {
     });
     let inv = inventory::parse("big.yaml".into(), text.clone(), &paths).inventory.expect("valid");
     measure("in-process: plan --offline (build + text)", || {
-        let plan = kubeha::plan::fresh(&inv);
+        let plan = kubeha::plan::offline(&inv).unwrap();
         std::hint::black_box(kubeha::plan::text(&plan));
     });
     let templates = Templates::builtin().expect("templates");

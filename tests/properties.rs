@@ -29,7 +29,7 @@ proptest! {
     fn every_membership_change_is_gated(control_planes in 1usize..8, workers in 0usize..6, zones in 1usize..4) {
         let loaded = inventory::parse("p.yaml".into(), inventory_yaml(control_planes, workers, zones), &paths());
         let inv = loaded.inventory.expect("generated inventories are valid");
-        let plan = plan::fresh(&inv);
+        let plan = plan::offline(&inv).unwrap();
         let steps: Vec<_> = plan.steps().collect();
         let mut ids = std::collections::HashSet::new();
         prop_assert!(steps.iter().all(|s| ids.insert(s.id.clone())), "duplicate step id");

@@ -46,7 +46,7 @@ fn offline_plans_match_golden() {
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| {
         for name in EXAMPLES {
-            let plan = kubeha::plan::fresh(&load(name));
+            let plan = kubeha::plan::offline(&load(name)).unwrap();
             insta::assert_snapshot!(format!("{name}__text"), kubeha::plan::text(&plan));
             insta::assert_snapshot!(format!("{name}__json"), serde_json::to_string_pretty(&plan).unwrap());
         }

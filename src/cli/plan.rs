@@ -20,7 +20,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         );
     }
     let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
-    let plan = plan::fresh(&inv);
+    let plan = plan::offline(&inv)?;
     match args.output {
         OutputFormat::Text => print!("{}", plan::text(&plan)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),

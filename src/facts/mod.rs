@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::ssh::{Command, ConnectOptions, HostTarget, SshError, Transport};
 
+pub mod observe;
 pub mod parse;
 pub mod report;
 pub mod script;

@@ -8,12 +8,17 @@ use std::net::IpAddr;
 /// when a file changed, so a converged host keeps its VIP and connections.
 pub async fn apply(t: &dyn Transport, rendered: &[&RenderedFile]) -> Result<bool, SshError> {
     let changed = files::place_rendered(t, rendered).await?;
-    let verb = if changed { "restart" } else { "start" };
+    start(t, changed).await?;
+    Ok(changed)
+}
+
+/// Starts HAProxy and keepalived, or restarts them (their files changed).
+pub async fn start(t: &dyn Transport, restart: bool) -> Result<(), SshError> {
+    let verb = if restart { "restart" } else { "start" };
     // HAProxy first: keepalived's health check goes through it.
     let script =
         format!("systemctl enable haproxy.service keepalived.service >/dev/null 2>&1; systemctl {verb} haproxy.service && systemctl {verb} keepalived.service");
-    t.run(&Command::script(script)).await?;
-    Ok(changed)
+    t.run(&Command::script(script)).await.map(|_| ())
 }
 
 /// Whether this host holds `vip` on any interface right now.

@@ -1,4 +1,7 @@
 //! The effects of plan steps on hosts, one file per phase. Each function runs one step over a Transport.
 pub mod etcd;
 pub mod files;
+pub mod host;
+pub mod kubeadm;
 pub mod loadbalancer;
+pub mod verify;

@@ -1,14 +1,22 @@
-//! The plan as people read it: numbered phases, one line per step with its host, gates spelled out.
+//! The plan as people read it: preflight findings, numbered phases, one line per step with its host and
+//! its reason, gates spelled out, and the count of changes.
 use super::*;
 use std::fmt::Write;
 
 pub fn text(plan: &Plan) -> String {
     let steps = plan.steps().count();
     let gates = plan.steps().filter(|s| matches!(s.action, Action::Gate(_))).count();
-    let width = plan.steps().filter_map(|s| s.host.as_deref()).map(str::len).max().unwrap_or(0).max("operator".len());
+    let width = plan.steps().map(|s| s.host.len()).max().unwrap_or(0);
     let mut out = String::new();
     let basis = if plan.basis == "fresh" { " (offline: every host assumed fresh)" } else { "" };
-    let _ = writeln!(out, "Plan for cluster {}{basis}: {} phases, {steps} steps, {gates} quorum gates", plan.cluster, plan.phases.len());
+    let _ = writeln!(out, "Plan for cluster {}{basis}: {} changes in {steps} steps, {gates} quorum gates", plan.cluster, plan.changes());
+    if !plan.findings.is_empty() {
+        let _ = writeln!(out, "\nPreflight:");
+        for f in &plan.findings {
+            let level = if f.fatal { "ERROR" } else { "warning" };
+            let _ = writeln!(out, "   {level} {}: {}\n      fix: {}", f.host, f.problem, f.fix);
+        }
+    }
     for (i, phase) in plan.phases.iter().enumerate() {
         let execution = match phase.execution {
             Execution::Sequential => "in order".to_string(),
@@ -16,37 +24,59 @@ pub fn text(plan: &Plan) -> String {
         };
         let _ = writeln!(out, "\n{}. {}: {} ({execution})", i + 1, phase.name, phase.title);
         for s in &phase.steps {
-            let host = s.host.as_deref().unwrap_or("operator");
-            let _ = writeln!(out, "   {host:<width$}  {}", describe(&s.action));
+            let _ = writeln!(out, "   {:<width$}  {}  [{}]", s.host, describe(&s.action), s.reason);
         }
+    }
+    if plan.changes() == 0 {
+        let _ = writeln!(out, "\nNothing to change: the cluster is converged.");
+    }
+    if plan.blocked() {
+        let _ = writeln!(out, "\nApply refuses to start until the preflight errors above are fixed.");
     }
     out
 }
 
+fn files(files: &[String]) -> String {
+    match files.len() {
+        1 => files[0].clone(),
+        n => format!("{n} files"),
+    }
+}
+
 pub fn describe(action: &Action) -> String {
     match action {
-        Action::Preflight { checks } => format!("preflight: {}", checks.join(", ")),
-        Action::ConfigureHost { files } => format!("write {} and load them", files.join(", ")),
-        Action::GenerateEtcdPki { members } => format!("generate the etcd CA and certificates for {} (in memory)", members.join(", ")),
-        Action::InstallEtcdPki { files } => format!("install {} etcd certificates and keys (keys mode 0600)", files.len()),
-        Action::StartEtcdMember { member, initial_cluster_state } => match *initial_cluster_state {
-            "new" => format!("start etcd member {member} as a new cluster of one"),
+        Action::StoreClusterState { .. } => "store the cluster state (0600)".to_string(),
+        Action::ConfigureHost { files: f } => format!("write {} and load them", f.join(", ")),
+        Action::InstallEtcdFiles { member, files: f } => format!("install {} of etcd member {member} (keys 0600)", files(f)),
+        Action::StartEtcdMember { member, initial_cluster_state, restart } => match (*initial_cluster_state, restart) {
+            (_, true) => format!("restart etcd member {member}"),
+            ("new", _) => format!("start etcd member {member} as a new cluster of one"),
             _ => format!("start etcd member {member} into the existing cluster"),
         },
         Action::AddEtcdLearner { member, peer_url } => format!("add {member} as a non-voting learner ({peer_url})"),
         Action::WaitLearnerCaughtUp { member } => format!("wait until learner {member} has caught up with the leader"),
         Action::PromoteEtcdLearner { member } => format!("promote {member} to a voting member"),
         Action::Gate(g) => gate(g),
-        Action::StartLoadBalancer { services, .. } => format!("configure and start {}", services.join(" and ")),
+        Action::StartLoadBalancer { services, restart, .. } => format!("configure and {} {}", if *restart { "restart" } else { "start" }, services.join(" and ")),
         Action::CheckVip { vip } => format!("check that exactly one control plane holds the VIP {vip}"),
-        Action::KubeadmInit { endpoint, config } => format!("kubeadm init --config {config} --upload-certs (endpoint {endpoint})"),
-        Action::KubeadmJoinControlPlane { endpoint, config } => format!("kubeadm join --config {config} as a control plane through {endpoint}"),
-        Action::KubeadmJoinWorker { endpoint, config } => format!("kubeadm join --config {config} as a worker through {endpoint}"),
-        Action::WaitApiReady { endpoint } => format!("wait until /readyz answers through {endpoint} and this node is registered"),
+        Action::PlaceFiles { files: f } => format!("write {}", files(f)),
+        Action::KubeadmInit { endpoint, config, reset_first, .. } => {
+            format!("{}place the cluster CA, kubeadm init --config {config} --upload-certs (endpoint {endpoint})", reset(*reset_first))
+        }
+        Action::UploadCerts { config } => format!("kubeadm init phase upload-certs --upload-certs --config {config}"),
+        Action::KubeadmJoinControlPlane { endpoint, config, reset_first, .. } => {
+            format!("{}kubeadm join --config {config} as a control plane through {endpoint}", reset(*reset_first))
+        }
+        Action::KubeadmJoinWorker { endpoint, config, reset_first, .. } => format!("{}kubeadm join --config {config} as a worker through {endpoint}", reset(*reset_first)),
+        Action::WaitApiReady { endpoint, node } => format!("wait until /readyz answers through {endpoint} and node {node} is registered"),
         Action::ApplyCni { cni, version, manifest } => format!("apply {cni} {version} ({manifest})"),
         Action::LabelNode { node, labels } => format!("label node {node}: {}", labels.join(", ")),
         Action::Verify { checks } => format!("verify: {}", checks.join("; ")),
     }
+}
+
+fn reset(first: bool) -> &'static str {
+    if first { "kubeadm reset -f, then " } else { "" }
 }
 
 fn gate(g: &Gate) -> String {

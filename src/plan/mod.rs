@@ -1,12 +1,19 @@
 //! A plan is data: ordered phases of steps, each on a host, with quorum gates as steps of their own.
-//! Builders are pure (inventory [+ facts] -> plan), so plans can be printed, diffed and golden-tested,
-//! and the executor runs exactly what was shown.
+//! The builder is pure (inventory + desired files + what was observed -> plan), so plans can be printed,
+//! diffed and golden-tested, and the executor runs exactly what was shown. `plan --offline` is the same
+//! builder against hosts observed as empty.
+mod converge;
+pub mod desired;
 mod display;
-mod fresh;
+pub mod observed;
+pub mod preflight;
 
 pub use crate::etcd::gate::{Gate, GateWhen};
-pub use display::text;
-pub use fresh::fresh;
+pub use converge::converge;
+pub use desired::Desired;
+pub use display::{describe, text};
+pub use observed::Observed;
+pub use preflight::Finding;
 
 use serde::Serialize;
 
@@ -14,14 +21,25 @@ use serde::Serialize;
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub cluster: String,
-    /// What the plan assumed about the hosts: `fresh` for `plan --offline`.
+    /// What the plan assumed about the hosts: `fresh` for `plan --offline`, `observed` otherwise.
     pub basis: &'static str,
+    /// Preflight results; a fatal one means apply refuses before changing anything.
+    pub findings: Vec<Finding>,
     pub phases: Vec<Phase>,
 }
 
 impl Plan {
     pub fn steps(&self) -> impl Iterator<Item = &Step> {
         self.phases.iter().flat_map(|p| p.steps.iter())
+    }
+
+    /// Steps that change a host or the cluster (gates, waits and checks do not).
+    pub fn changes(&self) -> usize {
+        self.steps().filter(|s| s.action.changes()).count()
+    }
+
+    pub fn blocked(&self) -> bool {
+        self.findings.iter().any(|f| f.fatal)
     }
 }
 
@@ -48,30 +66,58 @@ pub struct Step {
     /// Stable across runs of the same plan: the journal records completed steps by this id.
     pub id: String,
     /// The host the step runs on; gates run on a member that is already healthy.
-    pub host: Option<String>,
+    pub host: String,
     pub action: Action,
+    /// Why the step is needed ("etcd.conf.yml differs", "member missing", "fresh host").
     pub reason: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum Action {
-    Preflight { checks: Vec<String> },
+    /// The cluster state file (secrets, CAs, member certificates) on a control plane.
+    StoreClusterState { files: Vec<String> },
     ConfigureHost { files: Vec<String> },
-    GenerateEtcdPki { members: Vec<String> },
-    InstallEtcdPki { files: Vec<String> },
-    StartEtcdMember { member: String, initial_cluster_state: &'static str },
+    /// PKI, configuration, unit and etcdctl.env of one member.
+    InstallEtcdFiles { member: String, files: Vec<String> },
+    StartEtcdMember { member: String, initial_cluster_state: &'static str, restart: bool },
     AddEtcdLearner { member: String, peer_url: String },
     WaitLearnerCaughtUp { member: String },
     PromoteEtcdLearner { member: String },
     Gate(Gate),
-    StartLoadBalancer { files: Vec<String>, services: Vec<&'static str> },
+    StartLoadBalancer { files: Vec<String>, services: Vec<&'static str>, restart: bool },
     CheckVip { vip: String },
-    KubeadmInit { endpoint: String, config: String },
-    KubeadmJoinControlPlane { endpoint: String, config: String },
-    KubeadmJoinWorker { endpoint: String, config: String },
-    WaitApiReady { endpoint: String },
+    /// Files whose change needs no action beyond placing them.
+    PlaceFiles { files: Vec<String> },
+    KubeadmInit { endpoint: String, config: String, files: Vec<String>, reset_first: bool },
+    /// Uploads the control-plane certificates again (kubeadm keeps them 2 h) for joins after an earlier init.
+    UploadCerts { config: String },
+    KubeadmJoinControlPlane { endpoint: String, config: String, files: Vec<String>, reset_first: bool },
+    KubeadmJoinWorker { endpoint: String, config: String, files: Vec<String>, reset_first: bool },
+    WaitApiReady { endpoint: String, node: String },
     ApplyCni { cni: &'static str, version: String, manifest: String },
     LabelNode { node: String, labels: Vec<String> },
     Verify { checks: Vec<String> },
+}
+
+impl Action {
+    pub fn changes(&self) -> bool {
+        !matches!(self, Action::Gate(_) | Action::WaitLearnerCaughtUp { .. } | Action::CheckVip { .. } | Action::WaitApiReady { .. } | Action::Verify { .. })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+}
+
+/// The plan of a cluster built from nothing (`plan --offline`): the same builder against hosts that have
+/// nothing yet, with material made in memory and thrown away.
+pub fn offline(inv: &crate::inventory::Inventory) -> Result<Plan, OfflineError> {
+    let state = crate::state::ClusterState::create(inv)?;
+    let rendered = crate::render::render(inv, &state.secrets, &crate::render::templates::Templates::builtin().map_err(crate::render::RenderError::from)?)?;
+    Ok(converge(inv, &Desired::build(inv, &rendered, &state), &Observed::default(), "fresh"))
 }

@@ -1,0 +1,130 @@
+//! The live cluster as the planner needs it: one connection per host, the cluster state from the control
+//! planes (or new material for a new cluster), the desired files, and what the hosts have now. Read-only:
+//! `plan` uses it as is, `apply` under the cluster lock.
+use crate::facts::{self, observe};
+use crate::inventory::Inventory;
+use crate::phases::kubeadm;
+use crate::plan::desired::{ADMIN_CONF, Desired};
+use crate::plan::{self, Observed, Plan};
+use crate::render::{self, templates::Templates};
+use crate::ssh::{self, SshError, Transport};
+use crate::state::{self, ClusterState, STATE_FILE};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The units whose state the planner looks at.
+const UNITS: [&str; 4] = ["etcd", "haproxy", "keepalived", "kubelet"];
+
+pub type Hosts = HashMap<String, Arc<dyn Transport>>;
+
+/// Connects to every host of the inventory, one connection each, in parallel up to `concurrency`.
+pub async fn connect(inv: &Inventory) -> (Hosts, Vec<SshError>) {
+    let targets: Vec<ssh::HostTarget> = inv.hosts.iter().map(ssh::targets::target).collect();
+    let mut hosts = HashMap::new();
+    let mut unreachable = Vec::new();
+    for (name, result) in ssh::pool::connect_each(&targets, &ssh::targets::connect_options(inv, false)).await {
+        match result {
+            Ok(session) => {
+                hosts.insert(name, session as Arc<dyn Transport>);
+            }
+            Err(e) => unreachable.push(e),
+        }
+    }
+    (hosts, unreachable)
+}
+
+/// The cluster's stored state, or new material when no control plane has any and nothing says a cluster
+/// exists; then `true` (new). New members of the inventory get their certificates here.
+pub async fn cluster_state(inv: &Inventory, hosts: &Hosts) -> anyhow::Result<(ClusterState, bool)> {
+    let mut found = Vec::new();
+    for h in inv.control_planes() {
+        let Some(t) = hosts.get(&h.name) else { continue };
+        let text = t.read_file(STATE_FILE).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
+        found.push((h.name.clone(), text));
+    }
+    let (mut state, new) = match state::newest(&inv.name, &found)? {
+        Some(s) => (s, false),
+        None => (ClusterState::create(inv)?, true),
+    };
+    state.issue_missing_members(inv)?;
+    Ok((state, new))
+}
+
+pub fn desired(inv: &Inventory, state: &ClusterState, templates: &Templates) -> anyhow::Result<Desired> {
+    let rendered = render::render(inv, &state.secrets, templates)?;
+    Ok(Desired::build(inv, &rendered, state))
+}
+
+/// Facts and kubeha's own state of every host (one probe pair per host, in parallel), then etcd's view from
+/// a running member and the registered nodes from a control plane with admin.conf.
+pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyhow::Result<Observed> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(inv.concurrency.max(1)));
+    for (name, t) in hosts {
+        let (name, t, limit) = (name.clone(), t.clone(), limit.clone());
+        let paths: Vec<String> = desired.probe_paths(&name).into_iter().map(String::from).collect();
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+            let (f, s) = tokio::join!(facts::probe(t.as_ref()), observe::observe(t.as_ref(), &paths, &UNITS));
+            (name, f, s)
+        });
+    }
+    let mut observed = Observed::default();
+    while let Some(joined) = tasks.join_next().await {
+        let (name, f, s) = joined?;
+        observed.facts.insert(name.clone(), f?);
+        observed.hosts.insert(name, s?);
+    }
+    observed.etcd = crate::exec::steps::etcd_view(inv, hosts, |h| observed.hosts.get(h).is_some_and(|s| s.is_active("etcd"))).await;
+    for h in inv.control_planes().filter(|h| observed.host(&h.name).has(ADMIN_CONF)) {
+        let Some(t) = hosts.get(&h.name) else { continue };
+        let out = t.exec(&kubeadm::kubectl("get nodes -o json")).await?;
+        if out.status.success() {
+            observed.nodes = Some(kubeadm::parse_nodes(&out.stdout_text()).map_err(|e| anyhow::anyhow!("{}: {e}", h.name))?);
+            observed.api_error = None;
+            break;
+        }
+        observed.api_error = Some(format!("{}: {}", h.name, String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(observed)
+}
+
+/// Everything `plan` and `apply` need, gathered read-only.
+pub struct Planned {
+    pub state: ClusterState,
+    pub new_cluster: bool,
+    pub desired: Desired,
+    pub observed: Observed,
+    pub plan: Plan,
+}
+
+pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates) -> anyhow::Result<Planned> {
+    let (state, new_cluster) = cluster_state(inv, hosts).await?;
+    let desired = desired(inv, &state, templates)?;
+    let observed = observe(inv, &desired, hosts).await?;
+    if new_cluster {
+        refuse_if_a_cluster_exists(&observed)?;
+    }
+    let plan = plan::converge(inv, &desired, &observed, "observed");
+    Ok(Planned { state, new_cluster, desired, observed, plan })
+}
+
+/// Without stored state, new CAs would be generated: fatal for a cluster that already runs on others.
+fn refuse_if_a_cluster_exists(observed: &Observed) -> anyhow::Result<()> {
+    let evidence: Vec<String> = observed
+        .facts
+        .iter()
+        .filter(|(_, f)| f.etcd_data_dir)
+        .map(|(h, _)| format!("{h} has etcd data"))
+        .chain(observed.hosts.iter().filter(|(_, s)| s.has(ADMIN_CONF)).map(|(h, _)| format!("{h} has {ADMIN_CONF}")))
+        .collect();
+    if evidence.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "no control plane holds {STATE_FILE}, but a cluster seems to exist ({}). kubeha will not create new CAs and secrets over it. \
+         Restore {STATE_FILE} from a backup onto one control plane, or clear the hosts (kubeadm reset -f; remove /var/lib/etcd) to start anew",
+        evidence.join(", ")
+    )
+}

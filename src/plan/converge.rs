@@ -1,0 +1,354 @@
+//! The one plan builder: from the desired files and what was observed, the steps that converge the cluster,
+//! each with the reason it is needed. Steps already true on the hosts are left out, so a converged cluster
+//! plans zero changing steps. Pure.
+use super::desired::{ADMIN_CONF, Desired, Group, KUBELET_CONF, KUBERNETES_CA_CERT, group};
+use super::*;
+use crate::inventory::{Host, Inventory, LoadBalancer};
+use crate::render::context::{self, host_port, peer_url};
+use crate::render::{self, KUBEADM_CONFIG};
+use std::collections::BTreeSet;
+
+pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: &'static str) -> Plan {
+    let mut b = Builder { inv, desired, observed, findings: preflight::check(inv, observed), phases: Vec::new() };
+    b.state();
+    b.hosts();
+    b.etcd();
+    b.load_balancer();
+    b.control_plane();
+    b.cni();
+    b.workers();
+    b.labels();
+    b.verify();
+    Plan { cluster: inv.name.clone(), basis, findings: b.findings, phases: b.phases.into_iter().filter(|p| !p.steps.is_empty()).collect() }
+}
+
+struct Builder<'a> {
+    inv: &'a Inventory,
+    desired: &'a Desired,
+    observed: &'a Observed,
+    findings: Vec<Finding>,
+    phases: Vec<Phase>,
+}
+
+fn step(id: String, host: &str, action: Action, reason: impl Into<String>) -> Step {
+    Step { id, host: host.to_string(), action, reason: reason.into() }
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// "etcd.conf.yml differs", "3 files missing", ... : the reason a set of files needs placing.
+fn files_reason(missing: &[&str], differing: &[&str]) -> String {
+    let mut parts = Vec::new();
+    match missing.len() {
+        0 => {}
+        1 => parts.push(format!("{} missing", file_name(missing[0]))),
+        n => parts.push(format!("{n} files missing")),
+    }
+    match differing.len() {
+        0 => {}
+        1 => parts.push(format!("{} differs", file_name(differing[0]))),
+        n => parts.push(format!("{n} files differ")),
+    }
+    parts.join(", ")
+}
+
+impl Builder<'_> {
+    fn push(&mut self, name: &'static str, title: &'static str, execution: Execution, steps: Vec<Step>) {
+        self.phases.push(Phase { name, title, execution, steps });
+    }
+
+    fn parallel(&self) -> Execution {
+        Execution::Parallel { limit: self.inv.concurrency }
+    }
+
+    fn endpoint(&self) -> String {
+        let (host, port) = self.inv.load_balancer.endpoint();
+        host_port(&host, port)
+    }
+
+    /// The files of `group` on `host` that are not as desired: (all paths, reason) or None when all match.
+    fn stale(&self, host: &str, g: Group) -> Option<(Vec<String>, String)> {
+        let state = self.observed.host(host);
+        let files: Vec<_> = self.desired.host_files(host).filter(|f| group(&f.path) == g).collect();
+        let missing: Vec<&str> = files.iter().filter(|f| !state.has(&f.path)).map(|f| f.path.as_str()).collect();
+        let differing: Vec<&str> = files.iter().filter(|f| state.digest(&f.path).is_some_and(|d| d != f.digest)).map(|f| f.path.as_str()).collect();
+        if missing.is_empty() && differing.is_empty() {
+            return None;
+        }
+        Some((files.iter().map(|f| f.path.clone()).collect(), files_reason(&missing, &differing)))
+    }
+
+    fn state(&mut self) {
+        let steps = self
+            .inv
+            .control_planes()
+            .filter_map(|h| self.stale(&h.name, Group::State).map(|(files, why)| (h, files, why)))
+            .map(|(h, files, why)| step(format!("state/{}", h.name), &h.name, Action::StoreClusterState { files }, why))
+            .collect();
+        let title = "cluster state (secrets, CAs, member certificates) on every control plane, mode 0600";
+        self.push("state", title, self.parallel(), steps);
+    }
+
+    fn hosts(&mut self) {
+        let steps = self
+            .inv
+            .hosts
+            .iter()
+            .filter_map(|h| self.stale(&h.name, Group::Host).map(|(files, why)| step(format!("host/{}", h.name), &h.name, Action::ConfigureHost { files }, why)))
+            .collect();
+        self.push("host", "kernel modules and settings", self.parallel(), steps);
+    }
+
+    /// etcd changes one member at a time between quorum gates: a missing member joins as a learner, catches
+    /// up and is promoted; a member whose files changed is restarted alone. The first member of a cluster
+    /// that has none starts alone.
+    fn etcd(&mut self) {
+        let mut steps = Vec::new();
+        let view = self.observed.etcd.as_ref();
+        let mut voters: Vec<String> = view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
+        let known: BTreeSet<&str> = self.inv.control_planes().map(|h| h.name.as_str()).collect();
+        for stranger in voters.iter().filter(|v| !known.contains(v.as_str())) {
+            self.findings.push(Finding {
+                host: stranger.clone(),
+                problem: format!("etcd member {stranger} is not a control plane of the inventory"),
+                fix: format!("remove it with `kubeha node remove {stranger}` (or `node replace`) before other membership changes"),
+                fatal: false,
+            });
+        }
+        if view.is_none() {
+            let data: Vec<&str> = self.observed.facts.iter().filter(|(_, f)| f.etcd_data_dir).map(|(h, _)| h.as_str()).collect();
+            let first = self.desired.first_control_plane.as_str();
+            if data.iter().any(|h| *h != first) {
+                self.findings.push(Finding {
+                    host: data.join(", "),
+                    problem: "etcd data exists but no etcd member answers: the cluster's etcd is down".into(),
+                    fix: "start etcd on the control planes (systemctl start etcd) or restore from a snapshot; kubeha will not start a new cluster over existing data".into(),
+                    fatal: true,
+                });
+            }
+        }
+        let mut running: BTreeSet<String> = self.inv.control_planes().filter(|h| self.observed.host(&h.name).is_active("etcd")).map(|h| h.name.clone()).collect();
+        for h in self.inv.control_planes() {
+            let m = h.name.clone();
+            let id = |s: &str| format!("etcd/{m}/{s}");
+            let stale = self.stale(&m, Group::Etcd);
+            let install = |steps: &mut Vec<Step>| {
+                if let Some((files, why)) = &stale {
+                    steps.push(step(id("files"), &m, Action::InstallEtcdFiles { member: m.clone(), files: files.clone() }, why.clone()));
+                }
+            };
+            // Gates and membership changes run on a voting member that is up, other than the one in flux.
+            let checker = voters.iter().find(|v| **v != m && running.contains(*v)).cloned().unwrap_or_else(|| m.clone());
+            let member = self.observed.member(&m, &peer_url(h));
+            let active = running.contains(&m);
+            let start = |state: &'static str, restart: bool| Action::StartEtcdMember { member: m.clone(), initial_cluster_state: state, restart };
+            match member {
+                None if voters.is_empty() => {
+                    install(&mut steps);
+                    steps.push(step(id("start"), &m, start("new", false), "no etcd cluster yet: the first member starts alone"));
+                    voters.push(m.clone());
+                    steps.push(step(id("gate-after"), &m, gate(GateWhen::After, &format!("start {m}"), &voters), "quorum check"));
+                }
+                None => {
+                    let change = format!("add {m}");
+                    steps.push(step(id("gate-before"), &checker, gate(GateWhen::Before, &change, &voters), "quorum check"));
+                    install(&mut steps);
+                    steps.push(step(id("add-learner"), &checker, Action::AddEtcdLearner { member: m.clone(), peer_url: peer_url(h) }, "member missing"));
+                    steps.push(step(id("start"), &m, start("existing", false), "member missing"));
+                    self.promote(&mut steps, &m, &checker, &mut voters, "member missing");
+                }
+                Some(learner) if learner.is_learner => {
+                    install(&mut steps);
+                    if !active {
+                        steps.push(step(id("start"), &m, start("existing", false), "learner not running"));
+                    }
+                    self.promote(&mut steps, &m, &checker, &mut voters, "a learner from an unfinished run");
+                }
+                Some(_) => match (&stale, active) {
+                    (None, true) => {}
+                    (Some(_), true) => {
+                        let change = format!("restart {m}");
+                        steps.push(step(id("gate-before"), &checker, gate(GateWhen::Before, &change, &voters), "quorum check"));
+                        install(&mut steps);
+                        steps.push(step(id("restart"), &m, start("existing", true), "its files changed"));
+                        steps.push(step(id("gate-after"), &checker, gate(GateWhen::After, &change, &voters), "quorum check"));
+                    }
+                    (_, false) => {
+                        install(&mut steps);
+                        steps.push(step(id("start"), &m, start("existing", false), "etcd is not running"));
+                        steps.push(step(id("gate-after"), &checker, gate(GateWhen::After, &format!("start {m}"), &voters), "quorum check"));
+                    }
+                },
+            }
+            running.insert(m.clone());
+        }
+        self.push("etcd", "etcd, one member at a time between quorum gates", Execution::Sequential, steps);
+    }
+
+    fn promote(&self, steps: &mut Vec<Step>, m: &str, checker: &str, voters: &mut Vec<String>, why: &str) {
+        let id = |s: &str| format!("etcd/{m}/{s}");
+        steps.push(step(id("caught-up"), checker, Action::WaitLearnerCaughtUp { member: m.to_string() }, why));
+        steps.push(step(id("promote"), checker, Action::PromoteEtcdLearner { member: m.to_string() }, why));
+        voters.push(m.to_string());
+        steps.push(step(id("gate-after"), checker, gate(GateWhen::After, &format!("add {m}"), voters), "quorum check"));
+    }
+
+    fn load_balancer(&mut self) {
+        let Some(vrrp) = self.inv.load_balancer.vrrp() else { return };
+        let services = vec!["haproxy", "keepalived"];
+        let mut steps: Vec<Step> = Vec::new();
+        for h in self.inv.control_planes() {
+            let state = self.observed.host(&h.name);
+            let stale = self.stale(&h.name, Group::LoadBalancer);
+            let stopped: Vec<&str> = services.iter().copied().filter(|s| !state.is_active(s)).collect();
+            if stale.is_none() && stopped.is_empty() {
+                continue;
+            }
+            let files = self.desired.paths_in(h, Group::LoadBalancer);
+            let reason = stale.as_ref().map(|(_, why)| why.clone()).unwrap_or_else(|| format!("{} not running", stopped.join(" and ")));
+            let action = Action::StartLoadBalancer { files, services: services.clone(), restart: stale.is_some() };
+            steps.push(step(format!("lb/{}", h.name), &h.name, action, reason));
+        }
+        if !steps.is_empty() {
+            let first = self.desired.first_control_plane.clone();
+            steps.push(step("lb/vip".into(), &first, Action::CheckVip { vip: vrrp.vip.to_string() }, "the VIP must be held before kubeadm uses it"));
+        }
+        self.push("loadbalancer", "keepalived (VIP) and HAProxy on every control plane", Execution::Sequential, steps);
+    }
+
+    /// Whether `h` is a working node: kubeadm left kubelet.conf and the node is registered.
+    fn joined(&self, h: &Host) -> bool {
+        self.observed.host(&h.name).has(KUBELET_CONF) && self.observed.registered(&h.name)
+    }
+
+    /// kubeadm refuses to run over an earlier attempt's files; `kubeadm reset -f` clears them (never etcd).
+    fn leftovers(&self, h: &Host) -> bool {
+        let state = self.observed.host(&h.name);
+        state.has(KUBELET_CONF) || state.has(ADMIN_CONF) || (!h.is_control_plane() && state.has(KUBERNETES_CA_CERT))
+    }
+
+    fn join_reason(&self, h: &Host) -> String {
+        if self.observed.host(&h.name).has(KUBELET_CONF) { "joined files present but the node is not registered".into() } else { "not joined".into() }
+    }
+
+    /// kubeadm init on the first control plane when the cluster has none, then control-plane joins one at a
+    /// time: each join changes what the API path depends on, so the next starts only when the API answers.
+    fn control_plane(&mut self) {
+        let endpoint = self.endpoint();
+        let mut steps = Vec::new();
+        let initialised = self.observed.nodes.is_some();
+        if let (false, Some(err)) = (initialised, &self.observed.api_error) {
+            self.findings.push(Finding {
+                host: self.desired.first_control_plane.clone(),
+                problem: format!("a control plane has {ADMIN_CONF} but the API does not answer ({err})"),
+                fix: "bring the API server back (etcd healthy, kube-apiserver running); kubeha never re-initialises a cluster that may exist. If the cluster is really gone, run `kubeadm reset -f` on the control planes".into(),
+                fatal: true,
+            });
+            return;
+        }
+        let mut init_planned = false;
+        let mut certs_uploaded = false;
+        for (i, h) in self.inv.control_planes().enumerate() {
+            let kubeadm_files = vec![KUBEADM_CONFIG.to_string()];
+            if i == 0 && !initialised {
+                let mut files = kubeadm_files;
+                files.extend([desired::KUBERNETES_CA_CERT.to_string(), desired::KUBERNETES_CA_KEY.to_string()]);
+                let reset_first = self.leftovers(h);
+                let action = Action::KubeadmInit { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into(), files, reset_first };
+                let why = if reset_first { "an earlier init did not finish" } else { "no cluster yet" };
+                steps.push(step(format!("kubeadm/{}/init", h.name), &h.name, action, why));
+                init_planned = true;
+            } else if !self.joined(h) {
+                if !init_planned && !certs_uploaded {
+                    let on = self.inv.control_planes().find(|c| self.joined(c)).map_or(self.desired.first_control_plane.clone(), |c| c.name.clone());
+                    let why = "kubeadm keeps the certificates for joins 2 h only; init ran in an earlier run";
+                    steps.push(step("kubeadm/upload-certs".into(), &on, Action::UploadCerts { config: KUBEADM_CONFIG.into() }, why));
+                    certs_uploaded = true;
+                }
+                let reset_first = self.leftovers(h);
+                let action = Action::KubeadmJoinControlPlane { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into(), files: kubeadm_files, reset_first };
+                steps.push(step(format!("kubeadm/{}/join", h.name), &h.name, action, self.join_reason(h)));
+            } else {
+                if let Some((files, why)) = self.stale(&h.name, Group::Kubeadm) {
+                    steps.push(step(format!("kubeadm/{}/config", h.name), &h.name, Action::PlaceFiles { files }, why));
+                }
+                continue;
+            }
+            let ready = Action::WaitApiReady { endpoint: endpoint.clone(), node: h.name.clone() };
+            steps.push(step(format!("kubeadm/{}/ready", h.name), &h.name, ready, "the next join needs a serving API"));
+        }
+        self.push("control-plane", "kubeadm init, then control-plane joins one at a time", Execution::Sequential, steps);
+    }
+
+    fn cni(&mut self) {
+        let first = self.desired.first_control_plane.clone();
+        let state = self.observed.host(&first);
+        let Some(marker) = self.desired.file(&first, desired::CNI_APPLIED) else { return };
+        let mut steps = vec![];
+        if state.digest(&marker.path) != Some(marker.digest.as_str()) {
+            let cni = self.inv.kubernetes.cni;
+            let manifest = format!("{}/{}", desired::CNI_DIR, file_name(render::cni_file(cni)));
+            let why = if state.has(&marker.path) { "the manifest changed since it was applied" } else { "not applied yet" };
+            steps.push(step("cni/apply".into(), &first, Action::ApplyCni { cni: cni.name(), version: self.inv.kubernetes.cni_version.to_string(), manifest }, why));
+        }
+        self.push("cni", "pod network", Execution::Sequential, steps);
+    }
+
+    fn workers(&mut self) {
+        let endpoint = self.endpoint();
+        let mut steps = Vec::new();
+        for h in self.inv.workers() {
+            if self.joined(h) {
+                if let Some((files, why)) = self.stale(&h.name, Group::Kubeadm) {
+                    steps.push(step(format!("workers/{}/config", h.name), &h.name, Action::PlaceFiles { files }, why));
+                }
+                continue;
+            }
+            let action = Action::KubeadmJoinWorker { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into(), files: vec![KUBEADM_CONFIG.into()], reset_first: self.leftovers(h) };
+            steps.push(step(format!("workers/{}", h.name), &h.name, action, self.join_reason(h)));
+        }
+        self.push("workers", "worker joins", self.parallel(), steps);
+    }
+
+    /// Every node gets its failure-domain labels; those a kubelet may not set on itself (NodeRestriction)
+    /// are only applied here, with an admin credential.
+    fn labels(&mut self) {
+        let first = self.desired.first_control_plane.clone();
+        let mut steps = Vec::new();
+        for h in &self.inv.hosts {
+            let want = context::node_labels(h);
+            let have = self.observed.nodes.as_ref().and_then(|n| n.get(&h.name));
+            let wrong: Vec<&str> = want.iter().filter(|(k, v)| have.and_then(|l| l.get(k)) != Some(v)).map(|(k, _)| k.as_str()).collect();
+            if wrong.is_empty() {
+                continue;
+            }
+            let why = if have.is_none() { "node not registered yet".to_string() } else { format!("labels differ: {}", wrong.join(", ")) };
+            let labels = want.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            steps.push(step(format!("labels/{}", h.name), &first, Action::LabelNode { node: h.name.clone(), labels }, why));
+        }
+        self.push("labels", "node labels (zone, rack, region and the inventory's own)", Execution::Sequential, steps);
+    }
+
+    fn verify(&mut self) {
+        let first = self.desired.first_control_plane.clone();
+        let members = self.inv.control_planes().count();
+        let mut checks = vec![format!("all {members} etcd members healthy, one leader, no learner")];
+        match &self.inv.load_balancer {
+            LoadBalancer::KeepalivedHaproxy(v) => {
+                checks.push(format!("VIP {} held by exactly one control plane", v.vip));
+                checks.push(format!("/readyz answers through {}", self.endpoint()));
+                checks.push(format!("every HAProxy backend up ({members} per control plane)"));
+            }
+            LoadBalancer::External { .. } => checks.push(format!("/readyz answers through {}", self.endpoint())),
+        }
+        checks.push(format!("all {} nodes joined with their labels", self.inv.hosts.len()));
+        let steps = vec![step("verify".into(), &first, Action::Verify { checks }, "final verification")];
+        self.push("verify", "final verification", Execution::Sequential, steps);
+    }
+}
+
+fn gate(when: GateWhen, change: &str, voters: &[String]) -> Action {
+    Action::Gate(Gate::new(when, change, voters))
+}
