@@ -1,3 +1,4 @@
 //! Running plans on hosts. So far: the cluster lock that keeps two runs from interleaving.
 pub mod clock;
 pub mod lock;
+pub mod redact;
