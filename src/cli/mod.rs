@@ -1,5 +1,6 @@
 //! Command-line surface: one file per command. Each turns its arguments into a call of the library and
 //! returns an [`Outcome`]; exit codes are decided here and nowhere else.
+mod apply;
 mod check;
 mod facts;
 mod init;
@@ -7,6 +8,7 @@ mod lab;
 mod plan;
 mod render;
 mod report;
+mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -30,6 +32,10 @@ enum Command {
     Render(render::Args),
     /// Show the ordered steps, with their quorum gates, that bring the cluster up.
     Plan(plan::Args),
+    /// Bring the cluster to the inventory: probe, plan, confirm, then run the plan under the cluster lock.
+    Apply(apply::Args),
+    /// Check the running cluster: etcd quorum and leader, the VIP, HAProxy backends, /readyz, nodes and labels.
+    Verify(verify::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
     /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
@@ -56,6 +62,8 @@ pub enum Outcome {
     Success,
     /// The command ran and found problems (invalid inventory, warnings under --strict).
     Findings,
+    /// A specific exit code: `plan --detailed-exitcode` (2 = changes pending), 130 after Ctrl-C.
+    Exit(u8),
 }
 
 const EXIT_FAILED: u8 = 1;
@@ -77,11 +85,14 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Init(args) => init::run(args),
+        Command::Apply(args) => apply::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Lab(args) => lab::run(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(EXIT_FAILED),
+        Ok(Outcome::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_FAILED)

@@ -77,7 +77,8 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
         observed.hosts.insert(name, s?);
     }
     observed.etcd = crate::exec::steps::etcd_view(inv, hosts, |h| observed.hosts.get(h).is_some_and(|s| s.is_active("etcd"))).await;
-    for h in inv.control_planes().filter(|h| observed.host(&h.name).has(ADMIN_CONF)) {
+    let admins: Vec<&crate::inventory::Host> = inv.control_planes().filter(|h| observed.host(&h.name).has(ADMIN_CONF)).collect();
+    for h in admins {
         let Some(t) = hosts.get(&h.name) else { continue };
         let out = t.exec(&kubeadm::kubectl("get nodes -o json")).await?;
         if out.status.success() {

@@ -251,6 +251,42 @@ async fn take_one(t: &dyn Transport, me: &Holder, force_unlock: bool, pid_alive:
     Err(LockError::Held { host, holder: "a run that took the lock again while we removed a stale one".into() })
 }
 
+/// A held lock whose heartbeat a background task refreshes until the run gives it back.
+pub struct KeptLock {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<ClusterLock>,
+}
+
+impl ClusterLock {
+    /// Refreshes the heartbeat every `every` (well inside HEARTBEAT_STALE_AFTER) while the run works.
+    pub fn keep_alive(mut self, every: Duration) -> KeptLock {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {
+                        // A missed beat is retried at the next tick; staleness needs four in a row.
+                        let _ = self.heartbeat().await;
+                    }
+                    _ = &mut stopped => return self,
+                }
+            }
+        });
+        KeptLock { stop, task }
+    }
+}
+
+impl KeptLock {
+    pub async fn release(self) -> Result<(), LockError> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(lock) => lock.release().await,
+            // The heartbeat task cannot panic short of a bug; the lock then stays until it is seen stale.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,3 +5,7 @@ pub mod lock;
 pub mod output;
 pub mod redact;
 pub mod rundir;
+pub mod live;
+pub mod logged;
+pub mod run;
+pub mod steps;

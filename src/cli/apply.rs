@@ -1,0 +1,165 @@
+//! `kubeha apply`: probe, plan, show, confirm, then execute under the cluster lock, with a journal and
+//! per-host logs in a run folder. `--dry-run` stops after showing the plan (= `kubeha plan`).
+use super::{InventoryArg, Outcome, OutputFormat, report};
+use crate::exec::live::{self, Hosts};
+use crate::exec::logged::Logged;
+use crate::exec::output::{Progress, ProgressMode};
+use crate::exec::redact::Redactor;
+use crate::exec::rundir::{self, JournalEntry, RunDir};
+use crate::exec::run::{Executor, Summary};
+use crate::exec::steps::StepContext;
+use crate::exec::{clock, lock};
+use crate::plan;
+use crate::render::templates::Templates;
+use crate::ssh::Transport;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    inventory: InventoryArg,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    yes: bool,
+    /// Show the plan and stop (the same as `kubeha plan`).
+    #[arg(long)]
+    dry_run: bool,
+    /// Take over a cluster lock that looks stale (no heartbeat for 2 minutes). Only when you are sure no other
+    /// kubeha run works on this cluster: two runs interleaving membership changes can break etcd quorum.
+    #[arg(long)]
+    force_unlock: bool,
+    /// Where run folders (journal, per-host logs) go; default $XDG_STATE_HOME/kubeha or ~/.local/state/kubeha.
+    #[arg(long, value_name = "DIR", env = "KUBEHA_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Print a JSON summary of the run on stdout (the plan and progress go to stderr).
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+/// The lock holder refreshes its heartbeat this often (stale after lock::HEARTBEAT_STALE_AFTER).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+/// Exit code after Ctrl-C, as shells report a SIGINT death.
+const EXIT_INTERRUPTED: u8 = 130;
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(apply(Arc::new(inv), args))
+}
+
+async fn apply(inv: Arc<crate::inventory::Inventory>, args: Args) -> anyhow::Result<Outcome> {
+    let (raw, unreachable) = live::connect(&inv).await;
+    if !unreachable.is_empty() {
+        let list: Vec<String> = unreachable.iter().map(|e| format!("  {e}")).collect();
+        anyhow::bail!("cannot reach {} host(s); apply needs every host of the inventory:\n{}", unreachable.len(), list.join("\n"));
+    }
+    let base = args.state_dir.clone().unwrap_or_else(rundir::default_base);
+    if let Some(previous) = rundir::last_interrupted(&base, &inv.name) {
+        eprintln!(
+            "note: run {} did not finish ({} steps done{}); this run re-probes the hosts and continues from what is in place",
+            previous.run_id,
+            previous.done_steps.len(),
+            previous.last_failed.as_ref().map(|(s, _)| format!(", failed at {s}")).unwrap_or_default()
+        );
+    }
+    let run_id = rundir::new_run_id();
+    let run_dir = RunDir::create(&base, &inv.name, &run_id)?;
+    let journal = run_dir.journal()?;
+
+    let control_planes: Vec<crate::ssh::targets::Connection> = inv.control_planes().map(|h| (h.name.clone(), Ok(raw[&h.name].clone()))).collect();
+    let lock = if args.dry_run {
+        None
+    } else {
+        let me = lock::Holder::for_this_run(&format!("apply -i {}", args.inventory.path.display()));
+        Some(lock::acquire(&control_planes, me, args.force_unlock, lock::local_pid_alive).await?.keep_alive(HEARTBEAT_EVERY))
+    };
+    let result = locked_apply(&inv, &args, &raw, run_dir, journal).await;
+    if let Some(lock) = lock {
+        lock.release().await?;
+    }
+    result
+}
+
+async fn locked_apply(inv: &Arc<crate::inventory::Inventory>, args: &Args, raw: &Hosts, run_dir: RunDir, journal: rundir::Journal) -> anyhow::Result<Outcome> {
+    let planned = live::plan(inv, raw, &Templates::builtin()?).await?;
+    let redactor = Arc::new(Redactor::new(planned.state.secret_strings()));
+    eprint!("{}", redactor.scrub(&plan::text(&planned.plan)));
+    if planned.plan.blocked() || args.dry_run {
+        return Ok(if planned.plan.blocked() { Outcome::Findings } else { Outcome::Success });
+    }
+    if planned.plan.changes() > 0 && !args.yes && !confirm(&planned.plan)? {
+        eprintln!("nothing was changed");
+        return Ok(Outcome::Findings);
+    }
+
+    let run_dir = run_dir.with_redactor(redactor.clone());
+    let mut hosts: Hosts = Hosts::new();
+    for (name, t) in raw {
+        hosts.insert(name.clone(), Arc::new(Logged::new(t.clone(), run_dir.host_log(name)?)) as Arc<dyn Transport>);
+    }
+    let operator = lock::Holder::for_this_run("apply").operator;
+    journal.append(&JournalEntry::Started { run_id: run_dir.run_id().to_string(), command: format!("apply -i {}", args.inventory.path.display()), operator, at: clock::now() })?;
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    tokio::spawn(on_ctrl_c(stop_flag.clone()));
+    let executor = Executor {
+        ctx: Arc::new(StepContext { inv: inv.clone(), desired: Arc::new(planned.desired), hosts }),
+        progress: Progress::new(ProgressMode::detect(), redactor.clone()),
+        journal,
+        redactor,
+        stop: stop_flag,
+    };
+    let summary = executor.execute(&planned.plan).await;
+    report_summary(&summary, run_dir.path(), args.output)?;
+    Ok(match (&summary.failure, summary.interrupted) {
+        (Some(_), _) => Outcome::Findings,
+        (None, true) => Outcome::Exit(EXIT_INTERRUPTED),
+        (None, false) => Outcome::Success,
+    })
+}
+
+async fn on_ctrl_c(stop: Arc<AtomicBool>) {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        stop.store(true, Ordering::SeqCst);
+        eprintln!("\nstopping after the steps under way (Ctrl-C again to abort at once; the next apply resumes either way)");
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+    }
+}
+
+fn confirm(plan: &plan::Plan) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("refusing to apply {} changes without confirmation: stdin is not a terminal. Review `kubeha plan` and pass --yes", plan.changes());
+    }
+    eprint!("\nApply {} changes to cluster {}? Type yes to go on: ", plan.changes(), plan.cluster);
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+fn report_summary(summary: &Summary, run_dir: &std::path::Path, output: OutputFormat) -> anyhow::Result<()> {
+    match &summary.failure {
+        Some(f) => eprintln!("\nFAILED at step {} on {}: {}\n{}\nLogs: {}", f.step, f.host, f.error, f.next, run_dir.display()),
+        None if summary.interrupted => eprintln!("\nInterrupted after {} steps; the next apply continues. Logs: {}", summary.steps_run, run_dir.display()),
+        None => eprintln!(
+            "\nConverged: {} steps, {} changed, in {:.1} s (critical path {:.1} s, serial {:.1} s). Logs: {}",
+            summary.steps_run,
+            summary.changed,
+            summary.seconds,
+            summary.critical_path_seconds,
+            summary.serial_seconds,
+            run_dir.display()
+        ),
+    }
+    if output == OutputFormat::Json {
+        let mut value = serde_json::to_value(summary)?;
+        value["runDir"] = serde_json::Value::String(run_dir.display().to_string());
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(())
+}

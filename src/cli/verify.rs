@@ -1,0 +1,33 @@
+//! `kubeha verify`: the final verification of apply, on demand, read-only.
+use super::{InventoryArg, Outcome, OutputFormat, report};
+use crate::exec::live;
+use crate::phases::verify;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    inventory: InventoryArg,
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (hosts, unreachable) = live::connect(&inv).await;
+        let mut checks = verify::run(&inv, &hosts).await;
+        for e in &unreachable {
+            checks.insert(0, verify::Check { name: format!("{} reachable over SSH", e.host()), ok: false, detail: e.to_string() });
+        }
+        match args.output {
+            OutputFormat::Text => {
+                for c in &checks {
+                    println!("{} {}: {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail);
+                }
+            }
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&checks)?),
+        }
+        Ok(if checks.iter().all(|c| c.ok) { Outcome::Success } else { Outcome::Findings })
+    })
+}
