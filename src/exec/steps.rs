@@ -86,11 +86,14 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         Action::LabelNode { node, labels } => kubeadm::label(t, node, labels).await.map(|_| true).map_err(fail),
         Action::Verify { .. } => {
             let failed: Vec<String> =
-                phases::verify::run(&ctx.inv, &ctx.hosts).await.into_iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+                phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, VERIFY_WITHIN).await.into_iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
             if failed.is_empty() { Ok(false) } else { Err(StepError(format!("verification failed: {}", failed.join("; ")))) }
         }
     }
 }
+
+/// Long enough for HAProxy to count a just-joined API server as up (rise 2 × inter 2 s) with margin.
+const VERIFY_WITHIN: Duration = Duration::from_secs(20);
 
 /// keepalived elects a holder within a few advertisement intervals; bounded wait for exactly one.
 const VIP_WITHIN: Duration = Duration::from_secs(30);

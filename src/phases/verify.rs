@@ -25,6 +25,19 @@ fn check(name: impl Into<String>, result: Result<String, String>) -> Check {
     }
 }
 
+/// Checks until all pass or `within` is over: right after a change HAProxy needs two good health checks
+/// (rise 2, every 2 s) before a new backend counts as up, and keepalived a few adverts to settle.
+pub async fn run_until_ok(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>, within: std::time::Duration) -> Vec<Check> {
+    let started = std::time::Instant::now();
+    loop {
+        let checks = run(inv, hosts).await;
+        if checks.iter().all(|c| c.ok) || started.elapsed() > within {
+            return checks;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 pub async fn run(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>) -> Vec<Check> {
     let cps: Vec<&Arc<dyn Transport>> = inv.control_planes().filter_map(|h| hosts.get(&h.name)).collect();
     let voters: Vec<String> = inv.control_planes().map(|h| h.name.clone()).collect();
