@@ -1,0 +1,179 @@
+//! `kubeha apply` end to end on the lab (3 control planes in 3 zones + 2 workers): real systemd machines,
+//! sshd, etcd, keepalived and HAProxy; stand-ins only for kubeadm, kubelet, kubectl and the API server.
+//! Results are checked with tools other than kubeha's own code: the OpenSSH client, etcdctl inside the
+//! machines with /etc/kubeha/etcdctl.env, `ip addr`, curl. Needs root (see tests/lab_machines.rs).
+mod support;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::lab::{INVENTORY, Lab, kubeha};
+
+const KEY: &str = "/var/lib/kubeha/lab/lab/id_ed25519";
+const KNOWN_HOSTS: &str = "/var/lib/kubeha/lab/lab/known_hosts";
+const CONTROL_PLANES: [(&str, &str); 3] = [("cp-1", "198.18.0.11"), ("cp-2", "198.18.0.12"), ("cp-3", "198.18.0.13")];
+const VIP: &str = "198.18.0.100";
+
+/// A command on a lab machine through the system's OpenSSH client, with strict host-key checking.
+fn ssh(address: &str, script: &str) -> Output {
+    Command::new("ssh")
+        .args(["-i", KEY, "-o", &format!("UserKnownHostsFile={KNOWN_HOSTS}"), "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"])
+        .arg(format!("root@{address}"))
+        .arg(script)
+        .output()
+        .expect("the OpenSSH client runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// kubeha with its run folders under `state`, so the test can read its journal.
+fn kubeha_in(state: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("kubeha"));
+    c.args(args).args(["-i", INVENTORY]).env("KUBEHA_STATE_DIR", state);
+    c
+}
+
+fn apply(state: &Path) -> Output {
+    kubeha_in(state, &["apply", "--yes", "--output", "json"]).output().unwrap()
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "apply failed:\n{}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("apply --output json: {e}\n{}", text(out)))
+}
+
+/// The journal of the newest run under `state`.
+fn newest_journal(state: &Path) -> Option<PathBuf> {
+    let runs = state.join("lab/runs");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    dirs.pop().map(|d| d.join("journal.jsonl"))
+}
+
+/// Starts an apply and SIGKILLs it as soon as its journal records `step` as done (bounded wait).
+fn kill_apply_after(state: &Path, step: &str) {
+    let before = newest_journal(state);
+    let mut child: Child = kubeha_in(state, &["apply", "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let needle = format!("\"stepId\":\"{step}\"");
+    let started = Instant::now();
+    loop {
+        let journal = newest_journal(state).filter(|j| Some(j) != before.as_ref());
+        if journal.and_then(|j| std::fs::read_to_string(j).ok()).is_some_and(|t| t.contains(&needle) && t.contains("stepDone")) {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("apply ended ({status}) before step {step} was done");
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "step {step} not done within 180 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup, the lock and a half-done change stay behind
+    child.wait().unwrap();
+}
+
+fn members(address: &str) -> serde_json::Value {
+    let out = ssh(address, "set -a; . /etc/kubeha/etcdctl.env; set +a; etcdctl member list -w json");
+    assert!(out.status.success(), "etcdctl on {address}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn vip_holders() -> Vec<&'static str> {
+    CONTROL_PLANES.iter().filter(|(_, a)| text(&ssh(a, "ip -o addr show")).contains(&format!(" {VIP}/"))).map(|(n, _)| *n).collect()
+}
+
+/// What an operator would check after apply, without kubeha.
+fn assert_cluster_is_up() {
+    let list = members("198.18.0.12");
+    let members = list["members"].as_array().unwrap();
+    let mut names: Vec<&str> = members.iter().map(|m| m["name"].as_str().unwrap_or("")).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["cp-1", "cp-2", "cp-3"], "{list}");
+    assert!(members.iter().all(|m| m.get("isLearner").is_none_or(|l| l == false)), "no learner may remain: {list}");
+    assert_eq!(vip_holders().len(), 1, "exactly one control plane holds the VIP");
+    let readyz = ssh("198.18.0.21", &format!("curl -sS --max-time 5 --cacert /etc/kubernetes/pki/ca.crt https://{VIP}:8443/readyz"));
+    assert_eq!(text(&readyz).trim(), "ok", "readyz through the VIP from a worker");
+    let nodes = ssh("198.18.0.11", "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json");
+    let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).unwrap();
+    let zones: Vec<(String, String)> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["metadata"]["name"].as_str().unwrap().to_string(), n["metadata"]["labels"]["topology.kubernetes.io/zone"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(zones.len(), 5, "{zones:?}");
+    assert!(zones.contains(&("wk-2".into(), "az-b".into())), "{zones:?}");
+}
+
+#[test]
+fn apply_converges_is_idempotent_survives_the_vip_holder_and_sigkill() {
+    let state = tempfile::tempdir().unwrap();
+    let _lab = Lab::up();
+
+    let first = summary(&apply(state.path()));
+    assert!(first["changed"].as_u64().unwrap() > 20, "{first}");
+    assert_cluster_is_up();
+    let plan = kubeha(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "converged: {}", text(&plan));
+    assert!(text(&plan).contains("Nothing to change"), "{}", text(&plan));
+    let again = summary(&apply(state.path()));
+    assert_eq!(again["changed"], 0, "a second apply changes nothing: {again}");
+
+    // Secrets never reach the operator's disk or output.
+    let secrets = ssh("198.18.0.11", "python3 -c 'import json; s=json.load(open(\"/etc/kubeha/cluster-state.json\"))[\"secrets\"]; print(s[\"bootstrapToken\"]); print(s[\"certificateKey\"])'");
+    for secret in text(&secrets).lines().filter(|l| l.len() > 16) {
+        let found = Command::new("grep").args(["-rlF", secret]).arg(state.path()).output().unwrap();
+        assert!(found.stdout.is_empty(), "a secret is in {}", String::from_utf8_lossy(&found.stdout));
+        assert!(!text(&plan).contains(secret));
+    }
+
+    // The VIP holder dies: keepalived moves the VIP and the API answers through it again within 10 s.
+    let holder = vip_holders()[0];
+    let survivor = CONTROL_PLANES.iter().find(|(n, _)| *n != holder).unwrap().1;
+    let killed = kubeha(&["lab", "kill", holder]);
+    assert!(killed.status.success(), "{}", text(&killed));
+    let started = Instant::now();
+    let readyz = format!("curl -sS --max-time 1 --cacert /etc/kubernetes/pki/ca.crt https://{VIP}:8443/readyz");
+    let mut answered = false;
+    for _ in 0..40 {
+        if text(&ssh(survivor, &readyz)).trim() == "ok" {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let failover = started.elapsed();
+    assert!(answered && failover < Duration::from_secs(10), "readyz through the VIP after killing {holder}: {failover:?}");
+    eprintln!("VIP failover after killing {holder}: readyz answered after {:.1} s", failover.as_secs_f64());
+
+    // A fresh lab: apply is SIGKILLed with a learner in flux, then again right after kubeadm init; the
+    // next run takes over the dead run's lock, resumes and converges. A concurrent run is refused.
+    drop(_lab);
+    let _lab = Lab::up();
+    kill_apply_after(state.path(), "etcd/cp-2/start");
+    kill_apply_after(state.path(), "kubeadm/cp-1/init");
+    let killed_journal = newest_journal(state.path());
+    let resumed = kubeha_in(state.path(), &["apply", "--yes", "--output", "json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let journal = {
+        let started = Instant::now();
+        loop {
+            let j = newest_journal(state.path()).filter(|j| Some(j) != killed_journal.as_ref() && std::fs::read_to_string(j).is_ok_and(|t| t.contains("stepDone")));
+            if let Some(j) = j {
+                break j;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "the resumed run did no step within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let concurrent = apply(state.path());
+    assert_eq!(concurrent.status.code(), Some(1), "{}", text(&concurrent));
+    assert!(text(&concurrent).contains("another kubeha run holds the cluster lock"), "{}", text(&concurrent));
+    let resumed_out = resumed.wait_with_output().unwrap();
+    let resumed_summary = summary(&resumed_out);
+    assert!(text(&resumed_out).contains("did not finish"), "the resumed run names the interrupted one: {}", text(&resumed_out));
+    assert!(std::fs::read_to_string(journal).unwrap().contains("\"outcome\":\"converged\""));
+    assert!(resumed_summary["changed"].as_u64().unwrap() > 0);
+    assert_cluster_is_up();
+    let plan = kubeha(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "converged after the kills: {}", text(&plan));
+}
