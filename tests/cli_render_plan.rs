@@ -91,10 +91,19 @@ fn plan_offline_prints_the_gated_order() {
     let json = kubeha().args(["plan", "--offline", "-i", "inventories/prod-3az.yaml", "--output", "json"]).output().unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let phases: Vec<&str> = plan["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(phases, ["preflight", "host", "pki", "etcd", "loadbalancer", "control-plane", "cni", "workers", "labels", "verify"]);
+    assert_eq!(phases, ["state", "host", "etcd", "loadbalancer", "control-plane", "cni", "workers", "labels", "verify"]);
 }
 
+/// Live planning needs every host; an unreachable one (here: nothing listens on loopback port 1) is named.
 #[test]
-fn plan_without_offline_says_what_is_missing() {
-    kubeha().args(["plan", "-i", "inventories/lab.yaml"]).assert().code(1).stderr(predicate::str::contains("--offline"));
+fn plan_names_the_hosts_it_cannot_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = std::fs::read_to_string("inventories/lab.yaml").unwrap();
+    let unreachable = lab.replace("port: 22", "port: 1").replace("198.18.0.", "127.0.0.");
+    let path = dir.path().join("unreachable.yaml");
+    std::fs::write(&path, unreachable).unwrap();
+    let out = kubeha().args(["plan", "--detailed-exitcode", "-i"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach 5 host(s)") && stderr.contains("cp-2"), "{stderr}");
 }
