@@ -352,3 +352,6 @@ impl Builder<'_> {
 fn gate(when: GateWhen, change: &str, voters: &[String]) -> Action {
     Action::Gate(Gate::new(when, change, voters))
 }
+
+#[cfg(test)]
+mod tests;
