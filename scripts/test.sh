@@ -11,19 +11,7 @@ cd "$(dirname "$0")/.."
 # stand-ins' tests (Debian's /usr/bin/python3); vagrant: validating vagrant/Vagrantfile.
 PACKAGES=(debootstrap systemd-container iproute2 openssh-client openssh-server sudo etcd-server etcd-client openssl curl python3-yaml vagrant)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "scripts/test.sh: missing packages ${missing[*]}; run as root (sudo env \"PATH=\$PATH\" scripts/test.sh)" >&2
-    exit 1
-  fi
-  echo "== installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
-fi
+scripts/packages.sh "${PACKAGES[@]}"
 
 echo "== vagrant validate"
 for inventory in vagrant prod-3az; do
