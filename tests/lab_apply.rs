@@ -16,7 +16,18 @@ const VIP: &str = "198.18.0.100";
 /// A command on a lab machine through the system's OpenSSH client, with strict host-key checking.
 fn ssh(address: &str, script: &str) -> Output {
     Command::new("ssh")
-        .args(["-i", KEY, "-o", &format!("UserKnownHostsFile={KNOWN_HOSTS}"), "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"])
+        .args([
+            "-i",
+            KEY,
+            "-o",
+            &format!("UserKnownHostsFile={KNOWN_HOSTS}"),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+        ])
         .arg(format!("root@{address}"))
         .arg(script)
         .output()
@@ -99,7 +110,9 @@ fn assert_cluster_is_up() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| (n["metadata"]["name"].as_str().unwrap().to_string(), n["metadata"]["labels"]["topology.kubernetes.io/zone"].as_str().unwrap_or("").to_string()))
+        .map(|n| {
+            (n["metadata"]["name"].as_str().unwrap().to_string(), n["metadata"]["labels"]["topology.kubernetes.io/zone"].as_str().unwrap_or("").to_string())
+        })
         .collect();
     assert_eq!(zones.len(), 5, "{zones:?}");
     assert!(zones.contains(&("wk-2".into(), "az-b".into())), "{zones:?}");
@@ -120,7 +133,10 @@ fn apply_converges_is_idempotent_survives_the_vip_holder_and_sigkill() {
     assert_eq!(again["changed"], 0, "a second apply changes nothing: {again}");
 
     // Secrets never reach the operator's disk or output.
-    let secrets = ssh("198.18.0.11", "python3 -c 'import json; s=json.load(open(\"/etc/kubeha/cluster-state.json\"))[\"secrets\"]; print(s[\"bootstrapToken\"]); print(s[\"certificateKey\"])'");
+    let secrets = ssh(
+        "198.18.0.11",
+        "python3 -c 'import json; s=json.load(open(\"/etc/kubeha/cluster-state.json\"))[\"secrets\"]; print(s[\"bootstrapToken\"]); print(s[\"certificateKey\"])'",
+    );
     for secret in text(&secrets).lines().filter(|l| l.len() > 16) {
         let found = Command::new("grep").args(["-rlF", secret]).arg(state.path()).output().unwrap();
         assert!(found.stdout.is_empty(), "a secret is in {}", String::from_utf8_lossy(&found.stdout));
@@ -157,7 +173,8 @@ fn apply_converges_is_idempotent_survives_the_vip_holder_and_sigkill() {
     let journal = {
         let started = Instant::now();
         loop {
-            let j = newest_journal(state.path()).filter(|j| Some(j) != killed_journal.as_ref() && std::fs::read_to_string(j).is_ok_and(|t| t.contains("stepDone")));
+            let j =
+                newest_journal(state.path()).filter(|j| Some(j) != killed_journal.as_ref() && std::fs::read_to_string(j).is_ok_and(|t| t.contains("stepDone")));
             if let Some(j) = j {
                 break j;
             }

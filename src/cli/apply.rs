@@ -5,8 +5,8 @@ use crate::exec::live::{self, Hosts};
 use crate::exec::logged::Logged;
 use crate::exec::output::{Progress, ProgressMode};
 use crate::exec::redact::Redactor;
-use crate::exec::rundir::{self, JournalEntry, RunDir};
 use crate::exec::run::{Executor, Summary};
+use crate::exec::rundir::{self, JournalEntry, RunDir};
 use crate::exec::steps::StepContext;
 use crate::exec::{clock, lock};
 use crate::plan;
@@ -102,7 +102,12 @@ async fn locked_apply(inv: &Arc<crate::inventory::Inventory>, args: &Args, raw: 
         hosts.insert(name.clone(), Arc::new(Logged::new(t.clone(), run_dir.host_log(name)?)) as Arc<dyn Transport>);
     }
     let operator = lock::Holder::for_this_run("apply").operator;
-    journal.append(&JournalEntry::Started { run_id: run_dir.run_id().to_string(), command: format!("apply -i {}", args.inventory.path.display()), operator, at: clock::now() })?;
+    journal.append(&JournalEntry::Started {
+        run_id: run_dir.run_id().to_string(),
+        command: format!("apply -i {}", args.inventory.path.display()),
+        operator,
+        at: clock::now(),
+    })?;
     let stop_flag = Arc::new(AtomicBool::new(false));
     tokio::spawn(on_ctrl_c(stop_flag.clone()));
     let executor = Executor {

@@ -167,7 +167,13 @@ impl Executor {
     }
 
     fn clone_for_task(&self) -> Executor {
-        Executor { ctx: self.ctx.clone(), progress: self.progress.clone(), journal: self.journal.clone(), redactor: self.redactor.clone(), stop: self.stop.clone() }
+        Executor {
+            ctx: self.ctx.clone(),
+            progress: self.progress.clone(),
+            journal: self.journal.clone(),
+            redactor: self.redactor.clone(),
+            stop: self.stop.clone(),
+        }
     }
 
     async fn run_step(&self, step: &Step) -> Done {

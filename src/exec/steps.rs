@@ -85,8 +85,12 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         }
         Action::LabelNode { node, labels } => kubeadm::label(t, node, labels).await.map(|_| true).map_err(fail),
         Action::Verify { .. } => {
-            let failed: Vec<String> =
-                phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, VERIFY_WITHIN).await.into_iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+            let failed: Vec<String> = phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, VERIFY_WITHIN)
+                .await
+                .into_iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
             if failed.is_empty() { Ok(false) } else { Err(StepError(format!("verification failed: {}", failed.join("; ")))) }
         }
     }

@@ -74,7 +74,11 @@ pub fn parse(output: &str) -> Option<HostState> {
 /// Runs the script on one host (as root: some files are 0600).
 pub async fn observe(t: &dyn Transport, paths: &[&str], units: &[&str]) -> Result<HostState, SshError> {
     let out = t.run(&Command::script(script(paths, units)).timeout(Duration::from_secs(60))).await?;
-    parse(&out.stdout_text()).ok_or_else(|| SshError::Protocol { host: t.host().into(), command: Some("state probe".into()), detail: "the state probe's output was cut short".into() })
+    parse(&out.stdout_text()).ok_or_else(|| SshError::Protocol {
+        host: t.host().into(),
+        command: Some("state probe".into()),
+        detail: "the state probe's output was cut short".into(),
+    })
 }
 
 #[cfg(test)]

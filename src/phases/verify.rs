@@ -73,7 +73,10 @@ pub async fn run(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>) -
             }
         }
         let n = cps.len();
-        checks.push(check(format!("HAProxy: {n} backends up on each of {n} control planes"), if down.is_empty() { Ok("all up".into()) } else { Err(down.join("; ")) }));
+        checks.push(check(
+            format!("HAProxy: {n} backends up on each of {n} control planes"),
+            if down.is_empty() { Ok("all up".into()) } else { Err(down.join("; ")) },
+        ));
     }
 
     let first = cps.first().map(|t| t.as_ref());

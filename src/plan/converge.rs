@@ -96,7 +96,9 @@ impl Builder<'_> {
             .inv
             .hosts
             .iter()
-            .filter_map(|h| self.stale(&h.name, Group::Host).map(|(files, why)| step(format!("host/{}", h.name), &h.name, Action::ConfigureHost { files }, why)))
+            .filter_map(|h| {
+                self.stale(&h.name, Group::Host).map(|(files, why)| step(format!("host/{}", h.name), &h.name, Action::ConfigureHost { files }, why))
+            })
             .collect();
         self.push("host", "kernel modules and settings", self.parallel(), steps);
     }
@@ -107,7 +109,8 @@ impl Builder<'_> {
     fn etcd(&mut self) {
         let mut steps = Vec::new();
         let view = self.observed.etcd.as_ref();
-        let mut voters: Vec<String> = view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
+        let mut voters: Vec<String> =
+            view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
         let known: BTreeSet<&str> = self.inv.control_planes().map(|h| h.name.as_str()).collect();
         for stranger in voters.iter().filter(|v| !known.contains(v.as_str())) {
             self.findings.push(Finding {
@@ -129,7 +132,8 @@ impl Builder<'_> {
                 });
             }
         }
-        let mut running: BTreeSet<String> = self.inv.control_planes().filter(|h| self.observed.host(&h.name).is_active("etcd")).map(|h| h.name.clone()).collect();
+        let mut running: BTreeSet<String> =
+            self.inv.control_planes().filter(|h| self.observed.host(&h.name).is_active("etcd")).map(|h| h.name.clone()).collect();
         for h in self.inv.control_planes() {
             let m = h.name.clone();
             let id = |s: &str| format!("etcd/{m}/{s}");
@@ -291,7 +295,12 @@ impl Builder<'_> {
             let cni = self.inv.kubernetes.cni;
             let manifest = format!("{}/{}", desired::CNI_DIR, file_name(render::cni_file(cni)));
             let why = if state.has(&marker.path) { "the manifest changed since it was applied" } else { "not applied yet" };
-            steps.push(step("cni/apply".into(), &first, Action::ApplyCni { cni: cni.name(), version: self.inv.kubernetes.cni_version.to_string(), manifest }, why));
+            steps.push(step(
+                "cni/apply".into(),
+                &first,
+                Action::ApplyCni { cni: cni.name(), version: self.inv.kubernetes.cni_version.to_string(), manifest },
+                why,
+            ));
         }
         self.push("cni", "pod network", Execution::Sequential, steps);
     }
@@ -306,7 +315,12 @@ impl Builder<'_> {
                 }
                 continue;
             }
-            let action = Action::KubeadmJoinWorker { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into(), files: vec![KUBEADM_CONFIG.into()], reset_first: self.leftovers(h) };
+            let action = Action::KubeadmJoinWorker {
+                endpoint: endpoint.clone(),
+                config: KUBEADM_CONFIG.into(),
+                files: vec![KUBEADM_CONFIG.into()],
+                reset_first: self.leftovers(h),
+            };
             steps.push(step(format!("workers/{}", h.name), &h.name, action, self.join_reason(h)));
         }
         self.push("workers", "worker joins", self.parallel(), steps);

@@ -57,7 +57,9 @@ pub fn describe(action: &Action) -> String {
         Action::WaitLearnerCaughtUp { member } => format!("wait until learner {member} has caught up with the leader"),
         Action::PromoteEtcdLearner { member } => format!("promote {member} to a voting member"),
         Action::Gate(g) => gate(g),
-        Action::StartLoadBalancer { services, restart, .. } => format!("configure and {} {}", if *restart { "restart" } else { "start" }, services.join(" and ")),
+        Action::StartLoadBalancer { services, restart, .. } => {
+            format!("configure and {} {}", if *restart { "restart" } else { "start" }, services.join(" and "))
+        }
         Action::CheckVip { vip } => format!("check that exactly one control plane holds the VIP {vip}"),
         Action::PlaceFiles { files: f } => format!("write {}", files(f)),
         Action::KubeadmInit { endpoint, config, reset_first, .. } => {
@@ -67,7 +69,9 @@ pub fn describe(action: &Action) -> String {
         Action::KubeadmJoinControlPlane { endpoint, config, reset_first, .. } => {
             format!("{}kubeadm join --config {config} as a control plane through {endpoint}", reset(*reset_first))
         }
-        Action::KubeadmJoinWorker { endpoint, config, reset_first, .. } => format!("{}kubeadm join --config {config} as a worker through {endpoint}", reset(*reset_first)),
+        Action::KubeadmJoinWorker { endpoint, config, reset_first, .. } => {
+            format!("{}kubeadm join --config {config} as a worker through {endpoint}", reset(*reset_first))
+        }
         Action::WaitApiReady { endpoint, node } => format!("wait until /readyz answers through {endpoint} and node {node} is registered"),
         Action::ApplyCni { cni, version, manifest } => format!("apply {cni} {version} ({manifest})"),
         Action::LabelNode { node, labels } => format!("label node {node}: {}", labels.join(", ")),

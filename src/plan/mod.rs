@@ -76,28 +76,83 @@ pub struct Step {
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum Action {
     /// The cluster state file (secrets, CAs, member certificates) on a control plane.
-    StoreClusterState { files: Vec<String> },
-    ConfigureHost { files: Vec<String> },
+    StoreClusterState {
+        files: Vec<String>,
+    },
+    ConfigureHost {
+        files: Vec<String>,
+    },
     /// PKI, configuration, unit and etcdctl.env of one member.
-    InstallEtcdFiles { member: String, files: Vec<String> },
-    StartEtcdMember { member: String, initial_cluster_state: &'static str, restart: bool },
-    AddEtcdLearner { member: String, peer_url: String },
-    WaitLearnerCaughtUp { member: String },
-    PromoteEtcdLearner { member: String },
+    InstallEtcdFiles {
+        member: String,
+        files: Vec<String>,
+    },
+    StartEtcdMember {
+        member: String,
+        initial_cluster_state: &'static str,
+        restart: bool,
+    },
+    AddEtcdLearner {
+        member: String,
+        peer_url: String,
+    },
+    WaitLearnerCaughtUp {
+        member: String,
+    },
+    PromoteEtcdLearner {
+        member: String,
+    },
     Gate(Gate),
-    StartLoadBalancer { files: Vec<String>, services: Vec<&'static str>, restart: bool },
-    CheckVip { vip: String },
+    StartLoadBalancer {
+        files: Vec<String>,
+        services: Vec<&'static str>,
+        restart: bool,
+    },
+    CheckVip {
+        vip: String,
+    },
     /// Files whose change needs no action beyond placing them.
-    PlaceFiles { files: Vec<String> },
-    KubeadmInit { endpoint: String, config: String, files: Vec<String>, reset_first: bool },
+    PlaceFiles {
+        files: Vec<String>,
+    },
+    KubeadmInit {
+        endpoint: String,
+        config: String,
+        files: Vec<String>,
+        reset_first: bool,
+    },
     /// Uploads the control-plane certificates again (kubeadm keeps them 2 h) for joins after an earlier init.
-    UploadCerts { config: String },
-    KubeadmJoinControlPlane { endpoint: String, config: String, files: Vec<String>, reset_first: bool },
-    KubeadmJoinWorker { endpoint: String, config: String, files: Vec<String>, reset_first: bool },
-    WaitApiReady { endpoint: String, node: String },
-    ApplyCni { cni: &'static str, version: String, manifest: String },
-    LabelNode { node: String, labels: Vec<String> },
-    Verify { checks: Vec<String> },
+    UploadCerts {
+        config: String,
+    },
+    KubeadmJoinControlPlane {
+        endpoint: String,
+        config: String,
+        files: Vec<String>,
+        reset_first: bool,
+    },
+    KubeadmJoinWorker {
+        endpoint: String,
+        config: String,
+        files: Vec<String>,
+        reset_first: bool,
+    },
+    WaitApiReady {
+        endpoint: String,
+        node: String,
+    },
+    ApplyCni {
+        cni: &'static str,
+        version: String,
+        manifest: String,
+    },
+    LabelNode {
+        node: String,
+        labels: Vec<String>,
+    },
+    Verify {
+        checks: Vec<String>,
+    },
 }
 
 impl Action {

@@ -36,13 +36,21 @@ pub fn check(inv: &Inventory, observed: &Observed) -> Vec<Finding> {
 fn host_findings(inv: &Inventory, h: &Host, facts: &HostFacts, state: &HostState, out: &mut Vec<Finding>) {
     let mut finding = |fatal: bool, problem: String, fix: &str| out.push(Finding { host: h.name.clone(), problem, fix: fix.to_string(), fatal });
     if !facts.systemd {
-        finding(true, "systemd is not running as PID 1".into(), "kubeha runs etcd, HAProxy, keepalived and the kubelet as systemd services; use a systemd host");
+        finding(
+            true,
+            "systemd is not running as PID 1".into(),
+            "kubeha runs etcd, HAProxy, keepalived and the kubelet as systemd services; use a systemd host",
+        );
     }
     if facts.swap_on {
         finding(true, "swap is on".into(), "run `swapoff -a` and remove the swap entries from /etc/fstab (the kubelet refuses swap by default)");
     }
     if facts.clock_offset_ms.abs() - facts.clock_uncertainty_ms > MAX_CLOCK_OFFSET_MS {
-        finding(true, format!("clock is {} ms off the operator's", facts.clock_offset_ms), "synchronise the clock (chrony or systemd-timesyncd) on the host and the operator's machine");
+        finding(
+            true,
+            format!("clock is {} ms off the operator's", facts.clock_offset_ms),
+            "synchronise the clock (chrony or systemd-timesyncd) on the host and the operator's machine",
+        );
     }
     let installed = |tool: &str| facts.software.get(tool).and_then(|v| v.as_deref());
     let mut required = vec!["kubeadm", "kubelet"];
@@ -78,7 +86,11 @@ fn host_findings(inv: &Inventory, h: &Host, facts: &HostFacts, state: &HostState
     }
     for (port, listening) in &facts.listening {
         if *listening && !ours(inv, h, *port, state) {
-            finding(true, format!("port {port} is in use by a program kubeha did not set up"), &format!("stop the program listening on port {port} (see `ss -ltnp`)"));
+            finding(
+                true,
+                format!("port {port} is in use by a program kubeha did not set up"),
+                &format!("stop the program listening on port {port} (see `ss -ltnp`)"),
+            );
         }
     }
 }

@@ -70,7 +70,8 @@ impl ClusterState {
         let (_, kubernetes_ca) = authority("kubernetes")?;
         let mut secrets = Secrets::generate(&inv.name)?;
         secrets.ca_cert_hash = pki::discovery_hash(&kubernetes_ca.cert)?;
-        let mut state = ClusterState { format: FORMAT, cluster: inv.name.clone(), generation: 1, secrets, etcd_ca, kubernetes_ca, etcd_members: BTreeMap::new() };
+        let mut state =
+            ClusterState { format: FORMAT, cluster: inv.name.clone(), generation: 1, secrets, etcd_ca, kubernetes_ca, etcd_members: BTreeMap::new() };
         state.issue_missing_members(inv)?;
         Ok(state)
     }

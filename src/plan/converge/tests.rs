@@ -17,7 +17,13 @@ fn desired(inv: &Inventory) -> Desired {
 
 fn member(i: u64, name: &str, learner: bool) -> Member {
     let address = format!("198.18.0.1{i}");
-    Member { id: i, name: name.into(), peer_urls: vec![format!("https://{address}:2380")], client_urls: vec![format!("https://{address}:2379")], is_learner: learner }
+    Member {
+        id: i,
+        name: name.into(),
+        peer_urls: vec![format!("https://{address}:2380")],
+        client_urls: vec![format!("https://{address}:2379")],
+        is_learner: learner,
+    }
 }
 
 fn view(members: Vec<Member>) -> View {
