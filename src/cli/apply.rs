@@ -66,25 +66,19 @@ async fn apply(inv: Arc<crate::inventory::Inventory>, args: Args) -> anyhow::Res
             previous.last_failed.as_ref().map(|(s, _)| format!(", failed at {s}")).unwrap_or_default()
         );
     }
-    let run_id = rundir::new_run_id();
-    let run_dir = RunDir::create(&base, &inv.name, &run_id)?;
-    let journal = run_dir.journal()?;
-
     let control_planes: Vec<crate::ssh::targets::Connection> = inv.control_planes().map(|h| (h.name.clone(), Ok(raw[&h.name].clone()))).collect();
-    let lock = if args.dry_run {
-        None
-    } else {
-        let me = lock::Holder::for_this_run(&format!("apply -i {}", args.inventory.path.display()));
-        Some(lock::acquire(&control_planes, me, args.force_unlock, lock::local_pid_alive).await?.keep_alive(HEARTBEAT_EVERY))
-    };
-    let result = locked_apply(&inv, &args, &raw, run_dir, journal).await;
+    let me = lock::Holder::for_this_run(&format!("apply -i {}", args.inventory.path.display()));
+    let operator = me.operator.clone();
+    let lock =
+        if args.dry_run { None } else { Some(lock::acquire(&control_planes, me, args.force_unlock, lock::local_pid_alive).await?.keep_alive(HEARTBEAT_EVERY)) };
+    let result = locked_apply(&inv, &args, &raw, &base, operator).await;
     if let Some(lock) = lock {
         lock.release().await?;
     }
     result
 }
 
-async fn locked_apply(inv: &Arc<crate::inventory::Inventory>, args: &Args, raw: &Hosts, run_dir: RunDir, journal: rundir::Journal) -> anyhow::Result<Outcome> {
+async fn locked_apply(inv: &Arc<crate::inventory::Inventory>, args: &Args, raw: &Hosts, base: &std::path::Path, operator: String) -> anyhow::Result<Outcome> {
     let planned = live::plan(inv, raw, &Templates::builtin()?).await?;
     let redactor = Arc::new(Redactor::new(planned.state.secret_strings()));
     eprint!("{}", redactor.scrub(&plan::text(&planned.plan)));
@@ -96,12 +90,13 @@ async fn locked_apply(inv: &Arc<crate::inventory::Inventory>, args: &Args, raw: 
         return Ok(Outcome::Findings);
     }
 
-    let run_dir = run_dir.with_redactor(redactor.clone());
+    // The run folder exists only for runs that change something: plans and refused runs leave none.
+    let run_dir = RunDir::create(base, &inv.name, &rundir::new_run_id())?.with_redactor(redactor.clone());
+    let journal = run_dir.journal()?;
     let mut hosts: Hosts = Hosts::new();
     for (name, t) in raw {
         hosts.insert(name.clone(), Arc::new(Logged::new(t.clone(), run_dir.host_log(name)?)) as Arc<dyn Transport>);
     }
-    let operator = lock::Holder::for_this_run("apply").operator;
     journal.append(&JournalEntry::Started {
         run_id: run_dir.run_id().to_string(),
         command: format!("apply -i {}", args.inventory.path.display()),

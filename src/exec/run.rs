@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::sync::Semaphore;
 
+#[derive(Clone)]
 pub struct Executor {
     pub ctx: Arc<StepContext>,
     pub progress: Progress,
@@ -134,7 +135,7 @@ impl Executor {
                 let failed = Arc::new(AtomicBool::new(false));
                 let mut tasks = tokio::task::JoinSet::new();
                 for step in phase.steps.clone() {
-                    let this = self.clone_for_task();
+                    let this = self.clone();
                     let (permits, failed) = (permits.clone(), failed.clone());
                     tasks.spawn(async move {
                         let _permit = permits.acquire_owned().await.ok()?;
@@ -163,16 +164,6 @@ impl Executor {
                 done.sort_by_key(|d| order(&d.step));
                 done
             }
-        }
-    }
-
-    fn clone_for_task(&self) -> Executor {
-        Executor {
-            ctx: self.ctx.clone(),
-            progress: self.progress.clone(),
-            journal: self.journal.clone(),
-            redactor: self.redactor.clone(),
-            stop: self.stop.clone(),
         }
     }
 
