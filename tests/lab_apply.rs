@@ -123,6 +123,12 @@ fn apply_converges_is_idempotent_survives_the_vip_holder_and_sigkill() {
     let state = tempfile::tempdir().unwrap();
     let _lab = Lab::up();
 
+    // Without a terminal and without --yes, apply shows the plan and refuses; nothing changes.
+    let refused = kubeha_in(state.path(), &["apply"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("without confirmation: stdin is not a terminal"), "{}", text(&refused));
+    assert!(!text(&ssh("198.18.0.11", "ls /etc/kubeha 2>&1")).contains("cluster-state.json"), "a refused apply changed a host");
+
     let first = summary(&apply(state.path()));
     assert!(first["changed"].as_u64().unwrap() > 20, "{first}");
     assert_cluster_is_up();
