@@ -52,11 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 async fn apply(inv: Arc<crate::inventory::Inventory>, args: Args) -> anyhow::Result<Outcome> {
-    let (raw, unreachable) = live::connect(&inv).await;
-    if !unreachable.is_empty() {
-        let list: Vec<String> = unreachable.iter().map(|e| format!("  {e}")).collect();
-        anyhow::bail!("cannot reach {} host(s); apply needs every host of the inventory:\n{}", unreachable.len(), list.join("\n"));
-    }
+    let raw = live::connect_all(&inv, "apply").await?;
     let base = args.state_dir.clone().unwrap_or_else(rundir::default_base);
     if let Some(previous) = rundir::last_interrupted(&base, &inv.name) {
         eprintln!(

@@ -33,6 +33,16 @@ pub async fn connect(inv: &Inventory) -> (Hosts, Vec<SshError>) {
     (hosts, unreachable)
 }
 
+/// Connects to every host and fails, naming each, when any cannot be reached: planning and applying need all.
+pub async fn connect_all(inv: &Inventory, purpose: &str) -> anyhow::Result<Hosts> {
+    let (hosts, unreachable) = connect(inv).await;
+    if !unreachable.is_empty() {
+        let list: Vec<String> = unreachable.iter().map(|e| format!("  {e}")).collect();
+        anyhow::bail!("cannot reach {} host(s); {purpose} needs every host of the inventory:\n{}", unreachable.len(), list.join("\n"));
+    }
+    Ok(hosts)
+}
+
 /// The cluster's stored state, or new material when no control plane has any and nothing says a cluster
 /// exists; then `true` (new). New members of the inventory get their certificates here.
 pub async fn cluster_state(inv: &Inventory, hosts: &Hosts) -> anyhow::Result<(ClusterState, bool)> {
@@ -76,7 +86,9 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
         observed.facts.insert(name.clone(), f?);
         observed.hosts.insert(name, s?);
     }
-    observed.etcd = crate::exec::steps::etcd_view(inv, hosts, |h| observed.hosts.get(h).is_some_and(|s| s.is_active("etcd"))).await;
+    let members: Vec<&dyn Transport> =
+        inv.control_planes().filter(|h| observed.host(&h.name).is_active("etcd")).filter_map(|h| hosts.get(&h.name)).map(|t| t.as_ref()).collect();
+    observed.etcd = crate::phases::etcd::view_from_any(&members).await.ok();
     let admins: Vec<&crate::inventory::Host> = inv.control_planes().filter(|h| observed.host(&h.name).has(ADMIN_CONF)).collect();
     for h in admins {
         let Some(t) = hosts.get(&h.name) else { continue };

@@ -1,7 +1,6 @@
 //! One plan step, carried out: the dispatch from an Action to the phase functions, over the step's host.
 //! Every step is idempotent on its own (uploads skip identical files, membership changes check first,
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
-use crate::etcd::gate::View;
 use crate::inventory::Inventory;
 use crate::phases::{self, etcd, files, kubeadm, loadbalancer};
 use crate::plan::desired::{CNI_APPLIED, Desired};
@@ -121,16 +120,4 @@ async fn wait_for_one_vip_holder(ctx: &StepContext) -> Result<(), StepError> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// etcd as a healthy member sees it: the first control plane whose local member answers.
-pub async fn etcd_view(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>, running: impl Fn(&str) -> bool) -> Option<View> {
-    for h in inv.control_planes().filter(|h| running(&h.name)) {
-        if let Some(t) = hosts.get(&h.name)
-            && let Ok(v) = etcd::view(t.as_ref()).await
-        {
-            return Some(v);
-        }
-    }
-    None
 }

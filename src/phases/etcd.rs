@@ -67,6 +67,18 @@ pub async fn view(t: &dyn Transport) -> Result<View, EtcdStepError> {
         .map_err(|e| EtcdStepError::Etcd { host: t.host().into(), message: e.to_string() })
 }
 
+/// The view from the first of `members` whose local etcd answers, or the last reason none did.
+pub async fn view_from_any(members: &[&dyn Transport]) -> Result<View, String> {
+    let mut last = String::from("no control plane to ask");
+    for t in members {
+        match view(*t).await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
 pub async fn gate(t: &dyn Transport, gate: &Gate) -> Result<(), EtcdStepError> {
     evaluate(gate, &view(t).await?)?;
     Ok(())

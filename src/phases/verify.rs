@@ -106,14 +106,9 @@ fn tail(errors: &[String]) -> String {
 }
 
 async fn etcd_check(cps: &[&Arc<dyn Transport>], gate: &Gate) -> Result<String, String> {
-    let mut last = String::from("no control plane reachable");
-    for t in cps {
-        match etcd::view(t.as_ref()).await {
-            Ok(view) => return evaluate(gate, &view).map(|_| format!("seen from {}", t.host())).map_err(|e| e.to_string()),
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(last)
+    let members: Vec<&dyn Transport> = cps.iter().map(|t| t.as_ref()).collect();
+    let view = etcd::view_from_any(&members).await?;
+    evaluate(gate, &view).map(|_| "all members answer".to_string()).map_err(|e| e.to_string())
 }
 
 fn nodes_check(inv: &Inventory, nodes: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>) -> Result<String, String> {
