@@ -1,11 +1,8 @@
 //! The etcd steps: install a member's PKI and configuration, start members, change membership one member at a
 //! time, and check quorum gates, all through SSH on the control planes (no route from the operator to etcd
 //! is assumed). etcdctl runs on a member with /etc/kubeha/etcdctl.env.
-use super::files;
 use crate::etcd::gate::{Gate, GateFailure, View, evaluate};
 use crate::etcd::status::reconfiguration_not_ready;
-use crate::pki::EtcdFile;
-use crate::render::RenderedFile;
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::time::{Duration, Instant};
 
@@ -22,14 +19,6 @@ pub enum EtcdStepError {
     Gate(#[from] GateFailure),
     #[error("{host}: {message}")]
     Etcd { host: String, message: String },
-}
-
-/// Uploads the files of one member: its PKI and the rendered etcd configuration, unit and etcdctl.env.
-/// Unchanged files are skipped by the transport; returns whether anything changed.
-pub async fn install(t: &dyn Transport, pki: &[&EtcdFile], rendered: &[&RenderedFile]) -> Result<bool, SshError> {
-    let mut specs: Vec<files::FileSpec> = pki.iter().map(|f| files::FileSpec { path: &f.path, contents: f.bytes(), mode: f.mode }).collect();
-    specs.extend(files::rendered_specs(rendered));
-    files::place_all(t, &specs).await
 }
 
 /// Starts (or restarts, when its files changed) the member's etcd service and waits until systemd reports it
