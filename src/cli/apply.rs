@@ -1,7 +1,7 @@
 //! `kubeha apply`: probe, plan, show, confirm, then execute under the cluster lock, with a journal and
 //! per-host logs in a run folder. `--dry-run` stops after showing the plan (= `kubeha plan`).
 use super::{InventoryArg, Outcome, OutputFormat, report};
-use crate::exec::live::{self, Hosts};
+use crate::exec::live::{self, Hosts, Planned};
 use crate::exec::logged::Logged;
 use crate::exec::output::{Progress, ProgressMode};
 use crate::exec::redact::Redactor;
@@ -9,6 +9,7 @@ use crate::exec::run::{Executor, Summary};
 use crate::exec::rundir::{self, JournalEntry, RunDir};
 use crate::exec::steps::StepContext;
 use crate::exec::{clock, lock};
+use crate::inventory::{Host, Inventory};
 use crate::plan;
 use crate::render::templates::Templates;
 use crate::ssh::Transport;
@@ -22,6 +23,13 @@ use std::time::Duration;
 pub struct Args {
     #[command(flatten)]
     inventory: InventoryArg,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+/// How a run that changes the cluster goes: shared by `apply` and the `node` commands.
+#[derive(clap::Args)]
+pub struct RunOptions {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long)]
     yes: bool,
@@ -47,12 +55,31 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(apply(Arc::new(inv), args))
+    let command = format!("apply -i {}", args.inventory.path.display());
+    converge(Request { inv: Arc::new(inv), command, leaving_known: Vec::new(), intent: Box::new(|_| Ok(())) }, &args.run)
 }
 
-async fn apply(inv: Arc<crate::inventory::Inventory>, args: Args) -> anyhow::Result<Outcome> {
-    let raw = live::connect_all(&inv, "apply").await?;
+/// A run that brings the cluster to an inventory: `apply`, or a `node` command with its own checks.
+pub struct Request {
+    pub inv: Arc<Inventory>,
+    /// The command line, for the lock holder and the journal.
+    pub command: String,
+    /// Hosts named as leaving whose inventory entries say how to reach them.
+    pub leaving_known: Vec<Host>,
+    /// The command's own conditions on what was found and planned; an error refuses the run unchanged.
+    pub intent: Box<Intent>,
+}
+
+pub type Intent = dyn Fn(&Planned) -> anyhow::Result<()> + Send + Sync;
+
+pub fn converge(request: Request, options: &RunOptions) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(locked(request, options))
+}
+
+async fn locked(request: Request, args: &RunOptions) -> anyhow::Result<Outcome> {
+    let inv = request.inv.clone();
+    let raw = live::connect_all(&inv, "this run").await?;
     let base = args.state_dir.clone().unwrap_or_else(rundir::default_base);
     if let Some(previous) = rundir::last_interrupted(&base, &inv.name) {
         eprintln!(
@@ -63,21 +90,25 @@ async fn apply(inv: Arc<crate::inventory::Inventory>, args: Args) -> anyhow::Res
         );
     }
     let control_planes: Vec<crate::ssh::targets::Connection> = inv.control_planes().map(|h| (h.name.clone(), Ok(raw[&h.name].clone()))).collect();
-    let me = lock::Holder::for_this_run(&format!("apply -i {}", args.inventory.path.display()));
+    let me = lock::Holder::for_this_run(&request.command);
     let operator = me.operator.clone();
     let lock =
         if args.dry_run { None } else { Some(lock::acquire(&control_planes, me, args.force_unlock, lock::local_pid_alive).await?.keep_alive(HEARTBEAT_EVERY)) };
-    let result = locked_apply(&inv, &args, &raw, &base, operator).await;
+    let result = execute(&request, args, &raw, &base, operator).await;
     if let Some(lock) = lock {
         lock.release().await?;
     }
     result
 }
 
-async fn locked_apply(inv: &Arc<crate::inventory::Inventory>, args: &Args, raw: &Hosts, base: &std::path::Path, operator: String) -> anyhow::Result<Outcome> {
-    let planned = live::plan(inv, raw, &Templates::builtin()?).await?;
+async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::path::Path, operator: String) -> anyhow::Result<Outcome> {
+    let inv = &request.inv;
+    let planned = live::plan(inv, raw, &Templates::builtin()?, &request.leaving_known).await?;
     let redactor = Arc::new(Redactor::new(planned.state.secret_strings()));
     eprint!("{}", redactor.scrub(&plan::text(&planned.plan)));
+    if !planned.plan.blocked() {
+        (request.intent)(&planned).map_err(|e| anyhow::anyhow!("{}", redactor.scrub(&format!("{e:#}"))))?;
+    }
     if planned.plan.blocked() || args.dry_run {
         return Ok(if planned.plan.blocked() { Outcome::Findings } else { Outcome::Success });
     }
@@ -90,15 +121,10 @@ async fn locked_apply(inv: &Arc<crate::inventory::Inventory>, args: &Args, raw: 
     let run_dir = RunDir::create(base, &inv.name, &rundir::new_run_id())?.with_redactor(redactor.clone());
     let journal = run_dir.journal()?;
     let mut hosts: Hosts = Hosts::new();
-    for (name, t) in raw {
+    for (name, t) in raw.iter().chain(planned.leaving.iter()) {
         hosts.insert(name.clone(), Arc::new(Logged::new(t.clone(), run_dir.host_log(name)?)) as Arc<dyn Transport>);
     }
-    journal.append(&JournalEntry::Started {
-        run_id: run_dir.run_id().to_string(),
-        command: format!("apply -i {}", args.inventory.path.display()),
-        operator,
-        at: clock::now(),
-    })?;
+    journal.append(&JournalEntry::Started { run_id: run_dir.run_id().to_string(), command: request.command.clone(), operator, at: clock::now() })?;
     let stop_flag = Arc::new(AtomicBool::new(false));
     tokio::spawn(on_ctrl_c(stop_flag.clone()));
     let executor = Executor {

@@ -5,6 +5,7 @@ mod check;
 mod facts;
 mod init;
 mod lab;
+mod node;
 mod plan;
 mod render;
 mod report;
@@ -34,6 +35,8 @@ enum Command {
     Plan(plan::Args),
     /// Bring the cluster to the inventory: probe, plan, confirm, then run the plan under the cluster lock.
     Apply(apply::Args),
+    /// Add, replace or remove one host, with the same quorum gates as apply.
+    Node(node::Args),
     /// Check the running cluster: etcd quorum and leader, the VIP, HAProxy backends, /readyz, nodes and labels.
     Verify(verify::Args),
     /// Write a commented example inventory to start from.
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Node(args) => node::run(args),
         Command::Lab(args) => lab::run(args),
     };
     match result {

@@ -30,7 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async {
             let hosts = live::connect_all(&inv, "planning").await?;
-            let planned = live::plan(&inv, &hosts, &Templates::builtin()?).await?;
+            let planned = live::plan(&inv, &hosts, &Templates::builtin()?, &[]).await?;
             anyhow::Ok((planned.plan, Redactor::new(planned.state.secret_strings())))
         })?
     };

@@ -17,6 +17,10 @@ pub struct Gate {
     pub require_one_leader: bool,
     /// Learners allowed at this point: 0, since kubeha never has two members in flux.
     pub max_learners: usize,
+    /// Voters that may be down: members on their way out (a dead control plane being replaced). Every other
+    /// voter must be healthy: kubeha changes membership only on full membership.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub may_be_down: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -28,7 +32,21 @@ pub enum GateWhen {
 
 impl Gate {
     pub fn new(when: GateWhen, change: impl Into<String>, voters: &[String]) -> Self {
-        Self { when, change: change.into(), voters: voters.to_vec(), quorum: quorum::quorum(voters.len()), require_one_leader: true, max_learners: 0 }
+        Self {
+            when,
+            change: change.into(),
+            voters: voters.to_vec(),
+            quorum: quorum::quorum(voters.len()),
+            require_one_leader: true,
+            max_learners: 0,
+            may_be_down: Vec::new(),
+        }
+    }
+
+    /// The same gate, tolerating `members` being down (they are leaving the cluster).
+    pub fn tolerating(mut self, members: &[String]) -> Self {
+        self.may_be_down = members.iter().filter(|m| self.voters.contains(m)).cloned().collect();
+        self
     }
 }
 
@@ -60,7 +78,23 @@ impl View {
         })
     }
 
-    fn healthy(&self, m: &Member) -> Result<(), String> {
+    /// Voting members that answer and report no errors.
+    pub fn healthy_voters(&self) -> Vec<&Member> {
+        self.members.iter().filter(|m| !m.is_learner && self.healthy(m).is_ok()).collect()
+    }
+
+    /// Voting members that do not answer or report errors, by label.
+    pub fn unhealthy_voters(&self) -> Vec<String> {
+        self.members.iter().filter(|m| !m.is_learner && self.healthy(m).is_err()).map(Member::label).collect()
+    }
+
+    /// Whether the voters that answer still form a majority of all voters.
+    pub fn has_quorum(&self) -> bool {
+        let voters = self.members.iter().filter(|m| !m.is_learner).count();
+        voters > 0 && self.healthy_voters().len() >= quorum::quorum(voters)
+    }
+
+    pub fn healthy(&self, m: &Member) -> Result<(), String> {
         let health = self.health.iter().find(|h| m.client_urls.contains(&h.endpoint));
         let status = self.statuses.iter().find(|s| s.member_id == m.id);
         match (health, status) {
@@ -83,6 +117,7 @@ pub fn evaluate(gate: &Gate, view: &View) -> Result<(), GateFailure> {
             Some(m) if m.is_learner => reasons.push(format!("member {name} is still a learner")),
             Some(m) => match view.healthy(m) {
                 Ok(()) => healthy_voters += 1,
+                Err(_) if gate.may_be_down.contains(name) => {}
                 Err(why) => reasons.push(format!("member {name} is unhealthy ({why})")),
             },
         }
@@ -176,6 +211,21 @@ mod tests {
         assert!(text.contains("member c is missing"), "{text}");
         assert!(text.contains("voting member x is not expected"), "{text}");
         assert!(text.contains("learner unstarted member https://:2380 present"), "{text}");
+    }
+
+    #[test]
+    fn a_leaving_member_may_be_down_but_no_other() {
+        let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
+        let voters = names(&["a", "b", "c"]);
+        let gate = Gate::new(GateWhen::Before, "remove b", &voters).tolerating(&names(&["b", "z"]));
+        assert_eq!(gate.may_be_down, names(&["b"]));
+        assert_eq!(evaluate(&gate, &view(&ms, 1, &["b"])), Ok(()));
+        let err = evaluate(&gate, &view(&ms, 1, &["c"])).unwrap_err();
+        assert_eq!(err.reasons, vec!["member c is unhealthy (reports unhealthy)".to_string()]);
+        let down_two = view(&ms, 1, &["b", "c"]);
+        assert!(!down_two.has_quorum());
+        assert_eq!(down_two.unhealthy_voters(), names(&["b", "c"]));
+        assert!(evaluate(&gate, &down_two).is_err());
     }
 
     #[test]

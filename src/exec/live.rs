@@ -2,7 +2,7 @@
 //! planes (or new material for a new cluster), the desired files, and what the hosts have now. Read-only:
 //! `plan` uses it as is, `apply` under the cluster lock.
 use crate::facts::{self, observe};
-use crate::inventory::Inventory;
+use crate::inventory::{Host, Inventory};
 use crate::phases::kubeadm;
 use crate::plan::desired::{ADMIN_CONF, Desired};
 use crate::plan::{self, Observed, Plan};
@@ -34,11 +34,28 @@ pub async fn connect(inv: &Inventory) -> (Hosts, Vec<SshError>) {
 }
 
 /// Connects to every host and fails, naming each, when any cannot be reached: planning and applying need all.
+/// The failure also says what etcd looks like from the control planes that answered: an operator whose
+/// machines died needs to know first whether quorum holds (replace them) or is lost (restore).
 pub async fn connect_all(inv: &Inventory, purpose: &str) -> anyhow::Result<Hosts> {
     let (hosts, unreachable) = connect(inv).await;
     if !unreachable.is_empty() {
         let list: Vec<String> = unreachable.iter().map(|e| format!("  {e}")).collect();
-        anyhow::bail!("cannot reach {} host(s); {purpose} needs every host of the inventory:\n{}", unreachable.len(), list.join("\n"));
+        let members: Vec<&dyn Transport> = inv.control_planes().filter_map(|h| hosts.get(&h.name)).map(|t| t.as_ref()).collect();
+        let etcd = match crate::phases::etcd::view_from_any(&members).await {
+            Ok(v) if !v.has_quorum() => format!(
+                "\netcd has LOST QUORUM: {} of {} voting members answer. No membership change can run; {}",
+                v.healthy_voters().len(),
+                v.members.iter().filter(|m| !m.is_learner).count(),
+                plan::RESTORE_HINT
+            ),
+            Ok(v) if !v.unhealthy_voters().is_empty() => format!(
+                "\netcd keeps quorum, but {} do(es) not answer. Membership changes need every member that stays: take a dead control plane out with `kubeha node replace OLD --with NEW` or `kubeha node remove OLD` (and out of the inventory)",
+                v.unhealthy_voters().join(", ")
+            ),
+            Ok(_) => String::new(),
+            Err(e) => format!("\netcd could not be asked on any reachable control plane ({e})"),
+        };
+        anyhow::bail!("cannot reach {} host(s); {purpose} needs every host of the inventory:\n{}{etcd}", unreachable.len(), list.join("\n"));
     }
     Ok(hosts)
 }
@@ -95,6 +112,7 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
         let out = t.exec(&kubeadm::kubectl("get nodes -o json")).await?;
         if out.status.success() {
             observed.nodes = Some(kubeadm::parse_nodes(&out.stdout_text()).map_err(|e| anyhow::anyhow!("{}: {e}", h.name))?);
+            observed.node_addresses = kubeadm::parse_node_addresses(&out.stdout_text());
             observed.api_error = None;
             break;
         }
@@ -110,17 +128,56 @@ pub struct Planned {
     pub desired: Desired,
     pub observed: Observed,
     pub plan: Plan,
+    /// Connections to hosts leaving the cluster that answered (their reset steps run over these).
+    pub leaving: Hosts,
 }
 
-pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates) -> anyhow::Result<Planned> {
+/// A dead host leaving the cluster should not hold the run up for long.
+const LEAVING_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The hosts that are in the cluster but not in the inventory (etcd members by their peer address, nodes by
+/// their InternalIP, plus `known` entries an operator named), reached with the inventory's SSH settings.
+async fn connect_leaving(inv: &Inventory, observed: &Observed, known: &[Host]) -> Hosts {
+    let listed = |n: &str| inv.hosts.iter().any(|h| h.name == n);
+    let Some(template) = inv.control_planes().next() else { return Hosts::new() };
+    let mut leaving: Vec<Host> = known.iter().filter(|h| !listed(&h.name)).cloned().collect();
+    let mut add = |name: &str, address: std::net::IpAddr| {
+        if !listed(name) && !leaving.iter().any(|h| h.name == name) {
+            leaving.push(Host { name: name.to_string(), address, ..template.clone() });
+        }
+    };
+    for m in observed.etcd.iter().flat_map(|v| v.members.iter()).filter(|m| !m.name.is_empty()) {
+        if let Some(address) = m.peer_urls.iter().find_map(|u| peer_address(u)) {
+            add(&m.name, address);
+        }
+    }
+    for (name, address) in &observed.node_addresses {
+        add(name, *address);
+    }
+    let targets: Vec<ssh::HostTarget> = leaving.iter().map(ssh::targets::target).collect();
+    let options = ssh::ConnectOptions { connect_timeout: LEAVING_CONNECT_TIMEOUT, ..ssh::targets::connect_options(inv, false) };
+    ssh::pool::connect_each(&targets, &options).await.into_iter().filter_map(|(name, r)| r.ok().map(|s| (name, s as Arc<dyn Transport>))).collect()
+}
+
+/// The IP address of a peer URL such as https://198.18.0.12:2380 or https://[fd00::2]:2380.
+fn peer_address(url: &str) -> Option<std::net::IpAddr> {
+    let rest = url.split("://").nth(1)?;
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+/// `leaving_known`: hosts an operator named as leaving whose inventory entries give their SSH address.
+pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving_known: &[Host]) -> anyhow::Result<Planned> {
     let (state, new_cluster) = cluster_state(inv, hosts).await?;
     let desired = desired(inv, &state, templates)?;
-    let observed = observe(inv, &desired, hosts).await?;
+    let mut observed = observe(inv, &desired, hosts).await?;
+    let leaving = connect_leaving(inv, &observed, leaving_known).await;
+    observed.reachable_leaving = leaving.keys().cloned().collect();
     if new_cluster {
         refuse_if_a_cluster_exists(&observed)?;
     }
     let plan = plan::converge(inv, &desired, &observed, "observed");
-    Ok(Planned { state, new_cluster, desired, observed, plan })
+    Ok(Planned { state, new_cluster, desired, observed, plan, leaving })
 }
 
 /// Without stored state, new CAs would be generated: fatal for a cluster that already runs on others.
@@ -140,4 +197,14 @@ fn refuse_if_a_cluster_exists(observed: &Observed) -> anyhow::Result<()> {
          Restore {STATE_FILE} from a backup onto one control plane, or clear the hosts (kubeadm reset -f; remove /var/lib/etcd) to start anew",
         evidence.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peer_addresses() {
+        assert_eq!(super::peer_address("https://198.18.0.12:2380").unwrap().to_string(), "198.18.0.12");
+        assert_eq!(super::peer_address("https://[fd00::2]:2380").unwrap().to_string(), "fd00::2");
+        assert!(super::peer_address("https://cp-2.example:2380").is_none());
+    }
 }

@@ -2,7 +2,7 @@
 //! Every step is idempotent on its own (uploads skip identical files, membership changes check first,
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
-use crate::phases::{self, etcd, files, kubeadm, loadbalancer};
+use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot};
 use crate::plan::desired::{CNI_APPLIED, Desired};
 use crate::plan::{Action, Step};
 use crate::ssh::Transport;
@@ -59,6 +59,9 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         Action::WaitLearnerCaughtUp { member } => etcd::wait_caught_up(t, member).await.map(|_| false).map_err(fail),
         Action::PromoteEtcdLearner { member } => etcd::promote(t, member).await.map(|_| true).map_err(fail),
         Action::Gate(g) => etcd::gate(t, g).await.map(|_| false).map_err(fail),
+        Action::EtcdSnapshot { reason } => snapshot::save(t, reason).await.map(|_| false).map_err(fail),
+        Action::RemoveEtcdMember { id, .. } => etcd::remove(t, id).await.map(|_| true).map_err(fail),
+        Action::ClearEtcdData { .. } => etcd::clear_data(t).await.map(|_| true).map_err(fail),
         Action::StartLoadBalancer { files, restart, .. } => {
             let changed = ctx.place(host, files).await?;
             loadbalancer::start(t, changed || *restart).await.map_err(fail)?;
@@ -83,6 +86,8 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             Ok(true)
         }
         Action::LabelNode { node, labels } => kubeadm::label(t, node, labels).await.map(|_| true).map_err(fail),
+        Action::RemoveNode { node } => retire::remove_node(t, node).await.map(|_| true).map_err(fail),
+        Action::ResetHost { .. } => retire::reset(t).await.map(|_| true).map_err(fail),
         Action::Verify { .. } => {
             let failed: Vec<String> = phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, VERIFY_WITHIN)
                 .await

@@ -30,6 +30,24 @@ impl HostState {
     }
 }
 
+/// etcd reads `initial-cluster` and `initial-cluster-state` only when it first starts with an empty data
+/// dir; they change whenever membership does. The probe also hashes the config without them (under this
+/// pseudo path), so the planner restarts a running member only for a change it would act on.
+pub const ETCD_CONFIG: &str = "/etc/etcd/etcd.conf.yml";
+pub const ETCD_CONFIG_RUNTIME: &str = "/etc/etcd/etcd.conf.yml#runtime";
+const BOOTSTRAP_ONLY: &str = "^initial-cluster(-state)?:";
+
+fn bootstrap_only(line: &str) -> bool {
+    line.starts_with("initial-cluster:") || line.starts_with("initial-cluster-state:")
+}
+
+/// The digest the probe reports for ETCD_CONFIG_RUNTIME, computed from contents (as `grep -v` prints them).
+pub fn runtime_digest(contents: &[u8]) -> String {
+    let text = String::from_utf8_lossy(contents);
+    let kept: String = text.lines().filter(|l| !bootstrap_only(l)).map(|l| format!("{l}\n")).collect();
+    crate::plan::desired::sha256_hex(kept.as_bytes())
+}
+
 /// The script: `file <sha256> <path>` per existing file, `unit <name> <state>` per unit, `addr <ip>` per
 /// address. Paths and unit names are quoted; sha256sum reads the file by redirection so odd names are safe.
 pub fn script(paths: &[&str], units: &[&str]) -> String {
@@ -37,6 +55,10 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
     for p in paths {
         let q = quote::quote(p);
         s.push_str(&format!("if [ -f {q} ]; then printf 'file %s %s\\n' \"$(sha256sum < {q} | cut -c1-64)\" {q}; fi\n"));
+    }
+    if paths.contains(&ETCD_CONFIG) {
+        let (q, runtime) = (quote::quote(ETCD_CONFIG), quote::quote(ETCD_CONFIG_RUNTIME));
+        s.push_str(&format!("if [ -f {q} ]; then printf 'file %s %s\\n' \"$(grep -v -E '{BOOTSTRAP_ONLY}' < {q} | sha256sum | cut -c1-64)\" {runtime}; fi\n"));
     }
     for u in units {
         let q = quote::quote(u);
@@ -104,6 +126,25 @@ mod tests {
     fn script_quotes_every_path() {
         let s = script(&["/etc/a b", "/etc/it's"], &["etcd"]);
         assert!(s.contains("[ -f '/etc/a b' ]") && s.contains(r"'/etc/it'\''s'"), "{s}");
+    }
+
+    /// The probe's shell and runtime_digest must agree byte for byte, or every member restarts each run.
+    #[test]
+    fn runtime_digest_matches_the_probe_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("etcd.conf.yml");
+        let contents = "name: \"cp-1\"\ninitial-cluster: \"cp-1=https://a:2380\"\ninitial-cluster-state: \"new\"\ninitial-cluster-token: \"t\"\ndata-dir: /x";
+        std::fs::write(&file, contents).unwrap();
+        let shell = script(&[ETCD_CONFIG], &[])
+            .replace(&quote::quote(ETCD_CONFIG_RUNTIME), "RUNTIME")
+            .replace(&quote::quote(ETCD_CONFIG), &quote::quote(&file.to_string_lossy()))
+            .replace("RUNTIME", &quote::quote(ETCD_CONFIG_RUNTIME));
+        let out = std::process::Command::new("sh").arg("-c").arg(shell).output().unwrap();
+        let state = parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert_eq!(state.digest(ETCD_CONFIG_RUNTIME), Some(runtime_digest(contents.as_bytes()).as_str()));
+        let other_members = contents.replace("cp-1=https://a:2380", "cp-1=https://a:2380,cp-4=https://b:2380").replace("new", "existing");
+        assert_eq!(runtime_digest(other_members.as_bytes()), runtime_digest(contents.as_bytes()));
+        assert_ne!(runtime_digest(contents.replace("/x", "/y").as_bytes()), runtime_digest(contents.as_bytes()));
     }
 
     #[tokio::test]

@@ -98,6 +98,21 @@ pub async fn add_learner(t: &dyn Transport, name: &str, peer_url: &str) -> Resul
     reconfigure(t, &["member", "add", name, "--learner", &format!("--peer-urls={peer_url}")]).await.map(|_| ())
 }
 
+/// Removes the member with etcd ID `id` (hex); one that is already gone was removed by an earlier run.
+pub async fn remove(t: &dyn Transport, id: &str) -> Result<(), EtcdStepError> {
+    let current = view(t).await?;
+    if !current.members.iter().any(|m| format!("{:x}", m.id) == id) {
+        return Ok(());
+    }
+    reconfigure(t, &["member", "remove", id]).await.map(|_| ())
+}
+
+/// Stops etcd on a host that is not a member and moves its old data aside, so it joins afresh.
+pub async fn clear_data(t: &dyn Transport) -> Result<(), SshError> {
+    let script = format!("systemctl stop etcd.service; systemctl reset-failed etcd.service >/dev/null 2>&1; {}", super::retire::move_etcd_data_aside("stale"));
+    t.run(&Command::script(script).timeout(Duration::from_secs(60))).await.map(|_| ())
+}
+
 /// A learner is caught up when its applied index is within a few entries of the leader's log. Promotion
 /// re-checks this strictly inside etcd; this wait only avoids asking too early.
 const CAUGHT_UP_SLACK: u64 = 16;

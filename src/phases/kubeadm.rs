@@ -97,6 +97,44 @@ pub fn parse_nodes(json: &str) -> Result<std::collections::BTreeMap<String, std:
     Ok(list.items.into_iter().map(|n| (n.metadata.name, n.metadata.labels)).collect())
 }
 
+/// Each node's InternalIP, from the same `kubectl get nodes -o json`: how a worker that left the inventory
+/// is still reached to reset it.
+pub fn parse_node_addresses(json: &str) -> std::collections::BTreeMap<String, std::net::IpAddr> {
+    #[derive(serde::Deserialize)]
+    struct List {
+        items: Vec<Node>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Node {
+        metadata: Meta,
+        #[serde(default)]
+        status: Status,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: String,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Status {
+        #[serde(default)]
+        addresses: Vec<Address>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Address {
+        #[serde(rename = "type")]
+        kind: String,
+        address: String,
+    }
+    let Ok(list) = serde_json::from_str::<List>(json) else { return Default::default() };
+    list.items
+        .into_iter()
+        .filter_map(|n| {
+            let ip = n.status.addresses.iter().find(|a| a.kind == "InternalIP")?.address.parse().ok()?;
+            Some((n.metadata.name, ip))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +146,10 @@ mod tests {
         assert_eq!(nodes["cp-1"]["topology.kubernetes.io/zone"], "az-a");
         assert!(nodes["wk-1"].is_empty());
         assert!(parse_nodes("not json").unwrap_err().starts_with("kubectl get nodes"));
+        let with_status = r#"{"items":[{"metadata":{"name":"wk-1"},"status":{"addresses":[{"type":"Hostname","address":"wk-1"},{"type":"InternalIP","address":"198.18.0.21"}]}},{"metadata":{"name":"wk-2"}}]}"#;
+        let addresses = parse_node_addresses(with_status);
+        assert_eq!(addresses.len(), 1);
+        assert_eq!(addresses["wk-1"].to_string(), "198.18.0.21");
     }
 
     #[test]

@@ -12,9 +12,11 @@ pub async fn apply(t: &dyn Transport, rendered: &[&RenderedFile]) -> Result<bool
     Ok(changed)
 }
 
-/// Starts HAProxy and keepalived, or restarts them (their files changed).
-pub async fn start(t: &dyn Transport, restart: bool) -> Result<(), SshError> {
-    let verb = if restart { "restart" } else { "start" };
+/// Starts HAProxy and keepalived; when their files changed, reloads them (or starts them when stopped).
+/// A reload keeps the VIP where it is and HAProxy's connections open, so a rolling configuration change
+/// over the control planes (a member added or replaced) never takes the API endpoint away.
+pub async fn start(t: &dyn Transport, reload: bool) -> Result<(), SshError> {
+    let verb = if reload { "reload-or-restart" } else { "start" };
     // HAProxy first: keepalived's health check goes through it.
     let script =
         format!("systemctl enable haproxy.service keepalived.service >/dev/null 2>&1; systemctl {verb} haproxy.service && systemctl {verb} keepalived.service");

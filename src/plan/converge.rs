@@ -3,6 +3,8 @@
 //! plans zero changing steps. Pure.
 use super::desired::{ADMIN_CONF, Desired, Group, KUBELET_CONF, KUBERNETES_CA_CERT, group};
 use super::*;
+use crate::etcd::status::Member;
+use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME};
 use crate::inventory::{Host, Inventory, LoadBalancer};
 use crate::render::context::{self, host_port, peer_url};
 use crate::render::{self, KUBEADM_CONFIG};
@@ -18,6 +20,7 @@ pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: 
     b.cni();
     b.workers();
     b.labels();
+    b.retire();
     b.verify();
     Plan { cluster: inv.name.clone(), basis, findings: b.findings, phases: b.phases.into_iter().filter(|p| !p.steps.is_empty()).collect() }
 }
@@ -103,23 +106,13 @@ impl Builder<'_> {
         self.push("host", "kernel modules and settings", self.parallel(), steps);
     }
 
-    /// etcd changes one member at a time between quorum gates: a missing member joins as a learner, catches
-    /// up and is promoted; a member whose files changed is restarted alone. The first member of a cluster
-    /// that has none starts alone.
+    /// etcd changes one member at a time between quorum gates. Members the inventory no longer lists are
+    /// removed first (a replacement takes the place of the member it replaces); then a missing member joins
+    /// as a learner, catches up and is promoted; a member whose files changed is restarted alone. The first
+    /// member of a cluster that has none starts alone. A snapshot precedes the first membership change.
     fn etcd(&mut self) {
         let mut steps = Vec::new();
         let view = self.observed.etcd.as_ref();
-        let mut voters: Vec<String> =
-            view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
-        let known: BTreeSet<&str> = self.inv.control_planes().map(|h| h.name.as_str()).collect();
-        for stranger in voters.iter().filter(|v| !known.contains(v.as_str())) {
-            self.findings.push(Finding {
-                host: stranger.clone(),
-                problem: format!("etcd member {stranger} is not a control plane of the inventory"),
-                fix: format!("remove it with `kubeha node remove {stranger}` (or `node replace`) before other membership changes"),
-                fatal: false,
-            });
-        }
         if view.is_none() {
             let data: Vec<&str> = self.observed.facts.iter().filter(|(_, f)| f.etcd_data_dir).map(|(h, _)| h.as_str()).collect();
             let first = self.desired.first_control_plane.as_str();
@@ -127,13 +120,49 @@ impl Builder<'_> {
                 self.findings.push(Finding {
                     host: data.join(", "),
                     problem: "etcd data exists but no etcd member answers: the cluster's etcd is down".into(),
-                    fix: "start etcd on the control planes (systemctl start etcd) or restore from a snapshot; kubeha will not start a new cluster over existing data".into(),
+                    fix: format!("start etcd on the control planes (systemctl start etcd); if too few can run, {RESTORE_HINT}. kubeha will not start a new cluster over existing data"),
                     fatal: true,
                 });
             }
         }
-        let mut running: BTreeSet<String> =
-            self.inv.control_planes().filter(|h| self.observed.host(&h.name).is_active("etcd")).map(|h| h.name.clone()).collect();
+        if let Some(v) = view.filter(|v| !v.has_quorum()) {
+            let voters = v.members.iter().filter(|m| !m.is_learner).count();
+            self.findings.push(Finding {
+                host: v.unhealthy_voters().join(", "),
+                problem: format!(
+                    "etcd has lost quorum: {} of {voters} voting members answer ({} down), {} are needed; no membership change can run",
+                    v.healthy_voters().len(),
+                    v.unhealthy_voters().join(", "),
+                    crate::etcd::quorum::quorum(voters)
+                ),
+                fix: format!("bring the dead members back if their machines can return; otherwise {RESTORE_HINT}"),
+                fatal: true,
+            });
+            return;
+        }
+        let leaving: Vec<&Member> = view.map(|v| v.members.iter().filter(|m| !self.in_inventory(m)).collect()).unwrap_or_default();
+        let leaving_down: Vec<String> =
+            view.map(|v| v.unhealthy_voters().into_iter().filter(|n| leaving.iter().any(|m| m.label() == *n)).collect()).unwrap_or_default();
+        let mut voters: Vec<String> =
+            view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
+        let running: BTreeSet<String> = self.inv.control_planes().filter(|h| self.observed.host(&h.name).is_active("etcd")).map(|h| h.name.clone()).collect();
+        let mut snapshot_taken = false;
+        for m in &leaving {
+            let name = m.label();
+            let checker = voters.iter().find(|v| running.contains(*v)).cloned().unwrap_or_else(|| self.desired.first_control_plane.clone());
+            let change = format!("remove {name}");
+            let id = |s: &str| format!("etcd/{}/{s}", if m.name.is_empty() { format!("{:x}", m.id) } else { m.name.clone() });
+            let why =
+                if leaving_down.contains(&name) { "not a control plane of the inventory (it does not answer)" } else { "not a control plane of the inventory" };
+            let mut before = Gate::new(GateWhen::Before, &change, &voters).tolerating(&leaving_down);
+            before.max_learners = usize::from(m.is_learner);
+            steps.push(step(id("gate-before"), &checker, Action::Gate(before), "quorum check"));
+            self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
+            steps.push(step(id("remove"), &checker, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", m.id) }, why));
+            voters.retain(|v| *v != name);
+            steps.push(step(id("gate-after"), &checker, Action::Gate(Gate::new(GateWhen::After, &change, &voters).tolerating(&leaving_down)), "quorum check"));
+        }
+        let mut running = running;
         for h in self.inv.control_planes() {
             let m = h.name.clone();
             let id = |s: &str| format!("etcd/{m}/{s}");
@@ -158,6 +187,11 @@ impl Builder<'_> {
                 None => {
                     let change = format!("add {m}");
                     steps.push(step(id("gate-before"), &checker, gate(GateWhen::Before, &change, &voters), "quorum check"));
+                    self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
+                    if active || self.observed.facts.get(&m).is_some_and(|f| f.etcd_data_dir) {
+                        let why = "not a member, but it has etcd data of an earlier cluster (removed member or restore)";
+                        steps.push(step(id("clear-data"), &m, Action::ClearEtcdData { member: m.clone() }, why));
+                    }
                     install(&mut steps);
                     steps.push(step(id("add-learner"), &checker, Action::AddEtcdLearner { member: m.clone(), peer_url: peer_url(h) }, "member missing"));
                     steps.push(step(id("start"), &m, start("existing", false), "member missing"));
@@ -168,10 +202,15 @@ impl Builder<'_> {
                     if !active {
                         steps.push(step(id("start"), &m, start("existing", false), "learner not running"));
                     }
+                    self.snapshot(&mut steps, &mut snapshot_taken, &checker, &format!("promote {m}"));
                     self.promote(&mut steps, &m, &checker, &mut voters, "a learner from an unfinished run");
                 }
                 Some(_) => match (&stale, active) {
                     (None, true) => {}
+                    (Some((files, why)), true) if !self.etcd_needs_restart(&m) => {
+                        let why = format!("{why} (only what etcd reads at its first start, or etcdctl's settings: no restart)");
+                        steps.push(step(id("files"), &m, Action::InstallEtcdFiles { member: m.clone(), files: files.clone() }, why));
+                    }
                     (Some(_), true) => {
                         let change = format!("restart {m}");
                         steps.push(step(id("gate-before"), &checker, gate(GateWhen::Before, &change, &voters), "quorum check"));
@@ -188,7 +227,58 @@ impl Builder<'_> {
             }
             running.insert(m.clone());
         }
+        self.refuse_changes_without_full_membership(&steps, &leaving_down);
         self.push("etcd", "etcd, one member at a time between quorum gates", Execution::Sequential, steps);
+    }
+
+    /// Whether a running member must restart for its files: any changed file but etcdctl's environment,
+    /// except a config that differs only in the bootstrap settings etcd ignores once it has data.
+    fn etcd_needs_restart(&self, m: &str) -> bool {
+        let state = self.observed.host(m);
+        self.desired.host_files(m).filter(|f| group(&f.path) == Group::Etcd && state.digest(&f.path) != Some(f.digest.as_str())).any(|f| {
+            match f.path.as_str() {
+                ETCDCTL_ENV => false,
+                ETCD_CONFIG => state.digest(ETCD_CONFIG_RUNTIME) != Some(observe::runtime_digest(&f.contents).as_str()),
+                _ => true,
+            }
+        })
+    }
+
+    fn in_inventory(&self, m: &Member) -> bool {
+        self.inv.control_planes().any(|h| h.name == m.name || m.peer_urls.contains(&peer_url(h)))
+    }
+
+    /// kubeha changes membership only when every member that stays is healthy: a change made while another
+    /// member is down can leave the cluster one failure from losing quorum, or lose it outright.
+    fn refuse_changes_without_full_membership(&mut self, steps: &[Step], leaving_down: &[String]) {
+        let Some(view) = &self.observed.etcd else { return };
+        let down: Vec<String> = view.unhealthy_voters().into_iter().filter(|n| !leaving_down.contains(n)).collect();
+        let changes: Vec<String> = steps.iter().filter(|s| s.action.changes_membership() || is_restart(&s.action)).map(|s| s.id.clone()).collect();
+        if down.is_empty() || changes.is_empty() {
+            return;
+        }
+        self.findings.push(Finding {
+            host: down.join(", "),
+            problem: format!(
+                "etcd member(s) {} do not answer; the planned membership changes ({}) need every member that stays to be healthy",
+                down.join(", "),
+                changes.join(", ")
+            ),
+            fix: format!(
+                "bring them back (a stopped etcd: systemctl start etcd; a powered-off machine: boot it), or take a dead one out first with `kubeha node replace {} --with NEW` / `kubeha node remove {}`",
+                down[0], down[0]
+            ),
+            fatal: true,
+        });
+    }
+
+    /// The snapshot before the first membership change of the run, on the member that checks the gates.
+    fn snapshot(&self, steps: &mut Vec<Step>, taken: &mut bool, on: &str, change: &str) {
+        if std::mem::replace(taken, true) {
+            return;
+        }
+        let reason = format!("before-{}", change.replace(' ', "-"));
+        steps.push(step("etcd/snapshot".into(), on, Action::EtcdSnapshot { reason }, "a way back before the first membership change"));
     }
 
     fn promote(&self, steps: &mut Vec<Step>, m: &str, checker: &str, voters: &mut Vec<String>, why: &str) {
@@ -345,6 +435,38 @@ impl Builder<'_> {
         self.push("labels", "node labels (zone, rack, region and the inventory's own)", Execution::Sequential, steps);
     }
 
+    /// Hosts that left the inventory: etcd members (removed in the etcd phase) and registered nodes are
+    /// drained and deleted, and reset when they answer; one that does not is named, since it must be wiped
+    /// before it comes back (it would still run keepalived for the VIP and etcd with old data).
+    fn retire(&mut self) {
+        let listed = |n: &str| self.inv.hosts.iter().any(|h| h.name == n);
+        let mut leaving: BTreeSet<String> = self.observed.reachable_leaving.clone();
+        if let Some(v) = &self.observed.etcd {
+            leaving.extend(v.members.iter().filter(|m| !m.name.is_empty() && !self.in_inventory(m)).map(|m| m.name.clone()));
+        }
+        if let Some(nodes) = &self.observed.nodes {
+            leaving.extend(nodes.keys().filter(|n| !listed(n)).cloned());
+        }
+        let admin = self.desired.first_control_plane.clone();
+        let mut steps = Vec::new();
+        for n in leaving.iter().filter(|n| !listed(n)) {
+            if self.observed.registered(n) {
+                steps.push(step(format!("retire/{n}/node"), &admin, Action::RemoveNode { node: n.clone() }, "not in the inventory"));
+            }
+            if self.observed.reachable_leaving.contains(n) {
+                steps.push(step(format!("retire/{n}/reset"), n, Action::ResetHost { host: n.clone() }, "left the cluster"));
+            } else {
+                self.findings.push(Finding {
+                    host: n.clone(),
+                    problem: format!("{n} leaves the cluster but does not answer over SSH, so it cannot be reset"),
+                    fix: "before that machine runs again: `kubeadm reset -f; systemctl disable --now etcd keepalived haproxy kubelet; mv /var/lib/etcd /var/lib/etcd.removed` on it (otherwise it may claim the VIP)".into(),
+                    fatal: false,
+                });
+            }
+        }
+        self.push("retire", "hosts leaving the cluster: drain, delete, reset", Execution::Sequential, steps);
+    }
+
     fn verify(&mut self) {
         let first = self.desired.first_control_plane.clone();
         let members = self.inv.control_planes().count();
@@ -361,6 +483,15 @@ impl Builder<'_> {
         let steps = vec![step("verify".into(), &first, Action::Verify { checks }, "final verification")];
         self.push("verify", "final verification", Execution::Sequential, steps);
     }
+}
+
+const ETCDCTL_ENV: &str = "/etc/kubeha/etcdctl.env";
+
+/// Where an operator whose cluster lost quorum goes next.
+pub const RESTORE_HINT: &str = "restore from a snapshot: `kubeha etcd restore -i FILE --snapshot SNAPSHOT`, then `kubeha apply` (docs/restore.md)";
+
+fn is_restart(a: &Action) -> bool {
+    matches!(a, Action::StartEtcdMember { restart: true, .. })
 }
 
 fn gate(when: GateWhen, change: &str, voters: &[String]) -> Action {

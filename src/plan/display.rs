@@ -57,8 +57,11 @@ pub fn describe(action: &Action) -> String {
         Action::WaitLearnerCaughtUp { member } => format!("wait until learner {member} has caught up with the leader"),
         Action::PromoteEtcdLearner { member } => format!("promote {member} to a voting member"),
         Action::Gate(g) => gate(g),
+        Action::EtcdSnapshot { reason } => format!("etcd snapshot {reason}, verified, kept in the rotation on this member"),
+        Action::RemoveEtcdMember { member, id } => format!("remove etcd member {member} (ID {id})"),
+        Action::ClearEtcdData { member } => format!("stop etcd on {member} and move its old data dir aside"),
         Action::StartLoadBalancer { services, restart, .. } => {
-            format!("configure and {} {}", if *restart { "restart" } else { "start" }, services.join(" and "))
+            format!("configure and {} {}", if *restart { "reload (or start)" } else { "start" }, services.join(" and "))
         }
         Action::CheckVip { vip } => format!("check that exactly one control plane holds the VIP {vip}"),
         Action::PlaceFiles { files: f } => format!("write {}", files(f)),
@@ -75,6 +78,8 @@ pub fn describe(action: &Action) -> String {
         Action::WaitApiReady { endpoint, node } => format!("wait until /readyz answers through {endpoint} and node {node} is registered"),
         Action::ApplyCni { cni, version, manifest } => format!("apply {cni} {version} ({manifest})"),
         Action::LabelNode { node, labels } => format!("label node {node}: {}", labels.join(", ")),
+        Action::RemoveNode { node } => format!("drain node {node} and delete it"),
+        Action::ResetHost { host } => format!("reset {host}: kubeadm reset, etcd/keepalived/HAProxy stopped and disabled, data moved aside"),
         Action::Verify { checks } => format!("verify: {}", checks.join("; ")),
     }
 }
@@ -88,11 +93,8 @@ fn gate(g: &Gate) -> String {
         GateWhen::Before => "before",
         GateWhen::After => "after",
     };
-    format!(
-        "GATE {when} {}: {n}/{n} voting members healthy ({}), quorum {}, one leader, no learner",
-        g.change,
-        g.voters.join(", "),
-        g.quorum,
-        n = g.voters.len()
-    )
+    let n = g.voters.len();
+    let healthy = n - g.may_be_down.len();
+    let down = if g.may_be_down.is_empty() { String::new() } else { format!(" ({} may be down: leaving)", g.may_be_down.join(", ")) };
+    format!("GATE {when} {}: {healthy}/{n} voting members healthy ({}){down}, quorum {}, one leader, no learner", g.change, g.voters.join(", "), g.quorum)
 }

@@ -9,7 +9,7 @@ pub mod observed;
 pub mod preflight;
 
 pub use crate::etcd::gate::{Gate, GateWhen};
-pub use converge::converge;
+pub use converge::{RESTORE_HINT, converge};
 pub use desired::Desired;
 pub use display::{describe, text};
 pub use observed::Observed;
@@ -103,6 +103,22 @@ pub enum Action {
         member: String,
     },
     Gate(Gate),
+    /// An etcd snapshot on a healthy voter, verified and kept in the rotation there: taken before the first
+    /// membership change of a run, so every change has a way back.
+    EtcdSnapshot {
+        reason: String,
+    },
+    /// Removes a member that is not a control plane of the inventory (it may be dead).
+    RemoveEtcdMember {
+        member: String,
+        /// etcd's member ID in hex, as etcdctl takes it.
+        id: String,
+    },
+    /// Stops etcd and moves its data dir aside on a host that is not a member of the cluster but has data of
+    /// an earlier one (removed, or left behind by a restore): it would otherwise rejoin with that old data.
+    ClearEtcdData {
+        member: String,
+    },
     StartLoadBalancer {
         files: Vec<String>,
         services: Vec<&'static str>,
@@ -150,14 +166,36 @@ pub enum Action {
         node: String,
         labels: Vec<String>,
     },
+    /// Evicts what runs on a node leaving the cluster, then deletes its Node object.
+    RemoveNode {
+        node: String,
+    },
+    /// Resets a reachable host that left the cluster: kubeadm reset, etcd, keepalived and HAProxy stopped and
+    /// disabled (it must never claim the VIP again), etcd data moved aside, kubeha's secrets removed.
+    ResetHost {
+        host: String,
+    },
     Verify {
         checks: Vec<String>,
     },
 }
 
 impl Action {
+    /// Whether the step changes etcd's membership (what gates and snapshots guard).
+    pub fn changes_membership(&self) -> bool {
+        matches!(self, Action::AddEtcdLearner { .. } | Action::PromoteEtcdLearner { .. } | Action::RemoveEtcdMember { .. })
+    }
+
     pub fn changes(&self) -> bool {
-        !matches!(self, Action::Gate(_) | Action::WaitLearnerCaughtUp { .. } | Action::CheckVip { .. } | Action::WaitApiReady { .. } | Action::Verify { .. })
+        !matches!(
+            self,
+            Action::Gate(_)
+                | Action::EtcdSnapshot { .. }
+                | Action::WaitLearnerCaughtUp { .. }
+                | Action::CheckVip { .. }
+                | Action::WaitApiReady { .. }
+                | Action::Verify { .. }
+        )
     }
 }
 

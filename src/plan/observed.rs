@@ -16,6 +16,11 @@ pub struct Observed {
     pub nodes: Option<BTreeMap<String, BTreeMap<String, String>>>,
     /// Why the API could not be asked although a control plane has admin.conf: a reason not to re-initialise.
     pub api_error: Option<String>,
+    /// Registered nodes' InternalIPs: how nodes that left the inventory are reached.
+    pub node_addresses: BTreeMap<String, std::net::IpAddr>,
+    /// Hosts leaving the cluster (etcd members or nodes the inventory no longer lists) that answered over
+    /// SSH: only these can be reset.
+    pub reachable_leaving: std::collections::BTreeSet<String>,
 }
 
 impl Observed {

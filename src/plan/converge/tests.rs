@@ -2,7 +2,7 @@
 use super::*;
 use crate::etcd::gate::View;
 use crate::etcd::status::{EndpointHealth, EndpointStatus, Member};
-use crate::facts::observe::HostState;
+use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, HostState};
 use crate::state::ClusterState;
 
 fn lab() -> Inventory {
@@ -10,9 +10,12 @@ fn lab() -> Inventory {
 }
 
 fn desired(inv: &Inventory) -> Desired {
-    let state = ClusterState::create(inv).unwrap();
+    desired_with(inv, &ClusterState::create(inv).unwrap())
+}
+
+fn desired_with(inv: &Inventory, state: &ClusterState) -> Desired {
     let rendered = crate::render::render(inv, &state.secrets, &crate::render::templates::Templates::builtin().unwrap()).unwrap();
-    Desired::build(inv, &rendered, &state)
+    Desired::build(inv, &rendered, state)
 }
 
 fn member(i: u64, name: &str, learner: bool) -> Member {
@@ -51,6 +54,9 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
         let mut s = HostState::default();
         for f in d.host_files(&h.name) {
             s.digests.insert(f.path.clone(), f.digest.clone());
+            if f.path == ETCD_CONFIG {
+                s.digests.insert(ETCD_CONFIG_RUNTIME.into(), observe::runtime_digest(&f.contents));
+            }
         }
         s.digests.insert(KUBELET_CONF.into(), "0".repeat(64));
         if h.is_control_plane() {
@@ -87,7 +93,7 @@ fn a_learner_left_by_a_killed_run_is_caught_up_and_promoted_without_a_second_add
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "", true)]));
     o.hosts.get_mut("cp-3").unwrap().active.insert("etcd".into(), false);
     let plan = converge(&inv, &d, &o, "observed");
-    assert_eq!(ids(&plan), ["etcd/cp-3/start", "etcd/cp-3/caught-up", "etcd/cp-3/promote", "etcd/cp-3/gate-after", "verify"]);
+    assert_eq!(ids(&plan), ["etcd/cp-3/start", "etcd/snapshot", "etcd/cp-3/caught-up", "etcd/cp-3/promote", "etcd/cp-3/gate-after", "verify"]);
     let gate = plan.steps().find(|s| s.id == "etcd/cp-3/gate-after").unwrap();
     assert_eq!(gate.host, "cp-1", "gates run on a running voter, not the member in flux");
 }
@@ -97,7 +103,8 @@ fn a_changed_member_config_restarts_that_member_alone_between_gates() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    o.hosts.get_mut("cp-2").unwrap().digests.insert("/etc/etcd/etcd.conf.yml".into(), "f".repeat(64));
+    o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG.into(), "f".repeat(64));
+    o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG_RUNTIME.into(), "f".repeat(64));
     let plan = converge(&inv, &d, &o, "observed");
     assert_eq!(ids(&plan), ["etcd/cp-2/gate-before", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after", "verify"]);
     assert!(plan.steps().find(|s| s.id == "etcd/cp-2/files").unwrap().reason.contains("etcd.conf.yml differs"));
@@ -142,12 +149,135 @@ fn joins_after_an_earlier_init_upload_the_certificates_again_first() {
     assert_eq!(cp, ["kubeadm/upload-certs", "kubeadm/cp-3/join", "kubeadm/cp-3/ready"]);
 }
 
+/// The lab inventory with cp-2's entry replaced by cp-4 (198.18.0.14), as an operator edits it.
+fn swapped() -> Inventory {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml")).unwrap();
+    let text = text.replace("{name: cp-2, address: 198.18.0.12", "{name: cp-4, address: 198.18.0.14");
+    let paths = crate::inventory::PathContext { inventory_dir: env!("CARGO_MANIFEST_DIR").into(), home: None };
+    crate::inventory::parse("swapped.yaml".into(), text, &paths).inventory.unwrap()
+}
+
+/// The desired files of `inv` and of `lab` for one cluster (the same CAs and member certificates).
+fn one_cluster(lab: &Inventory, inv: &Inventory) -> (Desired, Desired) {
+    let mut state = ClusterState::create(lab).unwrap();
+    let before = desired_with(lab, &state);
+    state.issue_missing_members(inv).unwrap();
+    (desired_with(inv, &state), before)
+}
+
+fn unhealthy(mut v: View, names: &[&str]) -> View {
+    let ids: Vec<u64> = v.members.iter().filter(|m| names.contains(&m.name.as_str())).map(|m| m.id).collect();
+    v.statuses.retain(|s| !ids.contains(&s.member_id));
+    for h in &mut v.health {
+        if v.members.iter().any(|m| ids.contains(&m.id) && m.client_urls.contains(&h.endpoint)) {
+            h.healthy = false;
+        }
+    }
+    v
+}
+
+/// cp-2 died and the inventory has cp-4 in its place: what `node replace cp-2 --with cp-4` and `apply` run.
+fn replacing_a_dead_member() -> (Inventory, Plan) {
+    let (lab, inv) = (lab(), swapped());
+    let (d, before) = one_cluster(&lab, &inv);
+    let mut o = converged(&lab, &before);
+    o.hosts.remove("cp-2");
+    o.hosts.insert("cp-4".into(), HostState::default());
+    o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
+    let plan = converge(&inv, &d, &o, "observed");
+    (inv, plan)
+}
+
 #[test]
-fn an_etcd_member_outside_the_inventory_is_reported() {
+fn a_dead_member_is_removed_with_a_snapshot_then_its_replacement_added() {
+    let (_, plan) = replacing_a_dead_member();
+    assert!(!plan.blocked(), "{}", text(&plan));
+    let etcd: Vec<&str> = plan.phases.iter().find(|p| p.name == "etcd").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        etcd,
+        [
+            "etcd/cp-2/gate-before",
+            "etcd/snapshot",
+            "etcd/cp-2/remove",
+            "etcd/cp-2/gate-after",
+            "etcd/cp-1/files",
+            "etcd/cp-4/gate-before",
+            "etcd/cp-4/files",
+            "etcd/cp-4/add-learner",
+            "etcd/cp-4/start",
+            "etcd/cp-4/caught-up",
+            "etcd/cp-4/promote",
+            "etcd/cp-4/gate-after",
+            "etcd/cp-3/files"
+        ]
+    );
+    let placed = plan.steps().find(|s| s.id == "etcd/cp-1/files").unwrap();
+    assert!(placed.reason.contains("no restart"), "the new initial-cluster alone restarts nobody: {}", placed.reason);
+    let Action::Gate(before) = &plan.steps().find(|s| s.id == "etcd/cp-2/gate-before").unwrap().action else { panic!() };
+    assert_eq!(before.voters, ["cp-1", "cp-2", "cp-3"]);
+    assert_eq!(before.may_be_down, ["cp-2"], "only the leaving member may be down");
+    let Action::Gate(after) = &plan.steps().find(|s| s.id == "etcd/cp-4/gate-before").unwrap().action else { panic!() };
+    assert_eq!(after.voters, ["cp-1", "cp-3"]);
+    assert!(after.may_be_down.is_empty());
+    // The load balancer follows on the staying control planes, the new one joins, the old node goes.
+    let lb: Vec<&str> = plan.phases.iter().find(|p| p.name == "loadbalancer").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(lb, ["lb/cp-1", "lb/cp-4", "lb/cp-3", "lb/vip"]);
+    assert!(plan.steps().any(|s| s.id == "kubeadm/cp-4/join"));
+    assert!(plan.steps().any(|s| s.id == "retire/cp-2/node"));
+    assert!(!plan.steps().any(|s| s.id == "retire/cp-2/reset"), "a dead host is not reset");
+    assert!(plan.findings.iter().any(|f| f.host == "cp-2" && f.problem.contains("cannot be reset") && !f.fatal));
+}
+
+#[test]
+fn a_reachable_leaving_host_is_reset_after_it_left() {
+    let (lab, inv) = (lab(), swapped());
+    let (d, before) = one_cluster(&lab, &inv);
+    let mut o = converged(&lab, &before);
+    o.hosts.insert("cp-4".into(), HostState::default());
+    o.reachable_leaving.insert("cp-2".into());
+    let plan = converge(&inv, &d, &o, "observed");
+    let retire: Vec<&str> = plan.phases.iter().find(|p| p.name == "retire").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(retire, ["retire/cp-2/node", "retire/cp-2/reset"]);
+    assert_eq!(plan.steps().find(|s| s.id == "retire/cp-2/reset").unwrap().host, "cp-2");
+}
+
+#[test]
+fn a_lost_quorum_blocks_every_change_and_points_at_restore() {
+    let (lab, inv) = (lab(), swapped());
+    let (d, before) = one_cluster(&lab, &inv);
+    let mut o = converged(&lab, &before);
+    o.hosts.insert("cp-4".into(), HostState::default());
+    o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2", "cp-3"]));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(plan.blocked());
+    let f = plan.findings.iter().find(|f| f.fatal).unwrap();
+    assert!(f.problem.contains("lost quorum") && f.problem.contains("1 of 3"), "{f:?}");
+    assert!(f.fix.contains("kubeha etcd restore"), "{f:?}");
+    assert!(!plan.steps().any(|s| s.action.changes_membership()));
+}
+
+#[test]
+fn a_membership_change_while_a_staying_member_is_down_is_refused() {
+    // cp-3 is down but stays in the inventory; replacing cp-2 would need cp-3.
+    let (lab, inv) = (lab(), swapped());
+    let (d, before) = one_cluster(&lab, &inv);
+    let mut o = converged(&lab, &before);
+    o.hosts.insert("cp-4".into(), HostState::default());
+    o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-3"]));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(plan.blocked(), "{}", text(&plan));
+    let f = plan.findings.iter().find(|f| f.fatal).unwrap();
+    assert!(f.problem.contains("cp-3 do not answer"), "{f:?}");
+    assert!(f.fix.contains("node replace cp-3"), "{f:?}");
+}
+
+#[test]
+fn a_non_member_with_old_etcd_data_is_cleared_before_it_joins() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", false), member(4, "cp-9", false)]));
+    o.etcd = Some(view(vec![member(1, "cp-1", false), member(3, "cp-3", false)]));
     let plan = converge(&inv, &d, &o, "observed");
-    assert!(plan.findings.iter().any(|f| f.problem.contains("cp-9") && f.fix.contains("node remove")), "{:?}", plan.findings);
+    let etcd: Vec<&str> = plan.phases.iter().find(|p| p.name == "etcd").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(&etcd[..4], ["etcd/cp-2/gate-before", "etcd/snapshot", "etcd/cp-2/clear-data", "etcd/cp-2/add-learner"]);
 }
