@@ -1,3 +1,4 @@
 pub mod etcd_cluster;
 pub mod lab;
 pub mod sshd;
+pub mod drill;

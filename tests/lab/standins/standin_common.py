@@ -557,6 +557,9 @@ def tracked_pid(unit):
 def start_unit(unit):
     """(Re)start a unit: systemctl in the lab, a tracked background process in tests."""
     if service_mode() == "systemd":
+        # Enabled as well: a real kubelet is an enabled service and brings its static pods (the API server)
+        # back after a reboot; the stand-ins do the same, so a rebooted lab machine serves again.
+        run(["systemctl", "enable", unit], check=False)
         run(["systemctl", "restart", unit])
         return
     stop_unit(unit)
@@ -575,7 +578,7 @@ def start_unit(unit):
 
 def stop_unit(unit):
     if service_mode() == "systemd":
-        run(["systemctl", "stop", unit], check=False)
+        run(["systemctl", "disable", "--now", unit], check=False)
         return
     pid = tracked_pid(unit)
     if pid:

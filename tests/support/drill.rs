@@ -1,0 +1,258 @@
+//! What the lab tests use to act and check like an operator, without kubeha's own code: the OpenSSH client
+//! with strict host-key checking, etcdctl on the test host, kubeha as a process (with its run folders in a
+//! test-owned directory), edited copies of the lab inventory, and a quorum monitor that writes to etcd
+//! every 200 ms and reports the longest time writes were unavailable.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "/var/lib/kubeha/lab/lab/id_ed25519";
+pub const KNOWN_HOSTS: &str = "/var/lib/kubeha/lab/lab/known_hosts";
+pub const VIP: &str = "198.18.0.100";
+
+/// A command on a lab machine through the system's OpenSSH client, with strict host-key checking.
+pub fn ssh(address: &str, script: &str) -> Output {
+    Command::new("ssh")
+        .args(["-i", KEY, "-o", &format!("UserKnownHostsFile={KNOWN_HOSTS}"), "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"])
+        .arg(format!("root@{address}"))
+        .arg(script)
+        .output()
+        .expect("the OpenSSH client runs")
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// `ssh` that must succeed; its stdout.
+pub fn ssh_ok(address: &str, script: &str) -> String {
+    let out = ssh(address, script);
+    assert!(out.status.success(), "on {address}: {script}\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// kubeha against `inventory`, with its run folders under `state`.
+pub fn kubeha_with(inventory: &Path, state: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("kubeha"));
+    c.args(args).arg("-i").arg(inventory).env("KUBEHA_STATE_DIR", state);
+    c
+}
+
+/// Runs it and insists on success, printing its output either way (the drill's log).
+pub fn kubeha_ok(inventory: &Path, state: &Path, args: &[&str]) -> Output {
+    let out = kubeha_with(inventory, state, args).output().unwrap();
+    eprintln!("$ kubeha {} -i {}\n{}", args.join(" "), inventory.display(), text(&out));
+    assert!(out.status.success(), "kubeha {} failed", args.join(" "));
+    out
+}
+
+/// The journal of the newest run under `state`.
+pub fn newest_journal(state: &Path) -> Option<PathBuf> {
+    let runs = state.join("lab/runs");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    dirs.pop().map(|d| d.join("journal.jsonl"))
+}
+
+/// Starts kubeha with `args` and SIGKILLs it as soon as its journal records `step` as done (bounded wait).
+pub fn kill_after(inventory: &Path, state: &Path, args: &[&str], step: &str) {
+    let before = newest_journal(state);
+    let mut child: Child = kubeha_with(inventory, state, args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let needle = format!("\"stepId\":\"{step}\"");
+    let started = Instant::now();
+    loop {
+        let journal = newest_journal(state).filter(|j| Some(j) != before.as_ref());
+        if journal.and_then(|j| std::fs::read_to_string(j).ok()).is_some_and(|t| t.lines().any(|l| l.contains(&needle) && l.contains("stepDone"))) {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("kubeha {} ended ({status}) before step {step} was done", args.join(" "));
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "step {step} not done within 180 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup, the lock and a half-done change stay behind
+    child.wait().unwrap();
+}
+
+/// A copy of the lab inventory in `dir` with `edit` applied to its text (an operator's edited inventory).
+pub fn edited_inventory(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml")).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+/// The inventory line of a lab control plane.
+pub fn control_plane(name: &str, address: &str, zone: &str) -> String {
+    format!("  - {{name: {name}, address: {address}, roles: [control-plane], zone: {zone}, rack: r1}}\n")
+}
+
+/// etcdctl on the test host with the cluster's client certificate, copied from a control plane into a
+/// private temporary folder.
+pub struct Etcdctl {
+    dir: tempfile::TempDir,
+}
+
+impl Etcdctl {
+    pub fn from(control_plane: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env = ssh_ok(control_plane, "cat /etc/kubeha/etcdctl.env");
+        for (var, file) in [("ETCDCTL_CACERT", "ca.crt"), ("ETCDCTL_CERT", "client.crt"), ("ETCDCTL_KEY", "client.key")] {
+            let remote = env.lines().find_map(|l| l.strip_prefix(&format!("{var}="))).unwrap_or_else(|| panic!("{var} in etcdctl.env: {env}"));
+            let contents = ssh_ok(control_plane, &format!("cat {}", remote.trim_matches('"')));
+            let path = dir.path().join(file);
+            std::fs::write(&path, contents).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        }
+        Etcdctl { dir }
+    }
+
+    pub fn command(&self, endpoints: &[&str]) -> Command {
+        let mut c = Command::new("etcdctl");
+        let urls: Vec<String> = endpoints.iter().map(|a| format!("https://{a}:2379")).collect();
+        c.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", urls.join(",")))
+            .arg(format!("--cacert={}", self.dir.path().join("ca.crt").display()))
+            .arg(format!("--cert={}", self.dir.path().join("client.crt").display()))
+            .arg(format!("--key={}", self.dir.path().join("client.key").display()));
+        c
+    }
+
+    pub fn run(&self, endpoints: &[&str], args: &[&str]) -> String {
+        let out = self.command(endpoints).args(args).output().unwrap();
+        assert!(out.status.success(), "etcdctl {}: {}", args.join(" "), text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Writes `count` keys under `prefix` in transactions of 100 (etcd allows 128 operations per txn).
+    pub fn write_keys(&self, endpoints: &[&str], prefix: &str, count: usize) {
+        for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+            let ops: String = chunk.iter().map(|i| format!("put {prefix}{i:04} value-{i}\n")).collect();
+            let mut child = self.command(endpoints).arg("txn").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(format!("\n{ops}\n\n").as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success() && text(&out).starts_with("SUCCESS"), "etcdctl txn: {}", text(&out));
+        }
+    }
+
+    /// How many keys exist under `prefix`.
+    pub fn count(&self, endpoints: &[&str], prefix: &str) -> usize {
+        let out = self.run(endpoints, &["get", prefix, "--prefix", "--count-only", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["count"].as_u64().unwrap_or(0) as usize
+    }
+
+    /// Voting members' and learners' names.
+    pub fn members(&self, endpoints: &[&str]) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.run(endpoints, &["member", "list", "-w", "json"])).unwrap();
+        let mut names: Vec<String> = v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{}{}", m["name"].as_str().unwrap_or("?"), if m.get("isLearner").is_some_and(|l| l == true) { " (learner)" } else { "" }))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// etcd's election timeout (kubeha keeps etcd's default) and the monitor's sampling period.
+pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+/// One election at most: a follower waits a randomised timeout in [1, 2) x election timeout before it
+/// campaigns, and the vote itself is a round trip. Plus one sampling period, since the monitor can only
+/// see availability at its samples.
+pub const ONE_ELECTION: Duration = Duration::from_millis(2 * 1000 + 200 + 200);
+/// Bounds of every monitor: it never runs longer or writes more than this.
+const MONITOR_MAX_RUN: Duration = Duration::from_secs(900);
+const MONITOR_MAX_IN_FLIGHT: usize = 8;
+
+/// Writes a key through `endpoints` every SAMPLE_EVERY (each write its own etcdctl process, so a write
+/// blocked in an election does not delay the next sample) and records when each write completed.
+pub struct QuorumMonitor {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<MonitorReport>>,
+}
+
+#[derive(Debug)]
+pub struct MonitorReport {
+    pub samples: usize,
+    pub failed: usize,
+    /// The longest time between two successful writes (or from the start / to the end).
+    pub longest_unavailable: Duration,
+    pub ran: Duration,
+}
+
+impl QuorumMonitor {
+    pub fn start(etcdctl: Arc<Etcdctl>, endpoints: Vec<String>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let completions: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+            let mut in_flight: Vec<std::thread::JoinHandle<()>> = Vec::new();
+            let mut samples = 0;
+            while !flag.load(Ordering::SeqCst) && started.elapsed() < MONITOR_MAX_RUN {
+                in_flight.retain(|h| !h.is_finished());
+                if in_flight.len() < MONITOR_MAX_IN_FLIGHT {
+                    samples += 1;
+                    let (etcdctl, endpoints, completions) = (etcdctl.clone(), endpoints.clone(), completions.clone());
+                    in_flight.push(std::thread::spawn(move || {
+                        let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+                        let ok = etcdctl
+                            .command(&endpoints)
+                            .args(["--dial-timeout=1s", "--command-timeout=3s", "put", "kubeha-drill/monitor", &samples.to_string()])
+                            .output()
+                            .is_ok_and(|o| o.status.success());
+                        completions.lock().unwrap().push((Instant::now(), ok));
+                    }));
+                }
+                std::thread::sleep(SAMPLE_EVERY);
+            }
+            for h in in_flight {
+                let _ = h.join();
+            }
+            let ended = Instant::now();
+            let mut done = completions.lock().unwrap().clone();
+            done.sort_by_key(|(at, _)| *at);
+            let failed = done.iter().filter(|(_, ok)| !ok).count();
+            let mut last_ok = started;
+            let mut longest = Duration::ZERO;
+            for (at, _) in done.iter().filter(|(_, ok)| *ok) {
+                longest = longest.max(at.duration_since(last_ok));
+                last_ok = *at;
+            }
+            longest = longest.max(ended.duration_since(last_ok));
+            MonitorReport { samples, failed, longest_unavailable: longest, ran: ended.duration_since(started) }
+        });
+        QuorumMonitor { stop, thread: Some(thread) }
+    }
+
+    pub fn finish(mut self) -> MonitorReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for QuorumMonitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A drill's numbers, printed for the closing notes: duration and the longest write unavailability.
+pub fn report(drill: &str, started: Instant, monitor: &MonitorReport) {
+    eprintln!(
+        "DRILL {drill}: {:.1} s; writes: {} samples, {} failed, longest unavailable {:.2} s (bound {:.1} s)",
+        started.elapsed().as_secs_f64(),
+        monitor.samples,
+        monitor.failed,
+        monitor.longest_unavailable.as_secs_f64(),
+        ONE_ELECTION.as_secs_f64()
+    );
+}
