@@ -60,7 +60,8 @@ impl View {
         })
     }
 
-    fn healthy(&self, m: &Member) -> Result<(), String> {
+    /// Whether the member answered both status and health without errors; otherwise why not.
+    pub fn healthy(&self, m: &Member) -> Result<(), String> {
         let health = self.health.iter().find(|h| m.client_urls.contains(&h.endpoint));
         let status = self.statuses.iter().find(|s| s.member_id == m.id);
         match (health, status) {
