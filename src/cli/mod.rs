@@ -8,6 +8,7 @@ mod lab;
 mod plan;
 mod render;
 mod report;
+mod status;
 mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -36,6 +37,8 @@ enum Command {
     Apply(apply::Args),
     /// Check the running cluster: etcd quorum and leader, the VIP, HAProxy backends, /readyz, nodes and labels.
     Verify(verify::Args),
+    /// Show the cluster's health: hosts, etcd members and leader, the VIP, and how many more losses quorum takes.
+    Status(status::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
     /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Status(args) => status::run(args),
         Command::Lab(args) => lab::run(args),
     };
     match result {

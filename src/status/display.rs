@@ -13,7 +13,7 @@ pub fn text(r: &Report) -> String {
     out.push_str(&format!("cluster {}: {verdict}\n", r.cluster));
     out.push_str(&etcd_line(r));
     if let Some(vip) = &r.vip {
-        let holders = if vip.holders.is_empty() { "nobody".to_string() } else { vip.holders.join(" and ") };
+        let holders = if vip.holders.is_empty() { "no reachable control plane".to_string() } else { vip.holders.join(" and ") };
         out.push_str(&format!("VIP {}: held by {holders}\n", vip.address));
     }
     out.push('\n');

@@ -30,8 +30,12 @@ pub async fn observe(inv: &Inventory) -> Observations {
     Observations { unreachable, etcd, vip }
 }
 
-/// The error without the host's name in front: the report already says which host it is about.
+/// The error without the host's name in front (the report already says which host it is about); a refused
+/// connection is just the system's reason, which says it all ("Connection refused", "No route to host").
 fn short(e: &SshError) -> String {
+    if let SshError::Refused { address, port, detail, .. } = e {
+        return detail.strip_prefix(&format!("{address}:{port}: ")).unwrap_or(detail).to_string();
+    }
     let text = e.to_string();
     text.strip_prefix(&format!("{}: ", e.host())).map(str::to_string).unwrap_or(text)
 }
