@@ -11,4 +11,5 @@ pub mod plan;
 pub mod render;
 pub mod ssh;
 pub mod state;
+pub mod status;
 pub mod topology;

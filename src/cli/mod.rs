@@ -9,6 +9,7 @@ mod node;
 mod plan;
 mod render;
 mod report;
+mod status;
 mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -39,6 +40,8 @@ enum Command {
     Node(node::Args),
     /// Check the running cluster: etcd quorum and leader, the VIP, HAProxy backends, /readyz, nodes and labels.
     Verify(verify::Args),
+    /// Show the cluster's health: hosts, etcd members and leader, the VIP, and how many more losses quorum takes.
+    Status(status::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
     /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Node(args) => node::run(args),
+        Command::Status(args) => status::run(args),
         Command::Lab(args) => lab::run(args),
     };
     match result {

@@ -94,6 +94,7 @@ impl View {
         voters > 0 && self.healthy_voters().len() >= quorum::quorum(voters)
     }
 
+    /// Whether the member answered both status and health without errors; otherwise why not.
     pub fn healthy(&self, m: &Member) -> Result<(), String> {
         let health = self.health.iter().find(|h| m.client_urls.contains(&h.endpoint));
         let status = self.statuses.iter().find(|s| s.member_id == m.id);

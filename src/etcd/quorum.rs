@@ -16,6 +16,13 @@ pub const fn survives(voters: usize, lost: usize) -> bool {
     voters >= lost && voters - lost >= quorum(voters)
 }
 
+/// How many more of the `healthy` voters (out of `voters` configured) may fail before quorum is lost:
+/// negative when it is already lost (by that many votes). Unlike `tolerance`, this counts the members
+/// that are down right now, which is what an operator on call needs.
+pub const fn margin(voters: usize, healthy: usize) -> i64 {
+    healthy as i64 - quorum(voters) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -27,6 +34,17 @@ mod tests {
         for (n, q, t) in table {
             assert_eq!((quorum(n), tolerance(n)), (q, t), "n={n}");
             assert!(survives(n, t) && !survives(n, t + 1));
+        }
+    }
+
+    #[test]
+    fn margin_agrees_with_tolerance_and_survives() {
+        assert_eq!((margin(3, 3), margin(3, 2), margin(3, 1), margin(5, 3), margin(5, 2)), (1, 0, -1, 0, -1));
+        for n in 1..=9 {
+            assert_eq!(margin(n, n), tolerance(n) as i64, "n={n}");
+            for lost in 0..=n {
+                assert_eq!(margin(n, n - lost) >= 0, survives(n, lost), "n={n} lost={lost}");
+            }
         }
     }
 }

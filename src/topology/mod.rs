@@ -51,7 +51,7 @@ pub struct Analysis {
 }
 
 /// The key a host has in a domain kind, if it declares one.
-fn domain_of(host: &Host, kind: DomainKind) -> Option<String> {
+pub fn domain_of(host: &Host, kind: DomainKind) -> Option<String> {
     match kind {
         DomainKind::Region => host.region.clone(),
         DomainKind::Zone => Some(host.zone.clone()),
@@ -63,11 +63,7 @@ pub fn analyse(inv: &Inventory) -> Analysis {
     let members = inv.control_planes().count();
     let mut warnings = Vec::new();
     let mut domains = Vec::new();
-    // Most clusters live in one region; a region verdict only means something when there are several.
-    let regions: std::collections::BTreeSet<&str> = inv.hosts.iter().filter_map(|h| h.region.as_deref()).collect();
-    let kinds: &[DomainKind] =
-        if regions.len() > 1 { &[DomainKind::Region, DomainKind::Zone, DomainKind::Rack] } else { &[DomainKind::Zone, DomainKind::Rack] };
-    for kind in kinds {
+    for kind in domain_kinds(inv) {
         domains.extend(verdicts(inv, *kind, members, &mut warnings));
     }
     let zone_counts = member_counts(inv, DomainKind::Zone);
@@ -82,6 +78,13 @@ pub fn analyse(inv: &Inventory) -> Analysis {
         domains,
         warnings,
     }
+}
+
+/// The kinds of failure domain worth a verdict, widest first. Most clusters live in one region; a region
+/// verdict only means something when there are several.
+pub fn domain_kinds(inv: &Inventory) -> &'static [DomainKind] {
+    let regions: std::collections::BTreeSet<&str> = inv.hosts.iter().filter_map(|h| h.region.as_deref()).collect();
+    if regions.len() > 1 { &[DomainKind::Region, DomainKind::Zone, DomainKind::Rack] } else { &[DomainKind::Zone, DomainKind::Rack] }
 }
 
 /// etcd members per domain (only domains that hold at least one host are listed by callers).

@@ -1,0 +1,41 @@
+//! Gathering what `status` reports on, read-only: one SSH connection per host (unreachable hosts are
+//! recorded, not fatal), etcd's view from a reachable control plane, and who holds the VIP. No lock is
+//! taken: status must work while an apply runs, and most of all when a cluster is half gone.
+use super::Observations;
+use crate::exec::live;
+use crate::inventory::Inventory;
+use crate::phases::{etcd, loadbalancer};
+use crate::ssh::{SshError, Transport};
+use std::collections::BTreeMap;
+
+pub async fn observe(inv: &Inventory) -> Observations {
+    let (hosts, unreachable) = live::connect(inv).await;
+    let unreachable = unreachable.iter().map(|e| (e.host().to_string(), short(e))).collect();
+    let cps: Vec<&dyn Transport> = inv.control_planes().filter_map(|h| hosts.get(&h.name)).map(|t| t.as_ref()).collect();
+    let vip = async {
+        let mut seen = BTreeMap::new();
+        let Some(vrrp) = inv.load_balancer.vrrp() else { return seen };
+        for t in &cps {
+            seen.insert(t.host().to_string(), loadbalancer::holds_vip(*t, vrrp.vip).await.map_err(|e| short(&e)));
+        }
+        seen
+    };
+    let etcd = async {
+        if cps.is_empty() {
+            return Err("no control plane is reachable over SSH".to_string());
+        }
+        etcd::view_from_any(&cps).await
+    };
+    let (etcd, vip) = tokio::join!(etcd, vip);
+    Observations { unreachable, etcd, vip }
+}
+
+/// The error without the host's name in front (the report already says which host it is about); a refused
+/// connection is just the system's reason, which says it all ("Connection refused", "No route to host").
+fn short(e: &SshError) -> String {
+    if let SshError::Refused { address, port, detail, .. } = e {
+        return detail.strip_prefix(&format!("{address}:{port}: ")).unwrap_or(detail).to_string();
+    }
+    let text = e.to_string();
+    text.strip_prefix(&format!("{}: ", e.host())).map(str::to_string).unwrap_or(text)
+}
