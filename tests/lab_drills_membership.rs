@@ -32,11 +32,8 @@ fn lab_inventory() -> &'static Path {
 /// HAProxy's running backends on a control plane, from its stats page: "name address" per server.
 fn haproxy_backends(cp: &str) -> Vec<String> {
     let csv = ssh_ok(cp, "curl -sS --max-time 5 'http://127.0.0.1:8404/stats;csv'");
-    let mut servers: Vec<String> = csv
-        .lines()
-        .filter(|l| l.starts_with("kube-apiserver,") && !l.contains(",BACKEND,"))
-        .filter_map(|l| l.split(',').nth(1).map(String::from))
-        .collect();
+    let mut servers: Vec<String> =
+        csv.lines().filter(|l| l.starts_with("kube-apiserver,") && !l.contains(",BACKEND,")).filter_map(|l| l.split(',').nth(1).map(String::from)).collect();
     servers.sort();
     servers
 }
@@ -73,9 +70,7 @@ fn replace_resume_grow_shrink_and_a_lost_zone() {
     etcdctl.write_keys(&[CP1, CP3], "drill/", 1000);
     let monitor = QuorumMonitor::start(etcdctl.clone(), vec![CP1.into(), CP3.into()]);
     kubeha_ok(lab_inventory(), state, &["lab", "kill", "cp-2"]);
-    let replaced = edited_inventory(dir.path(), "replaced.yaml", |t| {
-        t.replace(&control_plane("cp-2", CP2, "az-b"), &control_plane("cp-4", CP4, "az-b"))
-    });
+    let replaced = edited_inventory(dir.path(), "replaced.yaml", |t| t.replace(&control_plane("cp-2", CP2, "az-b"), &control_plane("cp-4", CP4, "az-b")));
     kubeha_ok(&replaced, state, &["lab", "up"]);
     let out = kubeha_ok(&replaced, state, &["node", "replace", "cp-2", "--with", "cp-4", "--yes"]);
     assert!(text(&out).contains("etcd/snapshot") || text(&out).contains("etcd snapshot"), "a snapshot precedes the removal");
@@ -170,7 +165,8 @@ fn replace_resume_grow_shrink_and_a_lost_zone() {
 }
 
 fn replaced_twice_text(t: String) -> String {
-    t.replace(&control_plane("cp-2", CP2, "az-b"), &control_plane("cp-4", CP4, "az-b")).replace(&control_plane("cp-3", CP3, "az-c"), &control_plane("cp-5", CP5, "az-c"))
+    t.replace(&control_plane("cp-2", CP2, "az-b"), &control_plane("cp-4", CP4, "az-b"))
+        .replace(&control_plane("cp-3", CP3, "az-c"), &control_plane("cp-5", CP5, "az-c"))
 }
 
 /// After machines were powered back on: bounded wait until `kubeha verify` passes (etcd members rejoin,

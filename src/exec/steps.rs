@@ -54,7 +54,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             Ok(changed)
         }
         Action::InstallEtcdFiles { files, .. } => ctx.place(host, files).await,
-        Action::StartEtcdMember { restart, .. } => etcd::start(t, *restart).await.map(|_| true).map_err(fail),
+        Action::StartEtcdMember { restart, initial_cluster, .. } => etcd::start(t, *restart, initial_cluster.as_deref()).await.map(|_| true).map_err(fail),
         Action::AddEtcdLearner { member, peer_url } => etcd::add_learner(t, member, peer_url).await.map(|_| true).map_err(fail),
         Action::WaitLearnerCaughtUp { member } => etcd::wait_caught_up(t, member).await.map(|_| false).map_err(fail),
         Action::PromoteEtcdLearner { member } => etcd::promote(t, member).await.map(|_| true).map_err(fail),

@@ -3,6 +3,7 @@
 //! is assumed). etcdctl runs on a member with /etc/kubeha/etcdctl.env.
 use crate::etcd::gate::{Gate, GateFailure, View, evaluate};
 use crate::etcd::status::reconfiguration_not_ready;
+use crate::facts::observe::ETCD_CONFIG;
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::time::{Duration, Instant};
 
@@ -23,10 +24,24 @@ pub enum EtcdStepError {
 
 /// Starts (or restarts, when its files changed) the member's etcd service and waits until systemd reports it
 /// started (the unit is Type=notify: etcd says when it serves).
-pub async fn start(t: &dyn Transport, restart: bool) -> Result<(), SshError> {
+/// When etcd does not start, the reason is in its journal: its last lines go into the error. A member joining
+/// an existing cluster gets `initial_cluster` (the members now plus itself) written into its config first.
+pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&str>) -> Result<(), EtcdStepError> {
     let verb = if restart { "restart" } else { "start" };
-    let script = format!("systemctl daemon-reload && systemctl enable etcd.service >/dev/null 2>&1; systemctl {verb} etcd.service");
-    t.run(&Command::script(script).timeout(Duration::from_secs(120))).await.map(|_| ())
+    let join = initial_cluster.map_or(String::new(), |ic| {
+        let lines =
+            [format!("s|^initial-cluster:.*|initial-cluster: \"{ic}\"|"), "s|^initial-cluster-state:.*|initial-cluster-state: \"existing\"|".to_string()];
+        format!("sed -i -e {} -e {} {ETCD_CONFIG} && ", quote::quote(&lines[0]), quote::quote(&lines[1]))
+    });
+    let script = format!(
+        "{join}systemctl daemon-reload && systemctl enable etcd.service >/dev/null 2>&1; systemctl {verb} etcd.service || \
+         {{ status=$?; journalctl -u etcd.service -n 12 --no-pager -o cat >&2; exit $status; }}"
+    );
+    let out = t.exec(&Command::script(script).timeout(Duration::from_secs(120))).await?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(EtcdStepError::Etcd { host: t.host().into(), message: format!("etcd did not {verb}:\n{}", String::from_utf8_lossy(&out.stderr).trim()) })
 }
 
 /// etcdctl on a member, talking to that member only: with every member as endpoint the client may pick a
@@ -40,9 +55,8 @@ fn etcdctl(args: &[&str]) -> Command {
     .timeout(ETCDCTL_TIMEOUT)
 }
 
-/// etcd's view of itself, asked on `t`. Member status and health are read for the whole cluster; members
-/// that do not answer simply miss from them, which the gate reports.
-pub async fn view(t: &dyn Transport) -> Result<View, EtcdStepError> {
+/// `etcdctl member list -w json` on `t`, as text.
+async fn member_list_json(t: &dyn Transport) -> Result<String, EtcdStepError> {
     let members = t.exec(&etcdctl(&["member", "list", "-w", "json"])).await?;
     if !members.status.success() {
         return Err(EtcdStepError::Etcd {
@@ -50,9 +64,23 @@ pub async fn view(t: &dyn Transport) -> Result<View, EtcdStepError> {
             message: format!("etcdctl member list failed: {}", String::from_utf8_lossy(&members.stderr).trim()),
         });
     }
-    let statuses = t.exec(&etcdctl(&["endpoint", "status", "--cluster", "-w", "json"])).await?;
-    let health = t.exec(&etcdctl(&["endpoint", "health", "--cluster", "-w", "json"])).await?;
-    View::from_etcdctl(&members.stdout_text(), &statuses.stdout_text(), &health.stdout_text())
+    Ok(members.stdout_text())
+}
+
+/// The members only: what membership changes check before they act (cheap even with a member down).
+async fn members(t: &dyn Transport) -> Result<Vec<crate::etcd::status::Member>, EtcdStepError> {
+    crate::etcd::status::parse_member_list(&member_list_json(t).await?).map_err(|e| EtcdStepError::Etcd { host: t.host().into(), message: e.to_string() })
+}
+
+/// etcd's view of itself, asked on `t`. Member status and health are read for the whole cluster; members
+/// that do not answer simply miss from them, which the gate reports. Status and health are asked at the
+/// same time: with a member down each waits for its command timeout.
+pub async fn view(t: &dyn Transport) -> Result<View, EtcdStepError> {
+    let members = member_list_json(t).await?;
+    let status_command = etcdctl(&["endpoint", "status", "--cluster", "-w", "json"]);
+    let health_command = etcdctl(&["endpoint", "health", "--cluster", "-w", "json"]);
+    let (statuses, health) = tokio::join!(t.exec(&status_command), t.exec(&health_command));
+    View::from_etcdctl(&members, &statuses?.stdout_text(), &health?.stdout_text())
         .map_err(|e| EtcdStepError::Etcd { host: t.host().into(), message: e.to_string() })
 }
 
@@ -91,8 +119,7 @@ async fn reconfigure(t: &dyn Transport, args: &[&str]) -> Result<String, EtcdSte
 
 /// Adds a member as a non-voting learner: it cannot affect quorum until it is promoted.
 pub async fn add_learner(t: &dyn Transport, name: &str, peer_url: &str) -> Result<(), EtcdStepError> {
-    let current = view(t).await?;
-    if current.members.iter().any(|m| m.name == name || m.peer_urls.iter().any(|p| p == peer_url)) {
+    if members(t).await?.iter().any(|m| m.name == name || m.peer_urls.iter().any(|p| p == peer_url)) {
         return Ok(()); // added by an earlier, interrupted run
     }
     reconfigure(t, &["member", "add", name, "--learner", &format!("--peer-urls={peer_url}")]).await.map(|_| ())
@@ -100,8 +127,7 @@ pub async fn add_learner(t: &dyn Transport, name: &str, peer_url: &str) -> Resul
 
 /// Removes the member with etcd ID `id` (hex); one that is already gone was removed by an earlier run.
 pub async fn remove(t: &dyn Transport, id: &str) -> Result<(), EtcdStepError> {
-    let current = view(t).await?;
-    if !current.members.iter().any(|m| format!("{:x}", m.id) == id) {
+    if !members(t).await?.iter().any(|m| format!("{:x}", m.id) == id) {
         return Ok(());
     }
     reconfigure(t, &["member", "remove", id]).await.map(|_| ())
@@ -142,8 +168,8 @@ pub async fn wait_caught_up(t: &dyn Transport, name: &str) -> Result<(), EtcdSte
 
 /// Promotes the learner once it has caught up with the leader (etcd refuses earlier; that refusal is retried).
 pub async fn promote(t: &dyn Transport, name: &str) -> Result<(), EtcdStepError> {
-    let current = view(t).await?;
-    let Some(member) = current.members.iter().find(|m| m.name == name) else {
+    let current = members(t).await?;
+    let Some(member) = current.iter().find(|m| m.name == name) else {
         return Err(EtcdStepError::Etcd { host: t.host().into(), message: format!("member {name} is not in the cluster; cannot promote it") });
     };
     if !member.is_learner {

@@ -76,7 +76,7 @@ impl Builder<'_> {
         let state = self.observed.host(host);
         let files: Vec<_> = self.desired.host_files(host).filter(|f| group(&f.path) == g).collect();
         let missing: Vec<&str> = files.iter().filter(|f| !state.has(&f.path)).map(|f| f.path.as_str()).collect();
-        let differing: Vec<&str> = files.iter().filter(|f| state.digest(&f.path).is_some_and(|d| d != f.digest)).map(|f| f.path.as_str()).collect();
+        let differing: Vec<&str> = files.iter().filter(|f| differs(&state, f)).map(|f| f.path.as_str()).collect();
         if missing.is_empty() && differing.is_empty() {
             return None;
         }
@@ -145,6 +145,16 @@ impl Builder<'_> {
             view.map(|v| v.unhealthy_voters().into_iter().filter(|n| leaving.iter().any(|m| m.label() == *n)).collect()).unwrap_or_default();
         let mut voters: Vec<String> =
             view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
+        // name=peer URL of every voter as the plan goes: what a joining member must list as its initial cluster.
+        let mut peers: Vec<(String, String)> = view
+            .map(|v| {
+                v.members
+                    .iter()
+                    .filter(|m| !m.is_learner && !m.name.is_empty())
+                    .map(|m| (m.name.clone(), m.peer_urls.first().cloned().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let running: BTreeSet<String> = self.inv.control_planes().filter(|h| self.observed.host(&h.name).is_active("etcd")).map(|h| h.name.clone()).collect();
         let mut snapshot_taken = false;
         for m in &leaving {
@@ -160,6 +170,7 @@ impl Builder<'_> {
             self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
             steps.push(step(id("remove"), &checker, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", m.id) }, why));
             voters.retain(|v| *v != name);
+            peers.retain(|(v, _)| *v != name);
             steps.push(step(id("gate-after"), &checker, Action::Gate(Gate::new(GateWhen::After, &change, &voters).tolerating(&leaving_down)), "quorum check"));
         }
         let mut running = running;
@@ -176,12 +187,24 @@ impl Builder<'_> {
             let checker = voters.iter().find(|v| **v != m && running.contains(*v)).cloned().unwrap_or_else(|| m.clone());
             let member = self.observed.member(&m, &peer_url(h));
             let active = running.contains(&m);
-            let start = |state: &'static str, restart: bool| Action::StartEtcdMember { member: m.clone(), initial_cluster_state: state, restart };
+            let start = |state: &'static str, restart: bool| Action::StartEtcdMember {
+                member: m.clone(),
+                initial_cluster_state: state,
+                restart,
+                initial_cluster: None,
+            };
+            // etcd refuses to join unless its initial cluster lists exactly the current members and itself.
+            let join = {
+                let mut listed: Vec<String> = peers.iter().filter(|(n, _)| *n != m).map(|(n, u)| format!("{n}={u}")).collect();
+                listed.push(format!("{m}={}", peer_url(h)));
+                Action::StartEtcdMember { member: m.clone(), initial_cluster_state: "existing", restart: false, initial_cluster: Some(listed.join(",")) }
+            };
             match member {
                 None if voters.is_empty() => {
                     install(&mut steps);
                     steps.push(step(id("start"), &m, start("new", false), "no etcd cluster yet: the first member starts alone"));
                     voters.push(m.clone());
+                    peers.push((m.clone(), peer_url(h)));
                     steps.push(step(id("gate-after"), &m, gate(GateWhen::After, &format!("start {m}"), &voters), "quorum check"));
                 }
                 None => {
@@ -194,21 +217,23 @@ impl Builder<'_> {
                     }
                     install(&mut steps);
                     steps.push(step(id("add-learner"), &checker, Action::AddEtcdLearner { member: m.clone(), peer_url: peer_url(h) }, "member missing"));
-                    steps.push(step(id("start"), &m, start("existing", false), "member missing"));
+                    steps.push(step(id("start"), &m, join, "member missing"));
                     self.promote(&mut steps, &m, &checker, &mut voters, "member missing");
+                    peers.push((m.clone(), peer_url(h)));
                 }
                 Some(learner) if learner.is_learner => {
                     install(&mut steps);
                     if !active {
-                        steps.push(step(id("start"), &m, start("existing", false), "learner not running"));
+                        steps.push(step(id("start"), &m, join, "learner not running"));
                     }
                     self.snapshot(&mut steps, &mut snapshot_taken, &checker, &format!("promote {m}"));
                     self.promote(&mut steps, &m, &checker, &mut voters, "a learner from an unfinished run");
+                    peers.push((m.clone(), peer_url(h)));
                 }
                 Some(_) => match (&stale, active) {
                     (None, true) => {}
                     (Some((files, why)), true) if !self.etcd_needs_restart(&m) => {
-                        let why = format!("{why} (only what etcd reads at its first start, or etcdctl's settings: no restart)");
+                        let why = format!("{why} (etcdctl's settings only: no restart)");
                         steps.push(step(id("files"), &m, Action::InstallEtcdFiles { member: m.clone(), files: files.clone() }, why));
                     }
                     (Some(_), true) => {
@@ -486,6 +511,15 @@ impl Builder<'_> {
 }
 
 const ETCDCTL_ENV: &str = "/etc/kubeha/etcdctl.env";
+
+/// Whether a present file differs from its desired contents. etcd's config is compared without the settings
+/// etcd reads only at its first start (they are set at join time to the membership of that moment).
+fn differs(state: &crate::facts::observe::HostState, f: &desired::ManagedFile) -> bool {
+    match (f.path.as_str(), state.digest(ETCD_CONFIG_RUNTIME)) {
+        (ETCD_CONFIG, Some(runtime)) => state.has(ETCD_CONFIG) && runtime != observe::runtime_digest(&f.contents),
+        _ => state.digest(&f.path).is_some_and(|d| d != f.digest),
+    }
+}
 
 /// Where an operator whose cluster lost quorum goes next.
 pub const RESTORE_HINT: &str = "restore from a snapshot: `kubeha etcd restore -i FILE --snapshot SNAPSHOT`, then `kubeha apply` (docs/restore.md)";

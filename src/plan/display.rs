@@ -48,7 +48,7 @@ pub fn describe(action: &Action) -> String {
         Action::StoreClusterState { .. } => "store the cluster state (0600)".to_string(),
         Action::ConfigureHost { files: f } => format!("write {} and load them", f.join(", ")),
         Action::InstallEtcdFiles { member, files: f } => format!("install {} of etcd member {member} (keys 0600)", files(f)),
-        Action::StartEtcdMember { member, initial_cluster_state, restart } => match (*initial_cluster_state, restart) {
+        Action::StartEtcdMember { member, initial_cluster_state, restart, .. } => match (*initial_cluster_state, restart) {
             (_, true) => format!("restart etcd member {member}"),
             ("new", _) => format!("start etcd member {member} as a new cluster of one"),
             _ => format!("start etcd member {member} into the existing cluster"),

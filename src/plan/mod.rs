@@ -91,6 +91,10 @@ pub enum Action {
         member: String,
         initial_cluster_state: &'static str,
         restart: bool,
+        /// For a member joining an existing cluster: the members at that moment plus itself (name=peer URL),
+        /// written into its config just before the start, with initial-cluster-state existing.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        initial_cluster: Option<String>,
     },
     AddEtcdLearner {
         member: String,

@@ -16,7 +16,18 @@ pub const VIP: &str = "198.18.0.100";
 /// A command on a lab machine through the system's OpenSSH client, with strict host-key checking.
 pub fn ssh(address: &str, script: &str) -> Output {
     Command::new("ssh")
-        .args(["-i", KEY, "-o", &format!("UserKnownHostsFile={KNOWN_HOSTS}"), "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"])
+        .args([
+            "-i",
+            KEY,
+            "-o",
+            &format!("UserKnownHostsFile={KNOWN_HOSTS}"),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+        ])
         .arg(format!("root@{address}"))
         .arg(script)
         .output()

@@ -1,4 +1,4 @@
+pub mod drill;
 pub mod etcd_cluster;
 pub mod lab;
 pub mod sshd;
-pub mod drill;

@@ -216,6 +216,12 @@ fn a_dead_member_is_removed_with_a_snapshot_then_its_replacement_added() {
     let Action::Gate(before) = &plan.steps().find(|s| s.id == "etcd/cp-2/gate-before").unwrap().action else { panic!() };
     assert_eq!(before.voters, ["cp-1", "cp-2", "cp-3"]);
     assert_eq!(before.may_be_down, ["cp-2"], "only the leaving member may be down");
+    let Action::StartEtcdMember { initial_cluster: Some(initial), initial_cluster_state: "existing", .. } =
+        &plan.steps().find(|s| s.id == "etcd/cp-4/start").unwrap().action
+    else {
+        panic!("a joining member starts with the current membership")
+    };
+    assert_eq!(initial, "cp-1=https://198.18.0.11:2380,cp-3=https://198.18.0.13:2380,cp-4=https://198.18.0.14:2380");
     let Action::Gate(after) = &plan.steps().find(|s| s.id == "etcd/cp-4/gate-before").unwrap().action else { panic!() };
     assert_eq!(after.voters, ["cp-1", "cp-3"]);
     assert!(after.may_be_down.is_empty());
