@@ -72,6 +72,10 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             ctx.place(host, files).await?;
             kubeadm::init(t, *reset_first).await.map(|_| true).map_err(fail)
         }
+        Action::UploadKubeadmConfig { files } => {
+            ctx.place(host, files).await?;
+            kubeadm::upload_config(t).await.map(|_| true).map_err(fail)
+        }
         Action::UploadCerts { .. } => kubeadm::upload_certs(t).await.map(|_| true).map_err(fail),
         Action::KubeadmJoinControlPlane { files, reset_first, .. } | Action::KubeadmJoinWorker { files, reset_first, .. } => {
             ctx.place(host, files).await?;

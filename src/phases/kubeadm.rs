@@ -23,6 +23,11 @@ pub async fn join(t: &dyn Transport, reset_first: bool) -> Result<(), SshError> 
     t.run(&kubeadm(&format!("join --config {KUBEADM_CONFIG}"), reset_first)).await.map(|_| ())
 }
 
+/// Replaces the cluster's ClusterConfiguration with the config file's (new etcd endpoints, SANs).
+pub async fn upload_config(t: &dyn Transport) -> Result<(), SshError> {
+    t.run(&kubeadm(&format!("init phase upload-config kubeadm --config {KUBEADM_CONFIG}"), false)).await.map(|_| ())
+}
+
 /// Uploads the control-plane certificates again with the certificate key of the config: kubeadm deletes
 /// them 2 h after init, and joins in a later run need them.
 pub async fn upload_certs(t: &dyn Transport) -> Result<(), SshError> {

@@ -391,7 +391,9 @@ impl Builder<'_> {
                 steps.push(step(format!("kubeadm/{}/join", h.name), &h.name, action, self.join_reason(h)));
             } else {
                 if let Some((files, why)) = self.stale(&h.name, Group::Kubeadm) {
-                    steps.push(step(format!("kubeadm/{}/config", h.name), &h.name, Action::PlaceFiles { files }, why));
+                    // Only the first control plane's file holds the ClusterConfiguration (init.yaml).
+                    let action = if i == 0 { Action::UploadKubeadmConfig { files } } else { Action::PlaceFiles { files } };
+                    steps.push(step(format!("kubeadm/{}/config", h.name), &h.name, action, why));
                 }
                 continue;
             }

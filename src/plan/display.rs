@@ -68,6 +68,9 @@ pub fn describe(action: &Action) -> String {
         Action::KubeadmInit { endpoint, config, reset_first, .. } => {
             format!("{}place the cluster CA, kubeadm init --config {config} --upload-certs (endpoint {endpoint})", reset(*reset_first))
         }
+        Action::UploadKubeadmConfig { files: f } => {
+            format!("write {} and upload its ClusterConfiguration (kubeadm init phase upload-config kubeadm)", files(f))
+        }
         Action::UploadCerts { config } => format!("kubeadm init phase upload-certs --upload-certs --config {config}"),
         Action::KubeadmJoinControlPlane { endpoint, config, reset_first, .. } => {
             format!("{}kubeadm join --config {config} as a control plane through {endpoint}", reset(*reset_first))

@@ -141,6 +141,11 @@ pub enum Action {
         files: Vec<String>,
         reset_first: bool,
     },
+    /// The first control plane's changed kubeadm config, placed and its ClusterConfiguration uploaded to the
+    /// cluster (kube-system/kubeadm-config): joins read the etcd endpoints from there, not from their own file.
+    UploadKubeadmConfig {
+        files: Vec<String>,
+    },
     /// Uploads the control-plane certificates again (kubeadm keeps them 2 h) for joins after an earlier init.
     UploadCerts {
         config: String,

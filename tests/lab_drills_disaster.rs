@@ -1,0 +1,102 @@
+//! Fault drills around failures that stop a run or take quorum away, on one lab (3 control planes + 2 workers):
+//! 3. a control plane is partitioned while apply runs: apply stops with an error naming it; healed, the next
+//!    apply converges;
+//! 4. 2 of 3 control planes die: a replace is refused with the restore instructions; `kubeha etcd restore`
+//!    from a snapshot, then apply, bring the cluster back with exactly the keys of the snapshot.
+//!
+//! Checked with etcdctl and the OpenSSH client, not with kubeha. Needs root (see tests/lab_machines.rs).
+mod support;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::drill::*;
+use support::lab::{INVENTORY, Lab};
+
+const CP1: &str = "198.18.0.11";
+const CP2: &str = "198.18.0.12";
+const CP3: &str = "198.18.0.13";
+const CP4: &str = "198.18.0.14";
+
+fn lab_inventory() -> &'static Path {
+    Path::new(INVENTORY)
+}
+
+/// Waits (bounded) until the newest journal under `state` records `step` as done.
+fn wait_for_step(state: &Path, step: &str) {
+    let needle = format!("\"stepId\":\"{step}\"");
+    let started = Instant::now();
+    loop {
+        if newest_journal(state).and_then(|j| std::fs::read_to_string(j).ok()).is_some_and(|t| t.lines().any(|l| l.contains(&needle) && l.contains("stepDone")))
+        {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "step {step} not done within 180 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn partition_during_apply_then_quorum_loss_and_restore() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = state.path();
+    let _lab = Lab::up();
+
+    // Drill 3: cp-3 loses its link while apply is adding etcd members.
+    let started = Instant::now();
+    let apply = kubeha_with(lab_inventory(), state, &["apply", "--yes"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_step(state, "etcd/cp-2/gate-after");
+    let etcdctl = Arc::new(Etcdctl::from(CP1));
+    let monitor = QuorumMonitor::start(etcdctl.clone(), vec![CP1.into(), CP2.into()]);
+    kubeha_ok(lab_inventory(), state, &["lab", "partition", "cp-3"]);
+    let partitioned_at = Instant::now();
+    let failed = apply.wait_with_output().unwrap();
+    let stopped_after = partitioned_at.elapsed();
+    eprintln!("{}", text(&failed));
+    assert_eq!(failed.status.code(), Some(1), "apply fails when a host is cut off");
+    assert!(text(&failed).contains("FAILED at step") && text(&failed).contains("cp-3"), "the error names the host");
+    kubeha_ok(lab_inventory(), state, &["lab", "heal", "cp-3"]);
+    kubeha_ok(lab_inventory(), state, &["apply", "--yes"]);
+    let m = monitor.finish();
+    report(&format!("3 (partition cp-3 during apply; apply stopped {:.1} s after the cut)", stopped_after.as_secs_f64()), started, &m);
+    assert!(m.longest_unavailable <= ONE_ELECTION, "writes unavailable for {:?}", m.longest_unavailable);
+    assert_eq!(etcdctl.members(&[CP1]), ["cp-1", "cp-2", "cp-3"]);
+    let plan = kubeha_with(lab_inventory(), state, &["plan", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "converged after healing:\n{}", text(&plan));
+
+    // Drill 4: a snapshot, writes after it, then cp-2 and cp-3 die: quorum is lost.
+    let started = Instant::now();
+    etcdctl.write_keys(&[CP1], "drill/", 1000);
+    let snapshot = dir.path().join("lab.db");
+    kubeha_ok(lab_inventory(), state, &["etcd", "snapshot", "-o", snapshot.to_str().unwrap()]);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&snapshot).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the snapshot holds every secret of the cluster");
+    etcdctl.write_keys(&[CP1], "after-snapshot/", 100);
+    kubeha_ok(lab_inventory(), state, &["lab", "kill", "cp-2"]);
+    kubeha_ok(lab_inventory(), state, &["lab", "kill", "cp-3"]);
+
+    let replaced = edited_inventory(dir.path(), "replaced.yaml", |t| t.replace(&control_plane("cp-2", CP2, "az-b"), &control_plane("cp-4", CP4, "az-b")));
+    kubeha_ok(&replaced, state, &["lab", "up"]);
+    let refused = kubeha_with(&replaced, state, &["node", "replace", "cp-2", "--with", "cp-4", "--yes"]).output().unwrap();
+    eprintln!("{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("LOST QUORUM") && text(&refused).contains("kubeha etcd restore"), "refused with the way out");
+    let status = kubeha_with(lab_inventory(), state, &["status"]).output().unwrap();
+    assert_eq!(status.status.code(), Some(1), "status says quorum is lost:\n{}", text(&status));
+
+    // The way out: restore a one-member cluster on cp-1 from the snapshot; the dead machines come back with
+    // their old data, which apply moves aside before it adds them again, one at a time.
+    kubeha_ok(lab_inventory(), state, &["etcd", "restore", "--snapshot", snapshot.to_str().unwrap(), "--yes"]);
+    assert_eq!(etcdctl.members(&[CP1]), ["cp-1"]);
+    kubeha_ok(lab_inventory(), state, &["lab", "up"]);
+    kubeha_ok(lab_inventory(), state, &["apply", "--yes"]);
+    eprintln!("DRILL 4 (2 of 3 lost, refused replace, restore, apply): {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(etcdctl.members(&[CP1]), ["cp-1", "cp-2", "cp-3"]);
+    assert_eq!(etcdctl.count(&[CP1, CP2, CP3], "drill/"), 1000, "the snapshot's keys are back");
+    assert_eq!(etcdctl.count(&[CP1, CP2, CP3], "after-snapshot/"), 0, "writes after the snapshot are gone, as documented");
+    let plan = kubeha_with(lab_inventory(), state, &["plan", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "converged after the restore:\n{}", text(&plan));
+    let verify = kubeha_with(lab_inventory(), state, &["verify"]).output().unwrap();
+    assert!(verify.status.success(), "{}", text(&verify));
+}
