@@ -800,6 +800,20 @@ class TestCluster(ClusterFixture):
                                          self.cp1.path("/etc/kubeha/kubeadm.yaml")))
         self.assertEqual(out.strip().splitlines()[-1], CERT_KEY)
 
+    def test_13b_upload_config_replaces_the_cluster_configuration(self):
+        etcd = Etcd(self.etcd.endpoints(), self.pki.ca_crt, self.pki.client_crt, self.pki.client_key)
+        init, cc, kubelet = init_docs(self.cp1, self.etcd.endpoints(), self.endpoint, self.api_port)
+        cc["apiServer"]["certSANs"] = cc["apiServer"]["certSANs"] + ["replaced-cp.example"]
+        self.assertOk(self.cp1.run("kubeadm", "init", "phase", "upload-config", "kubeadm", "--config",
+                                   self.cp1.write_config([init, cc, kubelet], "upload.yaml")))
+        self.assertIn("replaced-cp.example", etcd.get("cluster-config")["apiServer"]["certSANs"])
+        # checked like init: an etcd endpoint that does not answer is refused and nothing changes
+        cc["etcd"]["external"]["endpoints"] = list(self.etcd.endpoints()) + ["https://127.0.0.99:2379"]
+        cc["apiServer"]["certSANs"] = ["never-stored.example"]
+        self.assertFails(self.cp1.run("kubeadm", "init", "phase", "upload-config", "kubeadm", "--config",
+                                      self.cp1.write_config([init, cc, kubelet], "upload.yaml")), "127.0.0.99")
+        self.assertNotIn("never-stored.example", etcd.get("cluster-config")["apiServer"]["certSANs"])
+
     def test_14_readyz_fails_when_local_etcd_dies(self):
         ca = self.cp1.path("/etc/kubernetes/pki/ca.crt")
         cp3_url = f"https://{CP_IPS[2]}:{self.api_port}"
