@@ -228,7 +228,13 @@ fn a_dead_member_is_removed_with_a_snapshot_then_its_replacement_added() {
     // The load balancer follows on the staying control planes, the new one joins, the old node goes.
     let lb: Vec<&str> = plan.phases.iter().find(|p| p.name == "loadbalancer").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(lb, ["lb/cp-1", "lb/cp-4", "lb/cp-3", "lb/vip"]);
-    assert!(plan.steps().any(|s| s.id == "kubeadm/cp-4/join"));
+    let cp: Vec<&str> = plan.phases.iter().find(|p| p.name == "control-plane").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        cp,
+        ["kubeadm/cp-1/config", "kubeadm/upload-certs", "kubeadm/cp-4/join", "kubeadm/cp-4/ready"],
+        "new etcd endpoints reach the cluster before the join"
+    );
+    assert!(matches!(plan.steps().find(|s| s.id == "kubeadm/cp-1/config").unwrap().action, Action::UploadKubeadmConfig { .. }));
     assert!(plan.steps().any(|s| s.id == "retire/cp-2/node"));
     assert!(!plan.steps().any(|s| s.id == "retire/cp-2/reset"), "a dead host is not reset");
     assert!(plan.findings.iter().any(|f| f.host == "cp-2" && f.problem.contains("cannot be reset") && !f.fatal));
