@@ -153,7 +153,7 @@ impl Etcdctl {
 
     /// How many keys exist under `prefix`.
     pub fn count(&self, endpoints: &[&str], prefix: &str) -> usize {
-        let out = self.run(endpoints, &["get", prefix, "--prefix", "--count-only", "-w", "json"]);
+        let out = self.run(endpoints, &["get", prefix, "--prefix", "--keys-only", "-w", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["count"].as_u64().unwrap_or(0) as usize
     }
