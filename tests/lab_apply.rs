@@ -3,46 +3,17 @@
 //! Results are checked with tools other than kubeha's own code: the OpenSSH client, etcdctl inside the
 //! machines with /etc/kubeha/etcdctl.env, `ip addr`, curl. Needs root (see tests/lab_machines.rs).
 mod support;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::drill::{VIP, kill_after, kubeha_with, newest_journal, ssh, text};
 use support::lab::{INVENTORY, Lab, kubeha};
 
-const KEY: &str = "/var/lib/kubeha/lab/lab/id_ed25519";
-const KNOWN_HOSTS: &str = "/var/lib/kubeha/lab/lab/known_hosts";
 const CONTROL_PLANES: [(&str, &str); 3] = [("cp-1", "198.18.0.11"), ("cp-2", "198.18.0.12"), ("cp-3", "198.18.0.13")];
-const VIP: &str = "198.18.0.100";
 
-/// A command on a lab machine through the system's OpenSSH client, with strict host-key checking.
-fn ssh(address: &str, script: &str) -> Output {
-    Command::new("ssh")
-        .args([
-            "-i",
-            KEY,
-            "-o",
-            &format!("UserKnownHostsFile={KNOWN_HOSTS}"),
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-        ])
-        .arg(format!("root@{address}"))
-        .arg(script)
-        .output()
-        .expect("the OpenSSH client runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// kubeha with its run folders under `state`, so the test can read its journal.
+/// kubeha on the lab inventory with its run folders under `state`, so the test can read its journal.
 fn kubeha_in(state: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("kubeha"));
-    c.args(args).args(["-i", INVENTORY]).env("KUBEHA_STATE_DIR", state);
-    c
+    kubeha_with(Path::new(INVENTORY), state, args)
 }
 
 fn apply(state: &Path) -> Output {
@@ -54,33 +25,9 @@ fn summary(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("apply --output json: {e}\n{}", text(out)))
 }
 
-/// The journal of the newest run under `state`.
-fn newest_journal(state: &Path) -> Option<PathBuf> {
-    let runs = state.join("lab/runs");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    dirs.sort();
-    dirs.pop().map(|d| d.join("journal.jsonl"))
-}
-
-/// Starts an apply and SIGKILLs it as soon as its journal records `step` as done (bounded wait).
+/// Starts an apply and SIGKILLs it as soon as its journal records `step` as done.
 fn kill_apply_after(state: &Path, step: &str) {
-    let before = newest_journal(state);
-    let mut child: Child = kubeha_in(state, &["apply", "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let needle = format!("\"stepId\":\"{step}\"");
-    let started = Instant::now();
-    loop {
-        let journal = newest_journal(state).filter(|j| Some(j) != before.as_ref());
-        if journal.and_then(|j| std::fs::read_to_string(j).ok()).is_some_and(|t| t.contains(&needle) && t.contains("stepDone")) {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("apply ended ({status}) before step {step} was done");
-        }
-        assert!(started.elapsed() < Duration::from_secs(180), "step {step} not done within 180 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap(); // SIGKILL: no cleanup, the lock and a half-done change stay behind
-    child.wait().unwrap();
+    kill_after(Path::new(INVENTORY), state, &["apply", "--yes"], step);
 }
 
 fn members(address: &str) -> serde_json::Value {

@@ -11,16 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::drill::*;
-use support::lab::{INVENTORY, Lab};
-
-const CP1: &str = "198.18.0.11";
-const CP2: &str = "198.18.0.12";
-const CP3: &str = "198.18.0.13";
-const CP4: &str = "198.18.0.14";
-
-fn lab_inventory() -> &'static Path {
-    Path::new(INVENTORY)
-}
+use support::lab::Lab;
 
 /// Waits (bounded) until the newest journal under `state` records `step` as done.
 fn wait_for_step(state: &Path, step: &str) {

@@ -13,21 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use support::drill::*;
-use support::lab::{INVENTORY, Lab};
-
-const CP1: &str = "198.18.0.11";
-const CP2: &str = "198.18.0.12";
-const CP3: &str = "198.18.0.13";
-const CP4: &str = "198.18.0.14";
-const CP5: &str = "198.18.0.15";
-const CP6: &str = "198.18.0.16";
-const CP7: &str = "198.18.0.17";
-const CP8: &str = "198.18.0.18";
-const WK1: &str = "198.18.0.21";
-
-fn lab_inventory() -> &'static Path {
-    Path::new(INVENTORY)
-}
+use support::lab::Lab;
 
 /// HAProxy's running backends on a control plane, from its stats page: "name address" per server.
 fn haproxy_backends(cp: &str) -> Vec<String> {

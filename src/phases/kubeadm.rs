@@ -4,6 +4,7 @@
 use crate::plan::desired::ADMIN_CONF;
 use crate::render::KUBEADM_CONFIG;
 use crate::ssh::{Command, SshError, Transport, quote};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// kubeadm waits for the API server itself; this bounds the whole command.
@@ -82,55 +83,52 @@ pub async fn label(t: &dyn Transport, node: &str, labels: &[String]) -> Result<(
     t.run(&kubectl(&format!("label node {} {words} --overwrite", quote::quote(node)))).await.map(|_| ())
 }
 
-/// Registered nodes and their labels, from `kubectl get nodes -o json`.
-pub fn parse_nodes(json: &str) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>, String> {
-    #[derive(serde::Deserialize)]
-    struct List {
-        items: Vec<Node>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Node {
-        metadata: Meta,
-    }
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        name: String,
-        #[serde(default)]
-        labels: std::collections::BTreeMap<String, String>,
-    }
-    let list: List = serde_json::from_str(json).map_err(|e| format!("kubectl get nodes -o json: {e}"))?;
-    Ok(list.items.into_iter().map(|n| (n.metadata.name, n.metadata.labels)).collect())
+/// The parts of `kubectl get nodes -o json` kubeha reads.
+#[derive(serde::Deserialize)]
+struct NodeList {
+    items: Vec<Node>,
 }
 
-/// Each node's InternalIP, from the same `kubectl get nodes -o json`: how a worker that left the inventory
-/// is still reached to reset it.
-pub fn parse_node_addresses(json: &str) -> std::collections::BTreeMap<String, std::net::IpAddr> {
-    #[derive(serde::Deserialize)]
-    struct List {
-        items: Vec<Node>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Node {
-        metadata: Meta,
-        #[serde(default)]
-        status: Status,
-    }
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        name: String,
-    }
-    #[derive(serde::Deserialize, Default)]
-    struct Status {
-        #[serde(default)]
-        addresses: Vec<Address>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Address {
-        #[serde(rename = "type")]
-        kind: String,
-        address: String,
-    }
-    let Ok(list) = serde_json::from_str::<List>(json) else { return Default::default() };
+#[derive(serde::Deserialize)]
+struct Node {
+    metadata: NodeMeta,
+    #[serde(default)]
+    status: NodeStatus,
+}
+
+#[derive(serde::Deserialize)]
+struct NodeMeta {
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct NodeStatus {
+    #[serde(default)]
+    addresses: Vec<NodeAddress>,
+}
+
+#[derive(serde::Deserialize)]
+struct NodeAddress {
+    #[serde(rename = "type")]
+    kind: String,
+    address: String,
+}
+
+fn node_list(json: &str) -> Result<NodeList, String> {
+    serde_json::from_str(json).map_err(|e| format!("kubectl get nodes -o json: {e}"))
+}
+
+/// Registered nodes and their labels, from `kubectl get nodes -o json`.
+pub fn parse_nodes(json: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
+    Ok(node_list(json)?.items.into_iter().map(|n| (n.metadata.name, n.metadata.labels)).collect())
+}
+
+/// Each node's InternalIP, from the same output: how a worker that left the inventory is still reached to
+/// reset it. Nodes without one are left out.
+pub fn parse_node_addresses(json: &str) -> BTreeMap<String, std::net::IpAddr> {
+    let Ok(list) = node_list(json) else { return BTreeMap::new() };
     list.items
         .into_iter()
         .filter_map(|n| {

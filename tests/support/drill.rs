@@ -12,6 +12,20 @@ use std::time::{Duration, Instant};
 pub const KEY: &str = "/var/lib/kubeha/lab/lab/id_ed25519";
 pub const KNOWN_HOSTS: &str = "/var/lib/kubeha/lab/lab/known_hosts";
 pub const VIP: &str = "198.18.0.100";
+/// Lab addresses: the inventory's three control planes, the machines drills add, and a worker.
+pub const CP1: &str = "198.18.0.11";
+pub const CP2: &str = "198.18.0.12";
+pub const CP3: &str = "198.18.0.13";
+pub const CP4: &str = "198.18.0.14";
+pub const CP5: &str = "198.18.0.15";
+pub const CP6: &str = "198.18.0.16";
+pub const CP7: &str = "198.18.0.17";
+pub const CP8: &str = "198.18.0.18";
+pub const WK1: &str = "198.18.0.21";
+
+pub fn lab_inventory() -> &'static Path {
+    Path::new(super::lab::INVENTORY)
+}
 
 /// A command on a lab machine through the system's OpenSSH client, with strict host-key checking.
 pub fn ssh(address: &str, script: &str) -> Output {
