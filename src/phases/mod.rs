@@ -4,4 +4,6 @@ pub mod files;
 pub mod host;
 pub mod kubeadm;
 pub mod loadbalancer;
+pub mod restore;
+pub mod snapshot;
 pub mod verify;
