@@ -2,6 +2,7 @@
 //! returns an [`Outcome`]; exit codes are decided here and nowhere else.
 mod apply;
 mod check;
+mod etcd;
 mod facts;
 mod init;
 mod lab;
@@ -36,6 +37,8 @@ enum Command {
     Apply(apply::Args),
     /// Check the running cluster: etcd quorum and leader, the VIP, HAProxy backends, /readyz, nodes and labels.
     Verify(verify::Args),
+    /// etcd snapshots (save and download) and restore after a loss of quorum (docs/restore.md).
+    Etcd(etcd::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
     /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Etcd(args) => etcd::run(args),
         Command::Lab(args) => lab::run(args),
     };
     match result {
