@@ -43,6 +43,10 @@ struct SnapshotArgs {
     /// Replace OUT when it exists.
     #[arg(long)]
     force: bool,
+    /// Take it from this control plane's member, even when etcd has no quorum: after a loss of quorum, a
+    /// surviving member's data may be newer than the last snapshot (it is as new as that member got).
+    #[arg(long, value_name = "HOST")]
+    from: Option<String>,
     /// `json` prints the snapshot's details as JSON on stdout.
     #[arg(long, value_enum, default_value_t)]
     output: OutputFormat,
@@ -127,16 +131,28 @@ async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<O
     if cps.is_empty() {
         bail!("no control plane is reachable over SSH:\n  {}", down.join("\n  "));
     }
-    let transports: Vec<&dyn Transport> = cps.iter().map(|(_, t)| t.as_ref()).collect();
-    let view = etcd::view_from_any(&transports).await.map_err(|e| anyhow::anyhow!("no etcd member answers on {}: {e}", names(&cps)))?;
-    // A snapshot of any healthy voting member holds every committed write; a learner refuses snapshots.
-    let healthy_voter = |h: &Host| view.members.iter().any(|m| m.name == h.name && !m.is_learner && view.healthy(m).is_ok());
-    let Some((host, t)) = cps.iter().find(|(h, _)| healthy_voter(h)) else {
-        bail!(
-            "no reachable control plane runs a healthy voting etcd member (members: {}); `kubeha verify -i {}` shows etcd's state",
-            etcd::describe(&view),
-            args.inventory.path.display()
-        );
+    let (host, t) = match &args.from {
+        // The member only has to answer (save checks that first); what it holds is the operator's choice.
+        Some(name) => match cps.iter().find(|(h, _)| &h.name == name) {
+            Some(found) => found,
+            None if inv.control_planes().any(|h| &h.name == name) => bail!("--from {name}: the host is unreachable ({})", down.join("; ")),
+            None => bail!("--from {name}: not a control plane of the inventory"),
+        },
+        None => {
+            let transports: Vec<&dyn Transport> = cps.iter().map(|(_, t)| t.as_ref()).collect();
+            let view = etcd::view_from_any(&transports).await.map_err(|e| anyhow::anyhow!("no etcd member answers on {}: {e}", names(&cps)))?;
+            // A snapshot of a healthy voting member holds every committed write; a learner may lag behind.
+            let healthy_voter = |h: &Host| view.members.iter().any(|m| m.name == h.name && !m.is_learner && view.healthy(m).is_ok());
+            let Some(found) = cps.iter().find(|(h, _)| healthy_voter(h)) else {
+                bail!(
+                    "no reachable control plane runs a healthy voting etcd member (members: {}); `kubeha verify -i {}` shows etcd's \
+                     state. After a loss of quorum, --from HOST takes the snapshot from a surviving member",
+                    etcd::describe(&view),
+                    args.inventory.path.display()
+                );
+            };
+            found
+        }
     };
     let started = Instant::now();
     let info = snapshot::save(t.as_ref(), "manual").await?;
@@ -248,6 +264,11 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
             down.join("; ")
         );
     }
+    let first = inv.control_planes().next().map(|h| h.name.clone()).unwrap_or_default();
+    let seed_not_first = seed.0.name != first;
+    if seed_not_first {
+        eprintln!("  warning: {}", seed_not_first_warning(&seed.0.name, &first));
+    }
     eprintln!("  Every write made after the snapshot was taken is lost.");
     if !args.yes && !confirm(&inv.name)? {
         eprintln!("nothing was changed");
@@ -289,6 +310,9 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
             format!("; hosts that were unreachable ({}) keep old etcd data: apply moves it aside when they come back", down_names.join(", "))
         };
         println!("Next: run `kubeha apply -i {inventory}` to add {} back one at a time{unreachable}.", others.join(", "));
+        if seed_not_first {
+            println!("Warning: {}", seed_not_first_warning(&seed.0.name, &first));
+        }
         println!("Then restart the Kubernetes control plane and run `kubeha verify -i {inventory}` (docs/restore.md).");
     }
     Ok(Outcome::Success)
@@ -335,6 +359,19 @@ async fn restore_on(
     let count = restore::start(t, layout, &seed_host.name, RESTORED_HEALTHY_WITHIN).await?;
     eprintln!("{}: etcd is up and healthy", seed_host.name);
     Ok((count, moved))
+}
+
+/// `apply` renders each member's etcd configuration for joining the control planes before it in inventory
+/// order, and the first one's for starting a new cluster. After a restore on another control plane that
+/// first one would start an empty cluster of its own when apply adds it (seen in the lab), so the operator
+/// must know before running apply.
+fn seed_not_first_warning(seed: &str, first: &str) -> String {
+    format!(
+        "{seed} is not the inventory's first control plane ({first}). kubeha apply writes etcd's initial-cluster in \
+         inventory order, so it would start {first} as a separate, empty etcd cluster instead of joining it to {seed}. \
+         Restore on {first} (--on {first}) when it is reachable; otherwise add the members back by hand \
+         (docs/restore.md, section 9) before running apply."
+    )
 }
 
 fn confirm(cluster: &str) -> anyhow::Result<bool> {
