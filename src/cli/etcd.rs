@@ -121,6 +121,8 @@ struct SnapshotReport<'a> {
     download_seconds: f64,
 }
 
+/// No cluster lock: a snapshot changes no membership and may run beside an apply (whose own snapshots go to
+/// the same folder; rotation never removes the newest files, so neither run removes the other's).
 async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<Outcome> {
     // Checked first so that a refused run leaves no snapshot behind; checked again when writing.
     if args.out.symlink_metadata().is_ok() && !args.force {
@@ -335,13 +337,24 @@ async fn restore_on(
     let status = restore::verify(t, tool, &path, sha).await?;
     eprintln!("{}: snapshot uploaded to {path} and read by {}: revision {}, {} keys", seed_host.name, tool.program(), status.revision, status.total_keys);
 
+    // From here on etcd is being taken down: a failure must say what state it left and how to go on.
+    let aside = format!("{}.before-restore-{stamp}", layout.data_dir);
+    let left = |e: snapshot::SnapshotError| {
+        anyhow::anyhow!(
+            "{e}\netcd may be stopped on {} and its data moved to {aside}. Fix the cause and run the same restore again \
+             (data already set aside stays there); or, to go back, on each control plane: \
+             mv -T {aside} {} && systemctl enable --now etcd",
+            names(cps),
+            layout.data_dir
+        )
+    };
     for (h, t) in cps {
-        restore::stop(t.as_ref(), h.name != seed_host.name).await?;
+        restore::stop(t.as_ref(), h.name != seed_host.name).await.map_err(left)?;
         eprintln!("{}: etcd stopped", h.name);
     }
     let mut moved = Vec::new();
     for (h, t) in cps {
-        match restore::set_aside(t.as_ref(), layout, stamp).await? {
+        match restore::set_aside(t.as_ref(), layout, stamp).await.map_err(left)? {
             Some(to) => {
                 eprintln!("{}: {} moved to {to}", h.name, layout.data_dir);
                 moved.push(format!("{}:{to}", h.name));
@@ -354,9 +367,11 @@ async fn restore_on(
     let token = format!("{}-restore-{stamp}-{}", inv.name, random.iter().map(|b| format!("{b:02x}")).collect::<String>());
     let peer = peer_url(seed_host);
     let spec = RestoreSpec { snapshot: &path, name: &seed_host.name, peer_url: &peer, token: &token, data_dir: &layout.data_dir, bump_revision: bump };
-    restore::restore(t, layout, tool, bump, &spec, stamp).await?;
+    restore::restore(t, layout, tool, bump, &spec, stamp).await.map_err(left)?;
     eprintln!("{}: snapshot restored into {} (new cluster token {token}){}", seed_host.name, layout.data_dir, if bump { ", revisions bumped" } else { "" });
-    let count = restore::start(t, layout, &seed_host.name, RESTORED_HEALTHY_WITHIN).await?;
+    let count = restore::start(t, layout, &seed_host.name, RESTORED_HEALTHY_WITHIN).await.map_err(|e| {
+        anyhow::anyhow!("{e}\nThe restored data is in {} on {}; `journalctl -u etcd` there says why etcd does not serve.", layout.data_dir, seed_host.name)
+    })?;
     eprintln!("{}: etcd is up and healthy", seed_host.name);
     Ok((count, moved))
 }
