@@ -287,7 +287,10 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
     }
     let started = Instant::now();
     let result = restore_on(&cps, &seed, &layout, &bytes, &sha, &stamp, inv).await;
-    held.release().await?;
+    // The restore's own error matters more than the lock's; a lock left behind is seen as stale later.
+    if let Err(e) = held.release().await {
+        eprintln!("warning: the cluster lock could not be released: {e}");
+    }
     let (count, moved) = result?;
 
     let seconds = started.elapsed().as_secs_f64();
