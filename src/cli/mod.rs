@@ -2,6 +2,7 @@
 //! returns an [`Outcome`]; exit codes are decided here and nowhere else.
 mod apply;
 mod check;
+mod etcd;
 mod facts;
 mod init;
 mod lab;
@@ -42,6 +43,8 @@ enum Command {
     Verify(verify::Args),
     /// Show the cluster's health: hosts, etcd members and leader, the VIP, and how many more losses quorum takes.
     Status(status::Args),
+    /// etcd snapshots (save and download) and restore after a loss of quorum (docs/restore.md).
+    Etcd(etcd::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
     /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
@@ -95,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Node(args) => node::run(args),
         Command::Status(args) => status::run(args),
+        Command::Etcd(args) => etcd::run(args),
         Command::Lab(args) => lab::run(args),
     };
     match result {

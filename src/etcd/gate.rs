@@ -94,7 +94,7 @@ impl View {
         voters > 0 && self.healthy_voters().len() >= quorum::quorum(voters)
     }
 
-    /// Whether the member answered both status and health without errors; otherwise why not.
+    /// Whether `m` answered both status and health without errors; Err says how it failed.
     pub fn healthy(&self, m: &Member) -> Result<(), String> {
         let health = self.health.iter().find(|h| m.client_urls.contains(&h.endpoint));
         let status = self.statuses.iter().find(|s| s.member_id == m.id);
@@ -105,6 +105,29 @@ impl View {
             _ => Err("does not answer".into()),
         }
     }
+}
+
+/// Whether etcd, as seen in `view`, still works: a majority of its voting members healthy, and one leader
+/// that is a voting member. Ok describes it; Err says what is missing. (A gate asks more: the exact voters of
+/// the inventory and no learner; a restore only needs to know whether the cluster can still commit writes.)
+pub fn working_quorum(view: &View) -> Result<String, String> {
+    let voting: Vec<&Member> = view.members.iter().filter(|m| !m.is_learner).collect();
+    if voting.is_empty() {
+        return Err("etcd lists no voting member".into());
+    }
+    let healthy: Vec<&&Member> = voting.iter().filter(|m| view.healthy(m).is_ok()).collect();
+    let needed = quorum::quorum(voting.len());
+    if healthy.len() < needed {
+        let down: Vec<String> = voting.iter().filter(|m| view.healthy(m).is_err()).map(|m| m.label()).collect();
+        return Err(format!("only {} of {} voting members are healthy, {needed} are needed (not healthy: {})", healthy.len(), voting.len(), down.join(", ")));
+    }
+    let leaders: std::collections::BTreeSet<u64> = view.statuses.iter().filter(|s| healthy.iter().any(|m| m.id == s.member_id)).map(|s| s.leader).collect();
+    let leader = match (leaders.len(), leaders.iter().next()) {
+        (1, Some(id)) => voting.iter().find(|m| m.id == *id).map(|m| m.label()),
+        _ => None,
+    };
+    let Some(leader) = leader else { return Err("the healthy members do not agree on a leader".into()) };
+    Ok(format!("{} of {} voting members are healthy and {leader} leads", healthy.len(), voting.len()))
 }
 
 pub fn evaluate(gate: &Gate, view: &View) -> Result<(), GateFailure> {
@@ -227,6 +250,16 @@ mod tests {
         assert!(!down_two.has_quorum());
         assert_eq!(down_two.unhealthy_voters(), names(&["b", "c"]));
         assert!(evaluate(&gate, &down_two).is_err());
+    }
+
+    #[test]
+    fn working_quorum_needs_a_healthy_majority_and_a_leader() {
+        let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false), member(4, "d", true)];
+        assert_eq!(working_quorum(&view(&ms, 2, &["c"])), Ok("2 of 3 voting members are healthy and b leads".into()));
+        let lost = working_quorum(&view(&ms, 0, &["b", "c"])).unwrap_err();
+        assert!(lost.starts_with("only 1 of 3 voting members are healthy, 2 are needed (not healthy: b, c)"), "{lost}");
+        assert_eq!(working_quorum(&view(&ms, 0, &[])), Err("the healthy members do not agree on a leader".into()));
+        assert!(working_quorum(&View::default()).is_err());
     }
 
     #[test]

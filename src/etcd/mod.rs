@@ -3,4 +3,5 @@
 pub mod gate;
 pub mod membership;
 pub mod quorum;
+pub mod snapshot;
 pub mod status;

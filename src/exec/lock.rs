@@ -75,8 +75,8 @@ pub enum LockError {
          working on this cluster, run again with --force-unlock to take it over."
     )]
     Stale { host: String, holder: String, why: String },
-    #[error("the cluster lock needs a majority of the control planes ({needed} of {total}); only {reached} could be locked: {problems}")]
-    NoMajority { needed: usize, total: usize, reached: usize, problems: String },
+    #[error("the cluster lock needs {rule} of the control planes ({needed} of {total}); only {reached} could be locked: {problems}")]
+    NoMajority { rule: &'static str, needed: usize, total: usize, reached: usize, problems: String },
     #[error("cluster lock on {host}: {source}")]
     Transport { host: String, source: SshError },
 }
@@ -196,8 +196,33 @@ pub async fn acquire(
     force_unlock: bool,
     pid_alive: impl Fn(u32) -> bool,
 ) -> Result<ClusterLock, LockError> {
+    acquire_needing(control_planes, ("a majority", quorum::quorum(control_planes.len())), me, force_unlock, pid_alive).await
+}
+
+/// Takes the lock on every control plane given (all must be taken): `etcd restore` passes the reachable
+/// ones, because it runs exactly when a majority may be down, where `acquire` could never succeed. What a
+/// majority guarantees elsewhere comes here from the situation: a restore refuses while etcd has quorum, and an
+/// `apply` needs both quorum and a majority lock, so none can run beside it; a second restore that reaches any
+/// of the same control planes finds this lock. Not excluded: two restores from the two sides of a network
+/// partition that share no control plane; the restore names the unreachable hosts and asks the operator to
+/// make sure they are down. Unreachable hosts get no lock directory.
+pub async fn acquire_every(
+    control_planes: &[crate::ssh::targets::Connection],
+    me: Holder,
+    force_unlock: bool,
+    pid_alive: impl Fn(u32) -> bool,
+) -> Result<ClusterLock, LockError> {
+    acquire_needing(control_planes, ("every reachable one", control_planes.len()), me, force_unlock, pid_alive).await
+}
+
+async fn acquire_needing(
+    control_planes: &[crate::ssh::targets::Connection],
+    (rule, needed): (&'static str, usize),
+    me: Holder,
+    force_unlock: bool,
+    pid_alive: impl Fn(u32) -> bool,
+) -> Result<ClusterLock, LockError> {
     let total = control_planes.len();
-    let needed = quorum::quorum(total);
     let mut taken: Vec<Arc<dyn Transport>> = Vec::new();
     let mut problems = Vec::new();
     for (name, transport) in control_planes {
@@ -222,7 +247,7 @@ pub async fn acquire(
     if taken.len() < needed {
         let reached = taken.len();
         let _ = (ClusterLock { holder: me, hosts: taken }).release().await;
-        return Err(LockError::NoMajority { needed, total, reached, problems: problems.join("; ") });
+        return Err(LockError::NoMajority { rule, needed, total, reached, problems: problems.join("; ") });
     }
     Ok(ClusterLock { holder: me, hosts: taken })
 }

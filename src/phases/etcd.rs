@@ -49,10 +49,16 @@ pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&st
 /// (The variable is overridden rather than given as a flag: etcdctl refuses a flag that shadows its variable.)
 fn etcdctl(args: &[&str]) -> Command {
     let words = quote::join(args.iter().copied());
-    Command::script(format!(
-        "set -a; . /etc/kubeha/etcdctl.env; ETCDCTL_ENDPOINTS=https://127.0.0.1:2379; set +a; etcdctl --dial-timeout=3s --command-timeout=10s {words}"
-    ))
-    .timeout(ETCDCTL_TIMEOUT)
+    Command::script(format!("{} etcdctl --dial-timeout=3s --command-timeout=10s {words}", etcdctl_env(ETCDCTL_ENV, LOCAL_ENDPOINT))).timeout(ETCDCTL_TIMEOUT)
+}
+
+pub const ETCDCTL_ENV: &str = "/etc/kubeha/etcdctl.env";
+/// The member's own client URL, as its host reaches it.
+pub const LOCAL_ENDPOINT: &str = "https://127.0.0.1:2379";
+
+/// The shell prefix that gives etcdctl the variables of `env_file`, talking to `endpoint` only.
+pub fn etcdctl_env(env_file: &str, endpoint: &str) -> String {
+    format!("set -a; . {}; ETCDCTL_ENDPOINTS={}; set +a;", quote::quote(env_file), quote::quote(endpoint))
 }
 
 /// `etcdctl member list -w json` on `t`, as text.

@@ -4,6 +4,7 @@ pub mod files;
 pub mod host;
 pub mod kubeadm;
 pub mod loadbalancer;
+pub mod restore;
 pub mod retire;
 pub mod snapshot;
 pub mod verify;
