@@ -18,8 +18,12 @@ use support::lab::Lab;
 /// HAProxy's running backends on a control plane, from its stats page: "name address" per server.
 fn haproxy_backends(cp: &str) -> Vec<String> {
     let csv = ssh_ok(cp, "curl -sS --max-time 5 'http://127.0.0.1:8404/stats;csv'");
-    let mut servers: Vec<String> =
-        csv.lines().filter(|l| l.starts_with("kube-apiserver,") && !l.contains(",BACKEND,")).filter_map(|l| l.split(',').nth(1).map(String::from)).collect();
+    let mut servers: Vec<String> = csv
+        .lines()
+        .filter(|l| l.starts_with("kube-apiserver,"))
+        .filter_map(|l| l.split(',').nth(1).map(String::from))
+        .filter(|s| s != "FRONTEND" && s != "BACKEND")
+        .collect();
     servers.sort();
     servers
 }
