@@ -9,7 +9,7 @@ use crate::plan::{self, Observed, Plan};
 use crate::render::{self, templates::Templates};
 use crate::ssh::{self, SshError, Transport};
 use crate::state::{self, ClusterState, STATE_FILE};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The units whose state the planner looks at.
@@ -137,9 +137,9 @@ const LEAVING_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 
 /// The hosts that are in the cluster but not in the inventory (etcd members by their peer address, nodes by
 /// their InternalIP, plus `known` entries an operator named), reached with the inventory's SSH settings.
-async fn connect_leaving(inv: &Inventory, observed: &Observed, known: &[Host]) -> Hosts {
+async fn connect_leaving(inv: &Inventory, observed: &Observed, known: &[Host]) -> (Hosts, BTreeMap<String, String>) {
     let listed = |n: &str| inv.hosts.iter().any(|h| h.name == n);
-    let Some(template) = inv.control_planes().next() else { return Hosts::new() };
+    let Some(template) = inv.control_planes().next() else { return Default::default() };
     let mut leaving: Vec<Host> = known.iter().filter(|h| !listed(&h.name)).cloned().collect();
     let mut add = |name: &str, address: std::net::IpAddr| {
         if !listed(name) && !leaving.iter().any(|h| h.name == name) {
@@ -156,7 +156,18 @@ async fn connect_leaving(inv: &Inventory, observed: &Observed, known: &[Host]) -
     }
     let targets: Vec<ssh::HostTarget> = leaving.iter().map(ssh::targets::target).collect();
     let options = ssh::ConnectOptions { connect_timeout: LEAVING_CONNECT_TIMEOUT, ..ssh::targets::connect_options(inv, false) };
-    ssh::pool::connect_each(&targets, &options).await.into_iter().filter_map(|(name, r)| r.ok().map(|s| (name, s as Arc<dyn Transport>))).collect()
+    let (mut reached, mut failed) = (Hosts::new(), BTreeMap::new());
+    for (name, result) in ssh::pool::connect_each(&targets, &options).await {
+        match result {
+            Ok(session) => {
+                reached.insert(name, session as Arc<dyn Transport>);
+            }
+            Err(e) => {
+                failed.insert(name, e.to_string());
+            }
+        }
+    }
+    (reached, failed)
 }
 
 /// The IP address of a peer URL such as https://198.18.0.12:2380 or https://[fd00::2]:2380.
@@ -171,8 +182,9 @@ pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving
     let (state, new_cluster) = cluster_state(inv, hosts).await?;
     let desired = desired(inv, &state, templates)?;
     let mut observed = observe(inv, &desired, hosts).await?;
-    let leaving = connect_leaving(inv, &observed, leaving_known).await;
+    let (leaving, unreachable) = connect_leaving(inv, &observed, leaving_known).await;
     observed.reachable_leaving = leaving.keys().cloned().collect();
+    observed.unreachable_leaving = unreachable;
     if new_cluster {
         refuse_if_a_cluster_exists(&observed)?;
     }

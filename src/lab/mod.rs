@@ -89,9 +89,16 @@ fn ensure_key(layout: &Layout) -> Result<String> {
     std::fs::read_to_string(&public).with_context(|| format!("cannot read {}", public.display()))
 }
 
-/// Records every machine's host key, so SSH to the lab is checked as strictly as in production.
+/// Records every machine's host key, so SSH to the lab is checked as strictly as in production. Entries of
+/// machines the inventory no longer lists are kept, as an operator's known_hosts keeps a replaced host's key:
+/// kubeha still reaches a machine taken out of the inventory to reset it.
 fn write_known_hosts(layout: &Layout) -> Result<()> {
-    let mut text = String::new();
+    let listed = |line: &str| {
+        let names = line.split_whitespace().next().unwrap_or_default();
+        names.split(',').any(|n| layout.machines.iter().any(|m| m.name == n || m.address.to_string() == n))
+    };
+    let earlier = std::fs::read_to_string(layout.known_hosts_file()).unwrap_or_default();
+    let mut text: String = earlier.lines().filter(|l| !l.trim().is_empty() && !listed(l)).map(|l| format!("{l}\n")).collect();
     for m in &layout.machines {
         text.push_str(&format!("{},{} {}\n", m.name, m.address, machine::host_public_key(layout, &m.name)?));
     }

@@ -485,7 +485,10 @@ impl Builder<'_> {
             } else {
                 self.findings.push(Finding {
                     host: n.clone(),
-                    problem: format!("{n} leaves the cluster but does not answer over SSH, so it cannot be reset"),
+                    problem: match self.observed.unreachable_leaving.get(n) {
+                        Some(why) => format!("{n} leaves the cluster but cannot be reached over SSH ({why}), so it cannot be reset"),
+                        None => format!("{n} leaves the cluster but cannot be reached over SSH, so it cannot be reset"),
+                    },
                     fix: "before that machine runs again: `kubeadm reset -f; systemctl disable --now etcd keepalived haproxy kubelet; mv /var/lib/etcd /var/lib/etcd.removed` on it (otherwise it may claim the VIP)".into(),
                     fatal: false,
                 });

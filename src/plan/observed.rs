@@ -21,6 +21,8 @@ pub struct Observed {
     /// Hosts leaving the cluster (etcd members or nodes the inventory no longer lists) that answered over
     /// SSH: only these can be reset.
     pub reachable_leaving: std::collections::BTreeSet<String>,
+    /// Why each other leaving host could not be reached.
+    pub unreachable_leaving: BTreeMap<String, String>,
 }
 
 impl Observed {
