@@ -80,7 +80,15 @@ fn partition_during_apply_then_quorum_loss_and_restore() {
     // their old data, which apply moves aside before it adds them again, one at a time.
     kubeha_ok(lab_inventory(), state, &["etcd", "restore", "--snapshot", snapshot.to_str().unwrap(), "--yes"]);
     assert_eq!(etcdctl.members(&[CP1]), ["cp-1"]);
+    // docs/restore.md, sections 5 and 7: the dead control planes come back fenced (their old etcd stopped and
+    // set aside before it can re-form the old cluster), and the API servers restart on the restored data.
     kubeha_ok(lab_inventory(), state, &["lab", "up"]);
+    for cp in [CP2, CP3] {
+        ssh_ok(cp, "systemctl disable --now etcd && mv -T /var/lib/etcd /var/lib/etcd.before-restore-$(date -u +%Y%m%dT%H%M%SZ)");
+    }
+    for cp in [CP1, CP2, CP3] {
+        ssh_ok(cp, "systemctl restart kube-apiserver-standin.service");
+    }
     kubeha_ok(lab_inventory(), state, &["apply", "--yes"]);
     eprintln!("DRILL 4 (2 of 3 lost, refused replace, restore, apply): {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(etcdctl.members(&[CP1]), ["cp-1", "cp-2", "cp-3"]);

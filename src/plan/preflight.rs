@@ -99,7 +99,8 @@ fn host_findings(inv: &Inventory, h: &Host, facts: &HostFacts, state: &HostState
 fn ours(inv: &Inventory, h: &Host, port: u16, state: &HostState) -> bool {
     let lb_port = inv.load_balancer.vrrp().map(|v| v.port);
     match port {
-        2379 | 2380 => h.is_control_plane() && state.has("/etc/systemd/system/etcd.service") && state.is_active("etcd"),
+        // kubeha's etcd unit may be "activating" (waiting for peers), not active: the port is still its own.
+        2379 | 2380 => h.is_control_plane() && state.has("/etc/systemd/system/etcd.service"),
         p if p == API_SERVER_PORT => h.is_control_plane() && state.has(ADMIN_CONF),
         10250 => state.has(KUBELET_CONF),
         p if Some(p) == lb_port => h.is_control_plane() && state.has("/etc/haproxy/haproxy.cfg") && state.is_active("haproxy"),
