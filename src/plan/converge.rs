@@ -256,8 +256,8 @@ impl Builder<'_> {
         self.push("etcd", "etcd, one member at a time between quorum gates", Execution::Sequential, steps);
     }
 
-    /// Whether a running member must restart for its files: any changed file but etcdctl's environment,
-    /// except a config that differs only in the bootstrap settings etcd ignores once it has data.
+    /// Whether a running member must restart for its files: any changed file but etcdctl's environment
+    /// (a config that differs only in the bootstrap settings does not count as changed: see `differs`).
     fn etcd_needs_restart(&self, m: &str) -> bool {
         let state = self.observed.host(m);
         self.desired.host_files(m).filter(|f| group(&f.path) == Group::Etcd && state.digest(&f.path) != Some(f.digest.as_str())).any(|f| {
