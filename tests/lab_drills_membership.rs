@@ -123,8 +123,8 @@ fn replace_resume_grow_shrink_and_a_lost_zone() {
     eprintln!("{}", text(&status));
     assert_eq!(status.status.code(), Some(2), "degraded, quorum holds");
     let report_json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(report_json["etcd"]["votes"]["moreLossesTolerated"], 0, "{report_json}");
-    assert_eq!(report_json["etcd"]["votes"]["healthyVoters"], 3, "{report_json}");
+    assert_eq!(report_json["etcd"]["moreLossesTolerated"], 0, "{report_json}");
+    assert_eq!(report_json["etcd"]["healthyVoters"], 3, "{report_json}");
     let text_status = text(&kubeha_with(&grown5, state, &["status"]).output().unwrap());
     assert!(text_status.contains("az-b"), "{text_status}");
     let without_cp4 = edited_inventory(dir.path(), "zone-lost.yaml", |t| {
