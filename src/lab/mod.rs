@@ -130,19 +130,19 @@ fn ssh_reachable(address: std::net::Ipv4Addr) -> bool {
 }
 
 fn wait_for_ssh(layout: &Layout) -> Result<()> {
-    let mut pending: Vec<&layout::Machine> = layout.machines.iter().collect();
+    wait_for_ssh_on(&layout.machines.iter().collect::<Vec<_>>())
+        .map_err(|e| anyhow::anyhow!("{e}; see {}/machines/NAME/console.log", layout.state_dir().display()))
+}
+
+fn wait_for_ssh_on(machines: &[&layout::Machine]) -> Result<()> {
+    let mut pending: Vec<&layout::Machine> = machines.to_vec();
     let deadline = Duration::from_secs(120);
     let start = Instant::now();
     while !pending.is_empty() {
         pending.retain(|m| !ssh_reachable(m.address));
         if start.elapsed() > deadline {
             let names: Vec<&str> = pending.iter().map(|m| m.name.as_str()).collect();
-            bail!(
-                "sshd did not answer within {} s on {}; see {}/machines/NAME/console.log",
-                deadline.as_secs(),
-                names.join(", "),
-                layout.state_dir().display()
-            );
+            bail!("sshd did not answer within {} s on {}", deadline.as_secs(), names.join(", "));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -240,7 +240,13 @@ pub fn kill(layout: &Layout, host: &str) -> Result<()> {
 }
 
 /// Cuts the machine's link: it keeps running but nobody reaches it and it reaches nobody.
+/// Healing returns once the machine's sshd answers again: right after the link comes back the host may still
+/// hold a failed neighbour entry for it ("No route to host").
 pub fn partition(layout: &Layout, host: &str, cut: bool) -> Result<()> {
     let (m, _) = running_machine(layout, host)?;
-    machine::set_link(m, !cut)
+    machine::set_link(m, !cut)?;
+    if !cut {
+        wait_for_ssh_on(&[m])?;
+    }
+    Ok(())
 }
