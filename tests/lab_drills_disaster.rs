@@ -27,6 +27,25 @@ fn wait_for_step(state: &Path, step: &str) {
     }
 }
 
+/// As an operator would after restarting the API servers: wait (bounded) until /readyz answers through the
+/// VIP, the condition kubeha's planner needs before it changes anything; on timeout, show why.
+fn wait_for_api_through_vip() {
+    let readyz = format!("curl -sS --max-time 2 --cacert /etc/kubernetes/pki/ca.crt https://{VIP}:8443/readyz");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if text(&ssh(CP1, &readyz)).trim() == "ok" {
+            eprintln!("API answered through the VIP {:.1} s after the restarts", started.elapsed().as_secs_f64());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for cp in [CP1, CP2, CP3] {
+        let why = ssh(cp, "ip -o addr show | grep -c ' 198.18.0.100/'; curl -sS 'http://127.0.0.1:8404/stats;csv' | cut -d, -f1,2,18; systemctl is-active etcd kube-apiserver-standin; curl -sk https://127.0.0.1:6443/readyz");
+        eprintln!("{cp}:\n{}", text(&why));
+    }
+    panic!("the API did not answer through the VIP within 60 s: {}", text(&ssh(CP1, &readyz)));
+}
+
 #[test]
 fn partition_during_apply_then_quorum_loss_and_restore() {
     let state = tempfile::tempdir().unwrap();
@@ -89,6 +108,7 @@ fn partition_during_apply_then_quorum_loss_and_restore() {
     for cp in [CP1, CP2, CP3] {
         ssh_ok(cp, "systemctl restart kube-apiserver-standin.service");
     }
+    wait_for_api_through_vip();
     kubeha_ok(lab_inventory(), state, &["apply", "--yes"]);
     eprintln!("DRILL 4 (2 of 3 lost, refused replace, restore, apply): {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(etcdctl.members(&[CP1]), ["cp-1", "cp-2", "cp-3"]);
