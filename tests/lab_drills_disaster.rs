@@ -40,7 +40,10 @@ fn wait_for_api_through_vip() {
         std::thread::sleep(Duration::from_millis(500));
     }
     for cp in [CP1, CP2, CP3] {
-        let why = ssh(cp, "ip -o addr show | grep -c ' 198.18.0.100/'; curl -sS 'http://127.0.0.1:8404/stats;csv' | cut -d, -f1,2,18; systemctl is-active etcd kube-apiserver-standin; curl -sk https://127.0.0.1:6443/readyz");
+        let why = ssh(
+            cp,
+            "ip -o addr show | grep -c ' 198.18.0.100/'; curl -sS 'http://127.0.0.1:8404/stats;csv' | cut -d, -f1,2,18; systemctl is-active etcd kube-apiserver-standin; curl -sk https://127.0.0.1:6443/readyz",
+        );
         eprintln!("{cp}:\n{}", text(&why));
     }
     panic!("the API did not answer through the VIP within 60 s: {}", text(&ssh(CP1, &readyz)));
