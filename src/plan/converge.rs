@@ -145,16 +145,6 @@ impl Builder<'_> {
             view.map(|v| v.unhealthy_voters().into_iter().filter(|n| leaving.iter().any(|m| m.label() == *n)).collect()).unwrap_or_default();
         let mut voters: Vec<String> =
             view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
-        // name=peer URL of every voter as the plan goes: what a joining member must list as its initial cluster.
-        let mut peers: Vec<(String, String)> = view
-            .map(|v| {
-                v.members
-                    .iter()
-                    .filter(|m| !m.is_learner && !m.name.is_empty())
-                    .map(|m| (m.name.clone(), m.peer_urls.first().cloned().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
         let running: BTreeSet<String> = self.inv.control_planes().filter(|h| self.observed.host(&h.name).is_active("etcd")).map(|h| h.name.clone()).collect();
         let mut snapshot_taken = false;
         for m in &leaving {
@@ -170,7 +160,6 @@ impl Builder<'_> {
             self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
             steps.push(step(id("remove"), &checker, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", m.id) }, why));
             voters.retain(|v| *v != name);
-            peers.retain(|(v, _)| *v != name);
             steps.push(step(id("gate-after"), &checker, Action::Gate(Gate::new(GateWhen::After, &change, &voters).tolerating(&leaving_down)), "quorum check"));
         }
         let mut running = running;
@@ -195,7 +184,7 @@ impl Builder<'_> {
             };
             // etcd refuses to join unless its initial cluster lists exactly the current members and itself.
             let join = {
-                let mut listed: Vec<String> = peers.iter().filter(|(n, _)| *n != m).map(|(n, u)| format!("{n}={u}")).collect();
+                let mut listed: Vec<String> = voters.iter().filter(|n| **n != m).map(|n| format!("{n}={}", self.peer_of(n))).collect();
                 listed.push(format!("{m}={}", peer_url(h)));
                 Action::StartEtcdMember { member: m.clone(), initial_cluster_state: "existing", restart: false, initial_cluster: Some(listed.join(",")) }
             };
@@ -204,7 +193,6 @@ impl Builder<'_> {
                     install(&mut steps);
                     steps.push(step(id("start"), &m, start("new", false), "no etcd cluster yet: the first member starts alone"));
                     voters.push(m.clone());
-                    peers.push((m.clone(), peer_url(h)));
                     steps.push(step(id("gate-after"), &m, gate(GateWhen::After, &format!("start {m}"), &voters), "quorum check"));
                 }
                 None => {
@@ -219,7 +207,6 @@ impl Builder<'_> {
                     steps.push(step(id("add-learner"), &checker, Action::AddEtcdLearner { member: m.clone(), peer_url: peer_url(h) }, "member missing"));
                     steps.push(step(id("start"), &m, join, "member missing"));
                     self.promote(&mut steps, &m, &checker, &mut voters, "member missing");
-                    peers.push((m.clone(), peer_url(h)));
                 }
                 Some(learner) if learner.is_learner => {
                     install(&mut steps);
@@ -228,7 +215,6 @@ impl Builder<'_> {
                     }
                     self.snapshot(&mut steps, &mut snapshot_taken, &checker, &format!("promote {m}"));
                     self.promote(&mut steps, &m, &checker, &mut voters, "a learner from an unfinished run");
-                    peers.push((m.clone(), peer_url(h)));
                 }
                 Some(_) => match (&stale, active) {
                     (None, true) => {}
@@ -267,6 +253,14 @@ impl Builder<'_> {
                 _ => true,
             }
         })
+    }
+
+    /// A voter's peer URL: the inventory's for its control planes, etcd's own for any other member.
+    fn peer_of(&self, name: &str) -> String {
+        match self.inv.control_planes().find(|h| h.name == name) {
+            Some(h) => peer_url(h),
+            None => self.observed.etcd.iter().flat_map(|v| &v.members).find(|m| m.name == name).and_then(|m| m.peer_urls.first().cloned()).unwrap_or_default(),
+        }
     }
 
     fn in_inventory(&self, m: &Member) -> bool {
