@@ -1,26 +1,13 @@
 //! kubeha's PKI, etcd status parsing and quorum gates against a real etcd cluster (Debian's etcd-server)
 //! on loopback. Each test has its own addresses and ports, so they run in parallel.
 mod support;
-use kubeha::etcd::gate::{Gate, GateWhen, View, evaluate};
+use kubeha::etcd::gate::{Gate, GateWhen, evaluate};
 use kubeha::etcd::membership::{Change, changes};
 use kubeha::etcd::status::reconfiguration_not_ready;
 use kubeha::pki::{Authority, LeafSpec};
 use std::process::Output;
 use std::time::{Duration, Instant};
-use support::etcd_cluster::{EtcdCluster, Member};
-
-const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
-
-fn view(c: &EtcdCluster) -> View {
-    let any: Vec<&Member> = c.members.iter().filter(|m| m.child.is_some()).collect();
-    let text = |args: &[&str]| String::from_utf8_lossy(&c.etcdctl(&any, args).stdout).into_owned();
-    View::from_etcdctl(
-        &text(&["member", "list", "-w", "json"]),
-        &text(&["endpoint", "status", "--cluster", "-w", "json"]),
-        &text(&["endpoint", "health", "--cluster", "-w", "json"]),
-    )
-    .unwrap()
-}
+use support::etcd_cluster::{EtcdCluster, HEALTHY_WITHIN, Member};
 
 /// Runs a membership change, retrying only while etcd answers "not yet" (see reconfiguration_not_ready),
 /// for at most 30 s.
@@ -60,27 +47,27 @@ fn gates_see_unhealthy_members_learners_and_lost_quorum() {
     assert!(c.wait_healthy(HEALTHY_WITHIN));
     let voters = names(&["g1", "g2", "g3"]);
     let before = Gate::new(GateWhen::Before, "add g4", &voters);
-    assert_eq!(evaluate(&before, &view(&c)), Ok(()));
+    assert_eq!(evaluate(&before, &c.view()), Ok(()));
 
     // A learner left over from an unfinished change blocks the next change.
     let all: Vec<&Member> = c.members.iter().collect();
     let add = reconfigure(&c, &all, &["member", "add", "g4", "--learner", "--peer-urls", "https://127.0.0.74:23811"]);
     assert!(add.status.success(), "{add:?}");
-    let err = evaluate(&before, &view(&c)).unwrap_err();
+    let err = evaluate(&before, &c.view()).unwrap_err();
     assert!(err.reasons.iter().any(|r| r.contains("learner unstarted member https://127.0.0.74:23811 present")), "{err}");
-    let id = view(&c).members.iter().find(|m| m.is_learner).unwrap().id;
+    let id = c.view().members.iter().find(|m| m.is_learner).unwrap().id;
     assert!(reconfigure(&c, &all, &["member", "remove", &format!("{id:x}")]).status.success());
-    assert_eq!(evaluate(&before, &view(&c)), Ok(()));
+    assert_eq!(evaluate(&before, &c.view()), Ok(()));
 
     // One member down: quorum holds, but the gate refuses to change membership.
     c.stop(1);
-    let err = evaluate(&before, &view(&c)).unwrap_err();
+    let err = evaluate(&before, &c.view()).unwrap_err();
     assert!(err.reasons.iter().any(|r| r.starts_with("member g2 is unhealthy")), "{err}");
     assert!(!err.reasons.iter().any(|r| r.contains("quorum is lost")), "{err}");
 
     // Two down: quorum is lost and the gate says so.
     c.stop(2);
-    let err = evaluate(&before, &view(&c)).unwrap_err();
+    let err = evaluate(&before, &c.view()).unwrap_err();
     assert!(err.reasons.iter().any(|r| r.contains("quorum is lost")), "{err}");
 }
 
@@ -94,7 +81,7 @@ fn learner_then_promote_between_gates() {
     for i in 0..200 {
         assert!(c.etcdctl(&all, &["put", &format!("key-{i}"), "value"]).status.success());
     }
-    assert_eq!(evaluate(&Gate::new(GateWhen::Before, "add p4", &names(&["p1", "p2", "p3"])), &view(&c)), Ok(()));
+    assert_eq!(evaluate(&Gate::new(GateWhen::Before, "add p4", &names(&["p1", "p2", "p3"])), &c.view()), Ok(()));
 
     let i = c.add_member("p4", "127.0.0.84");
     let peer = c.peer_url(&c.members[i]);
@@ -103,17 +90,17 @@ fn learner_then_promote_between_gates() {
     assert!(add.status.success(), "{add:?}");
     let inventory: Vec<(String, String)> = c.members.iter().map(|m| (m.name.clone(), c.peer_url(m))).collect();
     // Stopped right here, the next run would resume by starting the learner.
-    assert_eq!(changes(&inventory, &view(&c)), Ok(vec![Change::StartLearner { name: "p4".into() }]));
+    assert_eq!(changes(&inventory, &c.view()), Ok(vec![Change::StartLearner { name: "p4".into() }]));
     let cluster: Vec<String> = c.members.iter().map(|m| format!("{}={}", m.name, c.peer_url(m))).collect();
     c.spawn(i, &cluster.join(","), "existing");
 
-    let id = view(&c).members.iter().find(|m| m.name == "p4" || m.peer_urls.contains(&peer)).unwrap().id;
+    let id = c.view().members.iter().find(|m| m.name == "p4" || m.peer_urls.contains(&peer)).unwrap().id;
     let voters: Vec<&Member> = c.members[..3].iter().collect();
     let promote = reconfigure(&c, &voters, &["member", "promote", &format!("{id:x}")]);
     assert!(promote.status.success(), "learner p4 was not promoted: {promote:?}");
     assert!(c.wait_healthy(HEALTHY_WITHIN));
-    assert_eq!(evaluate(&Gate::new(GateWhen::After, "add p4", &names(&["p1", "p2", "p3", "p4"])), &view(&c)), Ok(()));
-    assert_eq!(changes(&inventory, &view(&c)), Ok(vec![]), "converged: nothing left to change");
+    assert_eq!(evaluate(&Gate::new(GateWhen::After, "add p4", &names(&["p1", "p2", "p3", "p4"])), &c.view()), Ok(()));
+    assert_eq!(changes(&inventory, &c.view()), Ok(vec![]), "converged: nothing left to change");
     let p4: Vec<&Member> = c.members[3..].iter().collect();
     let out = c.etcdctl(&p4, &["get", "key-199", "--print-value-only"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "value", "the new member serves the data written before it joined");

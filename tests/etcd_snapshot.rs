@@ -4,7 +4,7 @@
 //! lab; this test starts etcd on the restored data directory itself, and grows the cluster back the way
 //! `kubeha apply` does (learner, then promote).
 mod support;
-use kubeha::etcd::gate::{View, working_quorum};
+use kubeha::etcd::gate::working_quorum;
 use kubeha::etcd::snapshot::{RestoreSpec, Tool};
 use kubeha::phases::restore;
 use kubeha::phases::snapshot::{self, Layout};
@@ -14,21 +14,8 @@ use kubeha::ssh::{Command, ConnectOptions, Transport};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::etcd_cluster::{EtcdCluster, Member};
+use support::etcd_cluster::{EtcdCluster, HEALTHY_WITHIN, Member};
 use support::sshd::{ADMIN_USER, TestSshd, admin_user};
-
-const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
-
-fn view(c: &EtcdCluster) -> View {
-    let any: Vec<&Member> = c.members.iter().filter(|m| m.child.is_some()).collect();
-    let text = |args: &[&str]| String::from_utf8_lossy(&c.etcdctl(&any, args).stdout).into_owned();
-    View::from_etcdctl(
-        &text(&["member", "list", "-w", "json"]),
-        &text(&["endpoint", "status", "--cluster", "-w", "json"]),
-        &text(&["endpoint", "health", "--cluster", "-w", "json"]),
-    )
-    .unwrap()
-}
 
 fn get(c: &EtcdCluster, member: usize, key: &str) -> String {
     let out = c.etcdctl(&[&c.members[member]], &["get", key, "--print-value-only"]);
@@ -110,10 +97,10 @@ async fn snapshot_save_download_and_one_member_restore_over_ssh() {
 
     // Written after the snapshot: the restore must not have it.
     assert!(c.etcdctl(&all, &["put", "after-snapshot", "lost"]).status.success());
-    assert!(working_quorum(&view(&c)).is_ok(), "a healthy cluster has quorum; restore refuses it");
+    assert!(working_quorum(&c.view()).is_ok(), "a healthy cluster has quorum; restore refuses it");
     c.stop(1);
     c.stop(2);
-    let lost = working_quorum(&view(&c)).unwrap_err();
+    let lost = working_quorum(&c.view()).unwrap_err();
     // The survivor answers, but without a quorum its own health check fails too.
     assert!(lost.starts_with("only 0 of 3 voting members are healthy, 2 are needed"), "{lost}");
     c.stop(0);
@@ -144,7 +131,7 @@ async fn snapshot_save_download_and_one_member_restore_over_ssh() {
     assert!(c.wait_healthy(HEALTHY_WITHIN));
     assert_eq!(get(&c, 0, "key-42"), "value-42");
     assert_eq!(get(&c, 0, "after-snapshot"), "", "a write after the snapshot came back");
-    let v = view(&c);
+    let v = c.view();
     assert_eq!(v.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), vec!["s1"]);
     let count = snapshot::count_keys(&s1, &layout).await.unwrap();
     assert_eq!((count.keys, count.revision), (100, info.revision));
@@ -156,7 +143,7 @@ async fn snapshot_save_download_and_one_member_restore_over_ssh() {
     let add = c.etcdctl(&[&c.members[0]], &["member", "add", "s2", "--learner", "--peer-urls", &s2_peer]);
     assert!(add.status.success(), "{add:?}");
     c.spawn(1, &format!("{solo},s2={s2_peer}"), "existing");
-    let id = view(&c).members.iter().find(|m| m.is_learner).map(|m| m.id).expect("learner s2");
+    let id = c.view().members.iter().find(|m| m.is_learner).map(|m| m.id).expect("learner s2");
     let promoted = (0..100).any(|_| {
         let ok = c.etcdctl(&[&c.members[0]], &["member", "promote", &format!("{id:x}")]).status.success();
         if !ok {
@@ -167,7 +154,7 @@ async fn snapshot_save_download_and_one_member_restore_over_ssh() {
     assert!(promoted, "learner s2 was never promoted");
     assert!(c.wait_healthy(HEALTHY_WITHIN));
     assert_eq!(get(&c, 1, "key-99"), "value-99", "the re-added member serves the restored data");
-    assert!(working_quorum(&view(&c)).is_ok());
+    assert!(working_quorum(&c.view()).is_ok());
 
     // The uploaded copy and the set-aside data stay for the operator; nothing left over by the test's own steps.
     let out = s1.run(&Command::argv(["ls", "-A", &layout.restore_dir])).await.unwrap().stdout_text();

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for a freshly started cluster to be healthy.
+pub const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
+
 pub struct Member {
     pub name: String,
     pub ip: String,
@@ -155,5 +158,19 @@ impl Drop for EtcdCluster {
         for i in 0..self.members.len() {
             self.stop(i);
         }
+    }
+}
+
+impl EtcdCluster {
+    /// etcd's view of itself, asked through the running members, as kubeha reads it.
+    pub fn view(&self) -> kubeha::etcd::gate::View {
+        let any: Vec<&Member> = self.members.iter().filter(|m| m.child.is_some()).collect();
+        let text = |args: &[&str]| String::from_utf8_lossy(&self.etcdctl(&any, args).stdout).into_owned();
+        kubeha::etcd::gate::View::from_etcdctl(
+            &text(&["member", "list", "-w", "json"]),
+            &text(&["endpoint", "status", "--cluster", "-w", "json"]),
+            &text(&["endpoint", "health", "--cluster", "-w", "json"]),
+        )
+        .unwrap()
     }
 }
