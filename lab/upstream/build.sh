@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Builds the upstream programs the lab runs (Kubernetes and etcd) from their Go modules, once per key, and
+# prints the folder that holds them.
+#
+#   lab/upstream/build.sh [CACHE]      CACHE defaults to /var/lib/kubeha/lab/cache
+#
+# The key is a hash of everything that decides the bytes: both wrapper modules (go.mod, go.sum, tools.go), this
+# script (flags, ldflags, the list of programs), `go version` and GOOS/GOARCH. A finished build lives in
+# CACHE/upstream/KEY with a SHA256SUMS file; it is built in a folder beside it and renamed only when complete,
+# and its checksums are verified before every reuse (a folder that fails them is removed and built again).
+# Go's own module and build caches live in CACHE/go, so a new key (one version bumped) rebuilds only what changed.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${1:-/var/lib/kubeha/lab/cache}
+
+export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build"
+export CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local
+# Without GOPROXY set, go uses the public proxy: the only registry these machines reach for Go modules.
+unset GOPATH 2>/dev/null || true
+
+kubernetes_programs=(kubeadm kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
+etcd_programs=(etcd etcdctl etcdutl)
+
+# The version a wrapper module requires of one module, as go.mod spells it (v1.36.3).
+required_version() { # MODULE_DIR MODULE_PATH
+  (cd "$1" && go list -m -f '{{.Version}}' "$2")
+}
+
+key() {
+  {
+    for f in kubernetes/go.mod kubernetes/go.sum kubernetes/tools.go etcd/go.mod etcd/go.sum etcd/tools.go build.sh; do
+      printf '%s ' "$f"
+      sha256sum <"$here/$f"
+    done
+    go version
+    go env GOOS GOARCH CGO_ENABLED
+  } | sha256sum | cut -c1-16
+}
+
+verified() { # DIR: every program present and matching its recorded checksum
+  [[ -f "$1/SHA256SUMS" ]] || return 1
+  local program
+  for program in "${kubernetes_programs[@]}" "${etcd_programs[@]}"; do
+    grep -q "  $program\$" "$1/SHA256SUMS" || return 1
+  done
+  (cd "$1" && sha256sum --quiet --strict -c SHA256SUMS >/dev/null 2>&1)
+}
+
+build_kubernetes() { # OUT
+  local version major minor
+  version=$(required_version "$here/kubernetes" k8s.io/kubernetes)
+  major=${version#v}
+  major=${major%%.*}
+  minor=${version#v*.}
+  minor=${minor%%.*}
+  # The variables Kubernetes' own build stamps (hack/lib/version.sh), in both packages that carry them:
+  # kubeadm's preflight compares `kubelet --version`, and the API server's /version reports them.
+  local ldflags="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=unknown -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  local packages=()
+  for program in "${kubernetes_programs[@]}"; do packages+=("k8s.io/kubernetes/cmd/$program"); done
+  (cd "$here/kubernetes" && go build -trimpath -ldflags "$ldflags" -o "$1/" "${packages[@]}")
+  echo "$version" >"$1/KUBERNETES_VERSION"
+}
+
+build_etcd() { # OUT
+  local version
+  version=$(required_version "$here/etcd" go.etcd.io/etcd/server/v3)
+  (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$1/etcd" go.etcd.io/etcd/server/v3 &&
+    go build -trimpath -ldflags "-s -w" -o "$1/etcdctl" go.etcd.io/etcd/etcdctl/v3 &&
+    go build -trimpath -ldflags "-s -w" -o "$1/etcdutl" go.etcd.io/etcd/etcdutl/v3)
+  echo "$version" >"$1/ETCD_VERSION"
+}
+
+main() {
+  command -v go >/dev/null || { echo "build.sh: go is not installed (the lab builds Kubernetes and etcd with it)" >&2; exit 1; }
+  local k dest partial
+  k=$(key)
+  dest="$cache/upstream/$k"
+  if [[ -d "$dest" ]]; then
+    if verified "$dest"; then
+      echo "$dest"
+      return
+    fi
+    echo "build.sh: $dest fails its checksums; building it again" >&2
+    rm -rf "$dest"
+  fi
+  mkdir -p "$cache/upstream" "$GOMODCACHE" "$GOCACHE"
+  # Leftovers of builds that were killed (this script's own names only).
+  find "$cache/upstream" -maxdepth 1 -name ".$k.partial-*" -exec rm -rf {} +
+  partial="$cache/upstream/.$k.partial-$$"
+  mkdir -p "$partial"
+  trap 'rm -rf "$partial"' EXIT
+  local started=$SECONDS
+  echo "build.sh: building Kubernetes and etcd into $dest (cold: tens of minutes on 2 cores)" >&2
+  build_etcd "$partial"
+  echo "build.sh: etcd built after $((SECONDS - started)) s" >&2
+  build_kubernetes "$partial"
+  echo "build.sh: Kubernetes built after $((SECONDS - started)) s" >&2
+  (cd "$partial" && sha256sum "${kubernetes_programs[@]}" "${etcd_programs[@]}" >SHA256SUMS)
+  verified "$partial"
+  mv -T "$partial" "$dest"
+  trap - EXIT
+  echo "$dest"
+}
+
+main
