@@ -49,7 +49,8 @@ impl miette::Diagnostic for Located {
 /// The lines around a finding with its token underlined.
 pub fn snippet(loaded: &Loaded, d: &Diagnostic) -> String {
     let Some(mark) = d.mark else { return String::new() };
-    let offset = mark.offset.min(loaded.source.len());
+    // A mark that is not on a character boundary would make the slice below panic; never let a report crash.
+    let offset = loaded.source.floor_char_boundary(mark.offset);
     let report = Located {
         message: d.to_string(),
         src: NamedSource::new(&loaded.file, loaded.source.clone()),
@@ -88,5 +89,26 @@ mod tests {
         assert!(text.contains("   ·   ──┬──") && text.contains("╰── here"), "underline of the 5-character key: {text}");
         assert_eq!(token_len("\"a,b\" rest"), 5);
         assert_eq!(token_len("adress: 1"), 6);
+    }
+
+    #[test]
+    fn snippet_after_non_ascii_text_underlines_the_offending_key() {
+        // "ä" is two bytes and "€" three: character and byte offsets differ after them, and the character
+        // offset of `bogus` falls inside a "€" (what made `kubeha check` panic on a terminal).
+        let src = "# Zähler für äöü\napiVersion: kubeha/v1alpha1\nkind: Cluster\nmetadata: {name: x}\nspec:\n  etcd: {version: 3.6.14}\n  # €€€€\n  bogus: 1\n";
+        let loaded = parse("inv.yaml".into(), src.into(), &PathContext { inventory_dir: ".".into(), home: None });
+        let d = loaded.diagnostics.iter().find(|d| d.message.contains("bogus")).unwrap();
+        let text = snippet(&loaded, d);
+        assert_eq!(d.mark.unwrap().offset, src.find("bogus").unwrap());
+        assert!(text.contains("inv.yaml:8:3"), "{text}");
+        assert!(text.contains("   ·   ──┬──") && text.contains("╰── here"), "underline of the 5-character key: {text}");
+    }
+
+    #[test]
+    fn snippet_of_a_mark_inside_a_character_does_not_panic() {
+        let src = "ä: 1\n";
+        let loaded = parse("inv.yaml".into(), src.into(), &PathContext { inventory_dir: ".".into(), home: None });
+        let d = Diagnostic::error("x", Some(crate::inventory::Mark { line: 1, column: 1, offset: 1 }), "inside ä");
+        assert!(snippet(&loaded, &d).contains("inside ä"));
     }
 }
