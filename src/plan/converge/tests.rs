@@ -315,3 +315,14 @@ fn a_non_member_with_old_etcd_data_is_cleared_before_it_joins() {
     let etcd: Vec<&str> = plan.phases.iter().find(|p| p.name == "etcd").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(&etcd[..4], ["etcd/cp-2/gate-before", "etcd/snapshot", "etcd/cp-2/clear-data", "etcd/cp-2/add-learner"]);
 }
+
+#[test]
+fn a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    // The digest of an empty file: what a crash between rename and write-back left.
+    o.hosts.get_mut("cp-2").unwrap().digests.insert(crate::state::STATE_FILE.into(), crate::ssh::upload::sha256_hex(b""));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["state/cp-2", "verify"]);
+}
