@@ -87,6 +87,21 @@ async fn host_known_under_another_type_connects_with_that_type() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn host_recorded_with_its_rsa_key_only_connects_with_rsa_sha2() {
+    // OpenSSH 8.8+ no longer offers SHA-1 "ssh-rsa" for its RSA key, only rsa-sha2-512/256. A host recorded
+    // under its RSA key alone must be asked for those before its other key types, as OpenSSH's client does;
+    // asking for "ssh-rsa" first made the server present its ed25519 key: a false "HOST KEY CHANGED".
+    let sshd = TestSshd::start_with("127.0.0.40", SshdOptions { host_key_types: vec!["ed25519", "rsa"], ..Default::default() });
+    let rsa = sshd.host_public_key("rsa");
+    let rsa: Vec<&str> = rsa.split_whitespace().collect();
+    assert_eq!(rsa[0], "ssh-rsa");
+    fs::write(sshd.known_hosts(), format!("[127.0.0.40]:{} {} {}\n", sshd.port, rsa[0], rsa[1])).unwrap();
+    let session = Connector::new().connect(&sshd.target("h40", "root"), &opts(false)).await.expect("the recorded RSA key is trusted");
+    assert!(session.run(&Command::script("true")).await.is_ok());
+    assert_eq!(fs::read_to_string(sshd.known_hosts()).unwrap().lines().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn host_recorded_only_under_a_type_it_lacks_is_a_mismatch() {
     let sshd = TestSshd::start("127.0.0.20"); // ed25519 only
     let other = sshd.dir.path().join("recorded_ecdsa");

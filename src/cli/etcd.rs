@@ -236,21 +236,8 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
         None => cps[0].clone(),
     };
 
-    let transports: Vec<&dyn Transport> = cps.iter().map(|(_, t)| t.as_ref()).collect();
-    let now = match etcd::view_from_any(&transports).await {
-        Ok(view) => match working_quorum(&view) {
-            Ok(working) if !args.force => bail!(
-                "etcd still has quorum ({working}): refusing to restore. A restore throws away the running cluster's data and \
-                 replaces it with the snapshot's, so every write made since the snapshot was taken is lost (and the members get a \
-                 new cluster identity). To bring back failed members of a working cluster, run `kubeha apply -i {}`. To roll the \
-                 cluster back to the snapshot all the same, pass --force.",
-                args.inventory.path.display()
-            ),
-            Ok(working) => format!("etcd STILL HAS QUORUM ({working}); --force: its writes since the snapshot will be lost"),
-            Err(why) => format!("etcd has lost quorum: {why}"),
-        },
-        Err(e) => format!("no etcd member answers on {} (last error: {e})", names(&cps)),
-    };
+    let policy = QuorumPolicy { force: args.force, inventory: &args.inventory.path };
+    let now = etcd_now(&cps, &policy).await?;
 
     let stamp = stamp();
     let layout = Layout::default();
@@ -281,7 +268,8 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
         eprintln!("note: the cluster lock is held on the reachable control planes only ({})", names(&cps));
     }
     let started = Instant::now();
-    let result = restore_on(&cps, &seed, &layout, &bytes, &sha, &stamp, inv).await;
+    let snapshot = Snapshot { bytes: &bytes, sha: &sha };
+    let result = restore_on(&cps, &seed, &layout, snapshot, &stamp, inv, &policy).await;
     // The restore's own error matters more than the lock's; a lock left behind is seen as stale later.
     if let Err(e) = held.release().await {
         eprintln!("warning: the cluster lock could not be released: {e}");
@@ -315,22 +303,63 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
     Ok(Outcome::Success)
 }
 
-/// The restore itself, under the lock: nothing is stopped or moved before the snapshot is on the seed and
-/// etcd there has read it.
+/// When a restore may replace a running etcd: only after it lost quorum, unless `force`.
+struct QuorumPolicy<'a> {
+    force: bool,
+    /// For the way out named in the refusal.
+    inventory: &'a Path,
+}
+
+/// What etcd looks like now, as one line; an error (the refusal) when it still has quorum without --force.
+async fn etcd_now(cps: &[Reachable<'_>], policy: &QuorumPolicy<'_>) -> anyhow::Result<String> {
+    let transports: Vec<&dyn Transport> = cps.iter().map(|(_, t)| t.as_ref()).collect();
+    Ok(match etcd::view_from_any(&transports).await {
+        Ok(view) => match working_quorum(&view) {
+            Ok(working) if !policy.force => bail!(
+                "etcd still has quorum ({working}): refusing to restore. A restore throws away the running cluster's data and \
+                 replaces it with the snapshot's, so every write made since the snapshot was taken is lost (and the members get a \
+                 new cluster identity). To bring back failed members of a working cluster, run `kubeha apply -i {}`. To roll the \
+                 cluster back to the snapshot all the same, pass --force.",
+                policy.inventory.display()
+            ),
+            Ok(working) => format!("etcd STILL HAS QUORUM ({working}); --force: its writes since the snapshot will be lost"),
+            Err(why) => format!("etcd has lost quorum: {why}"),
+        },
+        Err(e) => format!("no etcd member answers on {} (last error: {e})", names(cps)),
+    })
+}
+
+/// The operator's snapshot file and its SHA-256.
+#[derive(Clone, Copy)]
+struct Snapshot<'a> {
+    bytes: &'a [u8],
+    sha: &'a str,
+}
+
+/// The restore itself, under the lock: nothing is stopped or moved before the snapshot is on the seed,
+/// etcd there has read it, and etcd has been asked again whether it really lost quorum.
 async fn restore_on(
     cps: &[Reachable<'_>],
     seed: &Reachable<'_>,
     layout: &Layout,
-    bytes: &[u8],
-    sha: &str,
+    snap: Snapshot<'_>,
     stamp: &str,
     inv: &Inventory,
+    policy: &QuorumPolicy<'_>,
 ) -> anyhow::Result<(crate::etcd::snapshot::KeyCount, Vec<String>)> {
     let (seed_host, t) = (seed.0, seed.1.as_ref());
     let (tool, bump) = snapshot::tool(t).await?;
-    let path = restore::upload(t, layout, bytes).await?;
-    let status = restore::verify(t, tool, &path, sha).await?;
+    let path = restore::upload(t, layout, snap.bytes).await?;
+    let status = restore::verify(t, tool, &path, snap.sha).await?;
     eprintln!("{}: snapshot uploaded to {path} and read by {}: revision {}, {} keys", seed_host.name, tool.program(), status.revision, status.total_keys);
+
+    // The check before the prompt may be minutes old (the operator read the summary, typed yes, the snapshot
+    // was uploaded): members that came back meanwhile would have the restore throw away a working cluster.
+    // Asked again here, under the lock (no apply can change etcd now) and last thing before etcd is stopped.
+    let now = etcd_now(cps, policy)
+        .await
+        .map_err(|e| anyhow::anyhow!("checked again under the cluster lock, just before stopping etcd (nothing was stopped): {e}"))?;
+    eprintln!("  under the lock: {now}");
 
     // From here on etcd is being taken down: a failure must say what state it left and how to go on.
     let aside = format!("{}.before-restore-{stamp}", layout.data_dir);
@@ -385,6 +414,38 @@ fn confirm(cluster: &str) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ssh::fake::RecordingTransport;
+
+    /// A seed whose snapshot checks pass and whose etcd answers as a healthy one-member cluster: quorum is back.
+    fn seed_with_quorum(sha: &str) -> RecordingTransport {
+        let url = "https://198.18.0.11:2379";
+        RecordingTransport::new("cp-1")
+            .on("sha256sum --", format!("{sha}  /var/lib/kubeha/restore/x.db\n"))
+            .on("snapshot status", r#"{"hash":1,"revision":7,"totalKey":3,"totalSize":20480}"#)
+            .on("member list", format!(r#"{{"members":[{{"ID":1,"name":"cp-1","peerURLs":["https://198.18.0.11:2380"],"clientURLs":["{url}"]}}]}}"#))
+            .on(
+                "endpoint status",
+                format!(r#"[{{"Endpoint":"{url}","Status":{{"header":{{"member_id":1}},"version":"3.5.24","leader":1,"raftIndex":8,"raftAppliedIndex":8}}}}]"#),
+            )
+            .on("endpoint health", format!(r#"[{{"endpoint":"{url}","health":true}}]"#))
+    }
+
+    #[tokio::test]
+    async fn a_restore_refuses_under_the_lock_when_quorum_came_back_and_stops_nothing() {
+        let inv = crate::inventory::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap();
+        let bytes = b"snapshot bytes".to_vec();
+        let sha = sha256_hex(&bytes);
+        let fake = Arc::new(seed_with_quorum(&sha));
+        let cp1 = inv.control_planes().next().unwrap();
+        let cps: Vec<Reachable> = vec![(cp1, fake.clone() as Arc<dyn Transport>)];
+        let policy = QuorumPolicy { force: false, inventory: Path::new("inventories/lab.yaml") };
+        let snap = Snapshot { bytes: &bytes, sha: &sha };
+        let err = restore_on(&cps, &cps[0], &Layout::default(), snap, "20270101T000000Z", &inv, &policy).await.unwrap_err().to_string();
+        assert!(err.starts_with("checked again under the cluster lock, just before stopping etcd (nothing was stopped): etcd still has quorum"), "{err}");
+        let scripts = fake.scripts();
+        assert!(scripts.iter().any(|s| s.contains("member list")), "quorum was not asked again: {scripts:?}");
+        assert!(!scripts.iter().any(|s| s.contains("systemctl stop") || s.contains("mv -T")), "etcd was touched: {scripts:?}");
+    }
 
     #[test]
     fn the_download_is_private_and_never_overwrites_without_force() {

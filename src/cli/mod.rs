@@ -9,7 +9,7 @@ mod lab;
 mod node;
 mod plan;
 mod render;
-mod report;
+pub mod report;
 mod status;
 mod verify;
 

@@ -60,21 +60,48 @@ pub async fn connect_all(inv: &Inventory, purpose: &str) -> anyhow::Result<Hosts
     Ok(hosts)
 }
 
+/// The cluster's state as the control planes hold it.
+pub struct StoredState {
+    pub state: ClusterState,
+    /// No control plane had any: new material was made (`plan` refuses it where a cluster seems to exist).
+    pub new: bool,
+    /// Copies that could not be read or used, passed over because others could; the state phase rewrites them.
+    pub skipped: Vec<state::SkippedCopy>,
+}
+
 /// The cluster's stored state, or new material when no control plane has any and nothing says a cluster
-/// exists; then `true` (new). New members of the inventory get their certificates here.
-pub async fn cluster_state(inv: &Inventory, hosts: &Hosts) -> anyhow::Result<(ClusterState, bool)> {
+/// exists. New members of the inventory get their certificates here.
+pub async fn cluster_state(inv: &Inventory, hosts: &Hosts) -> anyhow::Result<StoredState> {
     let mut found = Vec::new();
     for h in inv.control_planes() {
         let Some(t) = hosts.get(&h.name) else { continue };
-        let text = t.read_file(STATE_FILE).await?.map(|b| String::from_utf8_lossy(&b).into_owned());
-        found.push((h.name.clone(), text));
+        let copy =
+            t.read_file(STATE_FILE).await.map(|bytes| bytes.map(|b| String::from_utf8_lossy(&b).into_owned())).map_err(|e| format!("cannot be read ({e})"));
+        found.push((h.name.clone(), copy));
     }
-    let (mut state, new) = match state::newest(&inv.name, &found)? {
+    let newest = state::newest(&inv.name, &found)?;
+    let (mut state, new) = match newest.state {
         Some(s) => (s, false),
         None => (ClusterState::create(inv)?, true),
     };
     state.issue_missing_members(inv)?;
-    Ok((state, new))
+    Ok(StoredState { state, new, skipped: newest.skipped })
+}
+
+/// A warning per copy of the state that was passed over, naming its host.
+fn skipped_findings(skipped: &[state::SkippedCopy], used: &ClusterState) -> Vec<plan::Finding> {
+    skipped
+        .iter()
+        .map(|s| plan::Finding {
+            host: s.host.clone(),
+            problem: format!(
+                "{}:{STATE_FILE}: {}; skipped: the readable copies on the other control planes agree (generation {})",
+                s.host, s.problem, used.generation
+            ),
+            fix: format!("`kubeha apply` rewrites {STATE_FILE} on {} in its cluster-state phase", s.host),
+            fatal: false,
+        })
+        .collect()
 }
 
 pub fn desired(inv: &Inventory, state: &ClusterState, templates: &Templates) -> anyhow::Result<Desired> {
@@ -179,7 +206,7 @@ fn peer_address(url: &str) -> Option<std::net::IpAddr> {
 
 /// `leaving_known`: hosts an operator named as leaving whose inventory entries give their SSH address.
 pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving_known: &[Host]) -> anyhow::Result<Planned> {
-    let (state, new_cluster) = cluster_state(inv, hosts).await?;
+    let StoredState { state, new: new_cluster, skipped } = cluster_state(inv, hosts).await?;
     let desired = desired(inv, &state, templates)?;
     let mut observed = observe(inv, &desired, hosts).await?;
     let (leaving, unreachable) = connect_leaving(inv, &observed, leaving_known).await;
@@ -188,7 +215,8 @@ pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving
     if new_cluster {
         refuse_if_a_cluster_exists(&observed)?;
     }
-    let plan = plan::converge(inv, &desired, &observed, "observed");
+    let mut plan = plan::converge(inv, &desired, &observed, "observed");
+    plan.findings.extend(skipped_findings(&skipped, &state));
     Ok(Planned { state, new_cluster, desired, observed, plan, leaving })
 }
 
@@ -213,6 +241,19 @@ fn refuse_if_a_cluster_exists(observed: &Observed) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_skipped_state_copy_is_a_warning_naming_its_host() {
+        let inv = crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap();
+        let used = super::ClusterState::create(&inv).unwrap();
+        let skipped = [super::state::SkippedCopy { host: "cp-2".into(), problem: "the file is empty".into() }];
+        let findings = super::skipped_findings(&skipped, &used);
+        assert_eq!(findings.len(), 1);
+        assert!(!findings[0].fatal);
+        assert_eq!(findings[0].host, "cp-2");
+        assert!(findings[0].problem.starts_with("cp-2:/etc/kubeha/cluster-state.json: the file is empty; skipped"), "{}", findings[0].problem);
+        assert!(findings[0].fix.contains("rewrites /etc/kubeha/cluster-state.json on cp-2"), "{}", findings[0].fix);
+    }
+
     #[test]
     fn peer_addresses() {
         assert_eq!(super::peer_address("https://198.18.0.12:2380").unwrap().to_string(), "198.18.0.12");

@@ -40,6 +40,16 @@ impl StepContext {
         }
         files::place_all(t, &specs).await.map_err(fail)
     }
+
+    /// The files a kubeadm step needs, after `kubeadm reset -f` when an earlier attempt left files behind.
+    /// In this order because the reset empties /etc/kubernetes/pki: a reset after placing the cluster CA
+    /// deleted it, kubeadm init made a new CA, and every join file's CA pin failed.
+    async fn reset_then_place(&self, host: &str, reset_first: bool, paths: &[String]) -> Result<bool, StepError> {
+        if reset_first {
+            kubeadm::reset(self.transport(host)?).await.map_err(fail)?;
+        }
+        self.place(host, paths).await
+    }
 }
 
 /// Runs one step; returns whether it changed anything.
@@ -69,8 +79,8 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         }
         Action::CheckVip { .. } => wait_for_one_vip_holder(ctx).await.map(|_| false),
         Action::KubeadmInit { files, reset_first, .. } => {
-            ctx.place(host, files).await?;
-            kubeadm::init(t, *reset_first).await.map(|_| true).map_err(fail)
+            ctx.reset_then_place(host, *reset_first, files).await?;
+            kubeadm::init(t).await.map(|_| true).map_err(fail)
         }
         Action::UploadKubeadmConfig { files } => {
             ctx.place(host, files).await?;
@@ -78,8 +88,8 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         }
         Action::UploadCerts { .. } => kubeadm::upload_certs(t).await.map(|_| true).map_err(fail),
         Action::KubeadmJoinControlPlane { files, reset_first, .. } | Action::KubeadmJoinWorker { files, reset_first, .. } => {
-            ctx.place(host, files).await?;
-            kubeadm::join(t, *reset_first).await.map(|_| true).map_err(fail)
+            ctx.reset_then_place(host, *reset_first, files).await?;
+            kubeadm::join(t).await.map(|_| true).map_err(fail)
         }
         Action::WaitApiReady { endpoint, node } => kubeadm::wait_ready(t, endpoint, node).await.map(|_| false).map_err(fail),
         Action::ApplyCni { manifest, .. } => {
@@ -128,5 +138,60 @@ async fn wait_for_one_vip_holder(ctx: &StepContext) -> Result<(), StepError> {
             return Err(StepError(format!("VIP {}: held by {who} after {} s (keepalived: journalctl -u keepalived)", vrrp.vip, VIP_WITHIN.as_secs())));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::desired::{KUBERNETES_CA_CERT, KUBERNETES_CA_KEY};
+    use crate::render::KUBEADM_CONFIG;
+    use crate::ssh::fake::{Recorded, RecordingTransport};
+
+    fn context(host: &Arc<RecordingTransport>) -> StepContext {
+        let inv = crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap();
+        let state = crate::state::ClusterState::create(&inv).unwrap();
+        let rendered = crate::render::render(&inv, &state.secrets, &crate::render::templates::Templates::builtin().unwrap()).unwrap();
+        let desired = Desired::build(&inv, &rendered, &state);
+        let hosts = HashMap::from([(host.host().to_string(), host.clone() as Arc<dyn Transport>)]);
+        StepContext { inv: Arc::new(inv), desired: Arc::new(desired), hosts }
+    }
+
+    /// Where in the recorded effects the first one matching `what` is.
+    fn position(effects: &[Recorded], what: impl Fn(&Recorded) -> bool) -> usize {
+        effects.iter().position(what).unwrap_or_else(|| panic!("not recorded: {effects:?}"))
+    }
+
+    #[tokio::test]
+    async fn an_init_after_an_unfinished_one_resets_then_places_the_ca_then_inits() {
+        let cp1 = Arc::new(RecordingTransport::new("cp-1"));
+        let ctx = context(&cp1);
+        let files = vec![KUBEADM_CONFIG.to_string(), KUBERNETES_CA_CERT.to_string(), KUBERNETES_CA_KEY.to_string()];
+        let action = Action::KubeadmInit { endpoint: "198.18.0.100:8443".into(), config: KUBEADM_CONFIG.into(), files, reset_first: true };
+        let step = Step { id: "kubeadm/cp-1/init".into(), host: "cp-1".into(), action, reason: "an earlier init did not finish".into() };
+        run(&step, &ctx).await.expect("init step");
+        let effects = cp1.recorded();
+        let exec = |needle: &'static str| move |r: &Recorded| matches!(r, Recorded::Exec { script, .. } if script.contains(needle));
+        let reset = position(&effects, exec("kubeadm reset -f"));
+        let ca = position(&effects, |r| matches!(r, Recorded::Upload { path, .. } if path == KUBERNETES_CA_CERT));
+        let init = position(&effects, exec("kubeadm init --config"));
+        assert!(reset < ca && ca < init, "order must be reset, place the CA, init: {:?}", cp1.scripts());
+        assert!(!effects[init..].iter().any(exec("reset")), "no reset after the CA is placed: {:?}", cp1.scripts());
+    }
+
+    #[tokio::test]
+    async fn a_join_without_leftovers_does_not_reset() {
+        let cp2 = Arc::new(RecordingTransport::new("cp-2"));
+        let ctx = context(&cp2);
+        let action = Action::KubeadmJoinControlPlane {
+            endpoint: "198.18.0.100:8443".into(),
+            config: KUBEADM_CONFIG.into(),
+            files: vec![KUBEADM_CONFIG.into()],
+            reset_first: false,
+        };
+        let step = Step { id: "kubeadm/cp-2/join".into(), host: "cp-2".into(), action, reason: "not joined".into() };
+        run(&step, &ctx).await.expect("join step");
+        assert!(!cp2.scripts().iter().any(|s| s.contains("reset")), "{:?}", cp2.scripts());
+        assert!(cp2.scripts().last().is_some_and(|s| s == "kubeadm join --config /etc/kubeha/kubeadm.yaml"), "{:?}", cp2.scripts());
     }
 }

@@ -43,16 +43,22 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: shown.clone(), source })?;
     let inventory_dir = path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
     let paths = PathContext { inventory_dir, home: std::env::var_os("HOME").map(PathBuf::from) };
-    Ok(match String::from_utf8(bytes) {
-        Ok(source) => parse(shown, source, &paths),
+    Ok(parse_bytes(shown, bytes, &paths))
+}
+
+/// Validates an inventory file's bytes (`load` without the file system; the fuzz targets start here).
+pub fn parse_bytes(file: String, bytes: Vec<u8>, paths: &PathContext) -> Loaded {
+    match String::from_utf8(bytes) {
+        Ok(source) => parse(file, source, paths),
         Err(e) => {
+            // The bytes before the first invalid one are unchanged in the lossy text, so the offset holds there.
             let offset = e.utf8_error().valid_up_to();
             let source = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let line = source[..offset.min(source.len())].matches('\n').count() as u32 + 1;
             let diagnostic = Diagnostic::error("", Some(Mark { line, column: 1, offset }), "the file is not valid UTF-8");
-            Loaded { file: shown, source, inventory: None, diagnostics: vec![diagnostic] }
+            Loaded { file, source, inventory: None, diagnostics: vec![diagnostic] }
         }
-    })
+    }
 }
 
 /// Validates inventory text; `file` is only the name used in messages.

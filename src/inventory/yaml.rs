@@ -50,8 +50,15 @@ impl Node {
     }
 }
 
-fn mark_of(marker: &Marker) -> Mark {
-    Mark { line: u32::try_from(marker.line()).unwrap_or(u32::MAX), column: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX), offset: marker.index() }
+/// `Mark::offset` is a byte offset (snippets slice the source with it), but the parser's `index()` counts
+/// characters: after any non-ASCII text (a comment with "ä") the two differ and slicing would panic or
+/// point at the wrong token. The parser's byte offset is used when it has one, else the index is converted.
+fn mark_of(source: &str, marker: &Marker) -> Mark {
+    let offset = marker
+        .byte_offset()
+        .filter(|&b| source.is_char_boundary(b))
+        .unwrap_or_else(|| source.char_indices().nth(marker.index()).map_or(source.len(), |(b, _)| b));
+    Mark { line: u32::try_from(marker.line()).unwrap_or(u32::MAX), column: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX), offset }
 }
 
 /// Parses one YAML document. Returns the root (None for an empty file) or the diagnostics that made the
@@ -59,8 +66,8 @@ fn mark_of(marker: &Marker) -> Mark {
 pub fn parse(source: &str, duplicate_keys: &mut Vec<Diagnostic>) -> Result<Option<Node>, Diagnostic> {
     let mut builder = Builder { stack: Vec::new(), anchors: HashMap::new(), root: None, documents: 0, nodes: 0, duplicates: duplicate_keys };
     for event in Parser::new_from_str(source) {
-        let (event, span) = event.map_err(|e| Diagnostic::error("", Some(mark_of(e.marker())), format!("invalid YAML: {}", e.info_message())))?;
-        builder.event(event, mark_of(&span.start))?;
+        let (event, span) = event.map_err(|e| Diagnostic::error("", Some(mark_of(source, e.marker())), format!("invalid YAML: {}", e.info_message())))?;
+        builder.event(event, mark_of(source, &span.start))?;
     }
     Ok(builder.root)
 }
@@ -204,6 +211,15 @@ mod tests {
         let mut dups = Vec::new();
         let root = parse(src, &mut dups);
         (root, dups)
+    }
+
+    #[test]
+    fn offsets_are_bytes_after_non_ascii_text() {
+        let src = "# grüße äöü\nkey: 1\n";
+        let (root, _) = load(src);
+        let Value::Mapping(entries) = root.unwrap().unwrap().value else { panic!("not a mapping") };
+        assert_eq!(entries[0].key_mark.offset, src.find("key").unwrap());
+        assert_eq!((entries[0].key_mark.line, entries[0].key_mark.column), (2, 1));
     }
 
     #[test]

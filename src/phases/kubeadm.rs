@@ -11,28 +11,33 @@ use std::time::{Duration, Instant};
 const KUBEADM_TIMEOUT: Duration = Duration::from_secs(300);
 const READY_WITHIN: Duration = Duration::from_secs(120);
 
-fn kubeadm(args: &str, reset_first: bool) -> Command {
-    let reset = if reset_first { "kubeadm reset -f && " } else { "" };
-    Command::script(format!("{reset}kubeadm {args}")).timeout(KUBEADM_TIMEOUT)
+fn kubeadm(args: &str) -> Command {
+    Command::script(format!("kubeadm {args}")).timeout(KUBEADM_TIMEOUT)
 }
 
-pub async fn init(t: &dyn Transport, reset_first: bool) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("init --config {KUBEADM_CONFIG} --upload-certs"), reset_first)).await.map(|_| ())
+/// Clears an earlier attempt's kubeadm files (never etcd: kubeha's etcd is not kubeadm's). It empties
+/// /etc/kubernetes/pki too, so it must run before kubeha places the cluster CA there, never after.
+pub async fn reset(t: &dyn Transport) -> Result<(), SshError> {
+    t.run(&kubeadm("reset -f")).await.map(|_| ())
 }
 
-pub async fn join(t: &dyn Transport, reset_first: bool) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("join --config {KUBEADM_CONFIG}"), reset_first)).await.map(|_| ())
+pub async fn init(t: &dyn Transport) -> Result<(), SshError> {
+    t.run(&kubeadm(&format!("init --config {KUBEADM_CONFIG} --upload-certs"))).await.map(|_| ())
+}
+
+pub async fn join(t: &dyn Transport) -> Result<(), SshError> {
+    t.run(&kubeadm(&format!("join --config {KUBEADM_CONFIG}"))).await.map(|_| ())
 }
 
 /// Replaces the cluster's ClusterConfiguration with the config file's (new etcd endpoints, SANs).
 pub async fn upload_config(t: &dyn Transport) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("init phase upload-config kubeadm --config {KUBEADM_CONFIG}"), false)).await.map(|_| ())
+    t.run(&kubeadm(&format!("init phase upload-config kubeadm --config {KUBEADM_CONFIG}"))).await.map(|_| ())
 }
 
 /// Uploads the control-plane certificates again with the certificate key of the config: kubeadm deletes
 /// them 2 h after init, and joins in a later run need them.
 pub async fn upload_certs(t: &dyn Transport) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("init phase upload-certs --upload-certs --config {KUBEADM_CONFIG}"), false)).await.map(|_| ())
+    t.run(&kubeadm(&format!("init phase upload-certs --upload-certs --config {KUBEADM_CONFIG}"))).await.map(|_| ())
 }
 
 /// `kubectl` as the cluster admin on a control plane.
@@ -153,11 +158,5 @@ mod tests {
         let addresses = parse_node_addresses(with_status);
         assert_eq!(addresses.len(), 1);
         assert_eq!(addresses["wk-1"].to_string(), "198.18.0.21");
-    }
-
-    #[test]
-    fn reset_comes_first_only_when_asked() {
-        assert_eq!(kubeadm("join --config x", true).script, "kubeadm reset -f && kubeadm join --config x");
-        assert_eq!(kubeadm("join --config x", false).script, "kubeadm join --config x");
     }
 }

@@ -65,18 +65,7 @@ pub async fn run(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>) -
         };
         checks.push(check(format!("VIP {} on exactly one control plane", vrrp.vip), vip));
 
-        let mut down = Vec::new();
-        for t in &cps {
-            match haproxy_backends(t.as_ref()).await {
-                Ok(states) => down.extend(states.into_iter().filter(|(_, s)| s != "UP").map(|(b, s)| format!("{}: {b} {s}", t.host()))),
-                Err(e) => down.push(format!("{}: {e}", t.host())),
-            }
-        }
-        let n = cps.len();
-        checks.push(check(
-            format!("HAProxy: {n} backends up on each of {n} control planes"),
-            if down.is_empty() { Ok("all up".into()) } else { Err(down.join("; ")) },
-        ));
+        checks.push(haproxy_check(inv, &cps).await);
     }
 
     let first = cps.first().map(|t| t.as_ref());
@@ -128,29 +117,139 @@ fn nodes_check(inv: &Inventory, nodes: &std::collections::BTreeMap<String, std::
     if problems.is_empty() { Ok(format!("{} nodes", nodes.len())) } else { Err(problems.join("; ")) }
 }
 
-/// Backend server name -> status ("UP", "DOWN", ...) from HAProxy's loopback CSV status page.
-async fn haproxy_backends(t: &dyn Transport) -> Result<Vec<(String, String)>, String> {
+/// The HAProxy check: on every control plane, exactly the expected backends (one per control plane of the
+/// inventory, at its API server's address), each UP. Only counting the DOWN ones passed a HAProxy with no
+/// backends at all, or one still sending traffic to a removed control plane.
+async fn haproxy_check(inv: &Inventory, cps: &[&Arc<dyn Transport>]) -> Check {
+    let expected = context::haproxy(inv).map(|h| h.backends).unwrap_or_default();
+    let mut problems = Vec::new();
+    for t in cps {
+        match haproxy_backends(t.as_ref()).await {
+            Ok(seen) => problems.extend(backend_problems(&expected, &seen).into_iter().map(|p| format!("{}: {p}", t.host()))),
+            Err(e) => problems.push(format!("{}: {e}", t.host())),
+        }
+    }
+    let n = expected.len();
+    let name = format!("HAProxy: the {n} expected backends up on each of {} control planes", cps.len());
+    check(name, if problems.is_empty() { Ok("all up".into()) } else { Err(problems.join("; ")) })
+}
+
+/// What one control plane's HAProxy gets wrong: expected backends it lacks or has at another address,
+/// backends it should not have, and backends not UP.
+fn backend_problems(expected: &[context::Backend], seen: &[BackendState]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for e in expected {
+        match seen.iter().find(|s| s.name == e.name) {
+            None => problems.push(format!("backend {} ({}) missing", e.name, e.address)),
+            Some(s) if s.address.as_deref().is_some_and(|a| a != e.address) => {
+                problems.push(format!("backend {} at {} instead of {}", e.name, s.address.as_deref().unwrap_or_default(), e.address))
+            }
+            Some(s) if s.status != "UP" => problems.push(format!("backend {} {}", e.name, s.status)),
+            Some(_) => {}
+        }
+    }
+    for s in seen.iter().filter(|s| !expected.iter().any(|e| e.name == s.name)) {
+        problems.push(format!(
+            "unexpected backend {}{} (not a control plane of the inventory)",
+            s.name,
+            s.address.as_deref().map(|a| format!(" ({a})")).unwrap_or_default()
+        ));
+    }
+    problems
+}
+
+/// One server of the kube-apiserver backend as HAProxy's status page shows it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BackendState {
+    pub name: String,
+    /// "UP", "DOWN", "MAINT", ...
+    pub status: String,
+    /// `host:port`, when this HAProxy's CSV has the `addr` column (1.9 and later).
+    pub address: Option<String>,
+}
+
+/// The kube-apiserver backend's servers from HAProxy's loopback CSV status page.
+async fn haproxy_backends(t: &dyn Transport) -> Result<Vec<BackendState>, String> {
     let out = t.run(&Command::script("curl -sS --max-time 5 'http://127.0.0.1:8404/stats;csv'")).await.map_err(|e| e.to_string())?;
     Ok(parse_stats_csv(&out.stdout_text()))
 }
 
-pub fn parse_stats_csv(csv: &str) -> Vec<(String, String)> {
+pub fn parse_stats_csv(csv: &str) -> Vec<BackendState> {
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().trim_start_matches("# ").split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
     let (Some(px), Some(sv), Some(status)) = (col("pxname"), col("svname"), col("status")) else { return Vec::new() };
+    let addr = col("addr");
     lines
         .map(|l| l.split(',').collect::<Vec<_>>())
         .filter(|f| f.get(px) == Some(&"kube-apiserver") && !matches!(f.get(sv), Some(&"FRONTEND") | Some(&"BACKEND") | None))
-        .map(|f| (f[sv].to_string(), f.get(status).unwrap_or(&"?").to_string()))
+        .map(|f| BackendState {
+            name: f[sv].to_string(),
+            status: f.get(status).unwrap_or(&"?").to_string(),
+            address: addr.and_then(|a| f.get(a)).filter(|a| !a.is_empty()).map(|a| a.to_string()),
+        })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::ssh::fake::RecordingTransport;
+
+    fn state(name: &str, status: &str, address: Option<&str>) -> BackendState {
+        BackendState { name: name.into(), status: status.into(), address: address.map(String::from) }
+    }
+
     #[test]
     fn backends_from_the_status_csv() {
         let csv = "# pxname,svname,qcur,status,weight\nstats,FRONTEND,,OPEN,\nkube-apiserver,FRONTEND,,OPEN,\nkube-apiserver,cp-1,0,UP,1\nkube-apiserver,cp-2,0,DOWN,1\nkube-apiserver,BACKEND,0,UP,1\n";
-        assert_eq!(super::parse_stats_csv(csv), [("cp-1".to_string(), "UP".to_string()), ("cp-2".to_string(), "DOWN".to_string())]);
+        assert_eq!(parse_stats_csv(csv), [state("cp-1", "UP", None), state("cp-2", "DOWN", None)]);
+        let with_addr = "# pxname,svname,status,addr\nkube-apiserver,cp-1,UP,198.18.0.11:6443\nkube-apiserver,BACKEND,UP,\n";
+        assert_eq!(parse_stats_csv(with_addr), [state("cp-1", "UP", Some("198.18.0.11:6443"))]);
+    }
+
+    fn lab() -> Inventory {
+        crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap()
+    }
+
+    /// The HAProxy check of a whole verification, each control plane's status page answering `csvs`.
+    async fn haproxy_with(csvs: &[(&str, &str)]) -> Check {
+        let hosts: HashMap<String, Arc<dyn Transport>> =
+            csvs.iter().map(|(host, csv)| (host.to_string(), Arc::new(RecordingTransport::new(*host).on("8404/stats", *csv)) as Arc<dyn Transport>)).collect();
+        run(&lab(), &hosts).await.into_iter().find(|c| c.name.starts_with("HAProxy")).expect("a HAProxy check")
+    }
+
+    const HEADER: &str = "# pxname,svname,status,addr\n";
+
+    fn all_up() -> String {
+        format!("{HEADER}kube-apiserver,cp-1,UP,198.18.0.11:6443\nkube-apiserver,cp-2,UP,198.18.0.12:6443\nkube-apiserver,cp-3,UP,198.18.0.13:6443\n")
+    }
+
+    #[tokio::test]
+    async fn haproxy_with_no_backends_fails_naming_every_missing_one() {
+        let up = all_up();
+        let check = haproxy_with(&[("cp-1", &up), ("cp-2", HEADER), ("cp-3", &up)]).await;
+        assert!(!check.ok, "{check:?}");
+        assert_eq!(
+            check.detail,
+            "cp-2: backend cp-1 (198.18.0.11:6443) missing; cp-2: backend cp-2 (198.18.0.12:6443) missing; cp-2: backend cp-3 (198.18.0.13:6443) missing"
+        );
+    }
+
+    #[tokio::test]
+    async fn haproxy_with_a_stale_or_foreign_backend_fails_naming_it() {
+        let up = all_up();
+        let stale = format!(
+            "{HEADER}kube-apiserver,cp-1,UP,198.18.0.11:6443\nkube-apiserver,cp-2,UP,198.18.0.99:6443\nkube-apiserver,cp-3,UP,198.18.0.13:6443\nkube-apiserver,cp-9,UP,198.18.0.19:6443\n"
+        );
+        let check = haproxy_with(&[("cp-1", &up), ("cp-2", &up), ("cp-3", &stale)]).await;
+        assert!(!check.ok, "{check:?}");
+        assert_eq!(
+            check.detail,
+            "cp-3: backend cp-2 at 198.18.0.99:6443 instead of 198.18.0.12:6443; cp-3: unexpected backend cp-9 (198.18.0.19:6443) (not a control plane of the inventory)"
+        );
+        let check = haproxy_with(&[("cp-1", &up), ("cp-2", &up), ("cp-3", &up)]).await;
+        assert!(check.ok, "{check:?}");
+        assert_eq!(check.name, "HAProxy: the 3 expected backends up on each of 3 control planes");
     }
 }

@@ -209,11 +209,17 @@ impl Builder<'_> {
                     self.promote(&mut steps, &m, &checker, &mut voters, "member missing");
                 }
                 Some(learner) if learner.is_learner => {
+                    // Finishing a killed run's add is a membership change like any other: the voters that stay
+                    // must be healthy before it starts, and this learner (the only one allowed) is the one in flux.
+                    let change = format!("promote {m}");
+                    let mut before = Gate::new(GateWhen::Before, &change, &voters);
+                    before.max_learners = 1;
+                    steps.push(step(id("gate-before"), &checker, Action::Gate(before), "quorum check"));
+                    self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
                     install(&mut steps);
                     if !active {
                         steps.push(step(id("start"), &m, join, "learner not running"));
                     }
-                    self.snapshot(&mut steps, &mut snapshot_taken, &checker, &format!("promote {m}"));
                     self.promote(&mut steps, &m, &checker, &mut voters, "a learner from an unfinished run");
                 }
                 Some(_) => match (&stale, active) {

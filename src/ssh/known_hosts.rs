@@ -160,6 +160,19 @@ impl KnownHosts {
         algs
     }
 
+    /// The host key algorithms to ask for, as OpenSSH orders them (`order_hostkeyalgs`): the algorithms of
+    /// keys recorded for this host first, then the rest, each part in `default` order. An RSA key is recorded
+    /// as "ssh-rsa" but is verified by every RSA signature algorithm, so it brings rsa-sha2-512 and
+    /// rsa-sha2-256 forward too, in `default`'s order (those before SHA-1 ssh-rsa): OpenSSH 8.8+ servers no
+    /// longer offer ssh-rsa, and asking for it first made the server pick another key type, which we then had
+    /// to call a changed key.
+    pub fn host_key_order(&self, host: &str, port: u16, default: &[Algorithm]) -> Vec<Algorithm> {
+        let recorded = self.recorded_algorithms(host, port);
+        let is_recorded = |alg: &Algorithm| recorded.iter().any(|r| r == alg || (is_rsa(r) && is_rsa(alg)));
+        let (first, rest): (Vec<Algorithm>, Vec<Algorithm>) = default.iter().cloned().partition(is_recorded);
+        first.into_iter().chain(rest).collect()
+    }
+
     pub fn check(&self, host: &str, port: u16, offered: &PublicKey) -> Verdict {
         let name = lookup_name(host, port);
         let matching: Vec<&KnownEntry> = self.entries.iter().filter(|e| host_matches(&e.hosts, &name)).collect();
@@ -178,6 +191,10 @@ impl KnownHosts {
             None => Verdict::Unknown,
         }
     }
+}
+
+fn is_rsa(alg: &Algorithm) -> bool {
+    matches!(alg, Algorithm::Rsa { .. })
 }
 
 /// Compare key material only: the comment is not part of a host's identity.
@@ -294,9 +311,10 @@ pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> io::Result
 mod tests {
     use super::*;
 
-    // Two real ed25519 keys and one ECDSA key (public halves of throwaway keys).
+    // Two real ed25519 keys, one RSA and one ECDSA key (public halves of throwaway keys).
     const ED_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDjU6Veohxw2LMZkGjK3UydxXeHAP464VUkDCI+sHQQB";
     const ED_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDQZepEwltgkiwVe+4vg0Xlb6UbePeCSp7ATJpqqmUy2";
+    const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCUzRUROHDhcWK/51bC6oVJPGct1InC+H/T90q1vP0P0lk6dhA5/ES/4/IeHLo2aC60NW3wWZvnNdII0/8eTShHETOSwB4XBy7ozfvLF9i/p96zBmdrIZyQ0EbXmX8RZCuEESFPzKembVFUHHmw5ar08+cK0YndYoKKB9jQ8/blIe/vqqQl5JtzrWdmBdJOiy682IthIWf0PQQLZiO4X0c45JJPyutErKGVcLHHemSPb1T9aXNq0sTWaPD/KYtsWtjTl4XUKxdkGgeyTo5dtqL0brLzJUAYLgGb6GAXYS3kpbdvT9gILis0+CCjVouqtLkKZ2GB1JA4TUg/EuNLISUt";
     const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBFGR1gFz+Y+ZMWESELslsnPXJXK9mQlveD9/fZD8NHHDIoMB3ZA/QxP0ykjED5N9ul3S0l/oT69mETYEYwrWue0=";
 
     fn key(text: &str) -> PublicKey {
@@ -347,6 +365,21 @@ mod tests {
             other => panic!("expected Changed, got {other:?}"),
         }
         assert_eq!(k.recorded_algorithms("host1", 22), vec![key(ECDSA).algorithm()]);
+    }
+
+    #[test]
+    fn a_recorded_rsa_key_asks_for_rsa_sha2_first_then_the_rest_in_default_order() {
+        let defaults = russh::client::Config::default().preferred.key.to_vec();
+        let names = |algs: Vec<Algorithm>| algs.iter().map(|a| a.as_str().to_string()).collect::<Vec<_>>();
+        let k = known(&format!("host1 {RSA}\n"));
+        let order = names(k.host_key_order("host1", 22, &defaults));
+        assert_eq!(order[..3], ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"], "{order:?}");
+        assert_eq!(order[3], "ssh-ed25519", "{order:?}");
+        assert_eq!(order.len(), defaults.len());
+        // Nothing recorded: the default order as is; ECDSA recorded: ECDSA first.
+        assert_eq!(names(k.host_key_order("host2", 22, &defaults)), names(defaults.clone()));
+        let k = known(&format!("host1 {ECDSA}\n"));
+        assert_eq!(names(k.host_key_order("host1", 22, &defaults))[0], "ecdsa-sha2-nistp256");
     }
 
     #[test]

@@ -105,16 +105,7 @@ fn client_config(opts: &ConnectOptions, known: &KnownHosts, target: &HostTarget)
     };
     // Ask for the key types we already trust first, so a host with several keys presents the recorded one
     // (otherwise a second key type would look like a mismatch, or worse get recorded next to the first).
-    let recorded = known.recorded_algorithms(&target.address, target.port);
-    if !recorded.is_empty() {
-        let mut order = recorded;
-        for alg in config.preferred.key.iter() {
-            if !order.contains(alg) {
-                order.push(alg.clone());
-            }
-        }
-        config.preferred.key = Cow::Owned(order);
-    }
+    config.preferred.key = Cow::Owned(known.host_key_order(&target.address, target.port, &config.preferred.key));
     config
 }
 

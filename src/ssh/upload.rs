@@ -36,17 +36,30 @@ pub async fn upload<T: Transport + ?Sized>(t: &T, file: &Upload) -> Result<Uploa
     }
 
     let chown = file.owner.as_deref().map(|o| format!("chown -- {} \"$t\"\n", quote(o))).unwrap_or_default();
+    // Durable, not only atomic: the data is fsynced before the rename (or a crash can leave the new name on
+    // an empty file, which is how a copy of the cluster state became unreadable), and the folder after it
+    // (or the rename itself can be lost). coreutils `sync FILE...` fsyncs exactly the files and folders named.
     let script = format!(
         "set -e\numask 077\nt=$(mktemp -- {tmpl})\ntrap 'rm -f -- \"$t\"' EXIT\ncat > \"$t\"\n\
          if [ \"$(wc -c < \"$t\")\" -ne {len} ]; then echo 'upload truncated' >&2; exit 1; fi\n\
-         chmod {mode:o} \"$t\"\n{chown}mv -f -- \"$t\" {path}\ntrap - EXIT\n",
+         chmod {mode:o} \"$t\"\n{chown}sync -- \"$t\"\nmv -f -- \"$t\" {path}\ntrap - EXIT\nsync -- {dir}\n",
         tmpl = quote(&format!("{}.kubeha.XXXXXXXX", file.path)),
         mode = file.mode,
         len = file.contents.len(),
+        dir = quote(parent_dir(&file.path)),
     );
     let write = Command::script(script).stdin(file.contents.clone()).timeout(upload_timeout(file.contents.len()));
     t.run(&write).await?;
     Ok(UploadOutcome::Written)
+}
+
+/// The folder holding `path` ("/" for a top-level file, "." for a bare name).
+fn parent_dir(path: &str) -> &str {
+    match path.rsplit_once('/') {
+        Some(("", _)) => "/",
+        Some((dir, _)) => dir,
+        None => ".",
+    }
 }
 
 /// Pure comparison of the probe's output with what we want on disk.
@@ -79,6 +92,19 @@ pub async fn read_file<T: Transport + ?Sized>(t: &T, path: &str) -> Result<Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_written_file_is_fsynced_before_the_rename_and_its_folder_after() {
+        let fake = crate::ssh::fake::RecordingTransport::new("cp-1");
+        let file = Upload { path: "/etc/kubeha/cluster-state.json".into(), contents: b"{}".to_vec(), mode: 0o600, owner: Some("root:root".into()) };
+        assert_eq!(upload(&fake, &file).await.unwrap(), UploadOutcome::Written);
+        let script = fake.scripts().into_iter().find(|s| s.contains("mktemp")).expect("the write script");
+        let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from {script}"));
+        assert!(at("cat > \"$t\"") < at("sync -- \"$t\""), "{script}");
+        assert!(at("sync -- \"$t\"") < at("mv -f -- \"$t\" /etc/kubeha/cluster-state.json"), "{script}");
+        assert!(at("mv -f -- ") < at("sync -- /etc/kubeha\n"), "{script}");
+        assert_eq!((parent_dir("/x"), parent_dir("x"), parent_dir("/a/b/c")), ("/", ".", "/a/b"));
+    }
 
     #[test]
     fn hash_hex() {

@@ -119,17 +119,52 @@ impl ClusterState {
     }
 }
 
-/// Picks the newest state among what the control planes hold (`None` where the file is absent). Two
+/// A copy of the state that could not be used and was passed over, with why (never its contents).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedCopy {
+    pub host: String,
+    pub problem: String,
+}
+
+/// The state to use, and the unusable copies passed over to find it (the state phase rewrites them).
+#[derive(Debug)]
+pub struct Newest {
+    pub state: Option<ClusterState>,
+    pub skipped: Vec<SkippedCopy>,
+}
+
+/// Picks the newest state among what the control planes hold (`Ok(None)` where the file is absent, `Err`
+/// where it could not be read). Two
 /// different states of the same generation cannot be merged safely: that is an error naming both hosts.
-pub fn newest(cluster: &str, found: &[(String, Option<String>)]) -> Result<Option<ClusterState>, StateError> {
+/// A copy that is empty or corrupt (a write cut short by a crash) is passed over when other copies are
+/// readable: one bad disk must not block every run. With no readable copy at all it is an error, never a
+/// new cluster (the unreadable copy may be the only state there is). A copy of another format or cluster is not damage but a wrong assumption: an error too.
+pub fn newest(cluster: &str, found: &[(String, Result<Option<String>, String>)]) -> Result<Newest, StateError> {
     let mut best: Option<(String, ClusterState)> = None;
-    for (host, text) in found {
-        let Some(text) = text else { continue };
-        let state: ClusterState = serde_json::from_str(text).map_err(|e| StateError::Unreadable { host: host.clone(), message: e.to_string() })?;
+    let mut skipped = Vec::new();
+    for (host, copy) in found {
+        let text = match copy {
+            Ok(None) => continue,
+            Ok(Some(text)) => text,
+            Err(problem) => {
+                skipped.push(SkippedCopy { host: host.clone(), problem: problem.clone() });
+                continue;
+            }
+        };
+        let state = match parse(text) {
+            Ok(state) => state,
+            Err(problem) => {
+                skipped.push(SkippedCopy { host: host.clone(), problem });
+                continue;
+            }
+        };
         if state.format != FORMAT {
             return Err(StateError::Unreadable { host: host.clone(), message: format!("format {} is not {FORMAT}; use a matching kubeha", state.format) });
         }
-        state.secrets.validate()?;
+        if let Err(e) = state.secrets.validate() {
+            skipped.push(SkippedCopy { host: host.clone(), problem: e.to_string() });
+            continue;
+        }
         if state.cluster != cluster {
             return Err(StateError::OtherCluster { host: host.clone(), found: state.cluster, expected: cluster.to_string() });
         }
@@ -143,7 +178,29 @@ pub fn newest(cluster: &str, found: &[(String, Option<String>)]) -> Result<Optio
             Some(_) => Some((host.clone(), state)),
         };
     }
-    Ok(best.map(|(_, s)| s))
+    match (best, skipped.first()) {
+        (None, Some(bad)) => {
+            Err(StateError::Unreadable { host: bad.host.clone(), message: format!("{}; no control plane holds a readable copy", bad.problem) })
+        }
+        (best, _) => Ok(Newest { state: best.map(|(_, s)| s), skipped }),
+    }
+}
+
+/// The state in a copy's text, or why it is not one. serde's messages can quote the text (secrets), so
+/// only the kind and position of the problem are kept.
+fn parse(text: &str) -> Result<ClusterState, String> {
+    if text.trim().is_empty() {
+        return Err("the file is empty".into());
+    }
+    serde_json::from_str(text).map_err(|e| {
+        let kind = match e.classify() {
+            serde_json::error::Category::Io => "cannot be read",
+            serde_json::error::Category::Syntax => "is not valid JSON",
+            serde_json::error::Category::Data => "does not hold a cluster state",
+            serde_json::error::Category::Eof => "ends early (cut short)",
+        };
+        format!("the file {kind} (line {}, column {})", e.line(), e.column())
+    })
 }
 
 #[cfg(test)]

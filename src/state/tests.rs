@@ -21,7 +21,7 @@ fn a_new_state_pins_its_own_kubernetes_ca_and_covers_every_member() {
 fn a_stored_state_round_trips_and_issues_only_for_new_members() {
     let inv = lab();
     let mut state = ClusterState::create(&inv).unwrap();
-    let back = newest("lab", &[("cp-1".into(), Some(state.to_json()))]).unwrap().unwrap();
+    let back = newest("lab", &[("cp-1".into(), Ok(Some(state.to_json())))]).unwrap().state.unwrap();
     assert!(back == state);
     assert!(!state.issue_missing_members(&inv).unwrap(), "nothing to issue twice");
     state.etcd_members.remove("cp-3");
@@ -37,16 +37,51 @@ fn the_newest_generation_wins_and_equal_generations_must_agree() {
     let old = ClusterState::create(&inv).unwrap();
     let mut new = old.clone();
     new.generation += 1;
-    let found = vec![("cp-1".into(), Some(old.to_json())), ("cp-2".into(), None), ("cp-3".into(), Some(new.to_json()))];
-    assert_eq!(newest("lab", &found).unwrap().unwrap().generation, new.generation);
-    assert!(newest("lab", &[("cp-1".into(), None)]).unwrap().is_none());
+    let found = vec![("cp-1".into(), Ok(Some(old.to_json()))), ("cp-2".into(), Ok(None)), ("cp-3".into(), Ok(Some(new.to_json())))];
+    assert_eq!(newest("lab", &found).unwrap().state.unwrap().generation, new.generation);
+    assert!(newest("lab", &[("cp-1".into(), Ok(None))]).unwrap().state.is_none());
 
     let other = ClusterState::create(&inv).unwrap();
-    let err = newest("lab", &[("cp-1".into(), Some(old.to_json())), ("cp-2".into(), Some(other.to_json()))]).unwrap_err();
+    let err = newest("lab", &[("cp-1".into(), Ok(Some(old.to_json()))), ("cp-2".into(), Ok(Some(other.to_json())))]).unwrap_err();
     assert!(matches!(err, StateError::Disagree { .. }), "{err}");
     assert!(!err.to_string().contains(&old.secrets.bootstrap_token));
-    let err = newest("prod", &[("cp-1".into(), Some(old.to_json()))]).unwrap_err();
+    let err = newest("prod", &[("cp-1".into(), Ok(Some(old.to_json())))]).unwrap_err();
     assert!(err.to_string().contains("belongs to cluster lab, not prod"), "{err}");
-    let err = newest("lab", &[("cp-1".into(), Some("{".into()))]).unwrap_err();
+    let err = newest("lab", &[("cp-1".into(), Ok(Some("{".into())))]).unwrap_err();
     assert!(err.to_string().starts_with("cp-1:/etc/kubeha/cluster-state.json cannot be read"), "{err}");
+}
+
+#[test]
+fn an_unreadable_copy_is_skipped_and_named_when_the_readable_copies_agree() {
+    let inv = lab();
+    let good = ClusterState::create(&inv).unwrap();
+    let json = good.to_json();
+    // Cut short by a crash, emptied, not readable at all, and a corrupt one quoting a secret where a number
+    // belongs (serde would echo it).
+    let token = good.secrets.bootstrap_token.clone();
+    let cases: Vec<(Result<Option<String>, String>, &str)> = vec![
+        (Ok(Some(json[..json.len() / 2].to_string())), "the file ends early (cut short)"),
+        (Ok(Some(String::new())), "the file is empty"),
+        (Err("cannot be read (cat: Input/output error)".into()), "cannot be read (cat: Input/output error)"),
+        (Ok(Some(format!("{{\"format\": \"{token}\"}}"))), "the file does not hold a cluster state"),
+    ];
+    for (bad, problem) in cases {
+        let found = vec![("cp-1".into(), Ok(Some(json.clone()))), ("cp-2".into(), bad), ("cp-3".into(), Ok(Some(json.clone())))];
+        let newest = newest("lab", &found).unwrap_or_else(|e| panic!("{problem}: one bad copy blocked the run: {e}"));
+        assert!(newest.state.unwrap() == good);
+        assert_eq!(newest.skipped.len(), 1);
+        assert_eq!(newest.skipped[0].host, "cp-2");
+        assert!(newest.skipped[0].problem.starts_with(problem), "{:?}", newest.skipped[0]);
+        assert!(!newest.skipped[0].problem.contains(&token), "a secret in {:?}", newest.skipped[0]);
+    }
+}
+
+#[test]
+fn without_a_readable_copy_or_with_disagreeing_ones_a_bad_copy_still_stops_the_run() {
+    let inv = lab();
+    let (a, b) = (ClusterState::create(&inv).unwrap(), ClusterState::create(&inv).unwrap());
+    let err = newest("lab", &[("cp-1".into(), Ok(None)), ("cp-2".into(), Ok(Some(String::new())))]).unwrap_err();
+    assert_eq!(err.to_string(), "cp-2:/etc/kubeha/cluster-state.json cannot be read: the file is empty; no control plane holds a readable copy");
+    let found = vec![("cp-1".into(), Ok(Some(a.to_json()))), ("cp-2".into(), Ok(Some("{".into()))), ("cp-3".into(), Ok(Some(b.to_json())))];
+    assert!(matches!(newest("lab", &found).unwrap_err(), StateError::Disagree { .. }));
 }

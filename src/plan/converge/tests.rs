@@ -93,9 +93,31 @@ fn a_learner_left_by_a_killed_run_is_caught_up_and_promoted_without_a_second_add
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "", true)]));
     o.hosts.get_mut("cp-3").unwrap().active.insert("etcd".into(), false);
     let plan = converge(&inv, &d, &o, "observed");
-    assert_eq!(ids(&plan), ["etcd/cp-3/start", "etcd/snapshot", "etcd/cp-3/caught-up", "etcd/cp-3/promote", "etcd/cp-3/gate-after", "verify"]);
-    let gate = plan.steps().find(|s| s.id == "etcd/cp-3/gate-after").unwrap();
-    assert_eq!(gate.host, "cp-1", "gates run on a running voter, not the member in flux");
+    assert_eq!(
+        ids(&plan),
+        ["etcd/cp-3/gate-before", "etcd/snapshot", "etcd/cp-3/start", "etcd/cp-3/caught-up", "etcd/cp-3/promote", "etcd/cp-3/gate-after", "verify"]
+    );
+    for id in ["etcd/cp-3/gate-before", "etcd/cp-3/gate-after"] {
+        assert_eq!(plan.steps().find(|s| s.id == id).unwrap().host, "cp-1", "gates run on a running voter, not the member in flux");
+    }
+}
+
+#[test]
+fn promoting_a_leftover_learner_is_gated_before_on_the_voters_allowing_only_that_learner() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", true)]));
+    let plan = converge(&inv, &d, &o, "observed");
+    let Some(Action::Gate(before)) = plan.steps().find(|s| s.id == "etcd/cp-3/gate-before").map(|s| &s.action) else {
+        panic!("no gate before the promotion: {}", text(&plan))
+    };
+    assert_eq!((before.when, before.change.as_str(), before.max_learners), (GateWhen::Before, "promote cp-3", 1));
+    assert_eq!(before.voters, ["cp-1", "cp-2"]);
+    let position = |id: &str| plan.steps().position(|s| s.id == id).unwrap();
+    assert!(position("etcd/cp-3/gate-before") < position("etcd/cp-3/promote"));
+    // The gate holds on exactly that state: two healthy voters and the one learner.
+    assert_eq!(crate::etcd::gate::evaluate(before, o.etcd.as_ref().unwrap()), Ok(()));
 }
 
 #[test]
@@ -292,4 +314,15 @@ fn a_non_member_with_old_etcd_data_is_cleared_before_it_joins() {
     let plan = converge(&inv, &d, &o, "observed");
     let etcd: Vec<&str> = plan.phases.iter().find(|p| p.name == "etcd").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(&etcd[..4], ["etcd/cp-2/gate-before", "etcd/snapshot", "etcd/cp-2/clear-data", "etcd/cp-2/add-learner"]);
+}
+
+#[test]
+fn a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    // The digest of an empty file: what a crash between rename and write-back left.
+    o.hosts.get_mut("cp-2").unwrap().digests.insert(crate::state::STATE_FILE.into(), crate::ssh::upload::sha256_hex(b""));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["state/cp-2", "verify"]);
 }
