@@ -191,15 +191,7 @@ func releaseSandbox(sb *sandboxRecord) {
 
 func (s *server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
 	id := req.GetPodSandboxId()
-	s.mu.Lock()
-	sb, ok := s.sandboxes[id]
-	var ids []string
-	for _, c := range s.containers {
-		if c.SandboxID == id {
-			ids = append(ids, c.ID)
-		}
-	}
-	s.mu.Unlock()
+	sb, ok, ids := s.sandboxWithContainers(id)
 	if !ok {
 		// Idempotent per the CRI: a sandbox already gone has nothing to stop.
 		return &runtimeapi.StopPodSandboxResponse{}, nil
@@ -224,15 +216,7 @@ func (s *server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 
 func (s *server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
 	id := req.GetPodSandboxId()
-	s.mu.Lock()
-	sb, ok := s.sandboxes[id]
-	var ids []string
-	for _, c := range s.containers {
-		if c.SandboxID == id {
-			ids = append(ids, c.ID)
-		}
-	}
-	s.mu.Unlock()
+	sb, ok, ids := s.sandboxWithContainers(id)
 	if !ok {
 		return &runtimeapi.RemovePodSandboxResponse{}, nil
 	}
@@ -304,4 +288,18 @@ func (s *server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSand
 	}
 	sort.Slice(resp.Items, func(i, j int) bool { return resp.Items[i].CreatedAt < resp.Items[j].CreatedAt })
 	return resp, nil
+}
+
+// sandboxWithContainers returns the sandbox and the ids of its containers, read under one lock.
+func (s *server) sandboxWithContainers(id string) (*sandboxRecord, bool, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb, ok := s.sandboxes[id]
+	var ids []string
+	for _, c := range s.containers {
+		if c.SandboxID == id {
+			ids = append(ids, c.ID)
+		}
+	}
+	return sb, ok, ids
 }
