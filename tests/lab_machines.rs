@@ -125,6 +125,18 @@ fn lab_machines_boot_fail_heal_and_leave_nothing_behind() {
         assert!(m["memoryMib"].as_f64().unwrap() > 1.0, "{m}");
     }
 
+    // A machine made on another image (another package list, another branch's lab) is not kept: its
+    // upper layer would shadow the new image with the old one's files. It is made anew, the others kept.
+    let out = ssh("198.18.0.13", &known_hosts, "echo old > /root/made-on-the-old-image");
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(format!("{STATE}/machines/cp-3/image"), "/var/lib/kubeha/lab/cache/rootfs-0ther\n").unwrap();
+    let remade = kubeha(&["lab", "up"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&remade.stdout), String::from_utf8_lossy(&remade.stderr));
+    assert!(remade.status.success() && stdout.contains("(1 booted, 4 kept)"), "{stdout}{stderr}");
+    assert!(stderr.contains("cp-3 was made on another image"), "{stderr}");
+    let out = ssh("198.18.0.13", &known_hosts, "test -e /root/made-on-the-old-image && echo stale || echo fresh");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fresh", "{out:?}");
+
     must(&["lab", "down"]);
     assert_nothing_left();
     must(&["lab", "down"]);

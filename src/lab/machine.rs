@@ -16,16 +16,36 @@ pub struct Paths {
     pub work: PathBuf,
     pub merged: PathBuf,
     pub console_log: PathBuf,
+    /// The image the upper layer was made on: an upper layer only makes sense over that lower layer.
+    pub image_record: PathBuf,
 }
 
 pub fn paths(layout: &Layout, name: &str) -> Paths {
     let dir = layout.machine_dir(name);
-    Paths { upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("root"), console_log: dir.join("console.log") }
+    Paths {
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+        merged: dir.join("root"),
+        console_log: dir.join("console.log"),
+        image_record: dir.join("image"),
+    }
+}
+
+/// Whether the machine's folder was made on `image`. A folder without the record (an older kubeha, or a
+/// crash before it was written) counts as made on another image.
+pub fn made_on(layout: &Layout, name: &str, image: &Path) -> bool {
+    std::fs::read_to_string(paths(layout, name).image_record).is_ok_and(|recorded| Path::new(recorded.trim_end()) == image)
 }
 
 /// Mounts the machine's overlay (unless it already is) and gives a new machine its identity.
 pub fn prepare(layout: &Layout, m: &Machine, image: &Path, lab_public_key: &str, standins: Option<&Path>) -> Result<()> {
     let p = paths(layout, &m.name);
+    // Leftovers of a run on another image (a changed package list, another branch's lab): files of the old
+    // image's programs and data of the old cluster would shadow the new image. A lab machine is disposable.
+    if layout.machine_dir(&m.name).exists() && !made_on(layout, &m.name, image) {
+        eprintln!("lab: {} was made on another image; making it anew", m.name);
+        remove(layout, &m.name)?;
+    }
     for dir in [&p.upper, &p.work, &p.merged] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -34,6 +54,7 @@ pub fn prepare(layout: &Layout, m: &Machine, image: &Path, lab_public_key: &str,
         mount(Some("overlay"), &p.merged, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
             .with_context(|| format!("cannot mount the overlay of {}", m.name))?;
     }
+    std::fs::write(&p.image_record, format!("{}\n", image.display()))?;
     let root = &p.merged;
     let fresh = !root.join("etc/ssh/ssh_host_ed25519_key").exists();
     if fresh {

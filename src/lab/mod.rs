@@ -56,9 +56,12 @@ pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)]) -> Resu
         report.warnings.push("Kubernetes stand-ins not found (tests/lab/standins/install.sh): machines have no kubeadm/kubelet/kubectl".into());
     }
     for m in &layout.machines {
-        if state.machines.get(&m.name).is_some_and(|s| machine::running(s) && owned(layout, &m.name, s)) {
-            report.kept.push(m.name.clone());
-            continue;
+        if let Some(s) = state.machines.get(&m.name).filter(|s| machine::running(s) && owned(layout, &m.name, s)) {
+            if machine::made_on(layout, &m.name, &image) {
+                report.kept.push(m.name.clone());
+                continue;
+            }
+            machine::stop(s);
         }
         // A machine that is not recorded as running may still have processes from a crashed run.
         machine::stop_strays(layout, &m.name);
