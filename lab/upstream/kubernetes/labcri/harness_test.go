@@ -149,6 +149,15 @@ func (c *labClient) runPod(t *testing.T, cfg *runtimeapi.PodSandboxConfig) strin
 	return id
 }
 
+// runHostPod pulls the program the tests run, then runs a host-network pod named name: the start of most
+// tests. It returns the pod's config and its sandbox id.
+func (c *labClient) runHostPod(t *testing.T, e *labEnv, name string, pid runtimeapi.NamespaceMode) (*runtimeapi.PodSandboxConfig, string) {
+	t.Helper()
+	c.pull(t, apiserverImage)
+	pod := e.hostPod(name, pid)
+	return pod, c.runPod(t, pod)
+}
+
 func (c *labClient) pull(t *testing.T, ref string) {
 	t.Helper()
 	_, err := c.img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
