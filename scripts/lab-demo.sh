@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on local lab machines: boots 3 control planes (3 zones) and 2 workers as
 # systemd-nspawn machines, then `kubeha apply` brings up etcd (one member at a time between quorum gates),
-# keepalived + HAProxy with the VIP, kubeadm init and joins (stand-ins, see tests/lab/standins/README.md),
-# the CNI, workers and labels, and verifies it all. Needs root. `kubeha lab down -i inventories/lab.yaml`
+# keepalived + HAProxy with the VIP, the real kubeadm init and joins (Kubernetes built from its Go modules by
+# lab/upstream/build.sh on the first run), the CNI, workers and labels, and verifies it all. Needs root. `kubeha lab down -i inventories/lab.yaml`
 # removes the machines afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."

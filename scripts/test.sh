@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of kubeha. The lab and SSH tests boot machines and start sshd, which needs root and a few
 # Debian packages: missing packages are installed first (as root), so a fresh Debian machine only needs
-# the Rust toolchain.
+# the Rust and Go toolchains. Kubernetes and etcd are built from their Go modules (lab/upstream/build.sh,
+# cached under /var/lib/kubeha/lab/cache; some 10 to 20 minutes the first time on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # debootstrap, systemd-container, iproute2: the lab's machines; openssh-client: SSH to them in tests;
 # openssh-server, sudo: the SSH transport's tests against real sshd (started by the tests on loopback);
-# etcd-server, etcd-client, openssl: real etcd with kubeha's certificates; curl, python3-yaml: the Kubernetes
-# stand-ins' tests (Debian's /usr/bin/python3); vagrant: validating vagrant/Vagrantfile.
-PACKAGES=(debootstrap systemd-container iproute2 openssh-client openssh-server sudo etcd-server etcd-client openssl curl python3-yaml vagrant)
+# openssl: checking kubeha's certificates; vagrant: validating vagrant/Vagrantfile.
+PACKAGES=(debootstrap systemd-container iproute2 openssh-client openssh-server sudo openssl vagrant)
 
 scripts/packages.sh "${PACKAGES[@]}"
 
@@ -17,6 +17,21 @@ echo "== vagrant validate"
 for inventory in vagrant prod-3az; do
   (cd vagrant && KUBEHA_INVENTORY="../inventories/$inventory.yaml" KUBEHA_SSH_PUBLIC_KEY=/dev/null vagrant validate)
 done
+
+echo "== upstream Kubernetes and etcd (lab/upstream/build.sh) and the lab CRI runtime's Go tests"
+upstream=$(lab/upstream/build.sh)
+lab/upstream/build.sh --test
+# The etcd tests run etcd 3.6 on this machine from PATH, and tests/kubeadm_validate.rs runs the real kubeadm.
+# The links go where release binaries go; a file there that is not one of our links is never replaced.
+for program in etcd etcdctl etcdutl; do
+  link=/usr/local/bin/$program
+  if [[ -e $link || -L $link ]] && [[ $(readlink "$link" || true) != "$(dirname "$upstream")"/* ]]; then
+    echo "test.sh: $link exists and is not a link into the lab's cache; remove it or put the upstream $program first in PATH" >&2
+    exit 1
+  fi
+  ln -sfn "$upstream/$program" "$link"
+done
+export KUBEHA_KUBEADM="$upstream/kubeadm"
 
 echo "== cargo test"
 log=$(mktemp)
@@ -29,4 +44,8 @@ set -e
 passed=$(grep -Eo "test result: [A-Za-z]+\. [0-9]+ passed" "$log" | awk '{sum += $4} END {print sum + 0}')
 failed=$(grep -Eo "[0-9]+ failed;" "$log" | awk '{sum += $1} END {print sum + 0}')
 echo "$passed passed, $failed failed"
+if [[ $status -eq 0 ]]; then
+  echo "== fuzzing (bounded)"
+  scripts/fuzz.sh 60
+fi
 exit "$status"

@@ -154,3 +154,34 @@ fn init_writes_an_inventory_that_passes_check_and_never_overwrites() {
     kubeha().args(["init", "--force", "-o"]).arg(&path).assert().success();
     kubeha().arg("init").assert().success().stdout(predicate::str::starts_with("# kubeha inventory"));
 }
+
+#[test]
+fn node_settings_are_checked_with_field_value_and_line() {
+    let yaml = "apiVersion: kubeha/v1alpha1\nkind: Cluster\nmetadata: {name: t}\nspec:\n  kubernetes:\n    version: 1.36.4\n    containerRuntimeEndpoint: /run/cri.sock\n    ignorePreflightErrors: [\"Swap,SystemVerification\", \"\"]\n    addons: {coreDNS: no, kubeProxi: false}\n    kubelet:\n      cgroupDriver: cgroupsfs\n      cgroupsPerQOS: false\n      enforceNodeAllocatable: [pods, system-reserved]\n  etcd: {version: 3.6.14}\n  controlPlane:\n    loadBalancer: {mode: external, endpoint: api.example.com:6443}\n  hosts:\n  - {name: a, address: 10.0.0.1, roles: [control-plane], zone: z}\n";
+    let (code, out) = check_snippet(yaml);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "spec.kubernetes.containerRuntimeEndpoint: invalid value \"/run/cri.sock\": expected a unix socket URL",
+        "inv.yaml:7:",
+        "spec.kubernetes.ignorePreflightErrors[0]: invalid value \"Swap,SystemVerification\"",
+        "spec.kubernetes.ignorePreflightErrors[1]: invalid value \"\"",
+        "spec.kubernetes.addons.coreDNS: invalid value \"no\": expected true or false",
+        "unknown field \"kubeProxi\", expected one of coreDNS, kubeProxy (did you mean \"kubeProxy\"?)",
+        "spec.kubernetes.kubelet.cgroupDriver: unknown value \"cgroupsfs\", expected one of systemd, cgroupfs (did you mean \"cgroupfs\"?)",
+        "spec.kubernetes.kubelet.enforceNodeAllocatable[1]: unknown value \"system-reserved\", expected one of pods, none",
+        "spec.kubernetes.kubelet.cgroupsPerQOS: cgroupsPerQOS is false but enforceNodeAllocatable contains \"pods\"",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // cgroupsPerQOS false with the kubelet's default enforcement is refused too, and with [] (kubeadm drops
+    // an empty list, so the kubelet enforces its default); [none] is the setting that works.
+    let unset = yaml.replace("      enforceNodeAllocatable: [pods, system-reserved]\n", "").replace("cgroupsfs", "cgroupfs");
+    let (_, out) = check_snippet(&unset);
+    assert!(out.contains("enforceNodeAllocatable is unset (the kubelet's default is [pods])"), "{out}");
+    let empty = yaml.replace("[pods, system-reserved]", "[]").replace("cgroupsfs", "cgroupfs");
+    let (_, out) = check_snippet(&empty);
+    assert!(out.contains("enforceNodeAllocatable is [], which kubeadm leaves out"), "{out}");
+    let none = yaml.replace("[pods, system-reserved]", "[none]").replace("cgroupsfs", "cgroupfs");
+    let (_, out) = check_snippet(&none);
+    assert!(!out.contains("kubelet.cgroupsPerQOS"), "{out}");
+}

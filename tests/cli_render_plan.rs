@@ -91,7 +91,7 @@ fn plan_offline_prints_the_gated_order() {
     let json = kubeha().args(["plan", "--offline", "-i", "inventories/prod-3az.yaml", "--output", "json"]).output().unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let phases: Vec<&str> = plan["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(phases, ["state", "host", "etcd", "loadbalancer", "control-plane", "cni", "workers", "labels", "verify"]);
+    assert_eq!(phases, ["state", "host", "etcd", "loadbalancer", "control-plane", "cni", "workers", "labels", "join-token-delete", "verify"]);
 }
 
 /// Live planning needs every host; an unreachable one (here: nothing listens on loopback port 1) is named.

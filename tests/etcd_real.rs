@@ -105,3 +105,77 @@ fn learner_then_promote_between_gates() {
     let out = c.etcdctl(&p4, &["get", "key-199", "--print-value-only"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "value", "the new member serves the data written before it joined");
 }
+
+/// Each member's own answer to `member list` (asked of that member alone, as the planner asks every
+/// control plane), keyed by member name.
+fn answers(c: &EtcdCluster) -> std::collections::BTreeMap<String, kubeha::etcd::status::MemberList> {
+    c.members
+        .iter()
+        .filter(|m| m.child.is_some())
+        .map(|m| {
+            let out = c.etcdctl(&[m], &["member", "list", "-w", "json"]);
+            assert!(out.status.success(), "{}: {out:?}", m.name);
+            (m.name.clone(), kubeha::etcd::status::parse_member_list_answer(&String::from_utf8_lossy(&out.stdout)).unwrap())
+        })
+        .collect()
+}
+
+/// Waits (bounded) for member `i`'s etcd to exit; Some(log) when it did.
+fn exits_within(c: &mut EtcdCluster, i: usize, within: Duration) -> Option<String> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Some(status) = c.members[i].child.as_mut().unwrap().try_wait().unwrap() {
+            c.members[i].child = None;
+            assert!(!status.success());
+            return Some(std::fs::read_to_string(c.file(&format!("{}.log", c.members[i].name))).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+/// Issue 12 item 2 on real etcd: a member whose data directory is lost. With `initial-cluster-state:
+/// existing` (what kubeha now renders for every member of an existing cluster) etcd refuses to start; with
+/// `new` and itself as the initial cluster (what the first member's config said before) it bootstraps a
+/// second cluster under the same name, which every member's own answer and the gates tell apart.
+#[test]
+fn a_member_that_lost_its_data_fails_with_existing_and_splits_with_new() {
+    let mut c = EtcdCluster::start(&["d1", "d2", "d3"], 101, 23840);
+    assert!(c.wait_healthy(HEALTHY_WITHIN));
+    let agreed = answers(&c);
+    assert_eq!(kubeha::etcd::gate::disagreement(&agreed), None, "{agreed:?}");
+    let cluster_id = agreed["d1"].cluster_id;
+    assert!(cluster_id != 0 && agreed.values().all(|a| a.cluster_id == cluster_id));
+    assert_eq!(c.view().cluster_id, cluster_id);
+
+    // d1's disk is replaced.
+    c.stop(0);
+    std::fs::rename(c.file("d1.data"), c.file("d1.data.lost")).unwrap();
+    let alone = format!("d1={}", c.peer_url(&c.members[0]));
+    let everyone: Vec<String> = c.members.iter().map(|m| format!("{}={}", m.name, c.peer_url(m))).collect();
+    for initial in [alone.clone(), everyone.join(",")] {
+        c.spawn(0, &initial, "existing");
+        let log = exits_within(&mut c, 0, Duration::from_secs(30)).unwrap_or_else(|| panic!("etcd with existing and no data kept running ({initial})"));
+        assert!(!log.is_empty());
+        let _ = std::fs::remove_dir_all(c.file("d1.data"));
+    }
+    assert_eq!(kubeha::etcd::gate::disagreement(&answers(&c)), None, "d2 and d3 still agree");
+
+    c.spawn(0, &alone, "new");
+    assert!(c.wait_healthy(HEALTHY_WITHIN));
+    let split = answers(&c);
+    assert_ne!(split["d1"].cluster_id, cluster_id, "a cluster of its own");
+    let text = kubeha::etcd::gate::disagreement(&split).expect("the split is seen");
+    assert!(text.contains("different etcd clusters") && text.contains("d1 report") && text.contains("d2, d3 report"), "{text}");
+    // The gates, asked on a real member, no longer count d1.
+    let d2 = &c.members[1];
+    let text = |args: &[&str]| String::from_utf8_lossy(&c.etcdctl(&[d2], args).stdout).into_owned();
+    let view = kubeha::etcd::gate::View::from_etcdctl(
+        &text(&["member", "list", "-w", "json"]),
+        &text(&["endpoint", "status", "--cluster", "-w", "json"]),
+        &text(&["endpoint", "health", "--cluster", "-w", "json"]),
+    )
+    .unwrap();
+    let err = evaluate(&Gate::new(GateWhen::Before, "add d4", &names(&["d1", "d2", "d3"])), &view).unwrap_err();
+    assert!(err.reasons.iter().any(|r| r.starts_with("member d1 is unhealthy (its endpoint answers for another etcd cluster")), "{err}");
+}

@@ -27,6 +27,19 @@ fn wait_for_step(state: &Path, step: &str) {
     }
 }
 
+/// Every control plane's own API server answers /readyz (bounded): HAProxy counts a backend only then, and
+/// apply's verification expects all of them.
+fn wait_for_every_api_server() {
+    let started = Instant::now();
+    for cp in [CP1, CP2, CP3] {
+        while text(&ssh(cp, "curl -sk --max-time 2 https://127.0.0.1:6443/readyz")).trim() != "ok" {
+            assert!(started.elapsed() < Duration::from_secs(180), "the API server on {cp} is not ready 180 s after the restart");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    eprintln!("every API server ready {:.1} s after the VIP answered", started.elapsed().as_secs_f64());
+}
+
 /// As an operator would after restarting the API servers: wait (bounded) until /readyz answers through the
 /// VIP, the condition kubeha's planner needs before it changes anything; on timeout, show why.
 fn wait_for_api_through_vip() {
@@ -42,7 +55,7 @@ fn wait_for_api_through_vip() {
     for cp in [CP1, CP2, CP3] {
         let why = ssh(
             cp,
-            "ip -o addr show | grep -c ' 198.18.0.100/'; curl -sS 'http://127.0.0.1:8404/stats;csv' | cut -d, -f1,2,18; systemctl is-active etcd kube-apiserver-standin; curl -sk https://127.0.0.1:6443/readyz",
+            "ip -o addr show | grep -c ' 198.18.0.100/'; curl -sS 'http://127.0.0.1:8404/stats;csv' | cut -d, -f1,2,18; systemctl is-active etcd kubelet; pidof kube-apiserver; curl -sk https://127.0.0.1:6443/readyz",
         );
         eprintln!("{cp}:\n{}", text(&why));
     }
@@ -109,9 +122,18 @@ fn partition_during_apply_then_quorum_loss_and_restore() {
         ssh_ok(cp, "systemctl disable --now etcd && mv -T /var/lib/etcd /var/lib/etcd.before-restore-$(date -u +%Y%m%dT%H%M%SZ)");
     }
     for cp in [CP1, CP2, CP3] {
-        ssh_ok(cp, "systemctl restart kube-apiserver-standin.service");
+        // The API server is kubeadm's static pod. Its manifest moves out until the kubelet has stopped it,
+        // then back: a new pod, started at once. (Ending its process instead would restart it after the
+        // crash-loop back-off it collected while etcd had no quorum: minutes.)
+        ssh_ok(
+            cp,
+            "mv /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/kube-apiserver.yaml.drill && \
+             for i in $(seq 120); do pidof kube-apiserver >/dev/null || break; sleep 0.5; done; \
+             mv /etc/kubernetes/kube-apiserver.yaml.drill /etc/kubernetes/manifests/kube-apiserver.yaml && ! pidof kube-apiserver >/dev/null",
+        );
     }
     wait_for_api_through_vip();
+    wait_for_every_api_server();
     kubeha_ok(lab_inventory(), state, &["apply", "--yes"]);
     eprintln!("DRILL 4 (2 of 3 lost, refused replace, restore, apply): {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(etcdctl.members(&[CP1]), ["cp-1", "cp-2", "cp-3"]);

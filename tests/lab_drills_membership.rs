@@ -1,9 +1,12 @@
 //! Fault drills on membership, on one lab (3 control planes in 3 zones + 2 workers), in sequence:
 //! 1. a dead control plane replaced by a new machine (`node replace`) with 1,000 keys in etcd;
-//! 5. kubeha SIGKILLed in the middle of a second replace, then resumed;
+//! 5. kubeha SIGKILLed in the middle of a second replace (of a live member: learner first, then the old
+//!    member out, then the promotion), then resumed;
 //! 2. growing to 5 control planes with `node add`, one at a time, then removing one;
 //! 6. with 5 control planes over 3 zones, a whole zone (2 members) killed: `status` says quorum holds with no
-//!    more losses, and membership changes that would need the dead members are refused.
+//!    more losses, and membership changes that would need the dead members are refused;
+//! 7. the first control plane (the seed of every earlier run, made etcd's leader) replaced while alive:
+//!    leadership is handed over, another joined control plane takes the seed's role.
 //!
 //! A quorum monitor writes to etcd every 200 ms through members that stay up; each drill fails when writes
 //! were unavailable for longer than one election. Results are checked with etcdctl, the OpenSSH client and
@@ -80,7 +83,7 @@ fn replace_resume_grow_shrink_and_a_lost_zone() {
     kubeha_ok(&replaced_twice, state, &["lab", "up"]);
     let replace = ["node", "replace", "cp-3", "--with", "cp-5", "--yes"];
     kill_after(&replaced_twice, state, &replace, "etcd/cp-3/remove");
-    assert_eq!(etcdctl.members(&[CP1]), ["cp-1", "cp-4"], "killed between the removal and the add");
+    assert_eq!(etcdctl.members(&[CP1]), ["cp-1", "cp-4", "cp-5 (learner)"], "killed after the old member left, before the promotion");
     let resumed = kubeha_ok(&replaced_twice, state, &replace);
     assert!(text(&resumed).contains("did not finish"), "the resumed run names the killed one");
     let m = monitor.finish();
@@ -152,6 +155,48 @@ fn replace_resume_grow_shrink_and_a_lost_zone() {
     assert_load_balancers_follow(&[CP1, CP4, CP5, CP6], &["cp-1", "cp-4", "cp-5", "cp-6"], &[CP7]);
     assert_eq!(etcdctl.count(&[CP1], "drill/"), 1000);
     converged(&grown4, state);
+
+    // Drill 7: cp-1, first in the inventory, seed of every run so far and made etcd's leader, is replaced
+    // while alive by cp-8.
+    let started = Instant::now();
+    let leader_endpoints = [CP1, CP4, CP5, CP6];
+    let cp1_id = member_id(&etcdctl, "cp-1");
+    etcdctl.run(&leader_endpoints, &["move-leader", &cp1_id]);
+    assert_eq!(leader(&etcdctl), "cp-1");
+    let monitor = QuorumMonitor::start(etcdctl.clone(), vec![CP4.into(), CP5.into()]);
+    let seed_replaced = edited_inventory(dir.path(), "seed-replaced.yaml", |t| with_cp6(t).replace(&control_plane("cp-1", CP1, "az-a"), &control_plane("cp-8", CP8, "az-a")));
+    kubeha_ok(&seed_replaced, state, &["lab", "up"]);
+    let out = kubeha_ok(&seed_replaced, state, &["node", "replace", "cp-1", "--with", "cp-8", "--yes"]);
+    let out = text(&out);
+    let m = monitor.finish();
+    report("7 (replace the seed cp-1, alive and leading, by cp-8)", started, &m);
+    assert!(m.longest_unavailable <= ONE_ELECTION, "writes unavailable for {:?}", m.longest_unavailable);
+    let handed_over = out.find("etcd/cp-1/move-leader").expect("leadership is moved off cp-1");
+    assert!(handed_over < out.find("etcd/cp-1/remove").unwrap(), "{out}");
+    assert_eq!(etcdctl.members(&[CP4]), ["cp-4", "cp-5", "cp-6", "cp-8"]);
+    assert_ne!(leader(&etcdctl), "cp-1");
+    assert_eq!(etcdctl.count(&[CP4, CP8], "drill/"), 1000, "every key survives the replacement of the seed");
+    assert_load_balancers_follow(&[CP4, CP5, CP6, CP8], &["cp-4", "cp-5", "cp-6", "cp-8"], &[CP1]);
+    let nodes = ssh_ok(CP4, "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o name");
+    assert!(nodes.contains("node/cp-8") && !nodes.contains("node/cp-1"), "{nodes}");
+    let leftovers = text(&ssh(CP1, "ls -d /var/lib/etcd /etc/kubeha /etc/kubernetes/admin.conf 2>/dev/null"));
+    assert!(leftovers.trim().is_empty(), "cp-1 was reset after it left: {leftovers}");
+    converged(&seed_replaced, state);
+}
+
+/// A member's ID in hex, as etcdctl takes it.
+fn member_id(etcdctl: &Etcdctl, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&etcdctl.run(&[CP4], &["member", "list", "-w", "json"])).unwrap();
+    let id = v["members"].as_array().unwrap().iter().find(|m| m["name"] == name).and_then(|m| m["ID"].as_u64());
+    format!("{:x}", id.unwrap_or_else(|| panic!("{name} in {v}")))
+}
+
+/// The member that leads, by name, as the members that answer report it.
+fn leader(etcdctl: &Etcdctl) -> String {
+    let status: serde_json::Value = serde_json::from_str(&etcdctl.run(&[CP4], &["endpoint", "status", "--cluster", "-w", "json"])).unwrap();
+    let leader = status.as_array().unwrap().iter().find_map(|s| s["Status"]["leader"].as_u64()).expect("a leader");
+    let v: serde_json::Value = serde_json::from_str(&etcdctl.run(&[CP4], &["member", "list", "-w", "json"])).unwrap();
+    v["members"].as_array().unwrap().iter().find(|m| m["ID"].as_u64() == Some(leader)).and_then(|m| m["name"].as_str()).unwrap_or("?").to_string()
 }
 
 fn replaced_twice_text(t: String) -> String {

@@ -3,12 +3,13 @@
 mod support;
 use kubeha::exec::lock::{self, Holder, LockError};
 use kubeha::inventory::Inventory;
-use kubeha::ssh::{self, Transport};
+use kubeha::ssh::{self, Command, Transport};
 use std::sync::Arc;
 use std::time::Duration;
 use support::lab::{Lab, kubeha};
 
 type ControlPlanes = Vec<ssh::targets::Connection>;
+const RECORD: &str = "/var/lib/kubeha/lock/holder.json";
 
 async fn connect(inv: &Inventory) -> ControlPlanes {
     let targets: Vec<ssh::HostTarget> = inv.control_planes().map(ssh::targets::target).collect();
@@ -16,11 +17,20 @@ async fn connect(inv: &Inventory) -> ControlPlanes {
     ssh::pool::connect_each(&targets, &options).await.into_iter().map(|(name, session)| (name, session.map(|s| s as Arc<dyn Transport>))).collect()
 }
 
-fn dead_pid() -> u32 {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    pid
+fn host(cps: &ControlPlanes, i: usize) -> &dyn Transport {
+    cps[i].1.as_ref().unwrap().as_ref()
+}
+
+async fn sh(t: &dyn Transport, script: &str) -> String {
+    t.run(&Command::script(script)).await.unwrap().stdout_text()
+}
+
+/// Makes every control plane's lock directory and record `seconds` old (by the host's clock, which is
+/// what staleness is judged by), as if the holder had stopped its heartbeat then.
+async fn age_locks(cps: &ControlPlanes, seconds: u64) {
+    for i in 0..cps.len() {
+        sh(host(cps, i), &format!("t=$(( $(date +%s) - {seconds} )); touch -c -d @$t {RECORD} /var/lib/kubeha/lock")).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,54 +38,55 @@ async fn two_runs_never_hold_the_cluster_together() {
     let lab = Lab::up();
     let inv = &lab.inventory;
     let cps = connect(inv).await;
-    let alive = lock::local_pid_alive;
 
-    // First run takes all three control planes; a second run is refused and told who holds the lock.
-    let first = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), false, alive).await.unwrap();
+    // First run takes all three control planes; a second run from this same machine (same host name, a
+    // live PID) is refused and told who holds the lock: only the run id tells runs apart.
+    let first = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), false).await.unwrap();
     assert_eq!(first.hosts(), ["cp-1", "cp-2", "cp-3"]);
-    let second = lock::acquire(&cps, Holder::for_this_run("kubeha node add cp-4"), false, alive).await.err().unwrap();
+    let second = lock::acquire(&cps, Holder::for_this_run("kubeha node add cp-4"), false).await.err().unwrap();
     let text = second.to_string();
     assert!(matches!(second, LockError::Held { .. }), "{text}");
     assert!(text.contains("`kubeha apply`") && text.contains(&first.holder().run_id) && text.contains("cp-1"), "{text}");
     first.release().await.unwrap();
 
-    // A run killed on this machine (its PID is gone) left its lock: the next run takes it over by itself.
-    let killed = Holder { pid: dead_pid(), ..Holder::for_this_run("kubeha apply") };
-    let abandoned = lock::acquire(&cps, killed, false, alive).await.unwrap();
-    drop(abandoned); // never released, as after SIGKILL
-    let next = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), false, alive).await.unwrap();
-    next.release().await.unwrap();
+    // A run killed without releasing (here: dropped) keeps the cluster while its heartbeat is young, even
+    // for the next run on the same machine; once silent past the bound it is stale, taken with --force-unlock.
+    let abandoned = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), false).await.unwrap();
+    let abandoned_id = abandoned.holder().run_id.clone();
+    drop(abandoned);
+    let refused = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), false).await.err().unwrap();
+    assert!(matches!(refused, LockError::Held { .. }), "{refused}");
+    age_locks(&cps, 600).await;
+    let refused = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), false).await.err().unwrap().to_string();
+    assert!(refused.contains("looks stale (no heartbeat for 6") && refused.contains(&abandoned_id) && refused.contains("--force-unlock"), "{refused}");
+    let mut forced = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), true).await.unwrap();
 
-    // A silent holder on another machine is only suspect: refused with the way out, taken with --force-unlock.
-    let elsewhere = Holder {
-        operator_host: "ops-2".into(),
-        operator: "alice@ops-2".into(),
-        heartbeat_unix: lock::now_unix() - 600,
-        ..Holder::for_this_run("kubeha apply")
-    };
-    drop(lock::acquire(&cps, elsewhere, false, alive).await.unwrap());
-    let refused = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), false, alive).await.err().unwrap().to_string();
-    assert!(refused.contains("looks stale (no heartbeat for") && refused.contains("alice@ops-2") && refused.contains("--force-unlock"), "{refused}");
-    let forced = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), true, alive).await.unwrap();
-
-    // The heartbeat keeps a live holder from looking stale.
-    let mut forced = forced;
-    forced.heartbeat().await.unwrap();
-    let record = cps[1].1.as_ref().unwrap().read_file("/var/lib/kubeha/lock/holder.json").await.unwrap().unwrap();
-    let record: Holder = serde_json::from_slice(&record).unwrap();
+    // The heartbeat is the record's mtime on the host: it keeps a live holder from looking stale.
+    age_locks(&cps, 100).await;
+    forced.heartbeat().await;
+    assert_eq!(forced.fence().lost(), None);
+    let record: Holder = serde_json::from_slice(&host(&cps, 1).read_file(RECORD).await.unwrap().unwrap()).unwrap();
     assert_eq!(record.run_id, forced.holder().run_id);
-    assert!(lock::now_unix() - record.heartbeat_unix < 10);
+    let age: u64 = sh(host(&cps, 1), &format!("echo $(( $(date +%s) - $(stat -c %Y {RECORD}) ))")).await.trim().parse().unwrap();
+    assert!(age < 10, "heartbeat {age} s old");
     forced.release().await.unwrap();
-    for (_, t) in &cps {
-        assert_eq!(t.as_ref().unwrap().read_file("/var/lib/kubeha/lock/holder.json").await.unwrap(), None, "released everywhere");
+    for i in 0..cps.len() {
+        assert_eq!(host(&cps, i).read_file(RECORD).await.unwrap(), None, "released everywhere");
     }
+
+    // A lock directory without a record (a run killed between mkdir and its record) holds while young and
+    // is cleared by --force-unlock.
+    sh(host(&cps, 0), "mkdir -p /var/lib/kubeha/lock").await;
+    let refused = lock::acquire(&cps, Holder::for_this_run("kubeha apply"), false).await.err().unwrap().to_string();
+    assert!(refused.contains("on cp-1: a lock directory without a holder record"), "{refused}");
+    lock::acquire(&cps, Holder::for_this_run("kubeha apply"), true).await.unwrap().release().await.unwrap();
 
     // With two of three control planes unreachable there is no majority: refused, and nothing is left held.
     for host in ["cp-2", "cp-3"] {
         assert!(kubeha(&["lab", "partition", host]).status.success());
     }
     let partial = connect(inv).await;
-    let err = lock::acquire(&partial, Holder::for_this_run("kubeha apply"), false, alive).await.err().unwrap().to_string();
+    let err = lock::acquire(&partial, Holder::for_this_run("kubeha apply"), false).await.err().unwrap().to_string();
     assert!(err.contains("needs a majority of the control planes (2 of 3); only 1 could be locked"), "{err}");
-    assert_eq!(partial[0].1.as_ref().unwrap().read_file("/var/lib/kubeha/lock/holder.json").await.unwrap(), None, "a refused run gives back what it took");
+    assert_eq!(partial[0].1.as_ref().unwrap().read_file(RECORD).await.unwrap(), None, "a refused run gives back what it took");
 }

@@ -70,11 +70,12 @@ fn lab_machines_boot_fail_heal_and_leave_nothing_behind() {
     for (name, _) in HOSTS {
         assert!(text.contains(&format!("\"hostname\":\"{name}\"")), "facts lack {name}: {text}");
     }
-    assert!(text.contains("3.4.23"), "facts must see the lab's etcd: {text}");
-    // The Kubernetes stand-ins are installed and say what they are.
-    let out = ssh("198.18.0.11", &known_hosts, "kubeadm version; kubectl version --client; kubelet --version");
+    assert!(text.contains("\"etcd\":\"3.6.16\""), "facts must see the lab's etcd: {text}");
+    // The upstream programs, built from their Go modules, report their real releases.
+    let out = ssh("198.18.0.11", &known_hosts, "kubeadm version -o short; kubelet --version; kubectl version --client; etcdutl version | head -1");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches("stand-in (kubeha lab, not Kubernetes)").count(), 3, "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("v1.36.3").count(), 3, "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("etcdutl version: 3.6.16"), "{text}");
     // Strictness is real: the same connection without the lab's known_hosts is refused.
     let empty = tempfile::NamedTempFile::new().unwrap();
     let out = ssh("198.18.0.11", &empty.path().to_string_lossy(), "true");

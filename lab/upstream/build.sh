@@ -2,7 +2,8 @@
 # Builds the upstream programs the lab runs (Kubernetes and etcd) from their Go modules, once per key, and
 # prints the folder that holds them.
 #
-#   lab/upstream/build.sh [CACHE]      CACHE defaults to /var/lib/kubeha/lab/cache
+#   lab/upstream/build.sh [CACHE]          CACHE defaults to /var/lib/kubeha/lab/cache
+#   lab/upstream/build.sh --test [CACHE]   runs the Go tests of the lab's CRI runtime (labcri) instead
 #
 # The key is a hash of everything that decides the bytes: both wrapper modules (go.mod, go.sum, tools.go), this
 # script (flags, ldflags, the list of programs), `go version` and GOOS/GOARCH. A finished build lives in
@@ -12,6 +13,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+mode=build
+if [[ ${1:-} == --test ]]; then
+  mode=test
+  shift
+fi
 cache=${1:-/var/lib/kubeha/lab/cache}
 
 export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build"
@@ -20,6 +26,8 @@ export CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local
 unset GOPATH 2>/dev/null || true
 
 kubernetes_programs=(kubeadm kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
+# The lab's own CRI runtime (kubernetes/labcri), built in the Kubernetes module against its cri-api.
+lab_programs=(kubeha-lab-cri)
 etcd_programs=(etcd etcdctl etcdutl)
 
 # The version a wrapper module requires of one module, as go.mod spells it (v1.36.3).
@@ -29,10 +37,10 @@ required_version() { # MODULE_DIR MODULE_PATH
 
 key() {
   {
-    for f in kubernetes/go.mod kubernetes/go.sum kubernetes/tools.go etcd/go.mod etcd/go.sum etcd/tools.go build.sh; do
+    (cd "$here" && for f in kubernetes/go.mod kubernetes/go.sum kubernetes/tools.go kubernetes/labcri/*.go etcd/go.mod etcd/go.sum etcd/tools.go build.sh; do
       printf '%s ' "$f"
-      sha256sum <"$here/$f"
-    done
+      sha256sum <"$f"
+    done)
     go version
     go env GOOS GOARCH CGO_ENABLED
   } | sha256sum | cut -c1-16
@@ -41,7 +49,7 @@ key() {
 verified() { # DIR: every program present and matching its recorded checksum
   [[ -f "$1/SHA256SUMS" ]] || return 1
   local program
-  for program in "${kubernetes_programs[@]}" "${etcd_programs[@]}"; do
+  for program in "${kubernetes_programs[@]}" "${etcd_programs[@]}" "${lab_programs[@]}"; do
     grep -q "  $program\$" "$1/SHA256SUMS" || return 1
   done
   (cd "$1" && sha256sum --quiet --strict -c SHA256SUMS >/dev/null 2>&1)
@@ -65,6 +73,7 @@ build_kubernetes() { # OUT
   for program in "${kubernetes_programs[@]}"; do packages+=("k8s.io/kubernetes/cmd/$program"); done
   (cd "$here/kubernetes" && go build -trimpath -ldflags "$ldflags" -o "$1/" "${packages[@]}")
   echo "$version" >"$1/KUBERNETES_VERSION"
+  (cd "$here/kubernetes" && go build -trimpath -ldflags "-s -w" -o "$1/kubeha-lab-cri" ./labcri)
 }
 
 build_etcd() { # OUT
@@ -101,11 +110,27 @@ main() {
   echo "build.sh: etcd built after $((SECONDS - started)) s" >&2
   build_kubernetes "$partial"
   echo "build.sh: Kubernetes built after $((SECONDS - started)) s" >&2
-  (cd "$partial" && sha256sum "${kubernetes_programs[@]}" "${etcd_programs[@]}" >SHA256SUMS)
+  (cd "$partial" && sha256sum "${kubernetes_programs[@]}" "${etcd_programs[@]}" "${lab_programs[@]}" >SHA256SUMS)
   verified "$partial"
   mv -T "$partial" "$dest"
   trap - EXIT
+  prune_except "$dest"
   echo "$dest"
 }
 
+# Builds of other keys take some 600 MB each: remove them unless a running machine still has one bound in.
+prune_except() { # KEEP
+  local old
+  for old in "$cache"/upstream/*; do
+    [[ -d "$old" && "$old" != "$1" ]] || continue
+    if ! cat /proc/[0-9]*/mountinfo 2>/dev/null | grep -qF " $old "; then
+      rm -rf "$old"
+    fi
+  done
+}
+
+if [[ $mode == test ]]; then
+  mkdir -p "$GOMODCACHE" "$GOCACHE"
+  cd "$here/kubernetes" && exec go test -count=1 ./labcri/
+fi
 main

@@ -17,7 +17,6 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,8 +35,9 @@ pub struct RunOptions {
     /// Show the plan and stop (the same as `kubeha plan`).
     #[arg(long)]
     dry_run: bool,
-    /// Take over a cluster lock that looks stale (no heartbeat for 2 minutes). Only when you are sure no other
-    /// kubeha run works on this cluster: two runs interleaving membership changes can break etcd quorum.
+    /// Take over the cluster lock whatever state it is in: held by another run (stale after 2 minutes without
+    /// a heartbeat, or not), or left without a readable holder record. Only when you are sure no other kubeha
+    /// run works on this cluster: two runs interleaving membership changes can break etcd quorum.
     #[arg(long)]
     force_unlock: bool,
     /// Where run folders (journal, per-host logs) go; default $XDG_STATE_HOME/kubeha or ~/.local/state/kubeha.
@@ -48,8 +48,6 @@ pub struct RunOptions {
     output: OutputFormat,
 }
 
-/// The lock holder refreshes its heartbeat this often (stale after lock::HEARTBEAT_STALE_AFTER).
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 /// Exit code after Ctrl-C, as shells report a SIGINT death.
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -92,20 +90,22 @@ async fn locked(request: Request, args: &RunOptions) -> anyhow::Result<Outcome> 
     let control_planes: Vec<crate::ssh::targets::Connection> = inv.control_planes().map(|h| (h.name.clone(), Ok(raw[&h.name].clone()))).collect();
     let me = lock::Holder::for_this_run(&request.command);
     let operator = me.operator.clone();
-    let lock =
-        if args.dry_run { None } else { Some(lock::acquire(&control_planes, me, args.force_unlock, lock::local_pid_alive).await?.keep_alive(HEARTBEAT_EVERY)) };
-    let result = execute(&request, args, &raw, &base, operator).await;
+    let lock = if args.dry_run { None } else { Some(lock::acquire(&control_planes, me, args.force_unlock).await?.keep_alive(lock::HEARTBEAT_EVERY)) };
+    let fence = lock.as_ref().map(lock::KeptLock::fence).unwrap_or_default();
+    let result = execute(&request, args, &raw, &base, (operator, fence)).await;
     if let Some(lock) = lock
         && let Err(e) = lock.release().await
     {
-        // The run's own outcome matters more; a lock left on a host that stopped answering is taken over by
-        // the next run from this machine (its holder process is gone).
-        eprintln!("warning: the cluster lock could not be released everywhere ({e}); the next run takes it over");
+        // The run's own outcome matters more; a lock left on a host that stopped answering looks stale to
+        // the next run once its heartbeat is old (HEARTBEAT_STALE_AFTER), and --force-unlock clears it.
+        eprintln!("warning: {e}");
     }
     result
 }
 
-async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::path::Path, operator: String) -> anyhow::Result<Outcome> {
+/// `held`: the operator as the lock names them, and the lock's fence (never set for a dry run).
+async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::path::Path, held: (String, lock::Fence)) -> anyhow::Result<Outcome> {
+    let (operator, fence) = held;
     let inv = &request.inv;
     let planned = live::plan(inv, raw, &Templates::builtin()?, &request.leaving_known).await?;
     let redactor = Arc::new(Redactor::new(planned.state.secret_strings()));
@@ -132,16 +132,18 @@ async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::
     let stop_flag = Arc::new(AtomicBool::new(false));
     tokio::spawn(on_ctrl_c(stop_flag.clone()));
     let executor = Executor {
-        ctx: Arc::new(StepContext { inv: inv.clone(), desired: Arc::new(planned.desired), hosts }),
+        ctx: Arc::new(StepContext { inv: inv.clone(), desired: Arc::new(planned.desired), hosts, secrets: Arc::new(planned.state.secrets.clone()) }),
         progress: Progress::new(ProgressMode::detect(), redactor.clone()),
         journal,
         redactor,
         stop: stop_flag,
+        fence,
     };
     let summary = executor.execute(&planned.plan).await;
     report_summary(&summary, run_dir.path(), args.output)?;
     Ok(match (&summary.failure, summary.interrupted) {
         (Some(_), _) => Outcome::Findings,
+        (None, true) if summary.lock_lost.is_some() => Outcome::Findings,
         (None, true) => Outcome::Exit(EXIT_INTERRUPTED),
         (None, false) => Outcome::Success,
     })
@@ -171,6 +173,12 @@ fn confirm(plan: &plan::Plan) -> anyhow::Result<bool> {
 fn report_summary(summary: &Summary, run_dir: &std::path::Path, output: OutputFormat) -> anyhow::Result<()> {
     match &summary.failure {
         Some(f) => eprintln!("\nFAILED at step {} on {}: {}\n{}\nLogs: {}", f.step, f.host, f.error, f.next, run_dir.display()),
+        None if let Some(why) = &summary.lock_lost => eprintln!(
+            "\nSTOPPED after {} steps: {why}. Another kubeha run may be changing the cluster now: let it finish, then run \
+             `kubeha apply` again, which continues from what is in place. Logs: {}",
+            summary.steps_run,
+            run_dir.display()
+        ),
         None if summary.interrupted => eprintln!("\nInterrupted after {} steps; the next apply continues. Logs: {}", summary.steps_run, run_dir.display()),
         None => eprintln!(
             "\nConverged: {} steps, {} changed, in {:.1} s (critical path {:.1} s, serial {:.1} s). Logs: {}",

@@ -68,14 +68,13 @@ struct RestoreArgs {
     /// Restore even though etcd still has quorum: the running cluster's data is replaced by the snapshot.
     #[arg(long)]
     force: bool,
-    /// Take over a cluster lock that looks stale (see `kubeha apply --force-unlock`).
+    /// Take over the cluster lock whatever state it is in (see `kubeha apply --force-unlock`).
     #[arg(long)]
     force_unlock: bool,
 }
 
 /// A restored one-member etcd elects itself within seconds; beyond this something is wrong with it.
 const RESTORED_HEALTHY_WITHIN: Duration = Duration::from_secs(90);
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = match &args.command {
@@ -236,7 +235,7 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
         None => cps[0].clone(),
     };
 
-    let policy = QuorumPolicy { force: args.force, inventory: &args.inventory.path };
+    let policy = QuorumPolicy { force: args.force, inventory: &args.inventory.path, lock: lock::Fence::default() };
     let now = etcd_now(&cps, &policy).await?;
 
     let stamp = stamp();
@@ -263,7 +262,8 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
     // may not have reachable; see lock::acquire_every for why every reachable one is enough here.
     let connections: Vec<crate::ssh::targets::Connection> = cps.iter().map(|(h, t)| (h.name.clone(), Ok(t.clone()))).collect();
     let me = lock::Holder::for_this_run(&format!("etcd restore -i {}", args.inventory.path.display()));
-    let held = lock::acquire_every(&connections, me, args.force_unlock, lock::local_pid_alive).await?.keep_alive(HEARTBEAT_EVERY);
+    let held = lock::acquire_every(&connections, me, args.force_unlock).await?.keep_alive(lock::HEARTBEAT_EVERY);
+    let policy = QuorumPolicy { lock: held.fence(), ..policy };
     if !down.is_empty() {
         eprintln!("note: the cluster lock is held on the reachable control planes only ({})", names(&cps));
     }
@@ -308,6 +308,8 @@ struct QuorumPolicy<'a> {
     force: bool,
     /// For the way out named in the refusal.
     inventory: &'a Path,
+    /// The restore's cluster lock: once lost, another run may be changing etcd, and nothing may be stopped.
+    lock: lock::Fence,
 }
 
 /// What etcd looks like now, as one line; an error (the refusal) when it still has quorum without --force.
@@ -359,6 +361,9 @@ async fn restore_on(
     let now = etcd_now(cps, policy)
         .await
         .map_err(|e| anyhow::anyhow!("checked again under the cluster lock, just before stopping etcd (nothing was stopped): {e}"))?;
+    if let Some(why) = policy.lock.lost() {
+        bail!("{why}: etcd was not stopped anywhere");
+    }
     eprintln!("  under the lock: {now}");
 
     // From here on etcd is being taken down: a failure must say what state it left and how to go on.
@@ -438,7 +443,7 @@ mod tests {
         let fake = Arc::new(seed_with_quorum(&sha));
         let cp1 = inv.control_planes().next().unwrap();
         let cps: Vec<Reachable> = vec![(cp1, fake.clone() as Arc<dyn Transport>)];
-        let policy = QuorumPolicy { force: false, inventory: Path::new("inventories/lab.yaml") };
+        let policy = QuorumPolicy { force: false, inventory: Path::new("inventories/lab.yaml"), lock: lock::Fence::default() };
         let snap = Snapshot { bytes: &bytes, sha: &sha };
         let err = restore_on(&cps, &cps[0], &Layout::default(), snap, "20270101T000000Z", &inv, &policy).await.unwrap_err().to_string();
         assert!(err.starts_with("checked again under the cluster lock, just before stopping etcd (nothing was stopped): etcd still has quorum"), "{err}");

@@ -68,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             if report.image_built {
                 println!("image built in {:.1} s", report.image_seconds);
             }
+            println!("upstream programs {} (built or verified in {:.1} s)", report.upstream.display(), report.upstream_seconds);
             println!(
                 "lab {}: {} machines running ({} booted, {} kept) in {:.1} s; SSH key {}, known_hosts {}",
                 layout.cluster,

@@ -1,6 +1,7 @@
 //! Command-line surface: one file per command. Each turns its arguments into a call of the library and
 //! returns an [`Outcome`]; exit codes are decided here and nowhere else.
 mod apply;
+mod certs;
 mod check;
 mod etcd;
 mod facts;
@@ -43,6 +44,8 @@ enum Command {
     Verify(verify::Args),
     /// Show the cluster's health: hosts, etcd members and leader, the VIP, and how many more losses quorum takes.
     Status(status::Args),
+    /// Certificates on every host with their expiry (`certs check`); `apply` renews those due.
+    Certs(certs::Args),
     /// etcd snapshots (save and download) and restore after a loss of quorum (docs/restore.md).
     Etcd(etcd::Args),
     /// Write a commented example inventory to start from.
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Node(args) => node::run(args),
         Command::Status(args) => status::run(args),
+        Command::Certs(args) => certs::run(args),
         Command::Etcd(args) => etcd::run(args),
         Command::Lab(args) => lab::run(args),
     };

@@ -129,7 +129,7 @@ fn membership_changes(plan: &Plan) -> (Vec<String>, Vec<String>) {
         match &s.action {
             Action::RemoveEtcdMember { member, .. } => leaving.push(member.clone()),
             Action::RemoveNode { node } => leaving.push(node.clone()),
-            Action::ResetHost { host } => leaving.push(host.clone()),
+            Action::ResetHost { host, .. } => leaving.push(host.clone()),
             Action::AddEtcdLearner { member, .. } | Action::PromoteEtcdLearner { member } => joining.push(member.clone()),
             Action::KubeadmJoinControlPlane { .. } | Action::KubeadmJoinWorker { .. } | Action::KubeadmInit { .. } => joining.push(s.host.clone()),
             _ => {}

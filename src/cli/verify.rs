@@ -18,12 +18,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let (hosts, unreachable) = live::connect(&inv).await;
         let mut checks = verify::run(&inv, &hosts).await;
         for e in &unreachable {
-            checks.insert(0, verify::Check { name: format!("{} reachable over SSH", e.host()), ok: false, detail: e.to_string() });
+            checks.insert(0, verify::Check { name: format!("{} reachable over SSH", e.host()), ok: false, warning: false, detail: e.to_string() });
         }
         match args.output {
             OutputFormat::Text => {
                 for c in &checks {
-                    println!("{} {}: {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail);
+                    let mark = match (c.ok, c.warning) {
+                        (false, _) => "FAIL",
+                        (true, true) => "warn",
+                        (true, false) => "ok  ",
+                    };
+                    println!("{mark} {}: {}", c.name, c.detail);
                 }
             }
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&checks)?),

@@ -1,8 +1,9 @@
 //! Quorum gates: the state etcd must be in around one membership change, and the check of a live view
 //! against it (pure). The planner puts gates into plans; the executor evaluates them on fresh etcdctl output.
 use super::quorum;
-use super::status::{EndpointHealth, EndpointStatus, Member};
+use super::status::{EndpointHealth, EndpointStatus, Member, MemberList};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -17,7 +18,8 @@ pub struct Gate {
     pub require_one_leader: bool,
     /// Learners allowed at this point: 0, since kubeha never has two members in flux.
     pub max_learners: usize,
-    /// Voters that may be down: members on their way out (a dead control plane being replaced). Every other
+    /// Voters that may be down: members on their way out (a dead control plane being replaced, or a member
+    /// whose data directory was lost, removed to be added again). Every other
     /// voter must be healthy: kubeha changes membership only on full membership.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub may_be_down: Vec<String>,
@@ -53,6 +55,8 @@ impl Gate {
 /// What etcd said about itself, from one member list plus endpoint status and health of every member.
 #[derive(Clone, Debug, Default)]
 pub struct View {
+    /// The cluster of the member that gave the member list (its response header; 0 when not reported).
+    pub cluster_id: u64,
     pub members: Vec<Member>,
     pub statuses: Vec<EndpointStatus>,
     pub health: Vec<EndpointHealth>,
@@ -71,11 +75,18 @@ impl View {
     /// The view from the three etcdctl answers kubeha asks for: `member list`, and `endpoint status` and
     /// `endpoint health` with `--cluster`, each with `-w json`.
     pub fn from_etcdctl(member_list: &str, endpoint_status: &str, endpoint_health: &str) -> Result<Self, super::status::ParseError> {
+        let list = super::status::parse_member_list_answer(member_list)?;
         Ok(Self {
-            members: super::status::parse_member_list(member_list)?,
+            cluster_id: list.cluster_id,
+            members: list.members,
             statuses: super::status::parse_endpoint_status(endpoint_status)?,
             health: super::status::parse_endpoint_health(endpoint_health)?,
         })
+    }
+
+    /// Whether `s` came from a member of this view's cluster (unknown IDs count as the same).
+    pub fn same_cluster(&self, s: &EndpointStatus) -> bool {
+        s.cluster_id == 0 || self.cluster_id == 0 || s.cluster_id == self.cluster_id
     }
 
     /// Voting members that answer and report no errors.
@@ -96,6 +107,12 @@ impl View {
 
     /// Whether `m` answered both status and health without errors; Err says how it failed.
     pub fn healthy(&self, m: &Member) -> Result<(), String> {
+        // A member whose endpoint answers for another cluster lost its data and bootstrapped a cluster of
+        // its own: it is not a working member of this one, whatever its health says.
+        let foreign = self.statuses.iter().find(|s| m.client_urls.contains(&s.endpoint) && !self.same_cluster(s));
+        if let Some(s) = foreign {
+            return Err(format!("its endpoint answers for another etcd cluster (cluster ID {:x}, this one is {:x})", s.cluster_id, self.cluster_id));
+        }
         let health = self.health.iter().find(|h| m.client_urls.contains(&h.endpoint));
         let status = self.statuses.iter().find(|s| s.member_id == m.id);
         match (health, status) {
@@ -130,6 +147,46 @@ pub fn working_quorum(view: &View) -> Result<String, String> {
     Ok(format!("{} of {} voting members are healthy and {leader} leads", healthy.len(), voting.len()))
 }
 
+/// Whether two members' lists are the same membership: the same member IDs, each with the same peer URLs
+/// and name. Learner flags are left out (a learner promoted between two answers is the same membership), and
+/// so are client URLs and an empty name (a member that has not started yet has neither, and one member may
+/// learn them a moment before another).
+fn same_membership(a: &[Member], b: &[Member]) -> bool {
+    let sorted = |m: &Member| {
+        let mut p = m.peer_urls.clone();
+        p.sort();
+        p
+    };
+    a.len() == b.len()
+        && a.iter().all(|x| b.iter().any(|y| x.id == y.id && sorted(x) == sorted(y) && (x.name == y.name || x.name.is_empty() || y.name.is_empty())))
+}
+
+fn describe_list(list: &MemberList) -> String {
+    let members: Vec<String> = list.members.iter().map(|m| format!("{} {:x} {}", m.label(), m.id, m.peer_urls.join(","))).collect();
+    format!("cluster ID {:x}, members [{}]", list.cluster_id, members.join("; "))
+}
+
+/// Every reachable member's own answer compared (host -> its `member list`): None when they all report the
+/// same cluster ID and the same members, else the disagreement naming each host and what it reported. A
+/// planner that trusted one member could, when that member bootstrapped a cluster of its own after losing
+/// its data, take the real members for strangers and wipe them.
+pub fn disagreement(answers: &BTreeMap<String, MemberList>) -> Option<String> {
+    let mut groups: Vec<(&MemberList, Vec<&str>)> = Vec::new();
+    for (host, list) in answers {
+        match groups.iter_mut().find(|(l, _)| l.cluster_id == list.cluster_id && same_membership(&l.members, &list.members)) {
+            Some((_, hosts)) => hosts.push(host),
+            None => groups.push((list, vec![host])),
+        }
+    }
+    if groups.len() < 2 {
+        return None;
+    }
+    let ids: std::collections::BTreeSet<u64> = groups.iter().map(|(l, _)| l.cluster_id).collect();
+    let what = if ids.len() > 1 { "different etcd clusters" } else { "different member lists" };
+    let parts: Vec<String> = groups.iter().map(|(l, hosts)| format!("{} report {}", hosts.join(", "), describe_list(l))).collect();
+    Some(format!("the etcd members answer for {what}: {}", parts.join("; ")))
+}
+
 pub fn evaluate(gate: &Gate, view: &View) -> Result<(), GateFailure> {
     let mut reasons = Vec::new();
     let voting: Vec<&Member> = view.members.iter().filter(|m| !m.is_learner).collect();
@@ -157,7 +214,7 @@ pub fn evaluate(gate: &Gate, view: &View) -> Result<(), GateFailure> {
         reasons.push(format!("only {healthy_voters} of {} voting members are healthy: quorum is lost", voting.len().max(gate.voters.len())));
     }
     if gate.require_one_leader {
-        let leaders: std::collections::BTreeSet<u64> = view.statuses.iter().map(|s| s.leader).collect();
+        let leaders: std::collections::BTreeSet<u64> = view.statuses.iter().filter(|s| view.same_cluster(s)).map(|s| s.leader).collect();
         let known = |id: &u64| voting.iter().any(|m| m.id == *id);
         match leaders.len() {
             0 => reasons.push("no member reports a leader".into()),
@@ -178,10 +235,11 @@ pub fn evaluate(gate: &Gate, view: &View) -> Result<(), GateFailure> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn member(id: u64, name: &str, learner: bool) -> Member {
+    /// A member whose URLs carry its name (test fixtures of this module and of `leader`).
+    pub(crate) fn member(id: u64, name: &str, learner: bool) -> Member {
         Member {
             id,
             name: name.into(),
@@ -191,13 +249,15 @@ mod tests {
         }
     }
 
-    fn view(members: &[Member], leader: u64, unhealthy: &[&str]) -> View {
+    /// The view of `members` with `leader` leading and `unhealthy` not answering.
+    pub(crate) fn view(members: &[Member], leader: u64, unhealthy: &[&str]) -> View {
         View {
             statuses: members
                 .iter()
                 .filter(|m| !unhealthy.contains(&m.name.as_str()))
                 .map(|m| EndpointStatus {
                     endpoint: m.client_urls[0].clone(),
+                    cluster_id: 0,
                     member_id: m.id,
                     leader,
                     raft_index: 9,
@@ -212,6 +272,7 @@ mod tests {
                 .map(|m| EndpointHealth { endpoint: m.client_urls[0].clone(), healthy: !unhealthy.contains(&m.name.as_str()), error: None })
                 .collect(),
             members: members.to_vec(),
+            cluster_id: 0,
         }
     }
 
@@ -268,5 +329,64 @@ mod tests {
         let err = evaluate(&Gate::new(GateWhen::After, "add c", &names(&["a", "b", "c"])), &view(&ms, 0, &["b", "c"])).unwrap_err();
         assert!(err.reasons.iter().any(|r| r == "only 1 of 3 voting members are healthy: quorum is lost"), "{err}");
         assert!(err.reasons.iter().any(|r| r == "the reported leader is not a voting member"), "{err}");
+    }
+
+    fn list(cluster_id: u64, members: &[Member]) -> MemberList {
+        MemberList { cluster_id, member_id: members.first().map_or(0, |m| m.id), members: members.to_vec() }
+    }
+
+    #[test]
+    fn members_agreeing_or_differing_only_in_a_promotion_are_one_view() {
+        let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
+        let mut unstarted = member(3, "", true);
+        unstarted.client_urls.clear();
+        unstarted.peer_urls = ms[2].peer_urls.clone();
+        let answers = BTreeMap::from([
+            ("a".to_string(), list(7, &ms)),
+            ("b".to_string(), list(7, &[ms[0].clone(), ms[1].clone(), member(3, "c", true)])),
+            ("c".to_string(), list(7, &[ms[0].clone(), ms[1].clone(), unstarted])),
+        ]);
+        assert_eq!(disagreement(&answers), None);
+        assert_eq!(disagreement(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn differing_cluster_ids_or_members_are_named_with_their_hosts() {
+        let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
+        let split =
+            BTreeMap::from([("a".to_string(), list(0xab, &[member(9, "a", false)])), ("b".to_string(), list(0xcd, &ms)), ("c".to_string(), list(0xcd, &ms))]);
+        let text = disagreement(&split).unwrap();
+        assert!(text.starts_with("the etcd members answer for different etcd clusters: a report cluster ID ab, members [a 9 https://a:2380]"), "{text}");
+        assert!(text.contains("; b, c report cluster ID cd, members [a 1 https://a:2380; b 2 https://b:2380; c 3 https://c:2380]"), "{text}");
+        let mut moved = ms.clone();
+        moved[2].peer_urls = vec!["https://elsewhere:2380".into()];
+        let lists = BTreeMap::from([("a".to_string(), list(0xcd, &ms)), ("c".to_string(), list(0xcd, &moved))]);
+        assert!(disagreement(&lists).unwrap().contains("different member lists"));
+        let fewer = BTreeMap::from([("a".to_string(), list(0xcd, &ms)), ("c".to_string(), list(0xcd, &ms[..2]))]);
+        assert!(disagreement(&fewer).is_some());
+    }
+
+    /// The gate's own view sees the split too: endpoint status --cluster reaches every listed member's
+    /// client URL, and one answering for another cluster is not a healthy member of this one.
+    #[test]
+    fn a_member_answering_for_another_cluster_fails_the_gate() {
+        let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
+        let mut v = view(&ms, 2, &[]);
+        v.cluster_id = 0xcd;
+        for s in &mut v.statuses {
+            s.cluster_id = 0xcd;
+        }
+        let gate = Gate::new(GateWhen::Before, "add d", &names(&["a", "b", "c"]));
+        assert_eq!(evaluate(&gate, &v), Ok(()));
+        // a lost its data and bootstrapped alone: same URLs, a new member ID, another cluster, its own leader.
+        let a = v.statuses.iter_mut().find(|s| s.member_id == 1).unwrap();
+        (a.cluster_id, a.member_id, a.leader) = (0xab, 9, 9);
+        let err = evaluate(&gate, &v).unwrap_err();
+        assert!(
+            err.reasons.iter().any(|r| r.starts_with("member a is unhealthy (its endpoint answers for another etcd cluster (cluster ID ab, this one is cd))")),
+            "{err}"
+        );
+        assert!(!err.reasons.iter().any(|r| r.contains("disagree about the leader")), "the other cluster's leader is not counted: {err}");
+        assert!(v.has_quorum(), "b and c still form the quorum");
     }
 }

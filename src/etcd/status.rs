@@ -19,9 +19,21 @@ impl Member {
     }
 }
 
+/// One member's own answer to `member list`: which cluster it belongs to (the response header's
+/// cluster_id), which member it is, and the members it knows. A member that lost its data and bootstrapped
+/// a cluster of its own answers with another cluster ID and a list of one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberList {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub members: Vec<Member>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointStatus {
     pub endpoint: String,
+    /// The cluster the answering member belongs to (0 when not reported).
+    pub cluster_id: u64,
     pub member_id: u64,
     pub leader: u64,
     pub raft_index: u64,
@@ -47,6 +59,8 @@ pub struct ParseError {
 
 #[derive(Deserialize)]
 struct RawMemberList {
+    #[serde(default)]
+    header: Option<RawHeader>,
     #[serde(default)]
     members: Vec<RawMember>,
 }
@@ -95,6 +109,8 @@ struct RawStatus {
 #[derive(Deserialize)]
 struct RawHeader {
     #[serde(default)]
+    cluster_id: u64,
+    #[serde(default)]
     member_id: u64,
 }
 
@@ -107,12 +123,19 @@ struct RawHealth {
 }
 
 pub fn parse_member_list(json: &str) -> Result<Vec<Member>, ParseError> {
+    parse_member_list_answer(json).map(|l| l.members)
+}
+
+/// The member list with its header: the cluster and member that answered.
+pub fn parse_member_list_answer(json: &str) -> Result<MemberList, ParseError> {
     let raw: RawMemberList = serde_json::from_str(json.trim()).map_err(|e| ParseError { what: "member list", message: e.to_string() })?;
-    Ok(raw
+    let (cluster_id, member_id) = raw.header.map_or((0, 0), |h| (h.cluster_id, h.member_id));
+    let members = raw
         .members
         .into_iter()
         .map(|m| Member { id: m.id, name: m.name, peer_urls: m.peer_urls, client_urls: m.client_urls, is_learner: m.is_learner })
-        .collect())
+        .collect();
+    Ok(MemberList { cluster_id, member_id, members })
 }
 
 /// etcdctl prints the endpoints it reached even when others failed (exit status non-zero), so the output
@@ -126,6 +149,7 @@ pub fn parse_endpoint_status(json: &str) -> Result<Vec<EndpointStatus>, ParseErr
         .into_iter()
         .map(|r| EndpointStatus {
             endpoint: r.endpoint,
+            cluster_id: r.status.header.cluster_id,
             member_id: r.status.header.member_id,
             leader: r.status.leader,
             raft_index: r.status.raft_index,
@@ -165,13 +189,17 @@ mod tests {
 
     #[test]
     fn parses_captured_output_with_full_64_bit_ids() {
+        let answer = parse_member_list_answer(MEMBERS).unwrap();
+        assert_eq!((answer.cluster_id, answer.member_id), (10221830796114871476, 2101811916927406624));
         let members = parse_member_list(MEMBERS).unwrap();
+        assert_eq!(members, answer.members);
         assert_eq!(members.len(), 3);
         assert_eq!(members[2].id, 7099749586112013263);
         assert_eq!(members[2].name, "m1");
         assert!(!members[0].is_learner);
         let status = parse_endpoint_status(STATUS).unwrap();
         assert_eq!(status[0].member_id, 7099749586112013263);
+        assert_eq!(status[0].cluster_id, 10221830796114871476);
         assert_eq!(status[0].leader, 2101811916927406624);
         assert_eq!(status[0].raft_applied_index, 8);
         let health = parse_endpoint_health(HEALTH).unwrap();

@@ -67,6 +67,8 @@ pub struct StoredState {
     pub new: bool,
     /// Copies that could not be read or used, passed over because others could; the state phase rewrites them.
     pub skipped: Vec<state::SkippedCopy>,
+    /// kubeha's certificates re-issued because they were due (see `ClusterState::renew_due`).
+    pub renewed: Vec<String>,
 }
 
 /// The cluster's stored state, or new material when no control plane has any and nothing says a cluster
@@ -85,7 +87,10 @@ pub async fn cluster_state(inv: &Inventory, hosts: &Hosts) -> anyhow::Result<Sto
         None => (ClusterState::create(inv)?, true),
     };
     state.issue_missing_members(inv)?;
-    Ok(StoredState { state, new, skipped: newest.skipped })
+    // New material was issued a moment ago: nothing in it can be due (and with the short-validity test hook
+    // it would be re-issued for nothing).
+    let renewed = if new { Vec::new() } else { state.renew_due(inv, time::OffsetDateTime::now_utc().unix_timestamp())? };
+    Ok(StoredState { state, new, skipped: newest.skipped, renewed })
 }
 
 /// A warning per copy of the state that was passed over, naming its host.
@@ -104,34 +109,76 @@ fn skipped_findings(skipped: &[state::SkippedCopy], used: &ClusterState) -> Vec<
         .collect()
 }
 
-pub fn desired(inv: &Inventory, state: &ClusterState, templates: &Templates) -> anyhow::Result<Desired> {
-    let rendered = render::render(inv, &state.secrets, templates)?;
+/// A warning saying which of kubeha's certificates this run renews, and how they reach the members.
+fn renewed_finding(renewed: &[String], inv: &Inventory) -> Option<plan::Finding> {
+    (!renewed.is_empty()).then(|| plan::Finding {
+        host: renewed.iter().filter_map(|r| r.split(' ').next()).collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", "),
+        problem: format!(
+            "kubeha's etcd certificates valid for less than {} days (spec.certificates.renewBefore) are renewed: {}",
+            inv.certificates.renew_before_days,
+            renewed.join("; ")
+        ),
+        fix: "nothing to do: this run stores them and restarts etcd one member at a time between quorum gates (and the API servers, for their etcd client certificate)".into(),
+        fatal: false,
+    })
+}
+
+/// The desired files with `seed` holding the InitConfiguration (see `plan::seed_control_plane`), for an etcd
+/// cluster that exists or not (`Observed::etcd_cluster`).
+pub fn desired(inv: &Inventory, state: &ClusterState, templates: &Templates, seed: &str, etcd: render::context::EtcdCluster) -> anyhow::Result<Desired> {
+    let rendered = render::render_seeded(inv, &state.secrets, templates, seed, etcd)?;
     Ok(Desired::build(inv, &rendered, state))
 }
 
-/// Facts and kubeha's own state of every host (one probe pair per host, in parallel), then etcd's view from
-/// a running member and the registered nodes from a control plane with admin.conf.
+/// Facts and kubeha's own state of every host (one probe pair per host, in parallel), then every running
+/// member's own answer about etcd (compared by the planner), etcd's full view from a running member, and the
+/// registered nodes from a control plane with admin.conf.
 pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyhow::Result<Observed> {
     let mut tasks = tokio::task::JoinSet::new();
     let limit = Arc::new(tokio::sync::Semaphore::new(inv.concurrency.max(1)));
     for (name, t) in hosts {
         let (name, t, limit) = (name.clone(), t.clone(), limit.clone());
         let paths: Vec<String> = desired.probe_paths(&name).into_iter().map(String::from).collect();
+        // kubeadm's certificates are renewed on control planes only; workers hold only the kubelet's.
+        let control_plane = desired.control_planes.contains(&name);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
-            let (f, s) = tokio::join!(facts::probe(t.as_ref()), observe::observe(t.as_ref(), &paths, &UNITS));
-            (name, f, s)
+            let certs = async {
+                match control_plane {
+                    true => facts::certs::probe(t.as_ref()).await.map(Some),
+                    false => Ok(None),
+                }
+            };
+            let (f, s, c) = tokio::join!(facts::probe(t.as_ref()), observe::observe(t.as_ref(), &paths, &UNITS), certs);
+            (name, f, s, c)
         });
     }
-    let mut observed = Observed::default();
+    let mut observed = Observed { now: time::OffsetDateTime::now_utc().unix_timestamp(), ..Observed::default() };
     while let Some(joined) = tasks.join_next().await {
-        let (name, f, s) = joined?;
+        let (name, f, s, c) = joined?;
         observed.facts.insert(name.clone(), f?);
-        observed.hosts.insert(name, s?);
+        observed.hosts.insert(name.clone(), s?);
+        if let Some(certs) = c? {
+            observed.certs.insert(name, certs);
+        }
     }
-    let members: Vec<&dyn Transport> =
-        inv.control_planes().filter(|h| observed.host(&h.name).is_active("etcd")).filter_map(|h| hosts.get(&h.name)).map(|t| t.as_ref()).collect();
+    let running: Vec<(String, Arc<dyn Transport>)> = inv
+        .control_planes()
+        .filter(|h| observed.host(&h.name).is_active("etcd"))
+        .filter_map(|h| hosts.get(&h.name).map(|t| (h.name.clone(), t.clone())))
+        .collect();
+    let mut answers = tokio::task::JoinSet::new();
+    for (name, t) in running.clone() {
+        answers.spawn(async move { (name, crate::phases::etcd::member_list_answer(t.as_ref()).await) });
+    }
+    while let Some(joined) = answers.join_next().await {
+        // A member that does not answer is not compared: the full view below and the gates report it.
+        if let (name, Ok(answer)) = joined? {
+            observed.etcd_answers.insert(name, answer);
+        }
+    }
+    let members: Vec<&dyn Transport> = running.iter().map(|(_, t)| t.as_ref()).collect();
     observed.etcd = crate::phases::etcd::view_from_any(&members).await.ok();
     let admins: Vec<&crate::inventory::Host> = inv.control_planes().filter(|h| observed.host(&h.name).has(ADMIN_CONF)).collect();
     for h in admins {
@@ -140,12 +187,26 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
         if out.status.success() {
             observed.nodes = Some(kubeadm::parse_nodes(&out.stdout_text()).map_err(|e| anyhow::anyhow!("{}: {e}", h.name))?);
             observed.node_addresses = kubeadm::parse_node_addresses(&out.stdout_text());
+            observed.node_machine_ids = kubeadm::parse_node_machine_ids(&out.stdout_text());
             observed.api_error = None;
             break;
         }
-        observed.api_error = Some(format!("{}: {}", h.name, String::from_utf8_lossy(&out.stderr).trim()));
+        observed.api_error = Some(format!("{}: {}", h.name, last_line(&String::from_utf8_lossy(&out.stderr))));
+    }
+    if observed.api_error.is_some() {
+        for t in &members {
+            if let Ok(holds) = crate::phases::etcd::holds_kubernetes_data(*t).await {
+                observed.kubernetes_data = Some(holds);
+                break;
+            }
+        }
     }
     Ok(observed)
+}
+
+/// kubectl repeats its error on every retry: the last line says it once.
+fn last_line(text: &str) -> &str {
+    text.trim().lines().last().unwrap_or_default()
 }
 
 /// Everything `plan` and `apply` need, gathered read-only.
@@ -168,8 +229,11 @@ async fn connect_leaving(inv: &Inventory, observed: &Observed, known: &[Host]) -
     let listed = |n: &str| inv.hosts.iter().any(|h| h.name == n);
     let Some(template) = inv.control_planes().next() else { return Default::default() };
     let mut leaving: Vec<Host> = known.iter().filter(|h| !listed(&h.name)).cloned().collect();
+    // An address that belongs to an inventory host is never a leaving host's, whatever name the cluster
+    // knows it by (a renamed host: the planner refuses the rename and nothing there may be reset).
+    let owned = |address: std::net::IpAddr| inv.hosts.iter().any(|h| h.address == address);
     let mut add = |name: &str, address: std::net::IpAddr| {
-        if !listed(name) && !leaving.iter().any(|h| h.name == name) {
+        if !listed(name) && !owned(address) && !leaving.iter().any(|h| h.name == name) {
             leaving.push(Host { name: name.to_string(), address, ..template.clone() });
         }
     };
@@ -206,9 +270,17 @@ fn peer_address(url: &str) -> Option<std::net::IpAddr> {
 
 /// `leaving_known`: hosts an operator named as leaving whose inventory entries give their SSH address.
 pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving_known: &[Host]) -> anyhow::Result<Planned> {
-    let StoredState { state, new: new_cluster, skipped } = cluster_state(inv, hosts).await?;
-    let desired = desired(inv, &state, templates)?;
-    let mut observed = observe(inv, &desired, hosts).await?;
+    let StoredState { state, new: new_cluster, skipped, renewed } = cluster_state(inv, hosts).await?;
+    // Probe with the files of a new cluster (every control plane is probed for the seed's files too), then
+    // render for the seed the probe shows: a joined control plane, the inventory's first only when none is.
+    let fresh = plan::seed_control_plane(inv, &Observed::default()).map(|h| h.name.clone()).unwrap_or_default();
+    let probed = desired(inv, &state, templates, &fresh, render::context::EtcdCluster::New)?;
+    let mut observed = observe(inv, &probed, hosts).await?;
+    let seed = plan::seed_control_plane(inv, &observed).map(|h| h.name.clone()).unwrap_or_default();
+    // Rendered again for what was observed (the probe's paths are the same either way): the seed, and
+    // whether etcd exists (then every member's config says `existing`).
+    let etcd = observed.etcd_cluster();
+    let desired = if seed == probed.seed && etcd == render::context::EtcdCluster::New { probed } else { desired(inv, &state, templates, &seed, etcd)? };
     let (leaving, unreachable) = connect_leaving(inv, &observed, leaving_known).await;
     observed.reachable_leaving = leaving.keys().cloned().collect();
     observed.unreachable_leaving = unreachable;
@@ -217,6 +289,7 @@ pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving
     }
     let mut plan = plan::converge(inv, &desired, &observed, "observed");
     plan.findings.extend(skipped_findings(&skipped, &state));
+    plan.findings.extend(renewed_finding(&renewed, inv));
     Ok(Planned { state, new_cluster, desired, observed, plan, leaving })
 }
 

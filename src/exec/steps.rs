@@ -5,6 +5,7 @@ use crate::inventory::Inventory;
 use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot};
 use crate::plan::desired::{CNI_APPLIED, Desired};
 use crate::plan::{Action, Step};
+use crate::render::secrets::Secrets;
 use crate::ssh::Transport;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub struct StepContext {
     pub inv: Arc<Inventory>,
     pub desired: Arc<Desired>,
     pub hosts: HashMap<String, Arc<dyn Transport>>,
+    /// The cluster's secrets (the bootstrap token for RefreshJoinToken); Debug never shows them.
+    pub secrets: Arc<Secrets>,
 }
 
 /// A step's failure, as text meant for the operator (scrubbed by the caller).
@@ -44,6 +47,11 @@ impl StepContext {
     /// The files a kubeadm step needs, after `kubeadm reset -f` when an earlier attempt left files behind.
     /// In this order because the reset empties /etc/kubernetes/pki: a reset after placing the cluster CA
     /// deleted it, kubeadm init made a new CA, and every join file's CA pin failed.
+    /// The bootstrap token as (id, secret); the cluster state validated its format when it was read.
+    fn token(&self) -> Result<(&str, &str), StepError> {
+        self.secrets.bootstrap_token.split_once('.').ok_or_else(|| StepError("the cluster state's bootstrap token is not <id>.<secret>".into()))
+    }
+
     async fn reset_then_place(&self, host: &str, reset_first: bool, paths: &[String]) -> Result<bool, StepError> {
         if reset_first {
             kubeadm::reset(self.transport(host)?).await.map_err(fail)?;
@@ -64,12 +72,15 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             Ok(changed)
         }
         Action::InstallEtcdFiles { files, .. } => ctx.place(host, files).await,
-        Action::StartEtcdMember { restart, initial_cluster, .. } => etcd::start(t, *restart, initial_cluster.as_deref()).await.map(|_| true).map_err(fail),
+        Action::StartEtcdMember { restart, initial_cluster, initial_cluster_state, .. } => {
+            etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == "new").await.map(|_| true).map_err(fail)
+        }
         Action::AddEtcdLearner { member, peer_url } => etcd::add_learner(t, member, peer_url).await.map(|_| true).map_err(fail),
         Action::WaitLearnerCaughtUp { member } => etcd::wait_caught_up(t, member).await.map(|_| false).map_err(fail),
         Action::PromoteEtcdLearner { member } => etcd::promote(t, member).await.map(|_| true).map_err(fail),
         Action::Gate(g) => etcd::gate(t, g).await.map(|_| false).map_err(fail),
         Action::EtcdSnapshot { reason } => snapshot::save(t, reason).await.map(|_| false).map_err(fail),
+        Action::MoveEtcdLeader { from } => etcd::move_leader_away(t, from).await.map_err(fail),
         Action::RemoveEtcdMember { id, .. } => etcd::remove(t, id).await.map(|_| true).map_err(fail),
         Action::ClearEtcdData { .. } => etcd::clear_data(t).await.map(|_| true).map_err(fail),
         Action::StartLoadBalancer { files, restart, .. } => {
@@ -92,6 +103,10 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             kubeadm::join(t).await.map(|_| true).map_err(fail)
         }
         Action::WaitApiReady { endpoint, node } => kubeadm::wait_ready(t, endpoint, node).await.map(|_| false).map_err(fail),
+        Action::RestartControlPlane { node, renew_certs } => {
+            let address = ctx.inv.host(node).map(|h| h.address.to_string()).ok_or_else(|| StepError(format!("{node}: not in the inventory")))?;
+            kubeadm::restart_control_plane(t, *renew_certs, &address).await.map(|_| true).map_err(fail)
+        }
         Action::ApplyCni { manifest, .. } => {
             ctx.place(host, std::slice::from_ref(manifest)).await?;
             kubeadm::apply_manifest(t, manifest).await.map_err(fail)?;
@@ -100,8 +115,14 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             Ok(true)
         }
         Action::LabelNode { node, labels } => kubeadm::label(t, node, labels).await.map(|_| true).map_err(fail),
+        Action::RefreshJoinToken { valid_minutes } => {
+            let (id, secret) = ctx.token()?;
+            let expires = crate::exec::clock::timestamp(time::OffsetDateTime::now_utc() + Duration::from_secs(u64::from(*valid_minutes) * 60));
+            kubeadm::refresh_token(t, id, secret, &expires).await.map(|_| true).map_err(fail)
+        }
+        Action::DeleteJoinToken => kubeadm::delete_token(t, ctx.token()?.0).await.map(|_| true).map_err(fail),
         Action::RemoveNode { node } => retire::remove_node(t, node).await.map(|_| true).map_err(fail),
-        Action::ResetHost { .. } => retire::reset(t).await.map(|_| true).map_err(fail),
+        Action::ResetHost { machine_id, .. } => retire::reset(t, machine_id.as_deref()).await.map(|_| true).map_err(fail),
         Action::Verify { .. } => {
             let failed: Vec<String> = phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, VERIFY_WITHIN)
                 .await
@@ -114,8 +135,11 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
     }
 }
 
-/// Long enough for HAProxy to count a just-joined API server as up (rise 2 × inter 2 s) with margin.
-const VERIFY_WITHIN: Duration = Duration::from_secs(20);
+/// Long enough for HAProxy to count a just-joined API server as up (rise 2 × inter 2 s), and for the
+/// kubelets of the nodes joined last to post a Ready status: a kubelet registers its node before its
+/// runtime and network checks have passed once, and the workers join last, in parallel. The wait ends
+/// as soon as every check passes.
+const VERIFY_WITHIN: Duration = Duration::from_secs(120);
 
 /// keepalived elects a holder within a few advertisement intervals; bounded wait for exactly one.
 const VIP_WITHIN: Duration = Duration::from_secs(30);
@@ -154,7 +178,7 @@ mod tests {
         let rendered = crate::render::render(&inv, &state.secrets, &crate::render::templates::Templates::builtin().unwrap()).unwrap();
         let desired = Desired::build(&inv, &rendered, &state);
         let hosts = HashMap::from([(host.host().to_string(), host.clone() as Arc<dyn Transport>)]);
-        StepContext { inv: Arc::new(inv), desired: Arc::new(desired), hosts }
+        StepContext { inv: Arc::new(inv), desired: Arc::new(desired), hosts, secrets: Arc::new(state.secrets.clone()) }
     }
 
     /// Where in the recorded effects the first one matching `what` is.
@@ -193,5 +217,50 @@ mod tests {
         run(&step, &ctx).await.expect("join step");
         assert!(!cp2.scripts().iter().any(|s| s.contains("reset")), "{:?}", cp2.scripts());
         assert!(cp2.scripts().last().is_some_and(|s| s == "kubeadm join --config /etc/kubeha/kubeadm.yaml"), "{:?}", cp2.scripts());
+    }
+
+    #[tokio::test]
+    async fn the_join_token_is_applied_from_stdin_and_deleted_by_its_id_only() {
+        let cp1 = Arc::new(RecordingTransport::new("cp-1"));
+        let ctx = context(&cp1);
+        let (id, secret) = ctx.secrets.bootstrap_token.split_once('.').map(|(a, b)| (a.to_string(), b.to_string())).unwrap();
+        let refresh = Step { id: "join-token/refresh".into(), host: "cp-1".into(), action: Action::RefreshJoinToken { valid_minutes: 60 }, reason: "r".into() };
+        let in_an_hour = || crate::exec::clock::timestamp(time::OffsetDateTime::now_utc() + Duration::from_secs(3600));
+        let earliest = in_an_hour();
+        assert!(run(&refresh, &ctx).await.expect("refresh step"));
+        let latest = in_an_hour();
+        let delete = Step { id: "join-token/delete".into(), host: "cp-1".into(), action: Action::DeleteJoinToken, reason: "r".into() };
+        assert!(run(&delete, &ctx).await.expect("delete step"));
+        let effects = cp1.recorded();
+        let [Recorded::Exec { script: apply, stdin: Some(stdin), .. }, Recorded::Exec { script: del, stdin: None, .. }] = effects.as_slice() else {
+            panic!("two commands expected: {effects:?}")
+        };
+        assert_eq!(apply, "kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -");
+        assert_eq!(del, &format!("kubectl --kubeconfig /etc/kubernetes/admin.conf delete secret -n kube-system bootstrap-token-{id} --ignore-not-found"));
+        for script in [apply, del] {
+            assert!(!script.contains(&secret), "the token's secret is never in argv: {script}");
+        }
+        let manifest: serde_json::Value = serde_json::from_slice(stdin).unwrap();
+        assert_eq!(manifest["metadata"]["name"], format!("bootstrap-token-{id}"));
+        assert_eq!(manifest["metadata"]["namespace"], "kube-system");
+        assert_eq!(manifest["type"], "bootstrap.kubernetes.io/token");
+        let data = &manifest["stringData"];
+        assert_eq!((data["token-id"].as_str(), data["token-secret"].as_str()), (Some(id.as_str()), Some(secret.as_str())));
+        assert_eq!(data["usage-bootstrap-authentication"], "true");
+        assert_eq!(data["usage-bootstrap-signing"], "true");
+        assert_eq!(data["auth-extra-groups"], "system:bootstrappers:kubeadm:default-node-token");
+        // RFC 3339 in UTC with whole seconds: fixed width, so text order is time order.
+        let expiration = data["expiration"].as_str().unwrap();
+        assert!(earliest.as_str() <= expiration && expiration <= latest.as_str(), "expires 60 min after the step: {expiration}");
+        // The host log and any error pass through the redactor, which knows the secret half on its own.
+        let redactor = crate::exec::redact::Redactor::new(
+            crate::state::ClusterState::create(&ctx.inv)
+                .map(|mut s| {
+                    s.secrets = (*ctx.secrets).clone();
+                    s.secret_strings()
+                })
+                .unwrap(),
+        );
+        assert!(!redactor.scrub(&String::from_utf8_lossy(stdin)).contains(&secret));
     }
 }

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::ssh::{Command, ConnectOptions, HostTarget, SshError, Transport};
 
+pub mod certs;
 pub mod observe;
 pub mod parse;
 pub mod report;
@@ -44,6 +45,16 @@ pub struct HostFacts {
     /// /var/lib/etcd/member exists: an etcd member has run here (never wipe it implicitly).
     pub etcd_data_dir: bool,
     pub etc_kubernetes: bool,
+    /// Unix sockets under /run (three levels deep): where a container runtime answers.
+    pub sockets: Vec<String>,
+}
+
+impl HostFacts {
+    /// Whether a unix socket exists at `path` (/var/run is /run on every systemd host).
+    pub fn has_socket(&self, path: &str) -> bool {
+        let path = path.strip_prefix("/var/run/").map_or_else(|| path.to_string(), |rest| format!("/run/{rest}"));
+        self.sockets.iter().any(|s| *s == path)
+    }
 }
 
 #[derive(Debug, Clone, Error)]
@@ -137,6 +148,7 @@ pub fn from_output(host: &str, output: &str, local_before: f64, local_after: f64
         listening: script::WATCHED_PORTS.iter().map(|p| (*p, listening_now.contains(p))).collect(),
         etcd_data_dir: paths.contains(&"etcd-data-dir"),
         etc_kubernetes: paths.contains(&"etc-kubernetes"),
+        sockets: sections.get("sockets").unwrap_or_default().lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
     })
 }
 
@@ -218,6 +230,9 @@ mod tests {
         assert!(facts.swap_on);
         assert!(facts.systemd);
         assert!(facts.etcd_data_dir && facts.etc_kubernetes);
+        // kubeadm's default endpoint names /var/run, which is /run.
+        assert!(facts.has_socket("/var/run/containerd/containerd.sock") && facts.has_socket("/run/containerd/containerd.sock"));
+        assert!(!facts.has_socket("/run/kubeha-lab-cri/cri.sock"));
         assert_eq!(facts.listening.iter().filter(|(_, l)| **l).map(|(p, _)| *p).collect::<Vec<_>>(), vec![2379, 2380, 6443, 10250]);
     }
 

@@ -14,6 +14,9 @@ pub struct HostState {
     /// Unit name (without .service) -> active right now.
     pub active: BTreeMap<String, bool>,
     pub addresses: Vec<IpAddr>,
+    /// The `initial-cluster-state` etcd.conf.yml says (`new` or `existing`); None without that file. Not part
+    /// of the runtime digest, but a member of an existing cluster must never say `new` (see `ETCD_CONFIG`).
+    pub etcd_initial_cluster_state: Option<String>,
 }
 
 impl HostState {
@@ -32,13 +35,21 @@ impl HostState {
 
 /// etcd reads `initial-cluster` and `initial-cluster-state` only when it first starts with an empty data
 /// dir; they change whenever membership does. The probe also hashes the config without them (under this
-/// pseudo path), so the planner restarts a running member only for a change it would act on.
+/// pseudo path), so the planner restarts a running member only for a change it would act on. The state
+/// itself is reported on its own: `new` left in a member's config would let it bootstrap a second cluster
+/// if its data directory were lost, so the planner rewrites it (without a restart).
 pub const ETCD_CONFIG: &str = "/etc/etcd/etcd.conf.yml";
 pub const ETCD_CONFIG_RUNTIME: &str = "/etc/etcd/etcd.conf.yml#runtime";
 const BOOTSTRAP_ONLY: &str = "^initial-cluster(-state)?:";
 
 fn bootstrap_only(line: &str) -> bool {
     line.starts_with("initial-cluster:") || line.starts_with("initial-cluster-state:")
+}
+
+/// The `initial-cluster-state` of an etcd config, unquoted, as the probe reports it ("" when absent).
+pub fn initial_cluster_state(contents: &[u8]) -> String {
+    let text = String::from_utf8_lossy(contents);
+    text.lines().find_map(|l| l.strip_prefix("initial-cluster-state:")).map(|v| v.trim().trim_matches('"').to_string()).unwrap_or_default()
 }
 
 /// The digest the probe reports for ETCD_CONFIG_RUNTIME, computed from contents (as `grep -v` prints them).
@@ -59,6 +70,9 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
     if paths.contains(&ETCD_CONFIG) {
         let (q, runtime) = (quote::quote(ETCD_CONFIG), quote::quote(ETCD_CONFIG_RUNTIME));
         s.push_str(&format!("if [ -f {q} ]; then printf 'file %s %s\\n' \"$(grep -v -E '{BOOTSTRAP_ONLY}' < {q} | sha256sum | cut -c1-64)\" {runtime}; fi\n"));
+        s.push_str(&format!(
+            "if [ -f {q} ]; then printf 'etcd-initial-cluster-state %s\\n' \"$(sed -n 's/^initial-cluster-state:[[:space:]]*//p' < {q} | head -n 1 | tr -d '\"')\"; fi\n"
+        ));
     }
     for u in units {
         let q = quote::quote(u);
@@ -85,6 +99,9 @@ pub fn parse(output: &str) -> Option<HostState> {
                 if let Ok(ip) = cidr.split('/').next().unwrap_or_default().parse() {
                     state.addresses.push(ip);
                 }
+            }
+            (Some("etcd-initial-cluster-state"), value, None) => {
+                state.etcd_initial_cluster_state = Some(value.unwrap_or_default().trim().to_string());
             }
             (Some("end"), None, None) => complete = true,
             _ => {}
@@ -142,6 +159,8 @@ mod tests {
         let out = std::process::Command::new("sh").arg("-c").arg(shell).output().unwrap();
         let state = parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
         assert_eq!(state.digest(ETCD_CONFIG_RUNTIME), Some(runtime_digest(contents.as_bytes()).as_str()));
+        assert_eq!(state.etcd_initial_cluster_state.as_deref(), Some("new"));
+        assert_eq!(initial_cluster_state(contents.as_bytes()), "new");
         let other_members = contents.replace("cp-1=https://a:2380", "cp-1=https://a:2380,cp-4=https://b:2380").replace("new", "existing");
         assert_eq!(runtime_digest(other_members.as_bytes()), runtime_digest(contents.as_bytes()));
         assert_ne!(runtime_digest(contents.replace("/x", "/y").as_bytes()), runtime_digest(contents.as_bytes()));

@@ -37,6 +37,8 @@ for b in etcd keepalived haproxy kubeadm kubelet containerd; do
 done
 s listen
 if command -v ss >/dev/null 2>&1; then echo "source ss"; ss -Htln; else echo "source proc"; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; fi
+s sockets
+find /run -maxdepth 3 -type s 2>/dev/null | head -n 500
 s paths
 if [ -d /var/lib/etcd/member ]; then echo etcd-data-dir; fi
 if [ -d /etc/kubernetes ]; then echo etc-kubernetes; fi

@@ -15,8 +15,12 @@ pub const KIND: &str = "Cluster";
 
 const ROOT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 const METADATA_FIELDS: &[&str] = &["name"];
-const SPEC_FIELDS: &[&str] = &["kubernetes", "etcd", "controlPlane", "ssh", "concurrency", "hosts"];
-const KUBERNETES_FIELDS: &[&str] = &["version", "podSubnet", "serviceSubnet", "dnsDomain", "cni", "cniVersion"];
+const SPEC_FIELDS: &[&str] = &["kubernetes", "etcd", "controlPlane", "ssh", "concurrency", "certificates", "hosts"];
+const CERTIFICATES_FIELDS: &[&str] = &["renewBefore"];
+const KUBERNETES_FIELDS: &[&str] =
+    &["version", "podSubnet", "serviceSubnet", "dnsDomain", "cni", "cniVersion", "containerRuntimeEndpoint", "ignorePreflightErrors", "addons", "kubelet"];
+const ADDONS_FIELDS: &[&str] = &["coreDNS", "kubeProxy"];
+const KUBELET_FIELDS: &[&str] = &["cgroupDriver", "failCgroupV1", "cgroupsPerQOS", "enforceNodeAllocatable"];
 const ETCD_FIELDS: &[&str] = &["version"];
 const CONTROL_PLANE_FIELDS: &[&str] = &["loadBalancer"];
 const LOAD_BALANCER_FIELDS: &[&str] = &["mode", "vip", "port", "interface", "virtualRouterId", "endpoint"];
@@ -29,6 +33,17 @@ const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
 const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
 const DEFAULT_LB_PORT: u16 = 8443;
 const DEFAULT_CONCURRENCY: usize = 20;
+/// Three months: a renewal missed by a run or two (a failed apply, a holiday) still happens well in time.
+const DEFAULT_RENEW_BEFORE_DAYS: u32 = 90;
+/// Leaf certificates live 365 days (kubeha's and kubeadm's); renewing 365 or more days ahead would renew
+/// on every run and never converge.
+const MAX_RENEW_BEFORE_DAYS: u32 = 364;
+/// containerd's socket, what kubeha has always rendered.
+pub const DEFAULT_CONTAINER_RUNTIME_ENDPOINT: &str = "unix:///var/run/containerd/containerd.sock";
+/// The values of enforceNodeAllocatable kubeha can render. `system-reserved` and `kube-reserved` (and their
+/// `-compressible` forms) also need systemReservedCgroup / kubeReservedCgroup, which kubeha does not set, so the
+/// kubelet would refuse them.
+const NODE_ALLOCATABLE_ENFORCEMENTS: &[(&str, &str)] = &[("pods", "pods"), ("none", "none")];
 
 /// Where relative paths in the inventory are anchored, and what `~` means.
 pub struct PathContext {
@@ -81,9 +96,14 @@ pub struct SpecDraft {
     pub dns_domain: String,
     pub cni: Option<Cni>,
     pub cni_version: Option<Version>,
+    pub container_runtime_endpoint: String,
+    pub ignore_preflight_errors: Vec<String>,
+    pub addons: Addons,
+    pub kubelet: Kubelet,
     pub etcd_version: Option<Located<Version>>,
     pub load_balancer: Option<Located<LoadBalancer>>,
     pub concurrency: usize,
+    pub certificates: Certificates,
     pub hosts: Vec<HostDraft>,
     pub hosts_mark: Mark,
 }
@@ -126,9 +146,14 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         dns_domain: "cluster.local".to_string(),
         cni: None,
         cni_version: None,
+        container_runtime_endpoint: DEFAULT_CONTAINER_RUNTIME_ENDPOINT.to_string(),
+        ignore_preflight_errors: Vec::new(),
+        addons: Addons { core_dns: true, kube_proxy: true },
+        kubelet: Kubelet { cgroup_driver: CgroupDriver::Systemd, fail_cgroup_v1: None, cgroups_per_qos: None, enforce_node_allocatable: None },
         etcd_version: None,
         load_balancer: None,
         concurrency: DEFAULT_CONCURRENCY,
+        certificates: Certificates { renew_before_days: DEFAULT_RENEW_BEFORE_DAYS },
         hosts: Vec::new(),
         hosts_mark: node.mark,
     };
@@ -149,6 +174,16 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         let path = fields.child_path("concurrency");
         if let Some(c) = reader::parsed(n, &path, "a whole number from 1 to 1000", diags, |s| s.parse::<usize>().ok().filter(|c| (1..=1000).contains(c))) {
             draft.concurrency = c.value;
+        }
+    }
+    if let Some(n) = fields.optional("certificates")
+        && let Some(f) = Fields::of(n, "spec.certificates", CERTIFICATES_FIELDS, diags)
+        && let Some(days) = f.optional("renewBefore")
+    {
+        let path = f.child_path("renewBefore");
+        let expected = format!("a whole number of days from 1 to {MAX_RENEW_BEFORE_DAYS} (certificates live 365 days)");
+        if let Some(d) = reader::parsed(days, &path, &expected, diags, |s| s.parse::<u32>().ok().filter(|d| (1..=MAX_RENEW_BEFORE_DAYS).contains(d))) {
+            draft.certificates.renew_before_days = d.value;
         }
     }
     let defaults = SshOverrides::default();
@@ -186,6 +221,96 @@ fn kubernetes(node: &Node, draft: &mut SpecDraft, diags: &mut Diagnostics) {
     };
     if let Some(n) = f.optional("cniVersion") {
         draft.cni_version = version(n, &f.child_path("cniVersion"), diags).map(|v| v.value);
+    }
+    if let Some(n) = f.optional("containerRuntimeEndpoint") {
+        let path = f.child_path("containerRuntimeEndpoint");
+        if let Some(e) = reader::text(n, &path, diags)
+            && checks::cri_endpoint(&e, &path, diags)
+        {
+            draft.container_runtime_endpoint = e.value;
+        }
+    }
+    if let Some(n) = f.optional("ignorePreflightErrors") {
+        let path = f.child_path("ignorePreflightErrors");
+        draft.ignore_preflight_errors = strings(n, &path, diags, checks::preflight_check_name);
+    }
+    if let Some(n) = f.optional("addons") {
+        addons(n, &f.child_path("addons"), &mut draft.addons, diags);
+    }
+    if let Some(n) = f.optional("kubelet") {
+        kubelet(n, &f.child_path("kubelet"), &mut draft.kubelet, diags);
+    }
+}
+
+/// A list of strings, each checked by `valid` (which reports its own error).
+fn strings(node: &Node, path: &str, diags: &mut Diagnostics, valid: fn(&Located<String>, &str, &mut Diagnostics) -> bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, item) in reader::list(node, path, diags).unwrap_or_default().iter().enumerate() {
+        let item_path = format!("{path}[{i}]");
+        if let Some(s) = reader::text(item, &item_path, diags).filter(|s| valid(s, &item_path, diags)) {
+            out.push(s.value);
+        }
+    }
+    out
+}
+
+fn addons(node: &Node, path: &str, out: &mut Addons, diags: &mut Diagnostics) {
+    let Some(f) = Fields::of(node, path, ADDONS_FIELDS, diags) else { return };
+    for (key, slot) in [("coreDNS", &mut out.core_dns), ("kubeProxy", &mut out.kube_proxy)] {
+        if let Some(b) = f.optional(key).and_then(|n| reader::boolean(n, &f.child_path(key), diags)) {
+            *slot = b.value;
+        }
+    }
+}
+
+fn kubelet(node: &Node, path: &str, out: &mut Kubelet, diags: &mut Diagnostics) {
+    let Some(f) = Fields::of(node, path, KUBELET_FIELDS, diags) else { return };
+    if let Some(d) = f
+        .optional("cgroupDriver")
+        .and_then(|n| reader::choice(n, &f.child_path("cgroupDriver"), &[("systemd", CgroupDriver::Systemd), ("cgroupfs", CgroupDriver::Cgroupfs)], diags))
+    {
+        out.cgroup_driver = d.value;
+    }
+    out.fail_cgroup_v1 = f.optional("failCgroupV1").and_then(|n| reader::boolean(n, &f.child_path("failCgroupV1"), diags)).map(|b| b.value);
+    let per_qos = f.optional("cgroupsPerQOS").and_then(|n| reader::boolean(n, &f.child_path("cgroupsPerQOS"), diags));
+    out.cgroups_per_qos = per_qos.as_ref().map(|b| b.value);
+    if let Some(n) = f.optional("enforceNodeAllocatable") {
+        let list_path = f.child_path("enforceNodeAllocatable");
+        let mut seen: Vec<Located<&str>> = Vec::new();
+        for (i, item) in reader::list(n, &list_path, diags).unwrap_or_default().iter().enumerate() {
+            let item_path = format!("{list_path}[{i}]");
+            let Some(e) = reader::choice(item, &item_path, NODE_ALLOCATABLE_ENFORCEMENTS, diags) else { continue };
+            if seen.iter().any(|s| s.value == e.value) {
+                diags.error(&item_path, Some(e.mark), format!("\"{}\" listed twice", e.value));
+            }
+            seen.push(e);
+        }
+        if seen.len() > 1 && seen.iter().any(|s| s.value == "none") {
+            diags.error(&list_path, Some(n.mark), "\"none\" cannot be combined with other enforcements");
+        }
+        out.enforce_node_allocatable = Some(seen.iter().map(|s| s.value.to_string()).collect());
+    }
+    // The kubelet refuses to start when it should enforce pod allocatable without the QoS cgroups it would
+    // enforce it on; its default enforcement is ["pods"], so turning cgroupsPerQOS off needs the list too.
+    // An empty list does not do: kubeadm omits it from the kubelet config it writes (measured with kubeadm
+    // 1.36.3), and the kubelet then takes its default.
+    if let Some(p) = per_qos.filter(|p| !p.value) {
+        let enforces_pods = out.enforce_node_allocatable.as_ref().is_none_or(|e| e.is_empty() || e.iter().any(|v| v == "pods"));
+        if enforces_pods {
+            let written = match out.enforce_node_allocatable.as_deref() {
+                None => "is unset (the kubelet's default is [pods])",
+                Some([]) => "is [], which kubeadm leaves out of the kubelet's config (the kubelet's default is [pods])",
+                Some(_) => "contains \"pods\"",
+            };
+            diags.push(
+                super::diagnostic::Diagnostic::error(
+                    f.child_path("cgroupsPerQOS"),
+                    Some(p.mark),
+                    format!("cgroupsPerQOS is false but enforceNodeAllocatable {written}; the kubelet refuses to start with both"),
+                )
+                .with_hint("set enforceNodeAllocatable: [none] together with cgroupsPerQOS: false"),
+            );
+        }
     }
 }
 
@@ -483,10 +608,15 @@ fn finish(d: SpecDraft) -> Option<Inventory> {
             dns_domain: d.dns_domain,
             cni,
             cni_version: d.cni_version.unwrap_or_else(|| support::default_cni_version(cni)),
+            container_runtime_endpoint: d.container_runtime_endpoint,
+            ignore_preflight_errors: d.ignore_preflight_errors,
+            addons: d.addons,
+            kubelet: d.kubelet,
         },
         etcd: Etcd { version: d.etcd_version?.value },
         load_balancer: d.load_balancer?.value,
         concurrency: d.concurrency,
+        certificates: d.certificates,
         hosts,
     })
 }

@@ -156,6 +156,32 @@ pub fn dns_subdomain(v: &Located<String>, path: &str, diags: &mut Diagnostics) -
     ok
 }
 
+/// A CRI socket as kubeadm and the kubelet take it: `unix://` and an absolute path. Only printable characters
+/// without whitespace, so the value reads the same in every file and command line it lands in.
+pub fn cri_endpoint(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> bool {
+    let s = &v.value;
+    let ok = s.strip_prefix("unix:///").is_some_and(|rest| !rest.is_empty()) && s.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        diags.error(path, Some(v.mark), format!("invalid value \"{s}\": expected a unix socket URL like unix:///run/containerd/containerd.sock"));
+    }
+    ok
+}
+
+/// One kubeadm preflight check name (`SystemVerification`, `Swap`, `all`). kubeadm splits its flag form on
+/// commas, so a comma or whitespace inside one name is a list written as a string.
+pub fn preflight_check_name(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> bool {
+    let s = &v.value;
+    let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b',');
+    if !ok {
+        diags.error(
+            path,
+            Some(v.mark),
+            format!("invalid value \"{s}\": expected one preflight check name like SystemVerification (no commas or spaces; list each name on its own)"),
+        );
+    }
+    ok
+}
+
 /// Linux interface names: at most 15 bytes, no '/', whitespace or ':'; we also refuse anything a config
 /// file could misread, so the name can be written into keepalived.conf as is.
 pub fn interface_name(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> bool {

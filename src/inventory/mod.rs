@@ -83,3 +83,36 @@ pub fn parse(file: String, source: String, paths: &PathContext) -> Loaded {
     let inventory = if diags.has_errors() { None } else { inventory };
     Loaded { file, source, inventory, diagnostics: diags.into_sorted() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_certificates(extra: &str) -> Loaded {
+        let lab = std::fs::read_to_string("inventories/lab.yaml").unwrap();
+        let yaml = lab.replacen("spec:\n", &format!("spec:\n{extra}"), 1);
+        parse("t.yaml".into(), yaml, &PathContext { inventory_dir: ".".into(), home: None })
+    }
+
+    #[test]
+    fn renew_before_defaults_to_90_days_and_is_validated_with_its_line() {
+        let inv = with_certificates("").inventory.unwrap();
+        assert_eq!(inv.certificates.renew_before_days, 90);
+        let inv = with_certificates("  certificates: {renewBefore: 45}\n").inventory.unwrap();
+        assert_eq!(inv.certificates.renew_before_days, 45);
+        for bad in ["0", "365", "ninety", "-3"] {
+            let loaded = with_certificates(&format!("  certificates:\n    renewBefore: {bad}\n"));
+            let errors: Vec<String> = loaded.diagnostics.iter().map(|d| d.located("t.yaml")).collect();
+            assert!(loaded.inventory.is_none(), "{bad}");
+            assert_eq!(
+                errors,
+                [format!(
+                    "t.yaml:10:18: spec.certificates.renewBefore: invalid value \"{bad}\": expected a whole number of days from 1 to 364 (certificates live 365 days)"
+                )],
+                "{bad}"
+            );
+        }
+        let loaded = with_certificates("  certificates: {renewBefor: 4}\n");
+        assert!(loaded.diagnostics[0].to_string().contains("unknown field \"renewBefor\""), "{}", loaded.diagnostics[0]);
+    }
+}

@@ -17,7 +17,15 @@ pub struct Inventory {
     pub load_balancer: LoadBalancer,
     /// How many hosts kubeha talks to at once.
     pub concurrency: usize,
+    pub certificates: Certificates,
     pub hosts: Vec<Host>,
+}
+
+/// When `apply` renews certificates (kubeha's etcd PKI, kubeadm's): those valid for fewer days than this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certificates {
+    pub renew_before_days: u32,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -29,6 +37,51 @@ pub struct Kubernetes {
     pub dns_domain: String,
     pub cni: Cni,
     pub cni_version: Version,
+    /// The CRI socket every node's kubelet and kubeadm talk to, a `unix:///` URL.
+    pub container_runtime_endpoint: String,
+    /// kubeadm preflight checks that `init` and `join` report as warnings instead of errors.
+    pub ignore_preflight_errors: Vec<String>,
+    pub addons: Addons,
+    pub kubelet: Kubelet,
+}
+
+/// The add-ons kubeadm installs itself; turning one off renders `disabled: true` for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Addons {
+    #[serde(rename = "coreDNS")]
+    pub core_dns: bool,
+    #[serde(rename = "kubeProxy")]
+    pub kube_proxy: bool,
+}
+
+/// Cluster-wide kubelet settings: kubeadm uploads them in the kubelet-config ConfigMap, joins download them.
+/// `None` leaves the field out of the KubeletConfiguration, i.e. the kubelet's own default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Kubelet {
+    pub cgroup_driver: CgroupDriver,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_cgroup_v1: Option<bool>,
+    #[serde(rename = "cgroupsPerQOS", skip_serializing_if = "Option::is_none")]
+    pub cgroups_per_qos: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforce_node_allocatable: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    Systemd,
+    Cgroupfs,
+}
+
+impl CgroupDriver {
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupDriver::Systemd => "systemd",
+            CgroupDriver::Cgroupfs => "cgroupfs",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -98,6 +98,15 @@ pub fn parsed<T>(node: &Node, path: &str, what: &str, diags: &mut Diagnostics, p
     }
 }
 
+/// `true` or `false` as YAML 1.2 spells them; `yes`/`on` are not booleans there, so they are refused.
+pub fn boolean(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<Located<bool>> {
+    parsed(node, path, "true or false", diags, |s| match s {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    })
+}
+
 pub fn port(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<Located<u16>> {
     parsed(node, path, "a port number from 1 to 65535", diags, |s| s.parse::<u16>().ok().filter(|p| *p != 0))
 }

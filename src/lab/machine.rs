@@ -18,6 +18,8 @@ pub struct Paths {
     pub console_log: PathBuf,
     /// The image the upper layer was made on: an upper layer only makes sense over that lower layer.
     pub image_record: PathBuf,
+    /// The upstream build the running machine has bound (rootfs::UPSTREAM_MOUNT).
+    pub upstream_record: PathBuf,
 }
 
 pub fn paths(layout: &Layout, name: &str) -> Paths {
@@ -28,6 +30,7 @@ pub fn paths(layout: &Layout, name: &str) -> Paths {
         merged: dir.join("root"),
         console_log: dir.join("console.log"),
         image_record: dir.join("image"),
+        upstream_record: dir.join("upstream"),
     }
 }
 
@@ -37,8 +40,13 @@ pub fn made_on(layout: &Layout, name: &str, image: &Path) -> bool {
     std::fs::read_to_string(paths(layout, name).image_record).is_ok_and(|recorded| Path::new(recorded.trim_end()) == image)
 }
 
+/// Whether the running machine was booted with the upstream build `dir` bound in.
+pub fn booted_with(layout: &Layout, name: &str, dir: &Path) -> bool {
+    std::fs::read_to_string(paths(layout, name).upstream_record).is_ok_and(|recorded| Path::new(recorded.trim_end()) == dir)
+}
+
 /// Mounts the machine's overlay (unless it already is) and gives a new machine its identity.
-pub fn prepare(layout: &Layout, m: &Machine, image: &Path, lab_public_key: &str, standins: Option<&Path>) -> Result<()> {
+pub fn prepare(layout: &Layout, m: &Machine, image: &Path, lab_public_key: &str) -> Result<()> {
     let p = paths(layout, &m.name);
     // Leftovers of a run on another image (a changed package list, another branch's lab): files of the old
     // image's programs and data of the old cluster would shadow the new image. A lab machine is disposable.
@@ -64,10 +72,6 @@ pub fn prepare(layout: &Layout, m: &Machine, image: &Path, lab_public_key: &str,
             "ssh-keygen",
             &["-q", "-t", "ed25519", "-N", "", "-C", &format!("root@{}", m.name), "-f", &root.join("etc/ssh/ssh_host_ed25519_key").to_string_lossy()],
         )?;
-    }
-    // On every boot, not only at creation: a machine rebooted after the stand-ins changed gets the new ones.
-    if let Some(dir) = standins {
-        run(&dir.join("install.sh").to_string_lossy(), &[&root.to_string_lossy()]).context("installing the Kubernetes stand-ins")?;
     }
     // Written on every `up`: the inventory (other hosts, segments) or the lab key may have changed.
     write_network(layout, m, root)?;
@@ -168,9 +172,11 @@ pub fn remove_cgroups(layout: &Layout, name: &str) {
 
 /// Boots the machine detached from kubeha (its own session and cgroup, output to console.log) and
 /// records its PIDs.
-pub fn boot(layout: &Layout, m: &Machine) -> Result<MachineState> {
+pub fn boot(layout: &Layout, m: &Machine, upstream: &Path) -> Result<MachineState> {
     ensure_nspawn_runtime_dir()?;
     let p = paths(layout, &m.name);
+    std::fs::write(&p.upstream_record, format!("{}\n", upstream.display()))?;
+    let bind = format!("--bind-ro={}:{}", upstream.display(), super::rootfs::UPSTREAM_MOUNT);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&p.console_log)?;
     let bridge = &layout.segments[m.segment].bridge;
     let mut procs = Vec::new();
@@ -183,7 +189,19 @@ pub fn boot(layout: &Layout, m: &Machine) -> Result<MachineState> {
     let child = Command::new("sh")
         .args(["-c", r#"IFS=:; for p in $KUBEHA_CGROUP_PROCS; do echo $$ > "$p" || exit 1; done; exec "$@""#, "sh", "setsid", "systemd-nspawn"])
         .env("KUBEHA_CGROUP_PROCS", procs.join(":"))
-        .args(["-D", &p.merged.to_string_lossy(), "-M", &m.name, "--boot", "--network-bridge", bridge, "--register=no", "--keep-unit", "--console=passive"])
+        .args([
+            "-D",
+            &p.merged.to_string_lossy(),
+            "-M",
+            &m.name,
+            "--boot",
+            "--network-bridge",
+            bridge,
+            "--register=no",
+            "--keep-unit",
+            "--console=passive",
+            &bind,
+        ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -1,11 +1,13 @@
 //! Local lab of real machines: systemd-nspawn machines booting a Debian image with real systemd, sshd,
-//! etcd, keepalived and HAProxy, one per inventory host, on bridges in 198.18.0.0/15.
+//! keepalived and HAProxy, and etcd, kubeadm, the kubelet and the control-plane programs built from their Go
+//! modules (upstream.rs), one machine per inventory host, on bridges in 198.18.0.0/15.
 pub mod layout;
 mod machine;
 mod network;
 mod rootfs;
 mod state;
 mod system;
+mod upstream;
 
 use anyhow::{Context, Result, bail};
 use layout::Layout;
@@ -13,7 +15,7 @@ use serde::Serialize;
 use state::LabState;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The lab's root folder: `KUBEHA_LAB_ROOT`, or /var/lib/kubeha/lab.
@@ -21,17 +23,13 @@ pub fn root() -> PathBuf {
     std::env::var_os("KUBEHA_LAB_ROOT").map_or_else(|| PathBuf::from(layout::DEFAULT_ROOT), PathBuf::from)
 }
 
-/// Where the Kubernetes stand-ins are installed from: `KUBEHA_LAB_STANDINS`, or tests/lab/standins of the
-/// source tree kubeha was built from.
-fn standins_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("KUBEHA_LAB_STANDINS").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/standins"), PathBuf::from);
-    dir.join("install.sh").exists().then_some(dir)
-}
-
 #[derive(Debug, Serialize)]
 pub struct UpReport {
     pub image_built: bool,
     pub image_seconds: f64,
+    /// The folder of the upstream programs the machines run, and the time spent building or verifying it.
+    pub upstream: PathBuf,
+    pub upstream_seconds: f64,
     pub kept: Vec<String>,
     pub booted: Vec<String>,
     pub seconds: f64,
@@ -44,20 +42,30 @@ pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)]) -> Resu
     let started = Instant::now();
     let (image, image_built) = rootfs::ensure(&layout.cache_dir())?;
     let image_seconds = started.elapsed().as_secs_f64();
+    let upstream = upstream::ensure(&layout.cache_dir())?;
     std::fs::create_dir_all(layout.state_dir()).with_context(|| format!("cannot create {}", layout.state_dir().display()))?;
     let public_key = ensure_key(layout)?;
     for s in &layout.segments {
         network::ensure(layout, s)?;
     }
     let mut state = LabState::load(&layout.state_file())?;
-    let standins = standins_dir();
-    let mut report = UpReport { image_built, image_seconds, kept: vec![], booted: vec![], seconds: 0.0, warnings: ssh_warnings(layout, inventory_ssh) };
-    if standins.is_none() {
-        report.warnings.push("Kubernetes stand-ins not found (tests/lab/standins/install.sh): machines have no kubeadm/kubelet/kubectl".into());
-    }
+    let inotify = ensure_inotify_instances(layout.machines.len())?;
+    let mut report = UpReport {
+        image_built,
+        image_seconds,
+        upstream: upstream.dir.clone(),
+        upstream_seconds: upstream.seconds,
+        kept: vec![],
+        booted: vec![],
+        seconds: 0.0,
+        warnings: ssh_warnings(layout, inventory_ssh),
+    };
+    report.warnings.extend(inotify);
     for m in &layout.machines {
         if let Some(s) = state.machines.get(&m.name).filter(|s| machine::running(s) && owned(layout, &m.name, s)) {
-            if machine::made_on(layout, &m.name, &image) {
+            // A machine on another build of the upstream programs is rebooted with the new one bound in (its
+            // disk is kept, as on a host whose packages were upgraded).
+            if machine::made_on(layout, &m.name, &image) && machine::booted_with(layout, &m.name, &upstream.dir) {
                 report.kept.push(m.name.clone());
                 continue;
             }
@@ -65,8 +73,8 @@ pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)]) -> Resu
         }
         // A machine that is not recorded as running may still have processes from a crashed run.
         machine::stop_strays(layout, &m.name);
-        machine::prepare(layout, m, &image, &public_key, standins.as_deref())?;
-        let s = machine::boot(layout, m)?;
+        machine::prepare(layout, m, &image, &public_key)?;
+        let s = machine::boot(layout, m, &upstream.dir)?;
         state.machines.insert(m.name.clone(), s);
         state.save(&layout.state_file())?;
         report.booted.push(m.name.clone());
@@ -75,6 +83,24 @@ pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)]) -> Resu
     wait_for_ssh(layout)?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// inotify instances a machine needs: its systemd, journald, udev-less services, the kubelet (cAdvisor and its
+/// file watches) and the control-plane programs each hold some; about 20 were counted on a control plane.
+const INOTIFY_INSTANCES_PER_MACHINE: u64 = 64;
+const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+/// The machines share one user (root) and so the host's per-user inotify limit: with Debian's 128, the
+/// seventh machine's kubelet failed "inotify_init: too many open files" and its `kubeadm join` timed out.
+/// Raised (never lowered) to what the machines need, as kind asks of its hosts; returns the notice to show.
+fn ensure_inotify_instances(machines: usize) -> Result<Option<String>> {
+    let current: u64 = std::fs::read_to_string(INOTIFY_LIMIT).with_context(|| format!("cannot read {INOTIFY_LIMIT}"))?.trim().parse().unwrap_or(0);
+    let needed = 256 + INOTIFY_INSTANCES_PER_MACHINE * machines as u64;
+    if current >= needed {
+        return Ok(None);
+    }
+    std::fs::write(INOTIFY_LIMIT, needed.to_string()).with_context(|| format!("cannot raise {INOTIFY_LIMIT} to {needed}"))?;
+    Ok(Some(format!("raised fs.inotify.max_user_instances from {current} to {needed}: the {machines} machines share the host's per-user limit")))
 }
 
 /// A recorded PID is only ours if that process still runs this machine's root: PIDs get reused.

@@ -3,13 +3,14 @@
 use super::layout::short_hash;
 use super::system::run;
 use anyhow::{Context, Result};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub const SUITE: &str = "bookworm";
 
-/// Real components of the lab (sshd, etcd, keepalived, HAProxy under systemd) and what the Kubernetes
-/// stand-ins need (python3 with YAML, openssl, curl).
+/// What a node needs besides the upstream programs (bound in from the lab's cache, see upstream.rs): sshd,
+/// keepalived and HAProxy under systemd, and the tools kubeadm's preflight and the kubelet look for.
 pub const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -17,8 +18,6 @@ pub const PACKAGES: &[&str] = &[
     "openssh-server",
     "iproute2",
     "iputils-ping",
-    "etcd-server",
-    "etcd-client",
     "keepalived",
     "haproxy",
     "sudo",
@@ -27,15 +26,42 @@ pub const PACKAGES: &[&str] = &[
     "kmod",
     "curl",
     "openssl",
-    "python3",
-    "python3-yaml",
+    "iptables",
+    "conntrack",
+    "ethtool",
+    "socat",
+    "ebtables",
+    "util-linux",
+    "mount",
+];
+
+/// Where the machines see the upstream programs (a read-only bind of the cache's build).
+pub const UPSTREAM_MOUNT: &str = "/opt/kubeha-lab/upstream";
+
+/// The upstream programs linked into /usr/local/bin, where kubeha's units (etcd) and kubeadm's (kubelet)
+/// run them on real hosts too.
+pub const UPSTREAM_PROGRAMS: &[&str] =
+    &["etcd", "etcdctl", "etcdutl", "kubeadm", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kubeha-lab-cri"];
+
+/// The lab's own files in every machine (lab/machine): the kubelet's units as kubeadm's packages ship them,
+/// the lab's CRI runtime and what a kubelet needs inside systemd-nspawn. Path in the image, mode, content.
+const MACHINE_FILES: &[(&str, u32, &str)] = &[
+    ("etc/systemd/system/kubelet.service", 0o644, include_str!("../../lab/machine/kubelet.service")),
+    ("etc/systemd/system/kubelet.service.d/10-kubeadm.conf", 0o644, include_str!("../../lab/machine/10-kubeadm.conf")),
+    ("etc/systemd/system/kubeha-lab-cri.service", 0o644, include_str!("../../lab/machine/kubeha-lab-cri.service")),
+    ("etc/systemd/system/kubeha-lab-sysctl.service", 0o644, include_str!("../../lab/machine/kubeha-lab-sysctl.service")),
+    ("usr/local/lib/kubeha-lab/sysctl-copies", 0o755, include_str!("../../lab/machine/sysctl-copies")),
+    ("etc/kubeha-lab-cri/images.json", 0o644, include_str!("../../lab/machine/images.json")),
+    ("etc/tmpfiles.d/kubeha-lab-kmsg.conf", 0o644, include_str!("../../lab/machine/kubeha-lab-kmsg.conf")),
+    ("etc/cni/net.d/99-kubeha-lab.conflist", 0o644, include_str!("../../lab/machine/99-kubeha-lab.conflist")),
 ];
 
 /// Bumped when `prepare` changes what it does to the image, so old caches are not reused.
-const SETUP_REVISION: u32 = 2;
+const SETUP_REVISION: u32 = 3;
 
 pub fn cache_key() -> String {
-    short_hash(&format!("{SUITE}|minbase|{}|{SETUP_REVISION}", PACKAGES.join(",")))
+    let files: String = MACHINE_FILES.iter().map(|(path, mode, content)| format!("{path}:{mode:o}:{}", short_hash(content))).collect::<Vec<_>>().join(",");
+    short_hash(&format!("{SUITE}|minbase|{}|{SETUP_REVISION}|{files}", PACKAGES.join(",")))
 }
 
 /// The cached root file system, built first if absent. Returns its path and whether it was built now.
@@ -79,8 +105,18 @@ fn remove_unused_images(cache_dir: &Path, keep: &Path) {
 /// machine gets its own identity (host keys, machine id) at creation, and networkd brings up the link.
 fn prepare(root: &Path) -> Result<()> {
     let root_s = root.to_string_lossy();
-    run("chroot", &[&root_s, "systemctl", "disable", "etcd.service", "keepalived.service", "haproxy.service"])?;
-    run("chroot", &[&root_s, "systemctl", "enable", "systemd-networkd.service", "ssh.service"])?;
+    run("chroot", &[&root_s, "systemctl", "disable", "keepalived.service", "haproxy.service"])?;
+    for (path, mode, content) in MACHINE_FILES {
+        let target = root.join(path);
+        std::fs::create_dir_all(target.parent().expect("a file in a folder"))?;
+        std::fs::write(&target, content)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))?;
+    }
+    // The kubelet is enabled as kubeadm's packages leave it: it restarts until kubeadm has configured it.
+    run(
+        "chroot",
+        &[&root_s, "systemctl", "enable", "systemd-networkd.service", "ssh.service", "kubeha-lab-sysctl.service", "kubeha-lab-cri.service", "kubelet.service"],
+    )?;
     for entry in std::fs::read_dir(root.join("etc/ssh"))? {
         let path = entry?.path();
         if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ssh_host_")) {
@@ -88,15 +124,11 @@ fn prepare(root: &Path) -> Result<()> {
         }
     }
     std::fs::write(root.join("etc/machine-id"), "")?;
-    // kubeha's etcd unit runs /usr/local/bin/etcd, where release binaries go on real hosts (and in the
-    // Vagrant lab); here Debian's etcd stands at that path.
-    for tool in ["etcd", "etcdctl"] {
-        let link = root.join("usr/local/bin").join(tool);
-        if !link.exists() {
-            std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), &link)?;
+    for program in UPSTREAM_PROGRAMS {
+        let link = root.join("usr/local/bin").join(program);
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(format!("{UPSTREAM_MOUNT}/{program}"), &link)?;
         }
     }
-    // Debian's etcd package starts with a default data dir of its own; a fresh host has none.
-    let _ = std::fs::remove_dir_all(root.join("var/lib/etcd/default"));
     Ok(())
 }

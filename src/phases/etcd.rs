@@ -26,15 +26,20 @@ pub enum EtcdStepError {
 /// started (the unit is Type=notify: etcd says when it serves).
 /// When etcd does not start, the reason is in its journal: its last lines go into the error. A member joining
 /// an existing cluster gets `initial_cluster` (the members now plus itself) written into its config first.
-pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&str>) -> Result<(), EtcdStepError> {
+/// The first member of a new cluster (`bootstrap`) starts with `initial-cluster-state: new`, and once it
+/// serves, its config is set to `existing`: from then on the cluster exists, and should this member's data
+/// directory ever be lost, etcd must fail to start rather than bootstrap a second cluster of one (etcd reads
+/// the setting only when the data directory is empty, so the change needs no restart).
+pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&str>, bootstrap: bool) -> Result<(), EtcdStepError> {
     let verb = if restart { "restart" } else { "start" };
+    let existing = "s|^initial-cluster-state:.*|initial-cluster-state: \"existing\"|";
     let join = initial_cluster.map_or(String::new(), |ic| {
-        let lines =
-            [format!("s|^initial-cluster:.*|initial-cluster: \"{ic}\"|"), "s|^initial-cluster-state:.*|initial-cluster-state: \"existing\"|".to_string()];
+        let lines = [format!("s|^initial-cluster:.*|initial-cluster: \"{ic}\"|"), existing.to_string()];
         format!("sed -i -e {} -e {} {ETCD_CONFIG} && ", quote::quote(&lines[0]), quote::quote(&lines[1]))
     });
+    let settle = if bootstrap && initial_cluster.is_none() { format!(" && sed -i -e {} {ETCD_CONFIG}", quote::quote(existing)) } else { String::new() };
     let script = format!(
-        "{join}systemctl daemon-reload && systemctl enable etcd.service >/dev/null 2>&1; systemctl {verb} etcd.service || \
+        "{join}systemctl daemon-reload && systemctl enable etcd.service >/dev/null 2>&1; {{ systemctl {verb} etcd.service{settle}; }} || \
          {{ status=$?; journalctl -u etcd.service -n 12 --no-pager -o cat >&2; exit $status; }}"
     );
     let out = t.exec(&Command::script(script).timeout(Duration::from_secs(120))).await?;
@@ -48,9 +53,17 @@ pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&st
 /// learner, which refuses most requests ("rpc not supported for learner"). Steps run on a voting member.
 /// (The variable is overridden rather than given as a flag: etcdctl refuses a flag that shadows its variable.)
 fn etcdctl(args: &[&str]) -> Command {
-    let words = quote::join(args.iter().copied());
-    Command::script(format!("{} etcdctl --dial-timeout=3s --command-timeout=10s {words}", etcdctl_env(ETCDCTL_ENV, LOCAL_ENDPOINT))).timeout(ETCDCTL_TIMEOUT)
+    etcdctl_at(LOCAL_ENDPOINT, args)
 }
+
+/// etcdctl on a member, talking to `endpoint` only (a request only the leader serves names the leader).
+fn etcdctl_at(endpoint: &str, args: &[&str]) -> Command {
+    let words = quote::join(args.iter().copied());
+    Command::script(format!("{} {ETCDCTL} {words}", etcdctl_env(ETCDCTL_ENV, endpoint))).timeout(ETCDCTL_TIMEOUT)
+}
+
+/// The program with kubeha's bounds: a member that does not answer fails fast instead of hanging a step.
+const ETCDCTL: &str = "etcdctl --dial-timeout=3s --command-timeout=10s";
 
 pub const ETCDCTL_ENV: &str = "/etc/kubeha/etcdctl.env";
 /// The member's own client URL, as its host reaches it.
@@ -61,9 +74,18 @@ pub fn etcdctl_env(env_file: &str, endpoint: &str) -> String {
     format!("set -a; . {}; ETCDCTL_ENDPOINTS={}; set +a;", quote::quote(env_file), quote::quote(endpoint))
 }
 
+/// `etcdctl member list -w json`, answered by the member itself (`--consistency=s`): since etcd 3.6 the list
+/// is linearizable by default and fails without quorum, exactly when kubeha must still see who the members
+/// are. etcdctl 3.5 has no such flag (its list is served locally anyway), hence the fallback.
+fn member_list() -> Command {
+    let env = etcdctl_env(ETCDCTL_ENV, LOCAL_ENDPOINT);
+    let base = format!("{ETCDCTL} member list -w json");
+    Command::script(format!("{env} {base} --consistency=s 2>/dev/null || {base}")).timeout(ETCDCTL_TIMEOUT)
+}
+
 /// `etcdctl member list -w json` on `t`, as text.
 async fn member_list_json(t: &dyn Transport) -> Result<String, EtcdStepError> {
-    let members = t.exec(&etcdctl(&["member", "list", "-w", "json"])).await?;
+    let members = t.exec(&member_list()).await?;
     if !members.status.success() {
         return Err(EtcdStepError::Etcd {
             host: t.host().into(),
@@ -71,6 +93,14 @@ async fn member_list_json(t: &dyn Transport) -> Result<String, EtcdStepError> {
         });
     }
     Ok(members.stdout_text())
+}
+
+/// This member's own answer to `member list` (its cluster ID, its ID, the members it knows), asked of its
+/// local endpoint only: the planner compares every member's answer, so a member that formed a cluster of
+/// its own cannot pass for the cluster.
+pub async fn member_list_answer(t: &dyn Transport) -> Result<crate::etcd::status::MemberList, EtcdStepError> {
+    crate::etcd::status::parse_member_list_answer(&member_list_json(t).await?)
+        .map_err(|e| EtcdStepError::Etcd { host: t.host().into(), message: e.to_string() })
 }
 
 /// The members only: what membership changes check before they act (cheap even with a member down).
@@ -88,6 +118,16 @@ pub async fn view(t: &dyn Transport) -> Result<View, EtcdStepError> {
     let (statuses, health) = tokio::join!(t.exec(&status_command), t.exec(&health_command));
     View::from_etcdctl(&members, &statuses?.stdout_text(), &health?.stdout_text())
         .map_err(|e| EtcdStepError::Etcd { host: t.host().into(), message: e.to_string() })
+}
+
+/// Whether etcd holds any Kubernetes object (a key under /registry/, where the API server keeps them): after
+/// a `kubeadm init` that failed before its API server wrote anything, no cluster exists to protect.
+pub async fn holds_kubernetes_data(t: &dyn Transport) -> Result<bool, EtcdStepError> {
+    let out = t.exec(&etcdctl(&["get", "/registry/", "--prefix", "--keys-only", "--limit=1"])).await?;
+    if !out.status.success() {
+        return Err(EtcdStepError::Etcd { host: t.host().into(), message: format!("etcdctl get failed: {}", String::from_utf8_lossy(&out.stderr).trim()) });
+    }
+    Ok(!out.stdout_text().trim().is_empty())
 }
 
 /// The view from the first of `members` whose local etcd answers, or the last reason none did.
@@ -139,6 +179,40 @@ pub async fn remove(t: &dyn Transport, id: &str) -> Result<(), EtcdStepError> {
     reconfigure(t, &["member", "remove", id]).await.map(|_| ())
 }
 
+/// A leadership transfer ends within a few heartbeats (100 ms each by default); beyond this it failed.
+const LEADER_MOVED_WITHIN: Duration = Duration::from_secs(15);
+
+/// Moves etcd's leadership away from member `from` if it leads (see crate::etcd::leader), asked on `t`,
+/// and waits until another member leads. Returns whether leadership moved.
+pub async fn move_leader_away(t: &dyn Transport, from: &str) -> Result<bool, EtcdStepError> {
+    use crate::etcd::leader::{NoTransfer, away_from};
+    let transfer = match away_from(&view(t).await?, from) {
+        Ok(transfer) => transfer,
+        Err(NoTransfer::NotLeader) => return Ok(false),
+        Err(NoTransfer::NoCandidate(why)) => return Err(EtcdStepError::Etcd { host: t.host().into(), message: why }),
+    };
+    // etcdctl hands over only when it talks to the leader itself.
+    let out = t.exec(&etcdctl_at(&transfer.leader_endpoint, &["move-leader", &transfer.to_id])).await?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(EtcdStepError::Etcd { host: t.host().into(), message: format!("etcdctl move-leader to {} refused: {stderr}", transfer.to) });
+    }
+    let started = Instant::now();
+    loop {
+        let v = view(t).await?;
+        match crate::etcd::leader::leader(&v) {
+            Some(leader) if leader != from => return Ok(true),
+            _ if started.elapsed() > LEADER_MOVED_WITHIN => {
+                return Err(EtcdStepError::Etcd {
+                    host: t.host().into(),
+                    message: format!("{from} still leads {} s after handing over to {} ({})", LEADER_MOVED_WITHIN.as_secs(), transfer.to, describe(&v)),
+                });
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// Stops etcd on a host that is not a member and moves its old data aside, so it joins afresh.
 pub async fn clear_data(t: &dyn Transport) -> Result<(), SshError> {
     let script = format!("systemctl stop etcd.service; systemctl reset-failed etcd.service >/dev/null 2>&1; {}", super::retire::move_etcd_data_aside("stale"));
@@ -187,4 +261,33 @@ pub async fn promote(t: &dyn Transport, name: &str) -> Result<(), EtcdStepError>
 /// The members by name (or peer URL while unnamed), learners marked, for messages.
 pub fn describe(view: &View) -> String {
     view.members.iter().map(|m| format!("{}{}", m.label(), if m.is_learner { " (learner)" } else { "" })).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::fake::RecordingTransport;
+
+    /// The first member of a new cluster leaves no `new` behind: once it serves, its config says `existing`
+    /// (the same edit as a join's), so losing its data later cannot bootstrap a second cluster.
+    #[tokio::test]
+    async fn a_bootstrapped_member_s_config_says_existing_once_it_serves() {
+        let fake = RecordingTransport::new("cp-1").on("systemctl", "");
+        start(&fake, false, None, true).await.unwrap();
+        start(&fake, true, None, false).await.unwrap();
+        let scripts = fake.scripts();
+        let edit = format!("systemctl start etcd.service && sed -i -e 's|^initial-cluster-state:.*|initial-cluster-state: \"existing\"|' {ETCD_CONFIG}");
+        assert!(scripts[0].contains(&edit), "{}", scripts[0]);
+        assert!(!scripts[1].contains("sed"), "a restart of a member edits nothing: {}", scripts[1]);
+
+        // The edit, run on a rendered config, gives what the probe and the planner read as `existing`.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("etcd.conf.yml");
+        std::fs::write(&file, "name: \"cp-1\"\ninitial-cluster: \"cp-1=https://a:2380\"\ninitial-cluster-state: \"new\"\n").unwrap();
+        let sed = edit.split("&& ").nth(1).unwrap().replace(ETCD_CONFIG, &file.to_string_lossy());
+        assert!(std::process::Command::new("sh").arg("-c").arg(&sed).status().unwrap().success());
+        let edited = std::fs::read(&file).unwrap();
+        assert_eq!(crate::facts::observe::initial_cluster_state(&edited), "existing");
+        assert!(String::from_utf8_lossy(&edited).contains("initial-cluster: \"cp-1=https://a:2380\"\n"));
+    }
 }

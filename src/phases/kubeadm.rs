@@ -1,7 +1,7 @@
 //! kubeadm on a node: init, control-plane and worker joins, the certificate re-upload, and the wait for a
 //! serving API through the cluster endpoint. Configs are placed 0600 by the caller (they hold the token
 //! and the certificate key); kubeadm's output is logged only through the redacting host log.
-use crate::plan::desired::ADMIN_CONF;
+use crate::plan::desired::{ADMIN_CONF, MANIFESTS_DIR as MANIFESTS, STATIC_PODS};
 use crate::render::KUBEADM_CONFIG;
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::collections::BTreeMap;
@@ -53,12 +53,17 @@ pub fn readyz(endpoint: &str) -> Command {
 
 /// Waits until /readyz answers `ok` through the endpoint and `node` is registered.
 pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result<(), SshError> {
+    wait_until_ready(t, endpoint, Some(node)).await
+}
+
+/// Waits until /readyz answers `ok` at `endpoint` and, when given, `node` is registered.
+async fn wait_until_ready(t: &dyn Transport, endpoint: &str, node: Option<&str>) -> Result<(), SshError> {
     let started = Instant::now();
-    let node_cmd = kubectl(&format!("get node {} -o name", quote::quote(node)));
     loop {
         let ready = t.exec(&readyz(endpoint)).await?;
         let last = if ready.stdout_text().trim() == "ok" {
-            let registered = t.exec(&node_cmd).await?;
+            let Some(node) = node else { return Ok(()) };
+            let registered = t.exec(&kubectl(&format!("get node {} -o name", quote::quote(node)))).await?;
             if registered.status.success() {
                 return Ok(());
             }
@@ -78,14 +83,91 @@ pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result
     }
 }
 
+/// The script of `restart_control_plane`. Each manifest moves out until the kubelet has stopped the pod,
+/// then back: a new pod, started at once (ending the process instead would restart it only after any
+/// crash-loop back-off it collected). A manifest is never left out: a trap puts it back on any exit, and
+/// the script first puts back what a killed run left out. A pod the kubelet does not stop within 2 min
+/// fails the step (its manifest back in place), since moving it back would not restart it.
+pub fn restart_script(renew_certs: bool) -> String {
+    let pods = STATIC_PODS.join(" ");
+    let renew = if renew_certs { "kubeadm certs renew all\n" } else { "" };
+    format!(
+        "set -e\n\
+         back() {{ for c in {pods}; do if [ -f /etc/kubernetes/$c.yaml.kubeha ]; then mv -f /etc/kubernetes/$c.yaml.kubeha {MANIFESTS}/$c.yaml; fi; done; }}\n\
+         trap back EXIT\n\
+         trap 'back; exit 1' HUP INT TERM\n\
+         back\n\
+         {renew}\
+         for c in {pods}; do\n\
+         \x20 [ -f {MANIFESTS}/$c.yaml ] || continue\n\
+         \x20 mv {MANIFESTS}/$c.yaml /etc/kubernetes/$c.yaml.kubeha\n\
+         \x20 i=0; while pidof $c >/dev/null && [ $i -lt 240 ]; do sleep 0.5; i=$((i+1)); done\n\
+         \x20 if pidof $c >/dev/null; then echo \"the kubelet did not stop $c within 2 min\" >&2; exit 1; fi\n\
+         \x20 mv /etc/kubernetes/$c.yaml.kubeha {MANIFESTS}/$c.yaml\n\
+         done\n"
+    )
+}
+
+/// Renews kubeadm's certificates (when asked), restarts the static pods, and waits for this node's own
+/// API server (at `address`) to answer /readyz: the next control plane restarts only then.
+pub async fn restart_control_plane(t: &dyn Transport, renew_certs: bool, address: &str) -> Result<(), SshError> {
+    t.run(&Command::script(restart_script(renew_certs)).timeout(KUBEADM_TIMEOUT)).await?;
+    let endpoint = crate::render::context::host_port(address, crate::render::context::API_SERVER_PORT);
+    wait_until_ready(t, &endpoint, None).await
+}
+
 /// Applies the CNI manifest; the caller records the applied digest afterwards.
 pub async fn apply_manifest(t: &dyn Transport, path: &str) -> Result<(), SshError> {
     t.run(&kubectl(&format!("apply -f {}", quote::quote(path)))).await.map(|_| ())
 }
 
+/// How long a label step waits for a node that just joined to register: `kubeadm join` returns once the
+/// kubelet has its certificate, and the kubelet creates its Node object a moment later.
+pub const NODE_REGISTRATION_WAIT: Duration = Duration::from_secs(120);
+
 pub async fn label(t: &dyn Transport, node: &str, labels: &[String]) -> Result<(), SshError> {
     let words = quote::join(labels.iter().map(String::as_str));
-    t.run(&kubectl(&format!("label node {} {words} --overwrite", quote::quote(node)))).await.map(|_| ())
+    let node = quote::quote(node);
+    let wait = NODE_REGISTRATION_WAIT.as_secs();
+    let script = format!(
+        "kubectl --kubeconfig {ADMIN_CONF} wait --for=create node/{node} --timeout={wait}s >/dev/null && kubectl --kubeconfig {ADMIN_CONF} label node {node} {words} --overwrite"
+    );
+    t.run(&Command::script(script).timeout(NODE_REGISTRATION_WAIT + Duration::from_secs(60))).await.map(|_| ())
+}
+
+/// The Secret kubeadm's bootstrap-token authenticator reads: `bootstrap-token-<id>` in kube-system.
+/// `id` and `secret` are the halves of the `<id>.<secret>` token; `expiration` is RFC 3339.
+pub fn bootstrap_token_manifest(id: &str, secret: &str, expiration: &str) -> String {
+    let manifest = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
+        "type": "bootstrap.kubernetes.io/token",
+        "stringData": {
+            "description": "kubeha: joins of one run; deleted when the run is done",
+            "token-id": id,
+            "token-secret": secret,
+            "expiration": expiration,
+            "usage-bootstrap-authentication": "true",
+            "usage-bootstrap-signing": "true",
+            "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
+        },
+    });
+    manifest.to_string()
+}
+
+/// Creates or refreshes (same id, new expiration) the bootstrap token. The manifest holds the token's
+/// secret, so it travels on stdin: never in argv, where `ps` and the host log would show it.
+pub async fn refresh_token(t: &dyn Transport, id: &str, secret: &str, expiration: &str) -> Result<(), SshError> {
+    let manifest = bootstrap_token_manifest(id, secret, expiration);
+    t.run(&kubectl("apply -f -").stdin(manifest.into_bytes())).await.map(|_| ())
+}
+
+/// Deletes the bootstrap token's Secret; one already gone (expired and cleaned up, or deleted) is fine.
+/// Only the token's public half, its id, is in the command.
+pub async fn delete_token(t: &dyn Transport, id: &str) -> Result<(), SshError> {
+    let name = format!("bootstrap-token-{id}");
+    t.run(&kubectl(&format!("delete secret -n kube-system {} --ignore-not-found", quote::quote(&name)))).await.map(|_| ())
 }
 
 /// The parts of `kubectl get nodes -o json` kubeha reads.
@@ -112,6 +194,27 @@ struct NodeMeta {
 struct NodeStatus {
     #[serde(default)]
     addresses: Vec<NodeAddress>,
+    #[serde(default)]
+    conditions: Vec<NodeCondition>,
+    #[serde(default, rename = "nodeInfo")]
+    node_info: NodeInfo,
+}
+
+/// What the kubelet reports about its machine: the machine ID is /etc/machine-id as the kubelet read it,
+/// the identity kubeha checks before it resets a host that left.
+#[derive(serde::Deserialize, Default)]
+struct NodeInfo {
+    #[serde(default, rename = "machineID")]
+    machine_id: String,
+}
+
+#[derive(serde::Deserialize)]
+struct NodeCondition {
+    #[serde(rename = "type")]
+    kind: String,
+    status: String,
+    #[serde(default)]
+    message: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -128,6 +231,27 @@ fn node_list(json: &str) -> Result<NodeList, String> {
 /// Registered nodes and their labels, from `kubectl get nodes -o json`.
 pub fn parse_nodes(json: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
     Ok(node_list(json)?.items.into_iter().map(|n| (n.metadata.name, n.metadata.labels)).collect())
+}
+
+/// The nodes whose Ready condition is not True, each with what its kubelet says (the condition's message,
+/// e.g. "container runtime network not ready"), from the same output. A node without the condition yet
+/// (just registered) is not Ready.
+pub fn parse_not_ready(json: &str) -> Result<BTreeMap<String, String>, String> {
+    Ok(node_list(json)?
+        .items
+        .into_iter()
+        .filter_map(|n| match n.status.conditions.iter().find(|c| c.kind == "Ready") {
+            Some(c) if c.status == "True" => None,
+            Some(c) => Some((n.metadata.name, format!("Ready={}{}", c.status, if c.message.is_empty() { String::new() } else { format!(": {}", c.message) }))),
+            None => Some((n.metadata.name, "no Ready condition yet".to_string())),
+        })
+        .collect())
+}
+
+/// Each node's machine ID as its kubelet reported it, from the same output; nodes without one are left out.
+pub fn parse_node_machine_ids(json: &str) -> BTreeMap<String, String> {
+    let Ok(list) = node_list(json) else { return BTreeMap::new() };
+    list.items.into_iter().filter(|n| !n.status.node_info.machine_id.is_empty()).map(|n| (n.metadata.name, n.status.node_info.machine_id)).collect()
 }
 
 /// Each node's InternalIP, from the same output: how a worker that left the inventory is still reached to
@@ -158,5 +282,69 @@ mod tests {
         let addresses = parse_node_addresses(with_status);
         assert_eq!(addresses.len(), 1);
         assert_eq!(addresses["wk-1"].to_string(), "198.18.0.21");
+        let with_info = r#"{"items":[{"metadata":{"name":"wk-1"},"status":{"nodeInfo":{"machineID":"0a1b","kubeletVersion":"v1.36.3"}}},{"metadata":{"name":"wk-2"},"status":{"nodeInfo":{}}}]}"#;
+        let ids = parse_node_machine_ids(with_info);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(ids["wk-1"], "0a1b");
+    }
+
+    #[test]
+    fn nodes_not_ready_with_the_kubelets_reason() {
+        let json = r#"{"items":[
+            {"metadata":{"name":"cp-1"},"status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"True","message":"kubelet is posting ready status"}]}},
+            {"metadata":{"name":"wk-1"},"status":{"conditions":[{"type":"Ready","status":"False","message":"container runtime network not ready"}]}},
+            {"metadata":{"name":"wk-2"},"status":{"conditions":[{"type":"Ready","status":"Unknown"}]}},
+            {"metadata":{"name":"wk-3"}}]}"#;
+        let not_ready = parse_not_ready(json).unwrap();
+        assert_eq!(not_ready.len(), 3, "{not_ready:?}");
+        assert_eq!(not_ready["wk-1"], "Ready=False: container runtime network not ready");
+        assert_eq!(not_ready["wk-2"], "Ready=Unknown");
+        assert_eq!(not_ready["wk-3"], "no Ready condition yet");
+        assert!(parse_not_ready("[").is_err());
+    }
+
+    /// The restart script run by sh over a fake /etc/kubernetes, with stand-ins for kubeadm and pidof
+    /// (the pod is "stopped" at once): renew first, every manifest back in place, a leftover of a killed
+    /// run put back before anything else.
+    #[test]
+    fn the_restart_script_renews_then_moves_each_manifest_out_and_back() {
+        let root = tempfile::tempdir().unwrap();
+        let at = |p: &str| root.path().join(p.trim_start_matches('/'));
+        let bin = at("/bin");
+        std::fs::create_dir_all(at(MANIFESTS)).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        let log = at("/log");
+        let stub = |name: &str, body: &str| {
+            let path = bin.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        };
+        stub("kubeadm", &format!("echo \"kubeadm $*\" >> {}", log.display()));
+        stub("pidof", &format!("echo \"pidof $1 $(ls {} | tr '\\n' ' ')\" >> {}; exit 1", at(MANIFESTS).display(), log.display()));
+        std::fs::write(at("/etc/kubernetes/manifests/kube-apiserver.yaml"), "a").unwrap();
+        std::fs::write(at("/etc/kubernetes/manifests/kube-scheduler.yaml"), "s").unwrap();
+        // Left out by a killed run:
+        std::fs::write(at("/etc/kubernetes/kube-controller-manager.yaml.kubeha"), "c").unwrap();
+        let script = restart_script(true).replace("/etc/kubernetes", &at("/etc/kubernetes").display().to_string());
+        let out = std::process::Command::new("sh").arg("-c").arg(&script).env("PATH", format!("{}:/usr/bin:/bin", bin.display())).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            log.lines().collect::<Vec<_>>(),
+            [
+                "kubeadm certs renew all",
+                "pidof kube-apiserver kube-controller-manager.yaml kube-scheduler.yaml ",
+                "pidof kube-apiserver kube-controller-manager.yaml kube-scheduler.yaml ",
+                "pidof kube-controller-manager kube-apiserver.yaml kube-scheduler.yaml ",
+                "pidof kube-controller-manager kube-apiserver.yaml kube-scheduler.yaml ",
+                "pidof kube-scheduler kube-apiserver.yaml kube-controller-manager.yaml ",
+                "pidof kube-scheduler kube-apiserver.yaml kube-controller-manager.yaml ",
+            ]
+        );
+        let back: Vec<String> = std::fs::read_dir(at(MANIFESTS)).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(back.len(), 3, "{back:?}");
+        assert!(!restart_script(false).contains("kubeadm certs renew"));
+        let set_aside: Vec<String> = STATIC_PODS.iter().map(|p| format!("/etc/kubernetes/{p}.yaml.kubeha")).collect();
+        assert_eq!(set_aside, crate::plan::desired::SET_ASIDE_MANIFESTS, "the probe looks where the script sets manifests aside");
     }
 }

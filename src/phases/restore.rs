@@ -37,8 +37,9 @@ pub async fn verify(t: &dyn Transport, tool: Tool, path: &str, sha256: &str) -> 
 }
 
 /// Stops the member. `disable`: also keep it from starting at boot. A member that is not the seed has no data
-/// directory after the restore, and its configuration would let it start a cluster of its own (the first
-/// control plane's says `initial-cluster-state: new`); `kubeha apply` enables and starts it when it adds it.
+/// directory after the restore, and it must not start before it is added again (a config left from before
+/// kubeha wrote `initial-cluster-state: existing` would even let it start a cluster of its own); `kubeha
+/// apply` enables and starts it when it adds it.
 pub async fn stop(t: &dyn Transport, disable: bool) -> Result<(), SnapshotError> {
     // A control plane that never had etcd installed has nothing to stop.
     let then = if disable { " && systemctl disable etcd.service 2>&1" } else { "" };
@@ -93,7 +94,8 @@ pub async fn restore(t: &dyn Transport, layout: &Layout, tool: Tool, bump_revisi
 /// Starts the restored member and waits (bounded) until it is the healthy leader of its one-member cluster;
 /// returns its revision and key count.
 pub async fn start(t: &dyn Transport, layout: &Layout, name: &str, within: Duration) -> Result<KeyCount, SnapshotError> {
-    member::start(t, false, None).await.map_err(|e| failed(t, "systemctl start etcd.service", e.to_string()))?;
+    // The restored member holds the cluster from now on: its config is set to `existing` once it serves.
+    member::start(t, false, None, true).await.map_err(|e| failed(t, "systemctl start etcd.service", e.to_string()))?;
     let gate = Gate::new(GateWhen::After, format!("restore on {name}"), &[name.to_string()]);
     let started = Instant::now();
     loop {

@@ -24,9 +24,26 @@ pub fn move_etcd_data_aside(tag: &str) -> String {
     format!("if [ -e {dir} ]; then mv {dir} {dir}.{tag}-$(date -u +%Y%m%dT%H%M%SZ); fi")
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(
+        "{host}: refusing to reset: its machine-id is {found:?}, the node that left reported {expected:?}; the address belongs to another machine now"
+    )]
+    OtherMachine { host: String, found: String, expected: String },
+}
+
 /// kubeadm reset, kubeha's services stopped and disabled, etcd data moved aside, kubeha's secrets (cluster
-/// state, etcd keys) removed. Safe to repeat.
-pub async fn reset(t: &dyn Transport) -> Result<(), SshError> {
+/// state, etcd keys) removed. Safe to repeat. With `machine_id` (what the leaving host's Node reported), the
+/// machine must still be that one: an address given to another machine since is never reset.
+pub async fn reset(t: &dyn Transport, machine_id: Option<&str>) -> Result<(), ResetError> {
+    if let Some(expected) = machine_id {
+        let found = t.run(&Command::script("cat /etc/machine-id").timeout(Duration::from_secs(10))).await?.stdout_text().trim().to_string();
+        if found != expected {
+            return Err(ResetError::OtherMachine { host: t.host().into(), found, expected: expected.into() });
+        }
+    }
     let script = format!(
         "if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f; fi; \
          for unit in keepalived haproxy etcd kubelet; do systemctl disable --now $unit.service >/dev/null 2>&1; done; \
@@ -34,5 +51,24 @@ pub async fn reset(t: &dyn Transport) -> Result<(), SshError> {
          {}; rm -rf /etc/kubeha",
         move_etcd_data_aside("removed")
     );
-    t.run(&Command::script(script).timeout(Duration::from_secs(180))).await.map(|_| ())
+    t.run(&Command::script(script).timeout(Duration::from_secs(180))).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::fake::RecordingTransport;
+
+    #[tokio::test]
+    async fn a_machine_that_is_not_the_node_that_left_is_never_reset() {
+        let other = RecordingTransport::new("cp-2").on("cat /etc/machine-id", "bbbb\n");
+        let refused = reset(&other, Some("aaaa")).await.unwrap_err();
+        assert!(matches!(&refused, ResetError::OtherMachine { found, expected, .. } if found == "bbbb" && expected == "aaaa"), "{refused}");
+        assert!(!other.scripts().iter().any(|s| s.contains("kubeadm reset")), "{:?}", other.scripts());
+
+        let same = RecordingTransport::new("cp-2").on("cat /etc/machine-id", "aaaa\n").on("kubeadm", "");
+        reset(&same, Some("aaaa")).await.unwrap();
+        assert!(same.scripts().iter().any(|s| s.contains("kubeadm reset -f")), "{:?}", same.scripts());
+    }
 }

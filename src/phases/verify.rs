@@ -1,9 +1,10 @@
 //! The final verification (also `kubeha verify`): every etcd member healthy with one leader and no learner,
 //! the VIP on exactly one control plane, /readyz through the endpoint, every HAProxy backend up, every node
-//! registered with its labels. Each check reports what it saw, so a failure says where to look.
+//! registered with its labels and Ready. Each check reports what it saw, so a failure says where to look.
 use super::{etcd, kubeadm, loadbalancer};
 use crate::etcd::gate::{Gate, GateWhen, evaluate};
 use crate::inventory::Inventory;
+use crate::pki::expiry;
 use crate::render::context::{self, host_port};
 use crate::ssh::{Command, Transport};
 use serde::Serialize;
@@ -15,14 +16,43 @@ use std::sync::Arc;
 pub struct Check {
     pub name: String,
     pub ok: bool,
+    /// Passed, but wants attention soon (a certificate expiring within 30 days): never fails a run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
     pub detail: String,
 }
 
 fn check(name: impl Into<String>, result: Result<String, String>) -> Check {
     match result {
-        Ok(detail) => Check { name: name.into(), ok: true, detail },
-        Err(detail) => Check { name: name.into(), ok: false, detail },
+        Ok(detail) => Check { name: name.into(), ok: true, warning: false, detail },
+        Err(detail) => Check { name: name.into(), ok: false, warning: false, detail },
     }
+}
+
+/// Certificates: an expired one fails (something already broke or is about to), one expiring within
+/// WARN_DAYS or a host whose certificates could not be read is a warning; `kubeha apply` renews them.
+pub fn certificates_check(seen: &crate::status::certs::Seen, now: i64) -> Check {
+    let name = format!("certificates valid for {} days or more", expiry::WARN_DAYS);
+    let mut expired = Vec::new();
+    let mut warnings = Vec::new();
+    for (host, found) in seen {
+        match found {
+            Err(e) => warnings.push(format!("{host}: certificates could not be read: {e}")),
+            Ok(found) => {
+                for c in &found.certs {
+                    let target = if c.level(now) == expiry::Level::Expired { &mut expired } else { &mut warnings };
+                    target.extend(expiry::warning(c, now));
+                }
+            }
+        }
+    }
+    let count: usize = seen.values().filter_map(|f| f.as_ref().ok()).map(|f| f.certs.len()).sum();
+    let mut c = check(name, if expired.is_empty() { Ok(format!("{count} certificates")) } else { Err(expired.join("; ")) });
+    if !warnings.is_empty() {
+        c.warning = c.ok;
+        c.detail = if c.ok { warnings.join("; ") } else { format!("{}; {}", c.detail, warnings.join("; ")) };
+    }
+    c
 }
 
 /// Checks until all pass or `within` is over: right after a change HAProxy needs two good health checks
@@ -81,12 +111,17 @@ pub async fn run(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>) -
 
     let nodes = match first {
         Some(t) => match t.run(&kubeadm::kubectl("get nodes -o json")).await {
-            Ok(out) => kubeadm::parse_nodes(&out.stdout_text()).and_then(|nodes| nodes_check(inv, &nodes)),
+            Ok(out) => {
+                let json = out.stdout_text();
+                kubeadm::parse_nodes(&json).and_then(|nodes| nodes_check(inv, &nodes)).and_then(|seen| ready_check(&seen, &json))
+            }
             Err(e) => Err(e.to_string()),
         },
         None => Err("no control plane reachable".into()),
     };
-    checks.push(check(format!("{} nodes registered with their labels", inv.hosts.len()), nodes));
+    checks.push(check(format!("{} nodes registered with their labels and Ready", inv.hosts.len()), nodes));
+    let certs = crate::status::certs::probe_all(hosts).await;
+    checks.push(certificates_check(&certs, time::OffsetDateTime::now_utc().unix_timestamp()));
     checks
 }
 
@@ -115,6 +150,16 @@ fn nodes_check(inv: &Inventory, nodes: &std::collections::BTreeMap<String, std::
         }
     }
     if problems.is_empty() { Ok(format!("{} nodes", nodes.len())) } else { Err(problems.join("; ")) }
+}
+
+/// Every registered node Ready: a node whose kubelet cannot run pods (runtime or network not ready, kubelet
+/// stopped) is named with what its kubelet reports.
+fn ready_check(registered: &str, json: &str) -> Result<String, String> {
+    let not_ready = kubeadm::parse_not_ready(json)?;
+    if not_ready.is_empty() {
+        return Ok(format!("{registered}, all Ready"));
+    }
+    Err(not_ready.iter().map(|(node, why)| format!("{node} not Ready ({why})")).collect::<Vec<_>>().join("; "))
 }
 
 /// The HAProxy check: on every control plane, exactly the expected backends (one per control plane of the
@@ -251,5 +296,22 @@ mod tests {
         let check = haproxy_with(&[("cp-1", &up), ("cp-2", &up), ("cp-3", &up)]).await;
         assert!(check.ok, "{check:?}");
         assert_eq!(check.name, "HAProxy: the 3 expected backends up on each of 3 control planes");
+    }
+
+    #[test]
+    fn certificates_warn_under_30_days_and_fail_once_expired() {
+        use crate::facts::certs::HostCerts;
+        use crate::pki::expiry::{Cert, Parsed};
+        let now = 1_800_000_000;
+        let cert = |path: &str, days: i64| Cert::new("cp-1", path, Parsed { subject: "x".into(), not_after: now + days * 86_400 + 1, ca: false });
+        let seen = |certs: Vec<Cert>| [("cp-1".to_string(), Ok(HostCerts { certs, unreadable: vec![] }))].into_iter().collect();
+        let c = certificates_check(&seen(vec![cert("/etc/kubeha/pki/etcd/server.crt", 300)]), now);
+        assert!(c.ok && !c.warning && c.detail == "1 certificates", "{c:?}");
+        let c = certificates_check(&seen(vec![cert("/etc/kubeha/pki/etcd/server.crt", 29)]), now);
+        assert!(c.ok && c.warning && c.detail.contains("expires in 29 days"), "{c:?}");
+        assert_eq!(serde_json::to_value(&c).unwrap()["warning"], true);
+        let c = certificates_check(&seen(vec![cert("/etc/kubeha/pki/etcd/server.crt", -1), cert("/etc/kubernetes/pki/apiserver.crt", 3)]), now);
+        assert!(!c.ok && !c.warning && c.detail.contains("EXPIRED") && c.detail.contains("expires in 3 days"), "{c:?}");
+        assert!(serde_json::to_value(&c).unwrap().get("warning").is_none());
     }
 }

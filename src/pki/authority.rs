@@ -8,7 +8,20 @@ use time::{Duration, OffsetDateTime};
 
 /// kubeadm's defaults: CAs for 10 years, leaves for 1 year.
 const CA_VALIDITY: Duration = Duration::days(3650);
-const LEAF_VALIDITY: Duration = Duration::days(365);
+const LEAF_VALIDITY_DAYS: i64 = 365;
+/// Test hook, the one place it is read: leaf certificates (kubeha's, and kubeadm's through the rendered
+/// ClusterConfiguration) valid for this many days instead of 365, so that a lab test can make them due for
+/// renewal and watch `apply` renew them. Never set it on a real cluster: every run would renew them again.
+pub const TEST_VALIDITY_ENV: &str = "KUBEHA_TEST_CERT_VALIDITY_DAYS";
+
+/// The leaf validity the test hook asks for, if it is set to a whole number of days from 1 to 365.
+pub fn test_validity_days() -> Option<u32> {
+    std::env::var(TEST_VALIDITY_ENV).ok()?.trim().parse().ok().filter(|d| (1..=365).contains(d))
+}
+
+fn leaf_validity() -> Duration {
+    Duration::days(test_validity_days().map_or(LEAF_VALIDITY_DAYS, i64::from))
+}
 /// Tolerates clocks a little behind the operator's on freshly booted hosts.
 const BACKDATE: Duration = Duration::minutes(5);
 
@@ -123,7 +136,7 @@ impl Authority {
             params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
         }
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, LEAF_VALIDITY);
+        validity(&mut params, leaf_validity());
         let cert = params.signed_by(&key, &issuer).map_err(rcgen_err(what))?;
         Ok(Issued { cert_pem: cert.pem(), key_pem: PrivateKeyPem(key.serialize_pem()) })
     }

@@ -21,6 +21,10 @@ pub enum Contents {
     Key(super::PrivateKeyPem),
 }
 
+/// The API server's etcd client certificate and key: one pair for every control plane (see
+/// ClusterState::share_apiserver_etcd_client).
+pub const APISERVER_ETCD_CLIENT: (&str, &str) = ("apiserver-etcd-client.crt", "apiserver-etcd-client.key");
+
 /// The names under ETCD_PKI_DIR every member holds, in the order the plan lists them.
 pub fn member_file_names() -> [&'static str; 9] {
     [
@@ -66,10 +70,10 @@ impl EtcdFile {
     }
 }
 
-/// One member's files (named as in `member_file_names`), newly issued by `ca`. Server and peer certificates
-/// carry both the server and the client purpose: members dial each other, and etcd's gateway uses the server
-/// certificate as a client too.
-pub fn member_files(host: &Host, ca: &Authority) -> Result<Vec<(&'static str, Contents)>, PkiError> {
+/// One member's leaf certificates: (certificate file, key file, what it is for), named as in
+/// `member_file_names`. Server and peer certificates carry both the server and the client purpose: members
+/// dial each other, and etcd's gateway uses the server certificate as a client too.
+pub fn member_leaves(host: &Host) -> [(&'static str, &'static str, LeafSpec); 4] {
     let mut ips = loopback();
     ips.insert(0, host.address);
     let member = |purpose: &str| LeafSpec {
@@ -81,14 +85,19 @@ pub fn member_files(host: &Host, ca: &Authority) -> Result<Vec<(&'static str, Co
         ..LeafSpec::default()
     };
     let client = |cn: &str| LeafSpec { common_name: cn.into(), client: true, ..LeafSpec::default() };
-    let issued: [(&str, &str, Issued); 4] = [
-        ("server.crt", "server.key", ca.issue(&member("server"))?),
-        ("peer.crt", "peer.key", ca.issue(&member("peer"))?),
-        ("apiserver-etcd-client.crt", "apiserver-etcd-client.key", ca.issue(&client("kube-apiserver-etcd-client"))?),
-        ("kubeha-etcd-client.crt", "kubeha-etcd-client.key", ca.issue(&client("kubeha"))?),
-    ];
+    [
+        ("server.crt", "server.key", member("server")),
+        ("peer.crt", "peer.key", member("peer")),
+        (APISERVER_ETCD_CLIENT.0, APISERVER_ETCD_CLIENT.1, client("kube-apiserver-etcd-client")),
+        ("kubeha-etcd-client.crt", "kubeha-etcd-client.key", client("kubeha")),
+    ]
+}
+
+/// One member's files (named as in `member_file_names`), newly issued by `ca`.
+pub fn member_files(host: &Host, ca: &Authority) -> Result<Vec<(&'static str, Contents)>, PkiError> {
     let mut files = vec![("ca.crt", Contents::Certificate(ca.cert_pem().to_string()))];
-    for (cert_name, key_name, cert) in issued {
+    for (cert_name, key_name, spec) in member_leaves(host) {
+        let cert: Issued = ca.issue(&spec)?;
         files.push((cert_name, Contents::Certificate(cert.cert_pem)));
         files.push((key_name, Contents::Key(cert.key_pem)));
     }

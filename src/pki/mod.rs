@@ -4,9 +4,10 @@
 //! towards the control planes (mode 0600); their Debug form never shows them.
 mod authority;
 pub mod etcd;
+pub mod expiry;
 
-pub use authority::{Authority, Issued, LeafSpec, PrivateKeyPem, discovery_hash};
-pub use etcd::{Contents, EtcdFile, etcd_files, member_file_names, member_files};
+pub use authority::{Authority, Issued, LeafSpec, PrivateKeyPem, TEST_VALIDITY_ENV, discovery_hash, test_validity_days};
+pub use etcd::{APISERVER_ETCD_CLIENT, Contents, EtcdFile, etcd_files, member_file_names, member_files, member_leaves};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {

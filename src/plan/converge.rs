@@ -6,24 +6,53 @@ use super::*;
 use crate::etcd::status::Member;
 use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME};
 use crate::inventory::{Host, Inventory, LoadBalancer};
+use crate::pki::expiry::{self, Owner};
 use crate::render::context::{self, host_port, peer_url};
 use crate::render::{self, KUBEADM_CONFIG};
 use std::collections::BTreeSet;
 
 pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: &'static str) -> Plan {
     let mut b = Builder { inv, desired, observed, findings: preflight::check(inv, observed), phases: Vec::new() };
+    b.refuse_renames();
     b.state();
     b.hosts();
     b.etcd();
     b.load_balancer();
     b.control_plane();
+    b.certificates();
     b.cni();
     b.workers();
     b.labels();
     b.retire();
     b.verify();
+    b.join_token();
+    b.seed_matches();
     Plan { cluster: inv.name.clone(), basis, findings: b.findings, phases: b.phases.into_iter().filter(|p| !p.steps.is_empty()).collect() }
 }
+
+/// The one owner of "which control plane is the seed": the host whose kubeadm file is the
+/// InitConfiguration and that runs the cluster-wide admin steps (CNI, labels, token, drain of leaving
+/// nodes, verification). On a cluster that exists, any joined control plane can be the seed (a node with
+/// admin.conf and kubelet.conf whose Node is registered; hosts leaving are not in the inventory, and every
+/// inventory host answered or the run stopped): preferably the one holding kubeha's CNI marker, i.e. the
+/// seed of earlier runs, so the choice does not move between runs (after `node replace cp-1 --with cp-4`
+/// cp-4 takes position 0 but cp-2 stays the seed); else the first joined one in inventory order. Only when
+/// no control plane is joined does the inventory's first control plane seed a new cluster (`kubeadm init`).
+pub fn seed_control_plane<'a>(inv: &'a Inventory, observed: &Observed) -> Option<&'a Host> {
+    let joined = |h: &&Host| {
+        let s = observed.host(&h.name);
+        s.has(ADMIN_CONF) && s.has(KUBELET_CONF) && observed.registered(&h.name)
+    };
+    inv.control_planes()
+        .filter(joined)
+        .find(|h| observed.host(&h.name).has(desired::CNI_APPLIED))
+        .or_else(|| inv.control_planes().find(joined))
+        .or_else(|| inv.control_planes().next())
+}
+
+/// How long a refreshed join token lives: the run's joins start within minutes of the refresh (kubeadm
+/// bounds each join to 5 min, the API wait to 2 min), and a token left by a killed run expires soon.
+pub const JOIN_TOKEN_MINUTES: u32 = 60;
 
 struct Builder<'a> {
     inv: &'a Inventory,
@@ -31,6 +60,13 @@ struct Builder<'a> {
     observed: &'a Observed,
     findings: Vec<Finding>,
     phases: Vec<Phase>,
+}
+
+/// A host the cluster knows as `old`, listed in the inventory as `new` at the same address.
+struct Rename {
+    old: String,
+    new: String,
+    seen_as: Vec<String>,
 }
 
 fn step(id: String, host: &str, action: Action, reason: impl Into<String>) -> Step {
@@ -107,15 +143,29 @@ impl Builder<'_> {
     }
 
     /// etcd changes one member at a time between quorum gates. Members the inventory no longer lists are
-    /// removed first (a replacement takes the place of the member it replaces); then a missing member joins
-    /// as a learner, catches up and is promoted; a member whose files changed is restarted alone. The first
+    /// removed first when they are dead or nobody joins in their place; a live member with a replacement
+    /// leaves once the replacement caught up as a learner, before its promotion. A missing member joins as a
+    /// learner, catches up and is promoted; a member whose files changed is restarted alone. Leadership is
+    /// moved off a member before it is removed or restarted. The first
     /// member of a cluster that has none starts alone. A snapshot precedes the first membership change.
     fn etcd(&mut self) {
         let mut steps = Vec::new();
+        // Every member that answered was asked on its own: if they disagree about which cluster they form or
+        // who is in it, no single view can be trusted (a member that lost its data and bootstrapped a cluster
+        // of one would make the real members look like strangers to clear), so nothing in etcd is planned.
+        if let Some(problem) = crate::etcd::gate::disagreement(&self.observed.etcd_answers) {
+            self.findings.push(Finding {
+                host: self.observed.etcd_answers.keys().cloned().collect::<Vec<_>>().join(", "),
+                problem,
+                fix: "find the member that is not part of the real cluster (usually the one alone in its cluster: its data directory was lost and it bootstrapped a new cluster); on it run `systemctl stop etcd; mv /var/lib/etcd /var/lib/etcd.split-$(date +%s)`, then `kubeha apply`: it removes and re-adds that member through the quorum gates".into(),
+                fatal: true,
+            });
+            return;
+        }
         let view = self.observed.etcd.as_ref();
         if view.is_none() {
             let data: Vec<&str> = self.observed.facts.iter().filter(|(_, f)| f.etcd_data_dir).map(|(h, _)| h.as_str()).collect();
-            let first = self.desired.first_control_plane.as_str();
+            let first = self.desired.seed.as_str();
             if data.iter().any(|h| *h != first) {
                 self.findings.push(Finding {
                     host: data.join(", "),
@@ -145,22 +195,63 @@ impl Builder<'_> {
             view.map(|v| v.unhealthy_voters().into_iter().filter(|n| leaving.iter().any(|m| m.label() == *n)).collect()).unwrap_or_default();
         let mut voters: Vec<String> =
             view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
-        let running: BTreeSet<String> = self.inv.control_planes().filter(|h| self.observed.host(&h.name).is_active("etcd")).map(|h| h.name.clone()).collect();
+        let lost = self.lost_members();
+        let lost_names: Vec<String> = lost.iter().map(|m| m.name.clone()).collect();
+        let tolerated: Vec<String> = leaving_down.iter().chain(&lost_names).cloned().collect();
+        let running: BTreeSet<String> = self
+            .inv
+            .control_planes()
+            .filter(|h| self.observed.host(&h.name).is_active("etcd") && !lost_names.contains(&h.name))
+            .map(|h| h.name.clone())
+            .collect();
+        // A member that answers and leaves while a host joins (a replace of a live member, or two swapped) is
+        // replaced learner-first: the newcomer joins as a learner and catches up, the old member goes, then
+        // the newcomer is promoted, so the cluster never waits with one voter short for a copy to stream.
+        // Dead members leave first as before (they are already missing).
+        let joining = if voters.is_empty() {
+            0
+        } else {
+            self.inv.control_planes().filter(|h| self.observed.member(&h.name, &peer_url(h)).is_none()).count()
+        };
+        let mut replaced: std::collections::VecDeque<&Member> =
+            leaving.iter().copied().filter(|m| !m.is_learner && !m.name.is_empty() && !leaving_down.contains(&m.name)).take(joining).collect();
         let mut snapshot_taken = false;
-        for m in &leaving {
+        for m in leaving.iter().filter(|m| !replaced.iter().any(|r| r.id == m.id)) {
             let name = m.label();
-            let checker = voters.iter().find(|v| running.contains(*v)).cloned().unwrap_or_else(|| self.desired.first_control_plane.clone());
+            let checker = voters.iter().find(|v| running.contains(*v)).cloned().unwrap_or_else(|| self.desired.seed.clone());
             let change = format!("remove {name}");
             let id = |s: &str| format!("etcd/{}/{s}", if m.name.is_empty() { format!("{:x}", m.id) } else { m.name.clone() });
             let why =
                 if leaving_down.contains(&name) { "not a control plane of the inventory (it does not answer)" } else { "not a control plane of the inventory" };
-            let mut before = Gate::new(GateWhen::Before, &change, &voters).tolerating(&leaving_down);
+            let mut before = Gate::new(GateWhen::Before, &change, &voters).tolerating(&tolerated);
             before.max_learners = usize::from(m.is_learner);
             steps.push(step(id("gate-before"), &checker, Action::Gate(before), "quorum check"));
             self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
+            if !leaving_down.contains(&name) && !m.is_learner {
+                steps.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: name.clone() }, "it is about to be removed"));
+            }
             steps.push(step(id("remove"), &checker, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", m.id) }, why));
             voters.retain(|v| *v != name);
-            steps.push(step(id("gate-after"), &checker, Action::Gate(Gate::new(GateWhen::After, &change, &voters).tolerating(&leaving_down)), "quorum check"));
+            steps.push(step(id("gate-after"), &checker, Action::Gate(Gate::new(GateWhen::After, &change, &voters).tolerating(&tolerated)), "quorum check"));
+        }
+        // A member whose data directory is gone is a dead member, whatever its host and unit say: it is removed
+        // (its etcd stopped first, so Restart=always cannot start it into anything), and the loop below adds
+        // it back as a learner that catches up from the others. Never a new cluster, never the others' data.
+        for m in &lost {
+            let name = m.name.clone();
+            let checker = voters.iter().find(|v| **v != name && running.contains(*v)).cloned().unwrap_or_else(|| self.desired.seed.clone());
+            let change = format!("remove {name}");
+            let id = |s: &str| format!("etcd/{name}/lost/{s}");
+            let why = "its etcd data directory is gone (no member folder) and it does not answer: a dead member, removed and added again";
+            let before = Gate::new(GateWhen::Before, &change, &voters).tolerating(&tolerated);
+            steps.push(step(id("gate-before"), &checker, Action::Gate(before), "quorum check"));
+            self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
+            let stop = "its data directory is gone: stop its etcd and move what is left aside before it is removed";
+            steps.push(step(id("stop"), &name, Action::ClearEtcdData { member: name.clone() }, stop));
+            steps.push(step(id("remove"), &checker, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", m.id) }, why));
+            voters.retain(|v| *v != name);
+            let after = Gate::new(GateWhen::After, &change, &voters).tolerating(&leaving_down);
+            steps.push(step(id("gate-after"), &checker, Action::Gate(after), "quorum check"));
         }
         let mut running = running;
         for h in self.inv.control_planes() {
@@ -174,7 +265,8 @@ impl Builder<'_> {
             };
             // Gates and membership changes run on a voting member that is up, other than the one in flux.
             let checker = voters.iter().find(|v| **v != m && running.contains(*v)).cloned().unwrap_or_else(|| m.clone());
-            let member = self.observed.member(&m, &peer_url(h));
+            // A lost member was removed above: from here on it is a host to add.
+            let member = self.observed.member(&m, &peer_url(h)).filter(|_| !lost_names.contains(&m));
             let active = running.contains(&m);
             let start = |state: &'static str, restart: bool| Action::StartEtcdMember {
                 member: m.clone(),
@@ -191,7 +283,14 @@ impl Builder<'_> {
             match member {
                 None if voters.is_empty() => {
                     install(&mut steps);
-                    steps.push(step(id("start"), &m, start("new", false), "no etcd cluster yet: the first member starts alone"));
+                    // Only a cluster that does not exist yet is bootstrapped (`new`; the executor sets the config
+                    // to `existing` once the member serves). Where etcd data exists this member restarts it.
+                    let (state, why) = if self.observed.etcd_exists() {
+                        ("existing", "etcd data exists but no member runs: the first member starts alone on it")
+                    } else {
+                        ("new", "no etcd cluster yet: the first member starts alone")
+                    };
+                    steps.push(step(id("start"), &m, start(state, false), why));
                     voters.push(m.clone());
                     steps.push(step(id("gate-after"), &m, gate(GateWhen::After, &format!("start {m}"), &voters), "quorum check"));
                 }
@@ -204,9 +303,17 @@ impl Builder<'_> {
                         steps.push(step(id("clear-data"), &m, Action::ClearEtcdData { member: m.clone() }, why));
                     }
                     install(&mut steps);
-                    steps.push(step(id("add-learner"), &checker, Action::AddEtcdLearner { member: m.clone(), peer_url: peer_url(h) }, "member missing"));
-                    steps.push(step(id("start"), &m, join, "member missing"));
-                    self.promote(&mut steps, &m, &checker, &mut voters, "member missing");
+                    let why = if lost_names.contains(&m) { "added again: its data directory was lost" } else { "member missing" };
+                    steps.push(step(id("add-learner"), &checker, Action::AddEtcdLearner { member: m.clone(), peer_url: peer_url(h) }, why));
+                    steps.push(step(id("start"), &m, join, why));
+                    match replaced.pop_front() {
+                        Some(old) => {
+                            steps.push(step(id("caught-up"), &checker, Action::WaitLearnerCaughtUp { member: m.clone() }, why));
+                            self.remove_replaced(&mut steps, old, &m, &checker, &mut voters);
+                            self.promote_caught_up(&mut steps, &m, &checker, &mut voters, why);
+                        }
+                        None => self.promote(&mut steps, &m, &checker, &mut voters, why),
+                    }
                 }
                 Some(learner) if learner.is_learner => {
                     // Finishing a killed run's add is a membership change like any other: the voters that stay
@@ -225,12 +332,21 @@ impl Builder<'_> {
                 Some(_) => match (&stale, active) {
                     (None, true) => {}
                     (Some((files, why)), true) if !self.etcd_needs_restart(&m) => {
-                        let why = format!("{why} (etcdctl's settings only: no restart)");
+                        let why = match self.bootstrap_state_change(&m) {
+                            // etcd reads initial-cluster-state only when its data directory is empty, so the running
+                            // member needs no restart: the rewrite matters only if its data is ever lost, and then
+                            // `existing` makes etcd fail instead of bootstrapping a second cluster.
+                            Some(old) => format!("{why}: initial-cluster-state {old} -> existing (read only with an empty data dir: no restart)"),
+                            None => format!("{why} (etcdctl's settings only: no restart)"),
+                        };
                         steps.push(step(id("files"), &m, Action::InstallEtcdFiles { member: m.clone(), files: files.clone() }, why));
                     }
                     (Some(_), true) => {
                         let change = format!("restart {m}");
                         steps.push(step(id("gate-before"), &checker, gate(GateWhen::Before, &change, &voters), "quorum check"));
+                        if checker != m {
+                            steps.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: m.clone() }, "it is about to restart"));
+                        }
                         install(&mut steps);
                         steps.push(step(id("restart"), &m, start("existing", true), "its files changed"));
                         steps.push(step(id("gate-after"), &checker, gate(GateWhen::After, &change, &voters), "quorum check"));
@@ -244,7 +360,7 @@ impl Builder<'_> {
             }
             running.insert(m.clone());
         }
-        self.refuse_changes_without_full_membership(&steps, &leaving_down);
+        self.refuse_changes_without_full_membership(&steps, &tolerated);
         self.push("etcd", "etcd, one member at a time between quorum gates", Execution::Sequential, steps);
     }
 
@@ -259,6 +375,29 @@ impl Builder<'_> {
                 _ => true,
             }
         })
+    }
+
+    /// Members of the inventory whose data directory vanished: listed by the cluster as voters, not
+    /// answering, on a host that answered over SSH, has kubeha's etcd unit and no /var/lib/etcd/member.
+    fn lost_members(&self) -> Vec<Member> {
+        let Some(view) = &self.observed.etcd else { return Vec::new() };
+        self.inv
+            .control_planes()
+            .filter_map(|h| {
+                let m = self.observed.member(&h.name, &peer_url(h))?;
+                let facts = self.observed.facts.get(&h.name)?;
+                let unit = self.observed.host(&h.name).has(ETCD_UNIT);
+                (!m.is_learner && !m.name.is_empty() && unit && !facts.etcd_data_dir && view.healthy(m).is_err()).then(|| m.clone())
+            })
+            .collect()
+    }
+
+    /// The initial-cluster-state `m`'s config says when the desired config says otherwise (`new` left on the
+    /// first member of a cluster bootstrapped before kubeha wrote `existing` once the cluster exists).
+    fn bootstrap_state_change(&self, m: &str) -> Option<String> {
+        let have = self.observed.host(m).etcd_initial_cluster_state?;
+        let want = observe::initial_cluster_state(&self.desired.file(m, ETCD_CONFIG)?.contents);
+        (have != want).then_some(have)
     }
 
     /// A voter's peer URL: the inventory's for its control planes, etcd's own for any other member.
@@ -307,8 +446,30 @@ impl Builder<'_> {
     }
 
     fn promote(&self, steps: &mut Vec<Step>, m: &str, checker: &str, voters: &mut Vec<String>, why: &str) {
+        steps.push(step(format!("etcd/{m}/caught-up"), checker, Action::WaitLearnerCaughtUp { member: m.to_string() }, why));
+        self.promote_caught_up(steps, m, checker, voters, why);
+    }
+
+    /// Takes out `old`, the member that `learner` (caught up, not yet voting) replaces, between gates that
+    /// allow that one learner; leadership is moved off `old` first.
+    fn remove_replaced(&self, steps: &mut Vec<Step>, old: &Member, learner: &str, checker: &str, voters: &mut Vec<String>) {
+        let name = old.name.clone();
+        let id = |s: &str| format!("etcd/{name}/{s}");
+        let change = format!("remove {name}");
+        let why = format!("not a control plane of the inventory: replaced by {learner}, which holds a copy of the data");
+        let mut before = Gate::new(GateWhen::Before, &change, voters);
+        before.max_learners = 1;
+        steps.push(step(id("gate-before"), checker, Action::Gate(before), "quorum check"));
+        steps.push(step(id("move-leader"), checker, Action::MoveEtcdLeader { from: name.clone() }, "it is about to be removed"));
+        steps.push(step(id("remove"), checker, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", old.id) }, why));
+        voters.retain(|v| *v != name);
+        let mut after = Gate::new(GateWhen::After, &change, voters);
+        after.max_learners = 1;
+        steps.push(step(id("gate-after"), checker, Action::Gate(after), "quorum check"));
+    }
+
+    fn promote_caught_up(&self, steps: &mut Vec<Step>, m: &str, checker: &str, voters: &mut Vec<String>, why: &str) {
         let id = |s: &str| format!("etcd/{m}/{s}");
-        steps.push(step(id("caught-up"), checker, Action::WaitLearnerCaughtUp { member: m.to_string() }, why));
         steps.push(step(id("promote"), checker, Action::PromoteEtcdLearner { member: m.to_string() }, why));
         voters.push(m.to_string());
         steps.push(step(id("gate-after"), checker, gate(GateWhen::After, &format!("add {m}"), voters), "quorum check"));
@@ -331,7 +492,7 @@ impl Builder<'_> {
             steps.push(step(format!("lb/{}", h.name), &h.name, action, reason));
         }
         if !steps.is_empty() {
-            let first = self.desired.first_control_plane.clone();
+            let first = self.desired.seed.clone();
             steps.push(step("lb/vip".into(), &first, Action::CheckVip { vip: vrrp.vip.to_string() }, "the VIP must be held before kubeadm uses it"));
         }
         self.push("loadbalancer", "keepalived (VIP) and HAProxy on every control plane", Execution::Sequential, steps);
@@ -352,15 +513,18 @@ impl Builder<'_> {
         if self.observed.host(&h.name).has(KUBELET_CONF) { "joined files present but the node is not registered".into() } else { "not joined".into() }
     }
 
-    /// kubeadm init on the first control plane when the cluster has none, then control-plane joins one at a
-    /// time: each join changes what the API path depends on, so the next starts only when the API answers.
+    /// kubeadm init on the seed when the cluster has none, then control-plane joins one at a time: each join
+    /// changes what the API path depends on, so the next starts only when the API answers.
     fn control_plane(&mut self) {
         let endpoint = self.endpoint();
         let mut steps = Vec::new();
         let initialised = self.observed.nodes.is_some();
-        if let (false, Some(err)) = (initialised, &self.observed.api_error) {
+        // Leftovers of an init that failed before its API server wrote to etcd are retried (reset, init);
+        // with Kubernetes data in etcd, or etcd not answering, the cluster may exist and is never re-made.
+        let failed_init = self.observed.kubernetes_data == Some(false);
+        if let (false, Some(err), false) = (initialised, &self.observed.api_error, failed_init) {
             self.findings.push(Finding {
-                host: self.desired.first_control_plane.clone(),
+                host: self.desired.seed.clone(),
                 problem: format!("a control plane has {ADMIN_CONF} but the API does not answer ({err})"),
                 fix: "bring the API server back (etcd healthy, kube-apiserver running); kubeha never re-initialises a cluster that may exist. If the cluster is really gone, run `kubeadm reset -f` on the control planes".into(),
                 fatal: true,
@@ -369,9 +533,14 @@ impl Builder<'_> {
         }
         let mut init_planned = false;
         let mut certs_uploaded = false;
-        for (i, h) in self.inv.control_planes().enumerate() {
+        // The seed first: its ClusterConfiguration (new etcd endpoints, SANs) must reach the cluster before
+        // any join reads it, and its InitConfiguration must be in place before certificates are uploaded.
+        let seed = self.desired.seed.clone();
+        let ordered = self.inv.control_planes().filter(|h| h.name == seed).chain(self.inv.control_planes().filter(|h| h.name != seed));
+        for h in ordered {
+            let is_seed = h.name == seed;
             let kubeadm_files = vec![KUBEADM_CONFIG.to_string()];
-            if i == 0 && !initialised {
+            if is_seed && !initialised {
                 let mut files = kubeadm_files;
                 files.extend([desired::KUBERNETES_CA_CERT.to_string(), desired::KUBERNETES_CA_KEY.to_string()]);
                 let reset_first = self.leftovers(h);
@@ -381,9 +550,8 @@ impl Builder<'_> {
                 init_planned = true;
             } else if !self.joined(h) {
                 if !init_planned && !certs_uploaded {
-                    let on = self.inv.control_planes().find(|c| self.joined(c)).map_or(self.desired.first_control_plane.clone(), |c| c.name.clone());
                     let why = "kubeadm keeps the certificates for joins 2 h only; init ran in an earlier run";
-                    steps.push(step("kubeadm/upload-certs".into(), &on, Action::UploadCerts { config: KUBEADM_CONFIG.into() }, why));
+                    steps.push(step("kubeadm/upload-certs".into(), &seed, Action::UploadCerts { config: KUBEADM_CONFIG.into() }, why));
                     certs_uploaded = true;
                 }
                 let reset_first = self.leftovers(h);
@@ -391,8 +559,8 @@ impl Builder<'_> {
                 steps.push(step(format!("kubeadm/{}/join", h.name), &h.name, action, self.join_reason(h)));
             } else {
                 if let Some((files, why)) = self.stale(&h.name, Group::Kubeadm) {
-                    // Only the first control plane's file holds the ClusterConfiguration (init.yaml).
-                    let action = if i == 0 { Action::UploadKubeadmConfig { files } } else { Action::PlaceFiles { files } };
+                    // Only the seed's file holds the ClusterConfiguration (init.yaml).
+                    let action = if is_seed { Action::UploadKubeadmConfig { files } } else { Action::PlaceFiles { files } };
                     steps.push(step(format!("kubeadm/{}/config", h.name), &h.name, action, why));
                 }
                 continue;
@@ -403,8 +571,46 @@ impl Builder<'_> {
         self.push("control-plane", "kubeadm init, then control-plane joins one at a time", Execution::Sequential, steps);
     }
 
+    /// kubeadm's certificates valid for fewer than `renewBefore` days are renewed, and a control plane
+    /// whose API server's etcd client certificate kubeha replaced in the etcd phase restarts its static pods
+    /// (kube-apiserver reads it only at start). One control plane at a time, each waiting for its API
+    /// server before the next, so the API stays served through the others. Only joined control planes:
+    /// a node joining in this run gets fresh certificates and starts its pods anyway. CAs are not renewed
+    /// (10 years; a different procedure); the kubelet rotates its own client certificate.
+    fn certificates(&mut self) {
+        let before = self.inv.certificates.renew_before_days;
+        let client = format!("{}/{}", context::ETCD_PKI_DIR, crate::pki::APISERVER_ETCD_CLIENT.0);
+        let mut steps = Vec::new();
+        for h in self.inv.control_planes().filter(|h| self.joined(h)) {
+            let mut due: Vec<&crate::pki::expiry::Cert> = self
+                .observed
+                .certs
+                .get(&h.name)
+                .map(|c| {
+                    c.certs.iter().filter(|c| c.owner == Owner::Kubeadm && !c.parsed.ca && expiry::due(c.parsed.not_after, self.observed.now, before)).collect()
+                })
+                .unwrap_or_default();
+            due.sort_by_key(|c| c.parsed.not_after);
+            let client_replaced = self.desired.file(&h.name, &client).is_some_and(|f| differs(&self.observed.host(&h.name), f));
+            let set_aside: Vec<&str> = desired::SET_ASIDE_MANIFESTS.iter().copied().filter(|p| self.observed.host(&h.name).has(p)).collect();
+            let why = match (due.first(), client_replaced) {
+                (None, false) if set_aside.is_empty() => continue,
+                (None, false) => format!("an earlier restart left {} out of the manifests: that pod is down", set_aside.join(", ")),
+                (Some(first), _) => {
+                    let days = first.days_left(self.observed.now);
+                    let soonest = format!("{} in {days} days", file_name(&first.path));
+                    format!("{} of kubeadm's certificates valid for less than {before} days (renewBefore), the first {soonest}", due.len())
+                }
+                (None, true) => "its API server's etcd client certificate was renewed".to_string(),
+            };
+            let action = Action::RestartControlPlane { node: h.name.clone(), renew_certs: !due.is_empty() };
+            steps.push(step(format!("certs/{}/restart", h.name), &h.name, action, why));
+        }
+        self.push("certificates", "kubeadm's certificates renewed, control planes restarted one at a time", Execution::Sequential, steps);
+    }
+
     fn cni(&mut self) {
-        let first = self.desired.first_control_plane.clone();
+        let first = self.desired.seed.clone();
         let state = self.observed.host(&first);
         let Some(marker) = self.desired.file(&first, desired::CNI_APPLIED) else { return };
         let mut steps = vec![];
@@ -446,7 +652,7 @@ impl Builder<'_> {
     /// Every node gets its failure-domain labels; those a kubelet may not set on itself (NodeRestriction)
     /// are only applied here, with an admin credential.
     fn labels(&mut self) {
-        let first = self.desired.first_control_plane.clone();
+        let first = self.desired.seed.clone();
         let mut steps = Vec::new();
         for h in &self.inv.hosts {
             let want = context::node_labels(h);
@@ -474,14 +680,16 @@ impl Builder<'_> {
         if let Some(nodes) = &self.observed.nodes {
             leaving.extend(nodes.keys().filter(|n| !listed(n)).cloned());
         }
-        let admin = self.desired.first_control_plane.clone();
+        let admin = self.desired.seed.clone();
         let mut steps = Vec::new();
-        for n in leaving.iter().filter(|n| !listed(n)) {
+        let renamed: BTreeSet<String> = self.renames().into_iter().map(|r| r.old).collect();
+        for n in leaving.iter().filter(|n| !listed(n) && !renamed.contains(*n)) {
             if self.observed.registered(n) {
                 steps.push(step(format!("retire/{n}/node"), &admin, Action::RemoveNode { node: n.clone() }, "not in the inventory"));
             }
             if self.observed.reachable_leaving.contains(n) {
-                steps.push(step(format!("retire/{n}/reset"), n, Action::ResetHost { host: n.clone() }, "left the cluster"));
+                let machine_id = self.observed.node_machine_ids.get(n).cloned();
+                steps.push(step(format!("retire/{n}/reset"), n, Action::ResetHost { host: n.clone(), machine_id }, "left the cluster"));
             } else {
                 self.findings.push(Finding {
                     host: n.clone(),
@@ -497,8 +705,97 @@ impl Builder<'_> {
         self.push("retire", "hosts leaving the cluster: drain, delete, reset", Execution::Sequential, steps);
     }
 
+    /// Etcd members and nodes the cluster knows under a name the inventory does not list, at the address
+    /// of a host it does list under another name: the host was renamed in the inventory.
+    fn renames(&self) -> Vec<Rename> {
+        let listed = |n: &str| self.inv.hosts.iter().any(|h| h.name == n);
+        let mut found: Vec<Rename> = Vec::new();
+        let mut note = |old: &str, new: &Host, what: String| match found.iter_mut().find(|r| r.old == old) {
+            Some(r) => r.seen_as.push(what),
+            None => found.push(Rename { old: old.to_string(), new: new.name.clone(), seen_as: vec![what] }),
+        };
+        for m in self.observed.etcd.iter().flat_map(|v| &v.members).filter(|m| !m.name.is_empty() && !listed(&m.name)) {
+            if let Some(h) = self.inv.control_planes().find(|h| m.peer_urls.contains(&peer_url(h))) {
+                note(&m.name, h, format!("etcd member {} (peer URL {})", m.name, peer_url(h)));
+            }
+        }
+        for (node, address) in self.observed.node_addresses.iter().filter(|(n, _)| !listed(n) && self.observed.registered(n)) {
+            if let Some(h) = self.inv.hosts.iter().find(|h| h.address == *address) {
+                note(node, h, format!("Node {node} (InternalIP {address})"));
+            }
+        }
+        found
+    }
+
+    /// A renamed host is refused, never handled by accident: under the old name it would look like a host
+    /// that left (its Node deleted, the machine reset) while the same machine joins again under the new one.
+    /// kubeha does not rename in place: Kubernetes node names are immutable and etcd member names are in the
+    /// member's certificates and in every member's initial-cluster.
+    fn refuse_renames(&mut self) {
+        for r in self.renames() {
+            self.findings.push(Finding {
+                host: r.new.clone(),
+                problem: format!(
+                    "{} is at the address of {}, but the cluster knows it as {}: renaming a host is not supported",
+                    r.new,
+                    r.new,
+                    r.seen_as.join(" and ")
+                ),
+                fix: format!(
+                    "keep the name {old} in the inventory; or rename in two runs: put {old}'s entry back and run `kubeha node remove {old}` (the host is taken out between quorum gates and reset), then name it {new} and run `kubeha node add {new}`",
+                    old = r.old,
+                    new = r.new
+                ),
+                fatal: true,
+            });
+        }
+    }
+
+    /// The bootstrap token for this run's joins. A run that joins into an existing cluster refreshes it on
+    /// the seed before the etcd phase: in a replace the old member leaves etcd before the new host's kubeadm
+    /// join, and a join that then fails on an expired token leaves the cluster a member short. After the
+    /// joins and labels (before hosts are retired) the token is deleted again; an init run deletes the
+    /// token `kubeadm init` made (24 h) the same way. So no join credential outlives its run, and every later
+    /// join refreshes one. A run without joins or init plans neither (a converged cluster plans nothing).
+    fn join_token(&mut self) {
+        let steps = || self.phases.iter().flat_map(|p| &p.steps);
+        let joins = steps().any(|s| matches!(s.action, Action::KubeadmJoinControlPlane { .. } | Action::KubeadmJoinWorker { .. }));
+        let init = steps().any(|s| matches!(s.action, Action::KubeadmInit { .. }));
+        if !joins && !init {
+            return;
+        }
+        let seed = self.desired.seed.clone();
+        let after = |name: &str, phases: &[Phase]| phases.iter().position(|p| p.name == name).map_or(phases.len(), |i| i + 1);
+        if !init {
+            let refresh = step("join-token/refresh".into(), &seed, Action::RefreshJoinToken { valid_minutes: JOIN_TOKEN_MINUTES }, "this run joins nodes");
+            let at = after("host", &self.phases);
+            let title = "bootstrap token for this run's joins, before any membership change";
+            self.phases.insert(at, Phase { name: "join-token", title, execution: Execution::Sequential, steps: vec![refresh] });
+        }
+        let why = if init { "kubeadm init made a 24 h token; later joins refresh one" } else { "the joins are done" };
+        let delete = step("join-token/delete".into(), &seed, Action::DeleteJoinToken, why);
+        let at = after("labels", &self.phases);
+        let title = "delete the bootstrap token: no join credential outlives the run";
+        self.phases.insert(at, Phase { name: "join-token-delete", title, execution: Execution::Sequential, steps: vec![delete] });
+    }
+
+    /// The files were rendered for `desired.seed`; a plan for another seed would run admin steps where the
+    /// InitConfiguration and markers are not. The live pipeline renders for `seed_control_plane`, so this
+    /// only guards against a caller that did not.
+    fn seed_matches(&mut self) {
+        let chosen = seed_control_plane(self.inv, self.observed).map(|h| h.name.clone()).unwrap_or_default();
+        if chosen != self.desired.seed {
+            self.findings.push(Finding {
+                host: self.desired.seed.clone(),
+                problem: format!("the files were rendered with {} as the seed, but the seed is {chosen} (a joined control plane)", self.desired.seed),
+                fix: "a kubeha bug: please report it with `kubeha plan` output".into(),
+                fatal: true,
+            });
+        }
+    }
+
     fn verify(&mut self) {
-        let first = self.desired.first_control_plane.clone();
+        let first = self.desired.seed.clone();
         let members = self.inv.control_planes().count();
         let mut checks = vec![format!("all {members} etcd members healthy, one leader, no learner")];
         match &self.inv.load_balancer {
@@ -509,19 +806,26 @@ impl Builder<'_> {
             }
             LoadBalancer::External { .. } => checks.push(format!("/readyz answers through {}", self.endpoint())),
         }
-        checks.push(format!("all {} nodes joined with their labels", self.inv.hosts.len()));
+        checks.push(format!("all {} nodes joined with their labels and Ready", self.inv.hosts.len()));
+        checks.push(format!("no certificate expired (one expiring within {} days is a warning)", crate::pki::expiry::WARN_DAYS));
         let steps = vec![step("verify".into(), &first, Action::Verify { checks }, "final verification")];
         self.push("verify", "final verification", Execution::Sequential, steps);
     }
 }
 
 const ETCDCTL_ENV: &str = "/etc/kubeha/etcdctl.env";
+const ETCD_UNIT: &str = "/etc/systemd/system/etcd.service";
 
 /// Whether a present file differs from its desired contents. etcd's config is compared without the settings
-/// etcd reads only at its first start (they are set at join time to the membership of that moment).
+/// etcd reads only at its first start (initial-cluster is set at join time to the membership of that
+/// moment), except that initial-cluster-state must say what is desired: `new` on a member of an existing
+/// cluster would bootstrap a second cluster were its data lost.
 fn differs(state: &crate::facts::observe::HostState, f: &desired::ManagedFile) -> bool {
     match (f.path.as_str(), state.digest(ETCD_CONFIG_RUNTIME)) {
-        (ETCD_CONFIG, Some(runtime)) => state.has(ETCD_CONFIG) && runtime != observe::runtime_digest(&f.contents),
+        (ETCD_CONFIG, Some(runtime)) => {
+            let bootstrap = state.etcd_initial_cluster_state.as_deref().is_some_and(|s| s != observe::initial_cluster_state(&f.contents));
+            state.has(ETCD_CONFIG) && (runtime != observe::runtime_digest(&f.contents) || bootstrap)
+        }
         _ => state.digest(&f.path).is_some_and(|d| d != f.digest),
     }
 }

@@ -11,6 +11,22 @@ pub const KUBERNETES_CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
 pub const KUBERNETES_CA_KEY: &str = "/etc/kubernetes/pki/ca.key";
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
+/// kubeadm's certificates (and the Kubernetes CA kubeha places there).
+pub const KUBERNETES_PKI_DIR: &str = "/etc/kubernetes/pki";
+/// The kubeconfigs kubeadm writes with an embedded client certificate (kubelet.conf usually points at
+/// KUBELET_CLIENT_CERT instead; super-admin.conf exists on the first control plane since 1.29).
+pub const KUBECONFIGS: [&str; 5] =
+    [ADMIN_CONF, "/etc/kubernetes/super-admin.conf", "/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/scheduler.conf", KUBELET_CONF];
+/// kubeadm's static pods that read certificates or kubeconfigs only at start (etcd is kubeha's own service),
+/// and where a restart sets each manifest aside (`<pod>.yaml.kubeha` next to the manifests folder) while
+/// the kubelet stops the pod. The probe looks for the latter: one left there by a run that died keeps that
+/// pod down until a restart puts it back.
+pub const STATIC_PODS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
+pub const SET_ASIDE_MANIFESTS: [&str; 3] =
+    ["/etc/kubernetes/kube-apiserver.yaml.kubeha", "/etc/kubernetes/kube-controller-manager.yaml.kubeha", "/etc/kubernetes/kube-scheduler.yaml.kubeha"];
+/// The kubelet's rotating client certificate and key (one file).
+pub const KUBELET_CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 pub const CNI_DIR: &str = "/etc/kubeha/cni";
 /// Holds the digest of the CNI manifest last applied successfully: applied state is not a file kubectl keeps.
 pub const CNI_APPLIED: &str = "/etc/kubeha/cni/applied";
@@ -44,8 +60,13 @@ impl ManagedFile {
 #[derive(Clone, Debug, Default)]
 pub struct Desired {
     pub files: BTreeMap<String, BTreeMap<String, ManagedFile>>,
-    /// The host that runs `kubeadm init` when the cluster has none, and cluster-wide steps.
-    pub first_control_plane: String,
+    /// The seed: the control plane whose kubeadm file is the InitConfiguration (it runs `kubeadm init` when
+    /// no cluster exists, and uploads the ClusterConfiguration later), which holds the cluster CA and the
+    /// CNI marker, and runs the admin steps. Chosen by `plan::seed_control_plane`, taken here from the
+    /// rendered files, so the files and the plan cannot disagree.
+    pub seed: String,
+    /// Every control plane: any of them may become the seed, so each is probed for the seed's own files.
+    pub control_planes: Vec<String>,
 }
 
 /// The file groups the planner reasons about; each maps to a phase and its service.
@@ -75,7 +96,14 @@ pub fn group(path: &str) -> Group {
 
 impl Desired {
     pub fn build(inv: &Inventory, rendered: &[RenderedFile], state: &ClusterState) -> Desired {
-        let first = inv.control_planes().next().map(|h| h.name.clone()).unwrap_or_default();
+        let first = rendered
+            .iter()
+            .find(|f| f.template == render::INIT_TEMPLATE)
+            .and_then(|f| match &f.target {
+                Target::Host(h) => Some(h.clone()),
+                Target::Cluster => None,
+            })
+            .unwrap_or_default();
         let mut files: BTreeMap<String, BTreeMap<String, ManagedFile>> = BTreeMap::new();
         let mut add = |host: &str, f: ManagedFile| {
             files.entry(host.to_string()).or_default().insert(f.path.clone(), f);
@@ -100,7 +128,7 @@ impl Desired {
         }
         add(&first, ManagedFile::new(KUBERNETES_CA_CERT, 0o644, state.kubernetes_ca.cert.clone().into_bytes()));
         add(&first, ManagedFile::new(KUBERNETES_CA_KEY, 0o600, state.kubernetes_ca.key.expose().as_bytes().to_vec()));
-        Desired { files, first_control_plane: first }
+        Desired { files, seed: first, control_planes: inv.control_planes().map(|h| h.name.clone()).collect() }
     }
 
     pub fn host_files(&self, host: &str) -> impl Iterator<Item = &ManagedFile> {
@@ -115,10 +143,16 @@ impl Desired {
         self.host_files(&host.name).filter(|f| group(&f.path) == g).map(|f| f.path.clone()).collect()
     }
 
-    /// Every path kubeha manages on a host plus the kubeadm markers: what the state probe hashes.
+    /// Every path kubeha manages on a host plus the kubeadm markers: what the state probe hashes. A control
+    /// plane is also probed for the seed's own files (CA key, CNI manifest and marker): the seed is chosen
+    /// from this probe, and whichever control plane it is, its files were observed.
     pub fn probe_paths(&self, host: &str) -> Vec<&str> {
         let mut paths: Vec<&str> = self.host_files(host).map(|f| f.path.as_str()).collect();
         paths.extend([ADMIN_CONF, KUBELET_CONF, KUBERNETES_CA_CERT]);
+        if self.control_planes.iter().any(|c| c == host) {
+            paths.extend(SET_ASIDE_MANIFESTS);
+            paths.extend(self.host_files(&self.seed).map(|f| f.path.as_str()).filter(|p| matches!(group(p), Group::Cni | Group::KubernetesCa)));
+        }
         paths.sort_unstable();
         paths.dedup();
         paths

@@ -58,6 +58,7 @@ pub fn describe(action: &Action) -> String {
         Action::PromoteEtcdLearner { member } => format!("promote {member} to a voting member"),
         Action::Gate(g) => gate(g),
         Action::EtcdSnapshot { reason } => format!("etcd snapshot {reason}, verified, kept in the rotation on this member"),
+        Action::MoveEtcdLeader { from } => format!("move etcd leadership away from {from} if it leads"),
         Action::RemoveEtcdMember { member, id } => format!("remove etcd member {member} (ID {id})"),
         Action::ClearEtcdData { member } => format!("stop etcd on {member} and move its old data dir aside"),
         Action::StartLoadBalancer { services, restart, .. } => {
@@ -79,10 +80,18 @@ pub fn describe(action: &Action) -> String {
             format!("{}kubeadm join --config {config} as a worker through {endpoint}", reset(*reset_first))
         }
         Action::WaitApiReady { endpoint, node } => format!("wait until /readyz answers through {endpoint} and node {node} is registered"),
+        Action::RestartControlPlane { node, renew_certs } => format!(
+            "{}restart kube-apiserver, kube-controller-manager and kube-scheduler on {node} one at a time (static pod manifest out and back), then wait for its API server's /readyz",
+            if *renew_certs { "kubeadm certs renew all, then " } else { "" }
+        ),
         Action::ApplyCni { cni, version, manifest } => format!("apply {cni} {version} ({manifest})"),
         Action::LabelNode { node, labels } => format!("label node {node}: {}", labels.join(", ")),
+        Action::RefreshJoinToken { valid_minutes } => {
+            format!("create or refresh the bootstrap token for joins (Secret kube-system/bootstrap-token-<id>, expires {valid_minutes} min after this step)")
+        }
+        Action::DeleteJoinToken => "delete the bootstrap token (Secret kube-system/bootstrap-token-<id>): no join credential outlives the run".to_string(),
         Action::RemoveNode { node } => format!("drain node {node} and delete it"),
-        Action::ResetHost { host } => format!("reset {host}: kubeadm reset, etcd/keepalived/HAProxy stopped and disabled, data moved aside"),
+        Action::ResetHost { host, .. } => format!("reset {host}: kubeadm reset, etcd/keepalived/HAProxy stopped and disabled, data moved aside"),
         Action::Verify { checks } => format!("verify: {}", checks.join("; ")),
     }
 }
@@ -98,6 +107,6 @@ fn gate(g: &Gate) -> String {
     };
     let n = g.voters.len();
     let healthy = n - g.may_be_down.len();
-    let down = if g.may_be_down.is_empty() { String::new() } else { format!(" ({} may be down: leaving)", g.may_be_down.join(", ")) };
+    let down = if g.may_be_down.is_empty() { String::new() } else { format!(" ({} may be down: being removed)", g.may_be_down.join(", ")) };
     format!("GATE {when} {}: {healthy}/{n} voting members healthy ({}){down}, quorum {}, one leader, no learner", g.change, g.voters.join(", "), g.quorum)
 }

@@ -9,7 +9,7 @@ pub mod observed;
 pub mod preflight;
 
 pub use crate::etcd::gate::{Gate, GateWhen};
-pub use converge::{RESTORE_HINT, converge};
+pub use converge::{RESTORE_HINT, converge, seed_control_plane};
 pub use desired::Desired;
 pub use display::{describe, text};
 pub use observed::Observed;
@@ -113,6 +113,12 @@ pub enum Action {
         reason: String,
     },
     /// Removes a member that is not a control plane of the inventory (it may be dead).
+    /// Hands etcd's leadership to another healthy voter when `from` leads (checked when the step runs:
+    /// leadership moves on its own), before `from` is removed or restarted, so the cluster does not wait for
+    /// an election.
+    MoveEtcdLeader {
+        from: String,
+    },
     RemoveEtcdMember {
         member: String,
         /// etcd's member ID in hex, as etcdctl takes it.
@@ -166,6 +172,15 @@ pub enum Action {
         endpoint: String,
         node: String,
     },
+    /// On a joined control plane: `kubeadm certs renew all` when `renew`, then kube-apiserver,
+    /// kube-controller-manager and kube-scheduler restarted one at a time as new static pods (manifest out
+    /// until the kubelet stopped it, then back: they read certificates and kubeconfigs only at start), then
+    /// this node's API server's /readyz. Without `renew` only the restart: kube-apiserver loads a renewed
+    /// etcd client certificate.
+    RestartControlPlane {
+        node: String,
+        renew_certs: bool,
+    },
     ApplyCni {
         cni: &'static str,
         version: String,
@@ -175,6 +190,15 @@ pub enum Action {
         node: String,
         labels: Vec<String>,
     },
+    /// Creates or refreshes the cluster's bootstrap token (kubeha's cluster state holds it) on the seed, as
+    /// the Secret kube-system/bootstrap-token-<id> expiring `valid_minutes` after the step runs: the token
+    /// `kubeadm init` made lives 24 h, and a join with an expired one fails (in a replace, after etcd's
+    /// membership already changed). The token never appears in the plan, argv or logs: kubectl reads it on stdin.
+    RefreshJoinToken {
+        valid_minutes: u32,
+    },
+    /// Deletes that Secret after the run's joins, so no join credential outlives the run that needed it.
+    DeleteJoinToken,
     /// Evicts what runs on a node leaving the cluster, then deletes its Node object.
     RemoveNode {
         node: String,
@@ -183,6 +207,9 @@ pub enum Action {
     /// disabled (it must never claim the VIP again), etcd data moved aside, kubeha's secrets removed.
     ResetHost {
         host: String,
+        /// The machine ID its Node reported, when it had one: the reset runs only on that machine (an
+        /// address reused by another machine since is refused).
+        machine_id: Option<String>,
     },
     Verify {
         checks: Vec<String>,

@@ -81,8 +81,14 @@ fn host_findings(inv: &Inventory, h: &Host, facts: &HostFacts, state: &HostState
             finding(true, format!("{tool} is not installed"), &format!("install {tool} (the packages of the inventory's versions) before apply"));
         }
     }
-    if installed("containerd").is_none() {
-        finding(false, "no container runtime found (containerd)".into(), "install containerd; kubeadm's own preflight checks the runtime");
+    let endpoint = &inv.kubernetes.container_runtime_endpoint;
+    let socket = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
+    if !facts.has_socket(socket) {
+        finding(
+            true,
+            format!("no container runtime socket at {socket} (spec.kubernetes.containerRuntimeEndpoint {endpoint})"),
+            "install and start the container runtime (containerd by default), or set spec.kubernetes.containerRuntimeEndpoint to the socket it serves",
+        );
     }
     for (port, listening) in &facts.listening {
         if *listening && !ours(inv, h, *port, state) {

@@ -9,7 +9,6 @@ use std::net::IpAddr;
 pub const ETCD_PKI_DIR: &str = "/etc/kubeha/pki/etcd";
 pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
 pub const ETCD_BINARY: &str = "/usr/local/bin/etcd";
-pub const CRI_SOCKET: &str = "unix:///var/run/containerd/containerd.sock";
 pub const API_SERVER_PORT: u16 = 6443;
 /// Not a Kubernetes well-known label (there is none for racks); kubelets may set it on themselves
 /// because NodeRestriction only guards the kubernetes.io and k8s.io namespaces.
@@ -47,13 +46,27 @@ pub struct EtcdConfig {
     pub listen_client_urls: String,
     pub metrics_url: &'static str,
     /// Members that exist when this one starts: itself plus the ones before it. kubeha grows etcd one
-    /// member at a time, so member k joins a cluster of k-1 (state `existing`) and only the first is `new`.
+    /// member at a time, so member k joins a cluster of k-1 (state `existing`) and only the first member of a
+    /// new cluster is `new` (see `etcd_config`).
     pub initial_cluster: String,
     pub initial_cluster_state: &'static str,
     pub cluster_token: String,
 }
 
-pub fn etcd_config(inv: &Inventory, host: &Host, secrets: &Secrets) -> EtcdConfig {
+/// Whether the etcd cluster exists already (a member answers, or a control plane has etcd data): what decides
+/// the one `initial-cluster-state: new` of a cluster's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EtcdCluster {
+    New,
+    Existing,
+}
+
+/// Only the first member of a cluster that does not exist yet says `new`. Once the cluster exists every
+/// member says `existing`, the first one too: a member whose data directory is lost (a disk replaced) then
+/// fails to start instead of bootstrapping a second cluster of one beside the real one (with Restart=always
+/// it would, and the next run would have seen two clusters). etcd reads the setting only when its data
+/// directory is empty, so rewriting it on a running member needs no restart.
+pub fn etcd_config(inv: &Inventory, host: &Host, secrets: &Secrets, cluster: EtcdCluster) -> EtcdConfig {
     let position = inv.control_planes().position(|h| h.name == host.name).unwrap_or(0);
     let initial: Vec<String> = inv.control_planes().take(position + 1).map(|h| format!("{}={}", h.name, peer_url(h))).collect();
     EtcdConfig {
@@ -65,7 +78,7 @@ pub fn etcd_config(inv: &Inventory, host: &Host, secrets: &Secrets) -> EtcdConfi
         listen_client_urls: format!("{},{}", client_url(host), url("https", IpAddr::from([127, 0, 0, 1]), 2379)),
         metrics_url: "http://127.0.0.1:2381",
         initial_cluster: initial.join(","),
-        initial_cluster_state: if position == 0 { "new" } else { "existing" },
+        initial_cluster_state: if position == 0 && cluster == EtcdCluster::New { "new" } else { "existing" },
         cluster_token: secrets.etcd_cluster_token.clone(),
     }
 }
@@ -165,7 +178,9 @@ pub fn haproxy(inv: &Inventory) -> Option<Haproxy> {
 #[derive(Serialize)]
 pub struct NodeRegistration {
     pub name: String,
-    pub cri_socket: &'static str,
+    pub cri_socket: String,
+    /// Rendered only when non-empty.
+    pub ignore_preflight_errors: Vec<String>,
     pub node_ip: String,
     /// `k=v,k=v` for the kubelet's --node-labels; only labels a kubelet may set on itself.
     pub node_labels: String,
@@ -208,7 +223,7 @@ pub fn node_labels(host: &Host) -> Vec<(String, String)> {
     labels
 }
 
-pub fn node_registration(host: &Host) -> NodeRegistration {
+pub fn node_registration(inv: &Inventory, host: &Host) -> NodeRegistration {
     let node_labels = node_labels(host).into_iter().filter(|(k, _)| kubelet_may_set(k)).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     let mut taints: Vec<TaintEntry> = host.taints.iter().map(|t| TaintEntry { key: t.key.clone(), value: t.value.clone(), effect: t.effect.name() }).collect();
     let taints = match (host.is_control_plane(), host.is_worker()) {
@@ -221,7 +236,14 @@ pub fn node_registration(host: &Host) -> NodeRegistration {
         }
         (false, _) => (!taints.is_empty()).then_some(taints),
     };
-    NodeRegistration { name: host.name.clone(), cri_socket: CRI_SOCKET, node_ip: host.address.to_string(), node_labels, taints }
+    NodeRegistration {
+        name: host.name.clone(),
+        cri_socket: inv.kubernetes.container_runtime_endpoint.clone(),
+        ignore_preflight_errors: inv.kubernetes.ignore_preflight_errors.clone(),
+        node_ip: host.address.to_string(),
+        node_labels,
+        taints,
+    }
 }
 
 #[derive(Serialize)]
@@ -232,6 +254,28 @@ pub struct KubeadmInit {
     pub bootstrap_token: String,
     pub certificate_key: String,
     pub cluster: ClusterConfiguration,
+    pub kubelet: KubeletConfiguration,
+}
+
+/// The cluster-wide KubeletConfiguration; `None` fields are left out (the kubelet's default).
+#[derive(Serialize)]
+pub struct KubeletConfiguration {
+    pub cgroup_driver: &'static str,
+    pub container_runtime_endpoint: String,
+    pub fail_cgroup_v1: Option<bool>,
+    pub cgroups_per_qos: Option<bool>,
+    pub enforce_node_allocatable: Option<Vec<String>>,
+}
+
+fn kubelet_configuration(inv: &Inventory) -> KubeletConfiguration {
+    let k = &inv.kubernetes.kubelet;
+    KubeletConfiguration {
+        cgroup_driver: k.cgroup_driver.name(),
+        container_runtime_endpoint: inv.kubernetes.container_runtime_endpoint.clone(),
+        fail_cgroup_v1: k.fail_cgroup_v1,
+        cgroups_per_qos: k.cgroups_per_qos,
+        enforce_node_allocatable: k.enforce_node_allocatable.clone(),
+    }
 }
 
 #[derive(Serialize)]
@@ -247,6 +291,11 @@ pub struct ClusterConfiguration {
     pub etcd_ca_file: String,
     pub etcd_cert_file: String,
     pub etcd_key_file: String,
+    pub dns_disabled: bool,
+    pub proxy_disabled: bool,
+    /// kubeadm's leaf validity, set only by the test hook (`pki::test_validity_days`), so that a lab test can
+    /// make kubeadm's certificates due for renewal too; otherwise kubeadm's default (1 year).
+    pub certificate_validity_hours: Option<u32>,
 }
 
 fn cluster_configuration(inv: &Inventory) -> ClusterConfiguration {
@@ -269,17 +318,21 @@ fn cluster_configuration(inv: &Inventory) -> ClusterConfiguration {
         etcd_ca_file: format!("{ETCD_PKI_DIR}/ca.crt"),
         etcd_cert_file: format!("{ETCD_PKI_DIR}/apiserver-etcd-client.crt"),
         etcd_key_file: format!("{ETCD_PKI_DIR}/apiserver-etcd-client.key"),
+        dns_disabled: !inv.kubernetes.addons.core_dns,
+        proxy_disabled: !inv.kubernetes.addons.kube_proxy,
+        certificate_validity_hours: crate::pki::test_validity_days().map(|d| d * 24),
     }
 }
 
 pub fn kubeadm_init(inv: &Inventory, host: &Host, secrets: &Secrets) -> KubeadmInit {
     KubeadmInit {
-        node: node_registration(host),
+        node: node_registration(inv, host),
         advertise_address: host.address.to_string(),
         bind_port: API_SERVER_PORT,
         bootstrap_token: secrets.bootstrap_token.clone(),
         certificate_key: secrets.certificate_key.clone(),
         cluster: cluster_configuration(inv),
+        kubelet: kubelet_configuration(inv),
     }
 }
 
@@ -298,7 +351,7 @@ pub struct KubeadmJoin {
 pub fn kubeadm_join(inv: &Inventory, host: &Host, secrets: &Secrets) -> KubeadmJoin {
     let (endpoint_host, endpoint_port) = inv.load_balancer.endpoint();
     KubeadmJoin {
-        node: node_registration(host),
+        node: node_registration(inv, host),
         api_server_endpoint: host_port(&endpoint_host, endpoint_port),
         token: secrets.bootstrap_token.clone(),
         ca_cert_hash: secrets.ca_cert_hash.clone(),

@@ -79,13 +79,32 @@ fn target_name(t: &Target) -> String {
     }
 }
 
-/// Every file of the cluster, hosts in inventory order, then cluster-wide files.
+/// The template of the seed's kubeadm file; every other host gets `kubeadm/join.yaml`.
+pub const INIT_TEMPLATE: &str = "kubeadm/init.yaml";
+
+/// Every file of a cluster that does not exist yet (what `kubeha render` shows): the seed, which gets
+/// init.yaml, is the inventory's first control plane, as `plan::seed_control_plane` chooses it when
+/// nothing is observed. `apply` renders with `render_seeded` for the seed it observed.
 pub fn render(inv: &Inventory, secrets: &Secrets, templates: &Templates) -> Result<Vec<RenderedFile>, RenderError> {
+    let seed = crate::plan::seed_control_plane(inv, &crate::plan::Observed::default()).map(|h| h.name.clone()).unwrap_or_default();
+    render_seeded(inv, secrets, templates, &seed, context::EtcdCluster::New)
+}
+
+/// Every file of the cluster, hosts in inventory order, then cluster-wide files. `seed` gets the
+/// InitConfiguration (kubeadm/init.yaml: `kubeadm init` there when no cluster exists, its ClusterConfiguration
+/// uploaded from there later); every other host gets a JoinConfiguration (kubeadm/join.yaml). `etcd` says
+/// whether the etcd cluster exists (then no member's config may bootstrap a new one).
+pub fn render_seeded(
+    inv: &Inventory,
+    secrets: &Secrets,
+    templates: &Templates,
+    seed: &str,
+    etcd: context::EtcdCluster,
+) -> Result<Vec<RenderedFile>, RenderError> {
     let mut r = Renderer { templates, files: Vec::new() };
-    let first_control_plane = inv.control_planes().next().map(|h| h.name.clone());
     for host in &inv.hosts {
         let target = Target::Host(host.name.clone());
-        host_files(&mut r, inv, host, &target, secrets, first_control_plane.as_deref() == Some(host.name.as_str()))?;
+        host_files(&mut r, inv, host, &target, secrets, host.is_control_plane() && host.name == seed, etcd)?;
     }
     let cni = context::cni(inv);
     let file = cni_file(inv.kubernetes.cni);
@@ -104,12 +123,20 @@ pub fn cni_file(cni: Cni) -> &'static str {
 
 pub const KUBEADM_CONFIG: &str = "/etc/kubeha/kubeadm.yaml";
 
-fn host_files(r: &mut Renderer, inv: &Inventory, host: &Host, target: &Target, secrets: &Secrets, first: bool) -> Result<(), RenderError> {
+fn host_files(
+    r: &mut Renderer,
+    inv: &Inventory,
+    host: &Host,
+    target: &Target,
+    secrets: &Secrets,
+    first: bool,
+    etcd: context::EtcdCluster,
+) -> Result<(), RenderError> {
     let prerequisites = context::host_prerequisites(inv);
     r.add(target, "/etc/sysctl.d/90-kubeha.conf", PUBLIC, "host/sysctl.conf", &prerequisites)?;
     r.add(target, "/etc/modules-load.d/kubeha.conf", PUBLIC, "host/modules-load.conf", &prerequisites)?;
     if host.is_control_plane() {
-        r.add(target, "/etc/etcd/etcd.conf.yml", PUBLIC, "etcd/etcd.conf.yml", &context::etcd_config(inv, host, secrets))?;
+        r.add(target, "/etc/etcd/etcd.conf.yml", PUBLIC, "etcd/etcd.conf.yml", &context::etcd_config(inv, host, secrets, etcd))?;
         r.add(target, "/etc/systemd/system/etcd.service", PUBLIC, "systemd/etcd.service", &context::etcd_unit())?;
         r.add(target, "/etc/kubeha/etcdctl.env", SECRET, "etcd/etcdctl.env", &context::etcdctl_env(inv))?;
         if let Some(k) = context::keepalived(inv, host, secrets) {
@@ -123,7 +150,7 @@ fn host_files(r: &mut Renderer, inv: &Inventory, host: &Host, target: &Target, s
         }
     }
     if first {
-        r.add(target, KUBEADM_CONFIG, SECRET, "kubeadm/init.yaml", &context::kubeadm_init(inv, host, secrets))
+        r.add(target, KUBEADM_CONFIG, SECRET, INIT_TEMPLATE, &context::kubeadm_init(inv, host, secrets))
     } else {
         r.add(target, KUBEADM_CONFIG, SECRET, "kubeadm/join.yaml", &context::kubeadm_join(inv, host, secrets))
     }

@@ -1,5 +1,6 @@
-//! A recording fake [`Transport`] for unit tests of the layers above: it runs nothing, records every effect
-//! in order, answers exec from scripted responses, and keeps uploaded files in memory.
+//! A recording fake [`Transport`] for unit tests of the layers above: it records every effect in order,
+//! answers exec from scripted responses, and keeps uploaded files in memory. It runs nothing, unless asked
+//! to run unanswered scripts in a local `sh` (for shell snippets whose logic is the thing under test).
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -23,6 +24,9 @@ pub struct RecordingTransport {
     /// (substring of the script, response); the first match wins, and stays (not consumed).
     responses: Mutex<Vec<(String, Response)>>,
     files: Mutex<BTreeMap<String, StoredFile>>,
+    /// Scripts that no response matches run in a local `sh` as the test's user, in this directory (see
+    /// `with_local_shell`).
+    local_shell: Option<std::path::PathBuf>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -31,7 +35,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl RecordingTransport {
     pub fn new(name: impl Into<String>) -> Self {
-        RecordingTransport { name: name.into(), log: Mutex::default(), responses: Mutex::default(), files: Mutex::default() }
+        RecordingTransport { name: name.into(), log: Mutex::default(), responses: Mutex::default(), files: Mutex::default(), local_shell: None }
     }
 
     /// Commands whose script contains `needle` succeed with this stdout.
@@ -42,6 +46,19 @@ impl RecordingTransport {
     /// Commands whose script contains `needle` get this response (an exit status, or an error).
     pub fn respond(self, needle: impl Into<String>, response: Response) -> Self {
         lock(&self.responses).push((needle.into(), response));
+        self
+    }
+
+    /// `respond` on a fake already in use (a host that stops answering halfway through a test); unlike
+    /// `respond`, this response wins over every earlier one.
+    pub fn add_response(&self, needle: impl Into<String>, response: Response) {
+        lock(&self.responses).insert(0, (needle.into(), response));
+    }
+
+    /// Unanswered scripts run in a local `sh` (stdin fed, output captured) in `dir` instead of succeeding
+    /// silently: relative paths in the script then stand for this host's own files. No root, no timeout.
+    pub fn with_local_shell(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.local_shell = Some(dir.into());
         self
     }
 
@@ -78,11 +95,12 @@ impl Transport for RecordingTransport {
 
     fn exec<'a>(&'a self, command: &'a Command) -> BoxFuture<'a, Result<Output, SshError>> {
         lock(&self.log).push(Recorded::Exec { script: command.script.clone(), stdin: command.stdin.clone(), as_root: command.as_root });
-        let response = lock(&self.responses)
-            .iter()
-            .find(|(needle, _)| command.script.contains(needle.as_str()))
-            .map(|(_, r)| r.clone())
-            .unwrap_or(Ok(Output { status: ExitStatus::Code(0), stdout: Vec::new(), stderr: Vec::new() }));
+        let response = lock(&self.responses).iter().find(|(needle, _)| command.script.contains(needle.as_str())).map(|(_, r)| r.clone()).unwrap_or_else(|| {
+            match &self.local_shell {
+                Some(dir) => Ok(run_locally(command, dir)),
+                None => Ok(Output { status: ExitStatus::Code(0), stdout: Vec::new(), stderr: Vec::new() }),
+            }
+        });
         Box::pin(async move { response })
     }
 
@@ -103,6 +121,33 @@ impl Transport for RecordingTransport {
         lock(&self.log).push(Recorded::Read { path: path.to_string() });
         let contents = self.file(path);
         Box::pin(async move { Ok(contents) })
+    }
+}
+
+/// Blocking on purpose: tests only, and a snippet that hangs should hang the test visibly.
+fn run_locally(command: &Command, dir: &std::path::Path) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let spawned = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command.script)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let result = spawned.and_then(|mut child| {
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(command.stdin.as_deref().unwrap_or_default())?;
+        }
+        child.wait_with_output()
+    });
+    match result {
+        Ok(out) => {
+            let status = out.status.code().and_then(|c| u32::try_from(c).ok()).map_or(ExitStatus::Unknown, ExitStatus::Code);
+            Output { status, stdout: out.stdout, stderr: out.stderr }
+        }
+        Err(e) => Output { status: ExitStatus::Code(127), stdout: Vec::new(), stderr: format!("sh could not run: {e}").into_bytes() },
     }
 }
 
@@ -141,6 +186,16 @@ mod tests {
         let shown = format!("{c:?} {u:?}");
         assert!(!shown.contains("token-abc") && !shown.contains("PRIVATE"), "{shown}");
         assert!(shown.contains("<9 bytes>") && shown.contains("mode: 600"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn unanswered_scripts_can_run_in_a_local_shell_in_the_hosts_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = RecordingTransport::new("cp1").on("answered", "canned\n").with_local_shell(tmp.path());
+        let out = fake.exec(&Command::script("cat > f && cat f && exit 3").stdin(b"in".to_vec())).await.unwrap();
+        assert_eq!((out.status, out.stdout), (ExitStatus::Code(3), b"in".to_vec()));
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"in");
+        assert_eq!(fake.exec(&Command::script("echo answered")).await.unwrap().stdout_text(), "canned\n");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! material is what makes a second apply render byte-identical files (idempotence), and what lets a run
 //! killed midway resume with the same token, keys and certificates it had already handed out.
 use crate::inventory::Inventory;
-use crate::pki::{self, Authority, Contents, EtcdFile, PkiError, PrivateKeyPem};
+use crate::pki::{self, Authority, Contents, EtcdFile, PkiError, PrivateKeyPem, expiry};
 use crate::render::secrets::{Secrets, SecretsError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -80,16 +80,82 @@ impl ClusterState {
     /// were added (the state then has a new generation and must be stored again).
     pub fn issue_missing_members(&mut self, inv: &Inventory) -> Result<bool, StateError> {
         let missing: Vec<_> = inv.control_planes().filter(|h| !self.etcd_members.contains_key(&h.name)).collect();
-        if missing.is_empty() {
-            return Ok(false);
+        let mut changed = !missing.is_empty();
+        if changed {
+            let ca = Authority::from_pem(&self.etcd_ca.cert, &self.etcd_ca.key)?;
+            for host in missing {
+                let files = pki::member_files(host, &ca)?.into_iter().map(|(name, c)| (name.to_string(), c)).collect();
+                self.etcd_members.insert(host.name.clone(), files);
+            }
+        }
+        changed |= self.share_apiserver_etcd_client();
+        if changed {
+            self.generation += 1;
+        }
+        Ok(changed)
+    }
+
+    /// Re-issues the member certificates (server, peer, the client pairs) that expire within the inventory's
+    /// `certificates.renewBefore` days of `now` (Unix seconds), signed by the same etcd CA. The stored
+    /// certificates are what the members have (or get in this run), so their expiry needs no probe. The
+    /// changed files then take etcd's usual way: placed and restarted one member at a time between quorum
+    /// gates. The CA is not renewed here (10 years; it would need every leaf re-signed at once). Returns one
+    /// line per renewed certificate ("cp-1 server.crt, expires 2027-01-27T08:01:00Z"); with any, the state
+    /// has a new generation.
+    pub fn renew_due(&mut self, inv: &Inventory, now: i64) -> Result<Vec<String>, StateError> {
+        let before = inv.certificates.renew_before_days;
+        let expires = |files: &BTreeMap<String, Contents>, name: &str| match files.get(name) {
+            // A stored certificate that does not parse is as good as expired: replace it.
+            Some(Contents::Certificate(pem)) => Some(expiry::parse_pem(pem).map_or(now, |p| p.not_after)),
+            _ => None,
+        };
+        // The API server's pair is shared (see share_apiserver_etcd_client): renewed once, on the member
+        // whose pair the others copy, then shared again.
+        let shared_owner = self.etcd_members.keys().next().cloned();
+        let mut due: Vec<(String, &str, &str, pki::LeafSpec, i64)> = Vec::new();
+        for host in inv.control_planes().filter(|h| self.etcd_members.contains_key(&h.name)) {
+            for (cert, key, spec) in pki::member_leaves(host) {
+                let owner = if cert == pki::APISERVER_ETCD_CLIENT.0 { shared_owner.clone() } else { Some(host.name.clone()) };
+                let Some(owner) = owner else { continue };
+                let Some(not_after) = self.etcd_members.get(&owner).and_then(|files| expires(files, cert)) else { continue };
+                if expiry::due(not_after, now, before) && !due.iter().any(|(o, c, ..)| *o == owner && *c == cert) {
+                    due.push((owner, cert, key, spec, not_after));
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(Vec::new());
         }
         let ca = Authority::from_pem(&self.etcd_ca.cert, &self.etcd_ca.key)?;
-        for host in missing {
-            let files = pki::member_files(host, &ca)?.into_iter().map(|(name, c)| (name.to_string(), c)).collect();
-            self.etcd_members.insert(host.name.clone(), files);
+        let mut renewed = Vec::new();
+        for (owner, cert, key, spec, not_after) in due {
+            let issued = ca.issue(&spec)?;
+            let files = self.etcd_members.entry(owner.clone()).or_default();
+            files.insert(cert.to_string(), Contents::Certificate(issued.cert_pem));
+            files.insert(key.to_string(), Contents::Key(issued.key_pem));
+            renewed.push(format!("{owner} {cert}, expires {}", expiry::rfc3339(not_after)));
         }
+        self.share_apiserver_etcd_client();
         self.generation += 1;
-        Ok(true)
+        Ok(renewed)
+    }
+
+    /// Gives every member the same API server etcd client pair (the first member's, in name order). A
+    /// control-plane `kubeadm join` downloads the seed's pair from the kubeadm-certs Secret and writes it over
+    /// the joining host's own, so per-host pairs would differ from kubeha's files after every join and never
+    /// converge. Returns whether any member's pair changed.
+    pub fn share_apiserver_etcd_client(&mut self) -> bool {
+        let pair = |files: &BTreeMap<String, Contents>| (files.get(pki::APISERVER_ETCD_CLIENT.0).cloned(), files.get(pki::APISERVER_ETCD_CLIENT.1).cloned());
+        let Some((Some(cert), Some(key))) = self.etcd_members.values().next().map(pair) else { return false };
+        let mut changed = false;
+        for files in self.etcd_members.values_mut() {
+            if pair(files) != (Some(cert.clone()), Some(key.clone())) {
+                files.insert(pki::APISERVER_ETCD_CLIENT.0.to_string(), cert.clone());
+                files.insert(pki::APISERVER_ETCD_CLIENT.1.to_string(), key.clone());
+                changed = true;
+            }
+        }
+        changed
     }
 
     pub fn etcd_files(&self, member: &str) -> Vec<EtcdFile> {
@@ -101,6 +167,8 @@ impl ClusterState {
     pub fn secret_strings(&self) -> Vec<String> {
         let s = &self.secrets;
         let mut out = vec![s.bootstrap_token.clone(), s.certificate_key.clone(), s.vrrp_auth_pass.clone()];
+        // The token's secret half travels alone in the bootstrap-token Secret kubeha applies (its id is public).
+        out.extend(s.bootstrap_token.split_once('.').map(|(_, secret)| secret.to_string()));
         out.push(self.etcd_ca.key.expose().to_string());
         out.push(self.kubernetes_ca.key.expose().to_string());
         for files in self.etcd_members.values() {

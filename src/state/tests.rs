@@ -85,3 +85,61 @@ fn without_a_readable_copy_or_with_disagreeing_ones_a_bad_copy_still_stops_the_r
     let found = vec![("cp-1".into(), Ok(Some(a.to_json()))), ("cp-2".into(), Ok(Some("{".into()))), ("cp-3".into(), Ok(Some(b.to_json())))];
     assert!(matches!(newest("lab", &found).unwrap_err(), StateError::Disagree { .. }));
 }
+
+#[test]
+fn every_member_holds_the_same_api_server_etcd_client_pair() {
+    let inv = lab();
+    let mut state = ClusterState::create(&inv).unwrap();
+    let pair = |s: &ClusterState, m: &str| {
+        let files = &s.etcd_members[m];
+        (files[pki::APISERVER_ETCD_CLIENT.0].clone(), files[pki::APISERVER_ETCD_CLIENT.1].clone())
+    };
+    assert!(pair(&state, "cp-1") == pair(&state, "cp-2") && pair(&state, "cp-1") == pair(&state, "cp-3"));
+    // A state stored by an older kubeha, with a pair per member, converges to one pair once.
+    let ca = Authority::from_pem(&state.etcd_ca.cert, &state.etcd_ca.key).unwrap();
+    let own = pki::member_files(inv.control_planes().nth(1).unwrap(), &ca).unwrap();
+    for (name, contents) in own.into_iter().filter(|(n, _)| n.starts_with("apiserver-etcd-client")) {
+        state.etcd_members.get_mut("cp-2").unwrap().insert(name.to_string(), contents);
+    }
+    assert!(pair(&state, "cp-1") != pair(&state, "cp-2"));
+    let generation = state.generation;
+    assert!(state.issue_missing_members(&inv).unwrap());
+    assert_eq!(state.generation, generation + 1);
+    assert!(pair(&state, "cp-1") == pair(&state, "cp-2"));
+    assert!(!state.issue_missing_members(&inv).unwrap(), "shared once, then nothing to change");
+    // A new member gets the shared pair, not one of its own.
+    state.etcd_members.remove("cp-3");
+    state.issue_missing_members(&inv).unwrap();
+    assert!(pair(&state, "cp-3") == pair(&state, "cp-1"));
+}
+
+/// Renewal is decided from the stored certificates at a given time: 300 days on, every 365-day leaf has 65
+/// days left, under the default 90; the CA and the keys of certificates not due stay as they are.
+#[test]
+fn certificates_due_are_renewed_once_and_the_api_server_pair_stays_shared() {
+    let inv = lab();
+    let mut state = ClusterState::create(&inv).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let before = state.clone();
+    assert!(state.renew_due(&inv, now).unwrap().is_empty(), "fresh certificates are not due");
+    assert!(state == before);
+
+    let later = now + 300 * 86_400;
+    let renewed = state.renew_due(&inv, later).unwrap();
+    // 3 members x (server, peer, kubeha client) + the one shared API server pair.
+    assert_eq!(renewed.len(), 10, "{renewed:?}");
+    assert!(renewed.iter().any(|r| r.starts_with("cp-1 apiserver-etcd-client.crt, expires ")), "{renewed:?}");
+    assert_eq!(state.generation, before.generation + 1);
+    assert!(state.etcd_ca == before.etcd_ca);
+    let pair = |s: &ClusterState, m: &str| s.etcd_members[m][pki::APISERVER_ETCD_CLIENT.0].clone();
+    assert!(pair(&state, "cp-2") == pair(&state, "cp-1") && pair(&state, "cp-3") == pair(&state, "cp-1"));
+    for m in ["cp-1", "cp-2", "cp-3"] {
+        for name in ["server.crt", "peer.crt", "kubeha-etcd-client.crt", "server.key"] {
+            assert!(state.etcd_members[m][name] != before.etcd_members[m][name], "{m} {name}");
+        }
+        assert!(state.etcd_members[m]["ca.crt"] == before.etcd_members[m]["ca.crt"]);
+        let Contents::Certificate(pem) = &state.etcd_members[m]["server.crt"] else { panic!() };
+        assert!(pki::expiry::days_left(pki::expiry::parse_pem(pem).unwrap().not_after, now) >= 364);
+    }
+    assert!(state.renew_due(&inv, now).unwrap().is_empty(), "renewed certificates are not due again");
+}

@@ -26,12 +26,8 @@ pub fn text(r: &Report) -> String {
             out.push_str(&format!("  {}\n", d.sentence));
         }
     }
-    if !r.problems.is_empty() {
-        out.push_str("\nProblems:\n");
-        for p in &r.problems {
-            out.push_str(&format!("  {p}\n"));
-        }
-    }
+    out.push_str(&section("Problems", &r.problems));
+    out.push_str(&section("Warnings", &r.warnings));
     if let Some(way_out) = &r.way_out {
         out.push_str(&format!("\nWay out: {way_out}\n"));
     }
@@ -106,8 +102,20 @@ fn vip_cell(h: &HostStatus) -> &'static str {
     }
 }
 
+/// A titled list after a blank line, one indented line per entry; nothing when empty.
+pub(super) fn section(title: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\n{title}:\n");
+    for l in lines {
+        out.push_str(&format!("  {l}\n"));
+    }
+    out
+}
+
 /// Columns padded to their widest cell, two spaces apart, without trailing blanks.
-fn align(rows: &[Vec<String>]) -> String {
+pub(super) fn align(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();

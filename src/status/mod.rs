@@ -2,6 +2,7 @@
 //! failure domain. `report` is pure (observations in, a serialisable report out) so that every 3 a.m.
 //! situation can be tested without machines; `observe` gathers the observations read-only over SSH and
 //! `text` prints the report for a person.
+pub mod certs;
 mod display;
 mod observe;
 
@@ -12,6 +13,7 @@ use crate::etcd::gate::View;
 use crate::etcd::quorum;
 use crate::etcd::status::Member;
 use crate::inventory::{Host, Inventory};
+use crate::pki::expiry::{self, Level};
 use crate::render::context::peer_url;
 use crate::topology::{self, DomainKind};
 use serde::Serialize;
@@ -28,6 +30,9 @@ pub struct Observations {
     /// Per reachable control plane: whether it holds the VIP, or why that could not be told. Empty when the
     /// load balancer is not keepalived-haproxy (then kubeha runs no VIP).
     pub vip: BTreeMap<String, Result<bool, String>>,
+    /// Per reachable host: its certificates (see `certs check`), and the time their days left count from.
+    pub certs: certs::Seen,
+    pub now: i64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -47,6 +52,9 @@ pub struct Report {
     pub domains: Vec<DomainStatus>,
     /// Why the verdict is not `healthy`, one sentence each.
     pub problems: Vec<String>,
+    /// Certificates expiring within `pki::expiry::WARN_DAYS`: worth acting on soon, not a failure now (an
+    /// expired one is a problem instead).
+    pub warnings: Vec<String>,
     /// The documented way out when quorum is lost (or cannot be told).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub way_out: Option<String>,
@@ -192,6 +200,11 @@ pub fn report(inv: &Inventory, file: &str, seen: &Observations) -> Report {
         problems.push(format!("{}: etcd {} that is not in the inventory", m.name, if m.state == EtcdState::Learner { "learner" } else { "member" }));
     }
     let vip = inv.load_balancer.vrrp().map(|vrrp| vip_status(vrrp.vip, seen, &mut problems));
+    let mut warnings = Vec::new();
+    for c in seen.certs.values().filter_map(|r| r.as_ref().ok()).flat_map(|found| &found.certs) {
+        let target = if c.level(seen.now) == Level::Expired { &mut problems } else { &mut warnings };
+        target.extend(expiry::warning(c, seen.now));
+    }
     let votes = view.map(votes);
     let etcd = EtcdSummary { error: seen.etcd.as_ref().err().cloned(), votes: votes.clone() };
     let domains = votes.as_ref().map(|votes| domains(inv, &hosts, votes)).unwrap_or_default();
@@ -221,7 +234,7 @@ pub fn report(inv: &Inventory, file: &str, seen: &Observations) -> Report {
         )),
         Verdict::Healthy | Verdict::Degraded => None,
     };
-    Report { cluster: inv.name.clone(), verdict, hosts, foreign_members, etcd, vip, domains, problems, way_out }
+    Report { cluster: inv.name.clone(), verdict, hosts, foreign_members, etcd, vip, domains, problems, warnings, way_out }
 }
 
 /// The etcd member that is this control plane: by name, or by peer URL for a member added but never started

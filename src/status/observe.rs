@@ -26,13 +26,13 @@ pub async fn observe(inv: &Inventory) -> Observations {
         }
         etcd::view_from_any(&cps).await
     };
-    let (etcd, vip) = tokio::join!(etcd, vip);
-    Observations { unreachable, etcd, vip }
+    let (etcd, vip, certs) = tokio::join!(etcd, vip, super::certs::probe_all(&hosts));
+    Observations { unreachable, etcd, vip, certs, now: time::OffsetDateTime::now_utc().unix_timestamp() }
 }
 
 /// The error without the host's name in front (the report already says which host it is about); a refused
 /// connection is just the system's reason, which says it all ("Connection refused", "No route to host").
-fn short(e: &SshError) -> String {
+pub(super) fn short(e: &SshError) -> String {
     if let SshError::Refused { address, port, detail, .. } = e {
         return detail.strip_prefix(&format!("{address}:{port}: ")).unwrap_or(detail).to_string();
     }

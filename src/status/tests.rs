@@ -61,6 +61,7 @@ fn view(members: Vec<Member>, down: &[&str], leader: u64) -> View {
             .filter(|m| !is_down(m))
             .map(|m| EndpointStatus {
                 endpoint: m.client_urls[0].clone(),
+                cluster_id: 0,
                 member_id: m.id,
                 leader,
                 raft_index: 100,
@@ -75,6 +76,7 @@ fn view(members: Vec<Member>, down: &[&str], leader: u64) -> View {
             .map(|m| EndpointHealth { endpoint: m.client_urls[0].clone(), healthy: !is_down(m), error: is_down(m).then(|| "context deadline exceeded".into()) })
             .collect(),
         members,
+        cluster_id: 0,
     }
 }
 
@@ -93,6 +95,8 @@ fn seen(inv: &Inventory, etcd: Result<View, String>, unreachable: &[&str], holde
             BTreeMap::new()
         },
         etcd,
+        certs: BTreeMap::new(),
+        now: 0,
     }
 }
 
@@ -394,4 +398,27 @@ proptest! {
             prop_assert_eq!(d.more_losses_if_lost >= 0, 2 * (healthy - in_domain) > zones.len(), "zone {}", d.name);
         }
     }
+}
+
+/// Under 30 days is a warning that leaves the verdict alone; an expired certificate is a problem.
+#[test]
+fn certificates_warn_under_30_days_and_fail_once_expired() {
+    use crate::facts::certs::HostCerts;
+    use crate::pki::expiry::{Cert, Parsed};
+    let inv = lab();
+    let mut s = seen(&inv, Ok(view(all_members(&inv), &[], 1)), &[], &["cp-1"]);
+    s.now = 1_800_000_000;
+    let cert = |path: &str, days: i64| Cert::new("cp-2", path, Parsed { subject: "x".into(), not_after: s.now + days * 86_400 + 1, ca: false });
+    let certs = vec![cert("/etc/kubeha/pki/etcd/peer.crt", 12), cert("/etc/kubernetes/pki/apiserver.crt", 200)];
+    s.certs.insert("cp-2".into(), Ok(HostCerts { certs, unreadable: vec![] }));
+    let r = report(&inv, FILE, &s);
+    assert_eq!(r.verdict, Verdict::Healthy, "{:?}", r.problems);
+    assert_eq!(r.warnings.len(), 1);
+    assert!(r.warnings[0].starts_with("certificate cp-2:/etc/kubeha/pki/etcd/peer.crt (x, kubeha) expires in 12 days"), "{:?}", r.warnings);
+    assert!(text(&r).contains("\nWarnings:\n  certificate cp-2:/etc/kubeha/pki/etcd/peer.crt"), "{}", text(&r));
+
+    s.certs.insert("cp-2".into(), Ok(HostCerts { certs: vec![cert("/etc/kubernetes/admin.conf", -1)], unreadable: vec![] }));
+    let r = report(&inv, FILE, &s);
+    assert_eq!(r.verdict, Verdict::Degraded);
+    assert!(r.problems.iter().any(|p| p.contains("admin.conf (x, kubeadm) EXPIRED")), "{:?}", r.problems);
 }

@@ -167,7 +167,8 @@ impl EtcdCluster {
         let any: Vec<&Member> = self.members.iter().filter(|m| m.child.is_some()).collect();
         let text = |args: &[&str]| String::from_utf8_lossy(&self.etcdctl(&any, args).stdout).into_owned();
         kubeha::etcd::gate::View::from_etcdctl(
-            &text(&["member", "list", "-w", "json"]),
+            // Served by the member itself, as kubeha asks (etcd 3.6 lists linearizably by default).
+            &text(&["member", "list", "--consistency=s", "-w", "json"]),
             &text(&["endpoint", "status", "--cluster", "-w", "json"]),
             &text(&["endpoint", "health", "--cluster", "-w", "json"]),
         )

@@ -34,6 +34,7 @@ fn view(members: Vec<Member>) -> View {
         .iter()
         .map(|m| EndpointStatus {
             endpoint: m.client_urls[0].clone(),
+            cluster_id: CLUSTER,
             member_id: m.id,
             leader: 1,
             raft_index: 100,
@@ -44,7 +45,22 @@ fn view(members: Vec<Member>) -> View {
         })
         .collect();
     let health = members.iter().map(|m| EndpointHealth { endpoint: m.client_urls[0].clone(), healthy: true, error: None }).collect();
-    View { members, statuses, health }
+    View { cluster_id: CLUSTER, members, statuses, health }
+}
+
+/// The lab cluster's etcd cluster ID in these fakes.
+const CLUSTER: u64 = 0xc1a5_7e12;
+
+/// What the member on each of `hosts` answers to `member list`: the view's cluster and members.
+fn answers(v: &View, hosts: &[&str]) -> std::collections::BTreeMap<String, crate::etcd::status::MemberList> {
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let list = crate::etcd::status::MemberList { cluster_id: v.cluster_id, member_id: i as u64 + 1, members: v.members.clone() };
+            (h.to_string(), list)
+        })
+        .collect()
 }
 
 /// Every host exactly as desired: files, services, etcd members, registered nodes with labels.
@@ -68,6 +84,7 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
         o.hosts.insert(h.name.clone(), s);
     }
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
+    o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
     o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), context::node_labels(h).into_iter().collect())).collect());
     o
 }
@@ -128,8 +145,9 @@ fn a_changed_member_config_restarts_that_member_alone_between_gates() {
     o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG.into(), "f".repeat(64));
     o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG_RUNTIME.into(), "f".repeat(64));
     let plan = converge(&inv, &d, &o, "observed");
-    assert_eq!(ids(&plan), ["etcd/cp-2/gate-before", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after", "verify"]);
+    assert_eq!(ids(&plan), ["etcd/cp-2/gate-before", "etcd/cp-2/move-leader", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after", "verify"]);
     assert!(plan.steps().find(|s| s.id == "etcd/cp-2/files").unwrap().reason.contains("etcd.conf.yml differs"));
+    assert!(matches!(&plan.steps().find(|s| s.id == "etcd/cp-2/move-leader").unwrap().action, Action::MoveEtcdLeader { from } if from == "cp-2"));
     assert!(plan.steps().filter(|s| matches!(s.action, Action::Gate(_))).all(|s| s.host == "cp-1"));
 }
 
@@ -146,16 +164,37 @@ fn a_node_with_kubeadm_leftovers_is_reset_before_it_joins() {
     assert!(plan.steps().any(|s| s.id == "labels/wk-2"));
 }
 
+/// `converged`, but the API does not answer although cp-1 has admin.conf.
+fn api_silent(inv: &Inventory, d: &Desired) -> Observed {
+    let mut o = converged(inv, d);
+    o.nodes = None;
+    o.api_error = Some("cp-1: connection refused".into());
+    o
+}
+
 #[test]
 fn an_api_that_does_not_answer_blocks_instead_of_a_second_init() {
     let inv = lab();
     let d = desired(&inv);
-    let mut o = converged(&inv, &d);
-    o.nodes = None;
-    o.api_error = Some("cp-1: connection refused".into());
+    let mut o = api_silent(&inv, &d);
     let plan = converge(&inv, &d, &o, "observed");
     assert!(plan.blocked());
     assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. })));
+    // etcd holds Kubernetes objects: a cluster exists behind the silent API, still blocked.
+    o.kubernetes_data = Some(true);
+    assert!(converge(&inv, &d, &o, "observed").blocked());
+}
+
+#[test]
+fn an_init_that_failed_before_the_api_wrote_to_etcd_is_reset_and_retried() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = api_silent(&inv, &d);
+    o.kubernetes_data = Some(false);
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(!plan.blocked(), "{:?}", plan.findings);
+    let init = plan.steps().find(|s| matches!(s.action, Action::KubeadmInit { .. })).expect("an init step");
+    assert!(matches!(init.action, Action::KubeadmInit { reset_first: true, .. }), "{init:?}");
 }
 
 #[test]
@@ -171,12 +210,21 @@ fn joins_after_an_earlier_init_upload_the_certificates_again_first() {
     assert_eq!(cp, ["kubeadm/upload-certs", "kubeadm/cp-3/join", "kubeadm/cp-3/ready"]);
 }
 
+/// The lab inventory as an operator edited it: `edit` applied to inventories/lab.yaml's text.
+fn edited_lab(name: &str, edit: impl Fn(String) -> String) -> Inventory {
+    let text = edit(std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml")).unwrap());
+    let paths = crate::inventory::PathContext { inventory_dir: env!("CARGO_MANIFEST_DIR").into(), home: None };
+    crate::inventory::parse(name.into(), text, &paths).inventory.unwrap()
+}
+
+/// `text` without its lines containing `needle` (a host's entry taken out of the inventory).
+fn without_line(text: &str, needle: &str) -> String {
+    text.lines().filter(|l| !l.contains(needle)).map(|l| format!("{l}\n")).collect()
+}
+
 /// The lab inventory with cp-2's entry replaced by cp-4 (198.18.0.14), as an operator edits it.
 fn swapped() -> Inventory {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml")).unwrap();
-    let text = text.replace("{name: cp-2, address: 198.18.0.12", "{name: cp-4, address: 198.18.0.14");
-    let paths = crate::inventory::PathContext { inventory_dir: env!("CARGO_MANIFEST_DIR").into(), home: None };
-    crate::inventory::parse("swapped.yaml".into(), text, &paths).inventory.unwrap()
+    edited_lab("swapped.yaml", |t| t.replace("{name: cp-2, address: 198.18.0.12", "{name: cp-4, address: 198.18.0.14"))
 }
 
 /// The desired files of `inv` and of `lab` for one cluster (the same CAs and member certificates).
@@ -262,6 +310,124 @@ fn a_dead_member_is_removed_with_a_snapshot_then_its_replacement_added() {
     assert!(plan.findings.iter().any(|f| f.host == "cp-2" && f.problem.contains("cannot be reset") && !f.fatal));
 }
 
+/// cp-2 answers and the inventory has cp-4 in its place (`node replace cp-2 --with cp-4` of a live member).
+fn replacing_a_live_member() -> Plan {
+    let (lab, inv) = (lab(), swapped());
+    let (d, before) = one_cluster(&lab, &inv);
+    let mut o = converged(&lab, &before);
+    o.hosts.insert("cp-4".into(), HostState::default());
+    o.reachable_leaving.insert("cp-2".into());
+    converge(&inv, &d, &o, "observed")
+}
+
+#[test]
+fn a_live_member_is_replaced_learner_first_and_leaves_before_the_promotion() {
+    let plan = replacing_a_live_member();
+    assert!(!plan.blocked(), "{}", text(&plan));
+    let etcd: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        etcd,
+        [
+            "etcd/cp-1/files",
+            "etcd/cp-4/gate-before",
+            "etcd/snapshot",
+            "etcd/cp-4/files",
+            "etcd/cp-4/add-learner",
+            "etcd/cp-4/start",
+            "etcd/cp-4/caught-up",
+            "etcd/cp-2/gate-before",
+            "etcd/cp-2/move-leader",
+            "etcd/cp-2/remove",
+            "etcd/cp-2/gate-after",
+            "etcd/cp-4/promote",
+            "etcd/cp-4/gate-after",
+            "etcd/cp-3/files"
+        ],
+        "{}",
+        text(&plan)
+    );
+    let gate = |id: &str| match &plan.steps().find(|s| s.id == id).unwrap().action {
+        Action::Gate(g) => g.clone(),
+        other => panic!("{id}: {other:?}"),
+    };
+    // Three voters until the old one goes; the caught-up learner is the one member in flux.
+    assert_eq!(gate("etcd/cp-4/gate-before").voters, ["cp-1", "cp-2", "cp-3"]);
+    assert_eq!(gate("etcd/cp-4/gate-before").max_learners, 0);
+    assert_eq!((gate("etcd/cp-2/gate-before").voters, gate("etcd/cp-2/gate-before").max_learners), (vec!["cp-1".into(), "cp-2".into(), "cp-3".into()], 1));
+    assert_eq!((gate("etcd/cp-2/gate-after").voters, gate("etcd/cp-2/gate-after").max_learners), (vec!["cp-1".into(), "cp-3".into()], 1));
+    assert_eq!((gate("etcd/cp-4/gate-after").voters, gate("etcd/cp-4/gate-after").max_learners), (vec!["cp-1".into(), "cp-3".into(), "cp-4".into()], 0));
+    // The joiner's initial cluster is the membership at its start: the old member is still in it.
+    let Action::StartEtcdMember { initial_cluster: Some(initial), .. } = &plan.steps().find(|s| s.id == "etcd/cp-4/start").unwrap().action else { panic!() };
+    assert_eq!(initial, "cp-1=https://198.18.0.11:2380,cp-2=https://198.18.0.12:2380,cp-3=https://198.18.0.13:2380,cp-4=https://198.18.0.14:2380");
+    // Every membership step runs on a member that stays.
+    assert!(etcd_steps(&plan).iter().filter(|s| s.action.changes_membership() || matches!(s.action, Action::Gate(_) | Action::MoveEtcdLeader { .. })).all(|s| s.host == "cp-1"));
+}
+
+#[test]
+fn two_swapped_live_members_are_replaced_one_pair_at_a_time() {
+    let lab = lab();
+    let inv = edited_lab("two-swapped.yaml", |t| {
+        t.replace("{name: cp-2, address: 198.18.0.12", "{name: cp-4, address: 198.18.0.14")
+            .replace("{name: cp-3, address: 198.18.0.13", "{name: cp-5, address: 198.18.0.15")
+    });
+    let (d, before) = one_cluster(&lab, &inv);
+    let mut o = converged(&lab, &before);
+    o.hosts.insert("cp-4".into(), HostState::default());
+    o.hosts.insert("cp-5".into(), HostState::default());
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(!plan.blocked(), "{}", text(&plan));
+    let membership: Vec<&str> = etcd_steps(&plan).iter().filter(|s| s.action.changes_membership()).map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        membership,
+        ["etcd/cp-4/add-learner", "etcd/cp-2/remove", "etcd/cp-4/promote", "etcd/cp-5/add-learner", "etcd/cp-3/remove", "etcd/cp-5/promote"]
+    );
+}
+
+#[test]
+fn a_removed_live_member_hands_over_leadership_first_and_a_dead_one_does_not() {
+    // `node remove cp-3` of a live member: nobody joins, it leaves first, after a leadership transfer.
+    let lab = lab();
+    let inv = edited_lab("without-cp-3.yaml", |t| without_line(&t, "{name: cp-3,"));
+    let (d, before) = one_cluster(&lab, &inv);
+    let o = converged(&lab, &before);
+    let plan = converge(&inv, &d, &o, "observed");
+    let etcd: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).take(4).collect();
+    assert_eq!(etcd, ["etcd/cp-3/gate-before", "etcd/snapshot", "etcd/cp-3/move-leader", "etcd/cp-3/remove"], "{}", text(&plan));
+    let (_, dead) = replacing_a_dead_member();
+    assert!(!dead.steps().any(|s| matches!(s.action, Action::MoveEtcdLeader { .. })), "a dead member cannot lead: {}", text(&dead));
+}
+
+#[test]
+fn a_renamed_host_is_refused_and_nothing_is_reset() {
+    let lab = lab();
+    let inv = edited_lab("renamed.yaml", |t| t.replace("{name: cp-2, address: 198.18.0.12", "{name: cp-02, address: 198.18.0.12"));
+    let (d, before) = one_cluster(&lab, &inv);
+    let mut o = converged(&lab, &before);
+    let cp2 = o.hosts.remove("cp-2").unwrap();
+    o.hosts.insert("cp-02".into(), cp2);
+    o.node_addresses = lab.hosts.iter().map(|h| (h.name.clone(), h.address)).collect();
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(plan.blocked(), "{}", text(&plan));
+    let f = plan.findings.iter().find(|f| f.problem.contains("renaming a host is not supported")).unwrap_or_else(|| panic!("{}", text(&plan)));
+    assert_eq!(f.host, "cp-02");
+    assert!(f.problem.contains("etcd member cp-2") && f.problem.contains("Node cp-2 (InternalIP 198.18.0.12)"), "{f:?}");
+    assert!(f.fix.contains("kubeha node remove cp-2") && f.fix.contains("kubeha node add cp-02"), "{f:?}");
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::ResetHost { .. } | Action::RemoveNode { .. })), "{}", text(&plan));
+}
+
+#[test]
+fn a_leaving_host_is_reset_only_as_the_machine_its_node_reported() {
+    let (lab, inv) = (lab(), swapped());
+    let (d, before) = one_cluster(&lab, &inv);
+    let mut o = converged(&lab, &before);
+    o.hosts.insert("cp-4".into(), HostState::default());
+    o.reachable_leaving.insert("cp-2".into());
+    o.node_machine_ids.insert("cp-2".into(), "5e1f".into());
+    let plan = converge(&inv, &d, &o, "observed");
+    let reset = plan.steps().find(|s| s.id == "retire/cp-2/reset").unwrap();
+    assert!(matches!(&reset.action, Action::ResetHost { machine_id: Some(id), .. } if id == "5e1f"), "{reset:?}");
+}
+
 #[test]
 fn a_reachable_leaving_host_is_reset_after_it_left() {
     let (lab, inv) = (lab(), swapped());
@@ -325,4 +491,450 @@ fn a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase() {
     o.hosts.get_mut("cp-2").unwrap().digests.insert(crate::state::STATE_FILE.into(), crate::ssh::upload::sha256_hex(b""));
     let plan = converge(&inv, &d, &o, "observed");
     assert_eq!(ids(&plan), ["state/cp-2", "verify"]);
+}
+
+fn position(plan: &Plan, id: &str) -> usize {
+    plan.steps().position(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}: {}", text(plan)))
+}
+
+fn phase_index(plan: &Plan, name: &str) -> usize {
+    plan.phases.iter().position(|p| p.name == name).unwrap_or_else(|| panic!("no phase {name}: {}", text(plan)))
+}
+
+fn token_steps(plan: &Plan) -> Vec<&str> {
+    plan.steps().filter(|s| matches!(s.action, Action::RefreshJoinToken { .. } | Action::DeleteJoinToken)).map(|s| s.id.as_str()).collect()
+}
+
+#[test]
+fn a_converged_cluster_plans_no_token_steps() {
+    let inv = lab();
+    let d = desired(&inv);
+    let plan = converge(&inv, &d, &converged(&inv, &d), "observed");
+    assert!(token_steps(&plan).is_empty(), "{}", text(&plan));
+}
+
+#[test]
+fn a_worker_joining_an_existing_cluster_gets_a_fresh_token_before_and_none_after() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    o.nodes.as_mut().unwrap().remove("wk-2");
+    o.hosts.insert("wk-2".into(), HostState::default());
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(token_steps(&plan), ["join-token/refresh", "join-token/delete"]);
+    let refresh = plan.steps().find(|s| s.id == "join-token/refresh").unwrap();
+    assert!(matches!(refresh.action, Action::RefreshJoinToken { valid_minutes: 60 }));
+    assert_eq!(refresh.host, "cp-1", "on the seed");
+    assert!(position(&plan, "join-token/refresh") < position(&plan, "workers/wk-2"));
+    assert!(position(&plan, "labels/wk-2") < position(&plan, "join-token/delete"), "{}", text(&plan));
+    assert!(phase_index(&plan, "join-token") < phase_index(&plan, "workers"));
+    assert_eq!(phase_index(&plan, "join-token-delete"), phase_index(&plan, "labels") + 1);
+    assert!(text(&plan).contains("create or refresh the bootstrap token"), "{}", text(&plan));
+}
+
+#[test]
+fn a_replace_refreshes_the_token_before_the_first_membership_change() {
+    let (_, plan) = replacing_a_dead_member();
+    let first_change = plan.steps().position(|s| s.action.changes_membership()).unwrap();
+    assert!(position(&plan, "join-token/refresh") < first_change, "{}", text(&plan));
+    assert!(position(&plan, "join-token/refresh") < position(&plan, "etcd/snapshot"));
+    assert!(position(&plan, "kubeadm/cp-4/join") < position(&plan, "join-token/delete"));
+    assert!(position(&plan, "join-token/delete") < position(&plan, "retire/cp-2/node"), "deleted after the joins and labels");
+}
+
+#[test]
+fn a_new_cluster_inits_on_the_first_control_plane_and_deletes_init_s_token_at_the_end() {
+    let inv = lab();
+    let plan = crate::plan::offline(&inv).unwrap();
+    let init = plan.steps().find(|s| matches!(s.action, Action::KubeadmInit { .. })).unwrap();
+    assert_eq!(init.host, "cp-1");
+    assert_eq!(token_steps(&plan), ["join-token/delete"], "init made the token: no refresh, but no 24 h token stays");
+    assert!(position(&plan, "labels/wk-2") < position(&plan, "join-token/delete"));
+    assert_eq!(seed_control_plane(&inv, &Observed::default()).unwrap().name, "cp-1");
+}
+
+/// The desired files rendered for the seed `o` shows, as the live pipeline renders them.
+fn desired_seeded(inv: &Inventory, state: &ClusterState, o: &Observed) -> Desired {
+    let seed = seed_control_plane(inv, o).unwrap().name.clone();
+    let rendered =
+        crate::render::render_seeded(inv, &state.secrets, &crate::render::templates::Templates::builtin().unwrap(), &seed, o.etcd_cluster()).unwrap();
+    Desired::build(inv, &rendered, state)
+}
+
+/// The lab inventory with cp-1's entry (position 0) replaced by cp-4: `node replace cp-1 --with cp-4`.
+fn first_swapped() -> Inventory {
+    edited_lab("first-swapped.yaml", |t| t.replace("{name: cp-1, address: 198.18.0.11", "{name: cp-4, address: 198.18.0.14"))
+}
+
+#[test]
+fn replacing_the_first_control_plane_joins_the_new_host_and_seeds_from_another_joined_one() {
+    let (lab, inv) = (lab(), first_swapped());
+    let mut state = ClusterState::create(&lab).unwrap();
+    let before = desired_with(&lab, &state);
+    state.issue_missing_members(&inv).unwrap();
+    let mut o = converged(&lab, &before);
+    o.hosts.remove("cp-1");
+    o.hosts.insert("cp-4".into(), HostState::default());
+    o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-1"]));
+    assert_eq!(seed_control_plane(&inv, &o).unwrap().name, "cp-2", "cp-4 is at position 0 but not joined");
+    let d = desired_seeded(&inv, &state, &o);
+    assert_eq!(d.seed, "cp-2");
+    let kubeadm_file = |h: &str| String::from_utf8(d.file(h, KUBEADM_CONFIG).unwrap().contents.clone()).unwrap();
+    assert!(kubeadm_file("cp-4").contains("kind: JoinConfiguration"), "the new host at position 0 joins");
+    assert!(kubeadm_file("cp-2").contains("kind: InitConfiguration"), "the seed holds the ClusterConfiguration");
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(!plan.blocked(), "{}", text(&plan));
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. })), "{}", text(&plan));
+    let cp: Vec<&str> = plan.phases.iter().find(|p| p.name == "control-plane").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(cp, ["kubeadm/cp-2/config", "kubeadm/upload-certs", "kubeadm/cp-4/join", "kubeadm/cp-4/ready"]);
+    assert!(matches!(plan.steps().find(|s| s.id == "kubeadm/cp-2/config").unwrap().action, Action::UploadKubeadmConfig { .. }));
+    assert!(matches!(plan.steps().find(|s| s.id == "kubeadm/cp-4/join").unwrap().action, Action::KubeadmJoinControlPlane { .. }));
+    for id in ["kubeadm/upload-certs", "join-token/refresh", "join-token/delete", "labels/cp-4", "retire/cp-1/node", "cni/apply", "verify", "lb/vip"] {
+        assert_eq!(plan.steps().find(|s| s.id == id).unwrap_or_else(|| panic!("no {id}: {}", text(&plan))).host, "cp-2", "{id}");
+    }
+    let first_change = plan.steps().position(|s| s.action.changes_membership()).unwrap();
+    assert!(position(&plan, "join-token/refresh") < first_change);
+}
+
+#[test]
+fn after_a_replace_of_the_first_control_plane_the_seed_stays_where_the_markers_are() {
+    // cp-4 (position 0) joined, cp-2 holds the CNI marker: the seed does not move back, so the next
+    // apply plans nothing.
+    let inv = first_swapped();
+    let mut state = ClusterState::create(&inv).unwrap();
+    state.issue_missing_members(&inv).unwrap();
+    let mut seeded_on_cp2 = Observed::default();
+    for h in inv.control_planes() {
+        let mut s = HostState::default();
+        s.digests.insert(ADMIN_CONF.into(), "0".repeat(64));
+        s.digests.insert(KUBELET_CONF.into(), "0".repeat(64));
+        seeded_on_cp2.hosts.insert(h.name.clone(), s);
+    }
+    seeded_on_cp2.hosts.get_mut("cp-2").unwrap().digests.insert(desired::CNI_APPLIED.into(), "0".repeat(64));
+    seeded_on_cp2.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), std::collections::BTreeMap::new())).collect());
+    assert_eq!(seed_control_plane(&inv, &seeded_on_cp2).unwrap().name, "cp-2");
+    let d = desired_seeded(&inv, &state, &seeded_on_cp2);
+    let mut o = converged(&inv, &d);
+    o.etcd = Some(view(vec![member(4, "cp-4", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(plan.changes(), 0, "{}", text(&plan));
+}
+
+#[test]
+fn removing_the_first_control_plane_runs_admin_steps_on_another_joined_one() {
+    let lab = lab();
+    let inv = edited_lab("without-cp-1.yaml", |t| without_line(&t, "{name: cp-1,"));
+    let state = ClusterState::create(&lab).unwrap();
+    let before = desired_with(&lab, &state);
+    let mut o = converged(&lab, &before);
+    o.reachable_leaving.insert("cp-1".into());
+    let d = desired_seeded(&inv, &state, &o);
+    assert_eq!(d.seed, "cp-2");
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(!plan.blocked(), "{}", text(&plan));
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. } | Action::KubeadmJoinControlPlane { .. })));
+    assert!(token_steps(&plan).is_empty(), "nothing joins: no token");
+    assert_eq!(plan.steps().find(|s| s.id == "retire/cp-1/node").unwrap().host, "cp-2");
+    assert_eq!(plan.steps().find(|s| s.id == "retire/cp-1/reset").unwrap().host, "cp-1");
+    assert!(matches!(plan.steps().find(|s| s.id == "kubeadm/cp-2/config").unwrap().action, Action::UploadKubeadmConfig { .. }));
+    let Some(Action::RemoveEtcdMember { member, .. }) = plan.steps().find(|s| s.id == "etcd/cp-1/remove").map(|s| &s.action) else { panic!("{}", text(&plan)) };
+    assert_eq!(member, "cp-1");
+    assert_ne!(plan.steps().find(|s| s.id == "etcd/cp-1/remove").unwrap().host, "cp-1");
+}
+
+// Issue 12 item 2: one member's view of etcd must not decide.
+
+/// The lab's files as the live pipeline renders them once the etcd cluster exists (seed cp-1).
+fn desired_existing(inv: &Inventory, state: &ClusterState) -> Desired {
+    let templates = crate::render::templates::Templates::builtin().unwrap();
+    let rendered = crate::render::render_seeded(inv, &state.secrets, &templates, "cp-1", context::EtcdCluster::Existing).unwrap();
+    Desired::build(inv, &rendered, state)
+}
+
+/// Host facts of a control plane, with or without /var/lib/etcd/member.
+fn control_plane_facts(host: &str, etcd_data_dir: bool) -> crate::facts::HostFacts {
+    let probe = include_str!("../../facts/fixtures/control-plane-handwritten.txt");
+    let mut facts = crate::facts::from_output(host, probe, 1_800_000_001.245, 1_800_000_001.245).unwrap();
+    for tool in crate::facts::script::SOFTWARE {
+        facts.software.insert(tool.to_string(), Some(if tool == "etcd" { lab().etcd.version.to_string() } else { "1.0".into() }));
+    }
+    // The lab inventory's runtime answers on every host.
+    let sockets = vec![lab().kubernetes.container_runtime_endpoint.trim_start_matches("unix://").to_string()];
+    crate::facts::HostFacts { etcd_data_dir, swap_on: false, clock_offset_ms: 0, sockets, ..facts }
+}
+
+/// `converged`, plus every host reporting the initial-cluster-state of its config, etcd data on every
+/// control plane, and every member's own answer agreeing: what the live probe sees on a converged cluster.
+fn converged_and_asked(inv: &Inventory, d: &Desired) -> Observed {
+    let mut o = converged(inv, d);
+    for h in inv.control_planes() {
+        let contents = &d.file(&h.name, ETCD_CONFIG).unwrap().contents;
+        o.hosts.get_mut(&h.name).unwrap().etcd_initial_cluster_state = Some(observe::initial_cluster_state(contents));
+        o.facts.insert(h.name.clone(), control_plane_facts(&h.name, true));
+    }
+    o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
+    o
+}
+
+fn etcd_steps(plan: &Plan) -> Vec<&Step> {
+    plan.phases.iter().filter(|p| p.name == "etcd").flat_map(|p| &p.steps).collect()
+}
+
+/// cp-1's disk was replaced: with `initial-cluster-state: new` and Restart=always it bootstrapped a cluster
+/// of one. Asked alone it looked like the cluster, and cp-2 and cp-3 were planned as members to clear and
+/// re-add (the old planner, trusting the first running member). Every member is asked now.
+#[test]
+fn members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts() {
+    let inv = lab();
+    let d = desired_existing(&inv, &ClusterState::create(&inv).unwrap());
+    let mut o = converged_and_asked(&inv, &d);
+    let real = o.etcd.clone().unwrap();
+    // The same name and URLs as the real cp-1, under a new member ID in a new cluster.
+    let mut alone = View { cluster_id: 0xdead_beef, ..view(vec![Member { id: 9, ..member(1, "cp-1", false) }]) };
+    for s in &mut alone.statuses {
+        (s.cluster_id, s.leader) = (0xdead_beef, 9);
+    }
+    o.etcd = Some(alone.clone());
+    o.etcd_answers = answers(&real, &["cp-2", "cp-3"]);
+    o.etcd_answers.extend(answers(&alone, &["cp-1"]));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(plan.blocked(), "{}", text(&plan));
+    let f = plan.findings.iter().find(|f| f.fatal && f.problem.contains("different etcd clusters")).expect("a refusal");
+    for expected in ["cp-1 report cluster ID deadbeef", "cp-2, cp-3 report cluster ID c1a57e12", "members [cp-1 9 https://198.18.0.11:2380]"] {
+        assert!(f.problem.contains(expected), "{expected:?} missing from: {}", f.problem);
+    }
+    assert!(f.host.contains("cp-1") && f.host.contains("cp-2"), "{f:?}");
+    assert!(f.fix.contains("mv /var/lib/etcd"), "{f:?}");
+    assert!(etcd_steps(&plan).is_empty(), "no etcd step while the members disagree: {}", text(&plan));
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::ClearEtcdData { .. })), "{}", text(&plan));
+    // What cp-1's view alone (all the planner had before every member was asked) leads to: the real
+    // members taken for strangers with old data, to be cleared and added to the cluster of one.
+    o.etcd_answers.clear();
+    let alone_decides = converge(&inv, &d, &o, "observed");
+    let cleared: Vec<&str> = alone_decides.steps().filter(|s| matches!(s.action, Action::ClearEtcdData { .. })).map(|s| s.host.as_str()).collect();
+    assert_eq!(cleared, ["cp-2", "cp-3"], "{}", text(&alone_decides));
+}
+
+#[test]
+fn members_listing_different_members_refuse_but_a_learner_promoted_between_answers_does_not() {
+    let inv = lab();
+    let d = desired_existing(&inv, &ClusterState::create(&inv).unwrap());
+    let mut o = converged_and_asked(&inv, &d);
+    let short = view(vec![member(1, "cp-1", false), member(2, "cp-2", false)]);
+    o.etcd_answers.extend(answers(&short, &["cp-3"]));
+    let plan = converge(&inv, &d, &o, "observed");
+    let f = plan.findings.iter().find(|f| f.fatal).unwrap_or_else(|| panic!("{}", text(&plan)));
+    assert!(f.problem.contains("different member lists") && f.problem.contains("cp-3 report"), "{}", f.problem);
+
+    // cp-3 joined as a learner; cp-1 answered before its promotion, cp-2 and cp-3 after it.
+    let mut o = converged_and_asked(&inv, &d);
+    let before_promotion = view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "", true)]);
+    o.etcd_answers.extend(answers(&before_promotion, &["cp-1"]));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(!plan.blocked(), "{}", text(&plan));
+}
+
+#[test]
+fn a_converged_existing_cluster_plans_no_action_and_every_member_says_existing() {
+    let inv = lab();
+    let d = desired_existing(&inv, &ClusterState::create(&inv).unwrap());
+    let o = converged_and_asked(&inv, &d);
+    assert_eq!(o.etcd_cluster(), context::EtcdCluster::Existing);
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(plan.changes(), 0, "{}", text(&plan));
+    assert_eq!(ids(&plan), ["verify"]);
+}
+
+#[test]
+fn rendered_configs_say_existing_for_every_member_once_the_cluster_exists() {
+    let inv = lab();
+    let state = ClusterState::create(&inv).unwrap();
+    let o = converged_and_asked(&inv, &desired_existing(&inv, &state));
+    let state_of = |d: &Desired, h: &str| observe::initial_cluster_state(&d.file(h, ETCD_CONFIG).unwrap().contents);
+    // As the live pipeline renders: for the seed and the etcd cluster it observed.
+    let live = desired_seeded(&inv, &state, &o);
+    for h in inv.control_planes() {
+        assert_eq!(state_of(&live, &h.name), "existing", "{}", h.name);
+    }
+    // Only the first member of a cluster that does not exist yet bootstraps one.
+    assert_eq!(Observed::default().etcd_cluster(), context::EtcdCluster::New);
+    let fresh = desired_seeded(&inv, &state, &Observed::default());
+    assert_eq!(inv.control_planes().map(|h| state_of(&fresh, &h.name)).collect::<Vec<_>>(), ["new", "existing", "existing"]);
+    // etcd data on a host is enough to know the cluster exists, even when no member answers.
+    let mut down = Observed::default();
+    down.facts.insert("cp-1".into(), control_plane_facts("cp-1", true));
+    assert_eq!(down.etcd_cluster(), context::EtcdCluster::Existing);
+}
+
+/// A cluster bootstrapped before this change: cp-1's config still says `new`. The rewrite to `existing` is
+/// a file placement only: etcd reads the setting only with an empty data dir, so no restart and no gate.
+#[test]
+fn a_first_member_still_saying_new_is_rewritten_to_existing_without_a_restart() {
+    let inv = lab();
+    let state = ClusterState::create(&inv).unwrap();
+    let old = desired_with(&inv, &state);
+    let mut o = converged_and_asked(&inv, &old);
+    assert_eq!(o.host("cp-1").etcd_initial_cluster_state.as_deref(), Some("new"));
+    o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
+    let d = desired_seeded(&inv, &state, &o);
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["etcd/cp-1/files", "verify"], "{}", text(&plan));
+    let files = plan.steps().find(|s| s.id == "etcd/cp-1/files").unwrap();
+    assert!(matches!(&files.action, Action::InstallEtcdFiles { files, .. } if files.contains(&ETCD_CONFIG.to_string())), "{files:?}");
+    assert!(files.reason.contains("initial-cluster-state new -> existing") && files.reason.contains("no restart"), "{}", files.reason);
+    assert!(!plan.steps().any(|s| is_restart(&s.action)));
+    // Once placed, the next run plans nothing.
+    let mut after = o.clone();
+    let placed = d.file("cp-1", ETCD_CONFIG).unwrap();
+    let cp1 = after.hosts.get_mut("cp-1").unwrap();
+    cp1.digests.insert(ETCD_CONFIG.into(), placed.digest.clone());
+    cp1.etcd_initial_cluster_state = Some(observe::initial_cluster_state(&placed.contents));
+    assert_eq!(ids(&converge(&inv, &d, &after, "observed")), ["verify"]);
+}
+
+/// cp-2's disk was replaced: its host answers, kubeha's etcd unit is there, the cluster lists cp-2, but
+/// cp-2 does not answer and /var/lib/etcd/member is gone. A dead member: removed, then added again as a
+/// learner through the gates; the healthy members' data is never touched.
+#[test]
+fn a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates() {
+    let inv = lab();
+    let d = desired_existing(&inv, &ClusterState::create(&inv).unwrap());
+    let mut o = converged_and_asked(&inv, &d);
+    o.facts.insert("cp-2".into(), control_plane_facts("cp-2", false));
+    o.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
+    o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
+    o.etcd_answers.remove("cp-2");
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(!plan.blocked(), "{}", text(&plan));
+    let etcd: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        etcd,
+        [
+            "etcd/cp-2/lost/gate-before",
+            "etcd/snapshot",
+            "etcd/cp-2/lost/stop",
+            "etcd/cp-2/lost/remove",
+            "etcd/cp-2/lost/gate-after",
+            "etcd/cp-2/gate-before",
+            "etcd/cp-2/add-learner",
+            "etcd/cp-2/start",
+            "etcd/cp-2/caught-up",
+            "etcd/cp-2/promote",
+            "etcd/cp-2/gate-after",
+        ],
+        "{}",
+        text(&plan)
+    );
+    let find = |id: &str| plan.steps().find(|s| s.id == id).unwrap();
+    // The removal's gate tolerates only cp-2 being down, and holds on the cluster as it is.
+    let Action::Gate(before) = &find("etcd/cp-2/lost/gate-before").action else { panic!() };
+    assert_eq!((before.voters.clone(), before.may_be_down.clone()), (vec!["cp-1".to_string(), "cp-2".into(), "cp-3".into()], vec!["cp-2".to_string()]));
+    assert_eq!(crate::etcd::gate::evaluate(before, o.etcd.as_ref().unwrap()), Ok(()));
+    assert!(matches!(&find("etcd/cp-2/lost/remove").action, Action::RemoveEtcdMember { id, .. } if id == "2"));
+    let Action::Gate(add) = &find("etcd/cp-2/gate-before").action else { panic!() };
+    assert_eq!(add.voters, ["cp-1", "cp-3"]);
+    assert!(add.may_be_down.is_empty());
+    let Action::StartEtcdMember { initial_cluster_state, initial_cluster, restart, .. } = &find("etcd/cp-2/start").action else { panic!() };
+    assert_eq!((*initial_cluster_state, *restart), ("existing", false));
+    assert_eq!(initial_cluster.as_deref(), Some("cp-1=https://198.18.0.11:2380,cp-3=https://198.18.0.13:2380,cp-2=https://198.18.0.12:2380"));
+    // Only the dead member's own (empty) etcd is stopped; nothing of cp-1's or cp-3's is cleared.
+    let cleared: Vec<&str> = plan.steps().filter(|s| matches!(s.action, Action::ClearEtcdData { .. })).map(|s| s.host.as_str()).collect();
+    assert_eq!(cleared, ["cp-2"]);
+    assert!(etcd_steps(&plan).iter().filter(|s| matches!(s.action, Action::Gate(_) | Action::RemoveEtcdMember { .. })).all(|s| s.host != "cp-2"));
+    // A member that merely does not answer (its data is there) is not a lost one: it is started.
+    let mut stopped = converged_and_asked(&inv, &d);
+    stopped.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
+    stopped.etcd = Some(unhealthy(stopped.etcd.take().unwrap(), &["cp-2"]));
+    let plan = converge(&inv, &d, &stopped, "observed");
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::RemoveEtcdMember { .. } | Action::ClearEtcdData { .. })), "{}", text(&plan));
+}
+
+#[test]
+fn a_host_without_the_configured_runtime_socket_blocks_apply() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged_and_asked(&inv, &d);
+    assert!(!converge(&inv, &d, &o, "observed").blocked());
+    o.facts.get_mut("cp-2").unwrap().sockets.clear();
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(plan.blocked());
+    let finding = plan.findings.iter().find(|f| f.fatal).unwrap();
+    assert_eq!(finding.host, "cp-2");
+    assert!(finding.problem.contains("no container runtime socket at /run/kubeha-lab-cri/cri.sock"), "{finding:?}");
+}
+
+/// kubeadm's certificates on cp-2 valid for 20 more days (under the default 90): renewed there alone, after
+/// the control-plane phase; CAs, kubeha's and the kubelet's certificates are not kubeadm's to renew.
+#[test]
+fn kubeadm_certificates_due_are_renewed_one_control_plane_at_a_time() {
+    use crate::facts::certs::HostCerts;
+    use crate::pki::expiry::{Cert, Parsed};
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    o.now = 1_800_000_000;
+    let cert = |host: &str, path: &str, days: i64, ca: bool| Cert::new(host, path, Parsed { subject: "x".into(), not_after: o.now + days * 86_400 + 1, ca });
+    for h in ["cp-1", "cp-2", "cp-3"] {
+        let certs = vec![
+            cert(h, "/etc/kubernetes/pki/ca.crt", 10, true),
+            cert(h, "/etc/kubernetes/pki/front-proxy-ca.crt", 10, true),
+            cert(h, "/etc/kubeha/pki/etcd/server.crt", 10, false),
+            cert(h, "/var/lib/kubelet/pki/kubelet-client-current.pem", 10, false),
+            cert(h, "/etc/kubernetes/pki/apiserver.crt", if h == "cp-2" { 20 } else { 300 }, false),
+            cert(h, "/etc/kubernetes/admin.conf", if h == "cp-2" { 40 } else { 300 }, false),
+        ];
+        o.certs.insert(h.into(), HostCerts { certs, unreadable: vec![] });
+    }
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["certs/cp-2/restart", "verify"], "{}", text(&plan));
+    let s = plan.steps().next().unwrap();
+    assert!(matches!(&s.action, Action::RestartControlPlane { node, renew_certs: true } if node == "cp-2"));
+    assert_eq!(s.reason, "2 of kubeadm's certificates valid for less than 90 days (renewBefore), the first apiserver.crt in 20 days");
+    assert!(
+        text(&plan).contains("cp-2  kubeadm certs renew all, then restart kube-apiserver, kube-controller-manager and kube-scheduler on cp-2 one at a time"),
+        "{}",
+        text(&plan)
+    );
+    assert_eq!(plan.phases.iter().map(|p| p.name).collect::<Vec<_>>(), ["certificates", "verify"]);
+    assert_eq!(plan.phases[0].execution, Execution::Sequential);
+}
+
+/// kubeha renewed the shared API server etcd client pair: etcd restarts one member at a time between gates
+/// (its files changed), then each API server restarts, one control plane at a time, to load it.
+#[test]
+fn a_renewed_etcd_client_certificate_restarts_etcd_then_each_api_server() {
+    let inv = lab();
+    let mut state = ClusterState::create(&inv).unwrap();
+    let o = converged(&inv, &desired_with(&inv, &state));
+    let renewed = state.renew_due(&inv, time::OffsetDateTime::now_utc().unix_timestamp() + 300 * 86_400).unwrap();
+    assert!(!renewed.is_empty());
+    let d = desired_with(&inv, &state);
+    let plan = converge(&inv, &d, &o, "observed");
+    let restarts: Vec<&str> = ids(&plan).into_iter().filter(|i| i.ends_with("/restart")).collect();
+    assert_eq!(
+        restarts,
+        ["etcd/cp-1/restart", "etcd/cp-2/restart", "etcd/cp-3/restart", "certs/cp-1/restart", "certs/cp-2/restart", "certs/cp-3/restart"],
+        "{}",
+        text(&plan)
+    );
+    let gates = plan.steps().filter(|s| matches!(s.action, Action::Gate(_))).count();
+    assert_eq!(gates, 6, "a gate before and after each etcd restart");
+    let api = plan.steps().find(|s| s.id == "certs/cp-1/restart").unwrap();
+    assert!(matches!(api.action, Action::RestartControlPlane { renew_certs: false, .. }));
+    assert_eq!(api.reason, "its API server's etcd client certificate was renewed");
+}
+
+/// A restart killed with the machine left a manifest set aside: that pod stays down until a restart puts
+/// it back, so one is planned although no certificate is due.
+#[test]
+fn a_manifest_left_aside_by_a_dead_restart_is_put_back() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    o.hosts.get_mut("cp-3").unwrap().digests.insert(desired::SET_ASIDE_MANIFESTS[0].into(), "0".repeat(64));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["certs/cp-3/restart", "verify"], "{}", text(&plan));
+    let s = plan.steps().next().unwrap();
+    assert_eq!(s.reason, "an earlier restart left /etc/kubernetes/kube-apiserver.yaml.kubeha out of the manifests: that pod is down");
+    assert!(matches!(s.action, Action::RestartControlPlane { renew_certs: false, .. }));
 }
