@@ -85,7 +85,10 @@ pub fn newest_journal(state: &Path) -> Option<PathBuf> {
 /// Starts kubeha with `args` and SIGKILLs it as soon as its journal records `step` as done (bounded wait).
 pub fn kill_after(inventory: &Path, state: &Path, args: &[&str], step: &str) {
     let before = newest_journal(state);
-    let mut child: Child = kubeha_with(inventory, state, args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Its output is kept for the message when it ends on its own instead of being killed.
+    let log_path = state.join(format!("kill-after-{}.log", step.replace('/', "_")));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child: Child = kubeha_with(inventory, state, args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
     let needle = format!("\"stepId\":\"{step}\"");
     let started = Instant::now();
     loop {
@@ -94,7 +97,8 @@ pub fn kill_after(inventory: &Path, state: &Path, args: &[&str], step: &str) {
             break;
         }
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("kubeha {} ended ({status}) before step {step} was done", args.join(" "));
+            let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("kubeha {} ended ({status}) before step {step} was done:\n{output}", args.join(" "));
         }
         assert!(started.elapsed() < Duration::from_secs(180), "step {step} not done within 180 s");
         std::thread::sleep(Duration::from_millis(50));

@@ -190,8 +190,9 @@ async fn take_one(t: &dyn Transport, dir: &str, me: &Holder, force_unlock: bool)
             Attempt::Found(Looked::Free) => continue,
             Attempt::Found(Looked::Taken(seen)) => seen,
         };
-        match record::judge(&seen, me) {
+        match record::judge(&seen, me, record::process_start) {
             Verdict::Ours => return Ok(()),
+            Verdict::Dead(holder) => eprintln!("kubeha: taking over the cluster lock on {host} from a run of this machine that no longer runs: {holder}"),
             Verdict::Live(_) | Verdict::Stale(..) if force_unlock => {}
             Verdict::Live(holder) => return Err(LockError::Held { host, holder }),
             Verdict::Stale(holder, why) => return Err(LockError::Stale { host, holder, why }),

@@ -21,6 +21,15 @@ pub struct Holder {
     pub command: String,
     /// The operator's clock, for display only.
     pub started_unix: u64,
+    /// The operator machine's /etc/machine-id and the holder process's start time (clock ticks after boot,
+    /// /proc/PID/stat): together with `pid` they name one process on one machine, so a run started on the
+    /// same machine can prove the holder dead (killed, machine rebooted) instead of waiting for its
+    /// heartbeat to go stale. Empty/0 in records of older kubeha and where unreadable: then only the
+    /// heartbeat decides.
+    #[serde(default)]
+    pub machine_id: String,
+    #[serde(default)]
+    pub process_start: u64,
 }
 
 impl Holder {
@@ -35,7 +44,17 @@ impl Holder {
             pid: std::process::id(),
             command: command.to_string(),
             started_unix: super::now_unix(),
+            machine_id: this_machine_id(),
+            process_start: process_start(std::process::id()).unwrap_or(0),
         }
+    }
+
+    /// Whether this holder is a process of this machine that no longer runs: its machine ID is ours and no
+    /// process with its PID and start time exists (a reused PID has another start time). Never true for
+    /// another machine's holder, whatever its host name, nor for a record without the identity fields.
+    pub fn provably_dead(&self, me: &Holder, started: impl Fn(u32) -> Option<u64>) -> bool {
+        let same_machine = !self.machine_id.is_empty() && self.machine_id == me.machine_id;
+        same_machine && self.process_start != 0 && started(self.pid) != Some(self.process_start)
     }
 
     /// `heartbeat_age`: seconds since the record was last refreshed, by the host's clock.
@@ -45,6 +64,24 @@ impl Holder {
             .unwrap_or_else(|_| self.started_unix.to_string());
         format!("`{}` (run {}) by {} pid {}, started {started}, last heartbeat {heartbeat_age} s ago", self.command, self.run_id, self.operator, self.pid)
     }
+}
+
+fn this_machine_id() -> String {
+    std::fs::read_to_string("/etc/machine-id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// A process's start time in clock ticks after boot (field 22 of /proc/PID/stat), `None` when no such
+/// process runs. The command name (field 2) may hold spaces and parentheses: fields are counted after its
+/// last ')'.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_start_time(&stat)
+}
+
+fn stat_start_time(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // After the name: field 3 (state) is the first; field 22 is the 20th.
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// 128 bits from the OS: two runs never draw the same id, wherever and whenever they start.
@@ -105,6 +142,15 @@ pub fn parse_report(stdout: &[u8]) -> Option<Looked> {
     Some(Looked::Taken(Seen { age, record }))
 }
 
+#[cfg(test)]
+#[test]
+fn the_start_time_is_read_after_a_command_name_with_spaces_and_parentheses() {
+    let stat = "4242 (kube ha) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 4 0 987654 123456 789 18446744073709551615";
+    assert_eq!(stat_start_time(stat), Some(987654));
+    assert_eq!(stat_start_time("garbage"), None);
+    assert!(process_start(std::process::id()).is_some_and(|t| t > 0), "this process runs");
+}
+
 /// Whether a lock found on a host may be taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -115,6 +161,9 @@ pub enum Verdict {
     /// Nothing has refreshed it for longer than a live holder ever lets pass: (what it is, why stale).
     /// Taken over only with --force-unlock, because a stale holder may still be inside a long step.
     Stale(String, String),
+    /// A run of this machine that no longer exists (killed, or the machine rebooted): nobody can be
+    /// inside a step of it, so it is taken over without --force-unlock.
+    Dead(String),
 }
 
 impl Seen {
@@ -128,11 +177,14 @@ impl Seen {
     }
 }
 
-/// Judged by the age of the last sign of life only: never by host name or PID, which another machine may
-/// share. A state without a readable record is judged the same way, so that nothing blocks forever.
-pub fn judge(seen: &Seen, me: &Holder) -> Verdict {
+/// Judged by the age of the last sign of life, never by host name or PID alone, which another machine may
+/// share; only a holder of this very machine (machine ID) whose process is gone is known dead at once.
+/// `started` reads a local process's start time (see `process_start`). A state without a readable record
+/// is judged by age, so that nothing blocks forever.
+pub fn judge(seen: &Seen, me: &Holder, started: impl Fn(u32) -> Option<u64>) -> Verdict {
     let silence = match &seen.record {
         Record::Holder(h) if h.run_id == me.run_id => return Verdict::Ours,
+        Record::Holder(h) if h.provably_dead(me, &started) => return Verdict::Dead(seen.describe()),
         Record::Holder(_) => "no heartbeat",
         Record::Missing => "no holder record",
         Record::Unreadable(_) => "no readable record",

@@ -82,7 +82,8 @@ fn set_mtime(path: &Path, unix: u64) {
 
 /// A run from `host` with `pid`, as another operator's machine would start it.
 fn run_on(host: &str, pid: u32) -> Holder {
-    Holder { operator: format!("ops@{host}"), operator_host: host.into(), pid, ..Holder::for_this_run("kubeha apply") }
+    // A machine of its own, not this one (see a_holder_of_this_machine_whose_process_is_gone_is_dead_at_once).
+    Holder { operator: format!("ops@{host}"), operator_host: host.into(), pid, machine_id: format!("machine-of-pid-{pid}"), ..Holder::for_this_run("kubeha apply") }
 }
 
 fn holder_json(h: &Holder) -> Vec<u8> {
@@ -104,15 +105,43 @@ fn run_ids_are_128_random_bits() {
     assert_ne!(a.run_id, b.run_id);
 }
 
+/// No local process has any start time: every PID looks gone.
+fn none_runs(_: u32) -> Option<u64> {
+    None
+}
+
 #[test]
 fn staleness_is_the_heartbeat_age_only() {
     let me = run_on("ops", 1);
-    // Same host name, a PID that cannot exist here: still live while its heartbeat is young.
-    let other = Record::Holder(run_on("ops", u32::MAX));
-    assert!(matches!(record::judge(&Seen { age: 120, record: other.clone() }, &me), Verdict::Live(_)));
-    let stale = record::judge(&Seen { age: 121, record: other }, &me);
+    // Another machine with the same host name and a PID that does not run here: still live while its
+    // heartbeat is young.
+    let other = Record::Holder(Holder { machine_id: "another-machine".into(), ..run_on("ops", u32::MAX) });
+    assert!(matches!(record::judge(&Seen { age: 120, record: other.clone() }, &me, none_runs), Verdict::Live(_)));
+    let stale = record::judge(&Seen { age: 121, record: other }, &me, none_runs);
     assert!(matches!(&stale, Verdict::Stale(_, why) if why == "no heartbeat for 121 s"), "{stale:?}");
-    assert_eq!(record::judge(&Seen { age: 999, record: Record::Holder(me.clone()) }, &me), Verdict::Ours);
+    // A record of an older kubeha (no machine ID, no start time) is judged by its heartbeat alone.
+    let old = Record::Holder(Holder { machine_id: String::new(), process_start: 0, ..run_on("ops", u32::MAX) });
+    assert!(matches!(record::judge(&Seen { age: 5, record: old }, &me, none_runs), Verdict::Live(_)));
+    assert_eq!(record::judge(&Seen { age: 999, record: Record::Holder(me.clone()) }, &me, none_runs), Verdict::Ours);
+}
+
+/// A run of this machine that was SIGKILLed: its PID is gone, or taken by a process that started at
+/// another time. Taken over at once; while that process runs, it is live however quiet.
+#[test]
+fn a_holder_of_this_machine_whose_process_is_gone_is_dead_at_once() {
+    let me = Holder::for_this_run("kubeha apply");
+    assert!(!me.machine_id.is_empty(), "this machine has an ID");
+    let killed = Holder { pid: 4242, process_start: 777, ..Holder::for_this_run("kubeha apply") };
+    let seen = Seen { age: 1, record: Record::Holder(killed.clone()) };
+    assert!(matches!(record::judge(&seen, &me, none_runs), Verdict::Dead(_)));
+    let reused = |pid: u32| (pid == 4242).then_some(778);
+    assert!(matches!(record::judge(&seen, &me, reused), Verdict::Dead(_)), "a reused PID is another process");
+    let still_running = |pid: u32| (pid == 4242).then_some(777);
+    assert!(matches!(record::judge(&seen, &me, still_running), Verdict::Live(_)));
+    // The lock of this very process, dropped without release, is live: the process runs.
+    let mine = Holder::for_this_run("kubeha apply");
+    let seen = Seen { age: 1, record: Record::Holder(mine) };
+    assert!(matches!(record::judge(&seen, &me, record::process_start), Verdict::Live(_)));
 }
 
 #[test]
