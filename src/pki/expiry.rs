@@ -49,6 +49,8 @@ impl Owner {
 pub struct Parsed {
     /// The subject's common name ("" when it has none).
     pub subject: String,
+    /// notBefore, Unix seconds: with notAfter, the lifetime the kubelet's rotation deadline is a share of.
+    pub not_before: i64,
     /// notAfter, Unix seconds.
     pub not_after: i64,
     /// A CA lives 10 years and is renewed by a different procedure (every leaf re-signed): reported, never
@@ -61,7 +63,8 @@ pub fn parse_pem(pem: &str) -> Result<Parsed, String> {
     let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| format!("no PEM certificate: {e}"))?;
     let cert = block.parse_x509().map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let subject = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_string();
-    Ok(Parsed { subject, not_after: cert.validity().not_after.timestamp(), ca: cert.is_ca() })
+    let validity = cert.validity();
+    Ok(Parsed { subject, not_before: validity.not_before.timestamp(), not_after: validity.not_after.timestamp(), ca: cert.is_ca() })
 }
 
 /// One certificate found on one host.
@@ -84,8 +87,30 @@ impl Cert {
         days_left(self.parsed.not_after, now)
     }
 
+    /// A certificate the kubelet rotates itself is late only once the kubelet should have replaced it: a
+    /// fixed 30 days would flag every kubelet certificate issued for less than that (a short-lived cluster
+    /// CA setting), and let a year-long one sit unrotated for a month without a word.
     pub fn level(&self, now: i64) -> Level {
-        level(self.parsed.not_after, now)
+        match self.owner {
+            Owner::Kubelet => kubelet_level(&self.parsed, now),
+            Owner::Kubeha | Owner::Kubeadm => level(self.parsed.not_after, now),
+        }
+    }
+}
+
+/// The kubelet requests a new client certificate at a random point between 70% and 90% of the current
+/// one's lifetime (its certificate manager's jitter); past 90% the rotation is overdue.
+const KUBELET_ROTATION_DEADLINE_PERCENT: i64 = 90;
+
+fn kubelet_level(c: &Parsed, now: i64) -> Level {
+    let lifetime = (c.not_after - c.not_before).max(0);
+    let deadline = c.not_before + lifetime * KUBELET_ROTATION_DEADLINE_PERCENT / 100;
+    if c.not_after <= now {
+        Level::Expired
+    } else if now >= deadline {
+        Level::Expiring
+    } else {
+        Level::Ok
     }
 }
 
@@ -133,9 +158,15 @@ pub fn warning(c: &Cert, now: i64) -> Option<String> {
         Owner::Kubeha | Owner::Kubeadm => "`kubeha apply` renews it",
         Owner::Kubelet => "the kubelet renews it itself; check that it runs and that its CSRs are approved",
     };
+    let late = match c.owner {
+        Owner::Kubelet => ", past the point where the kubelet rotates it",
+        Owner::Kubeha | Owner::Kubeadm => "",
+    };
     match c.level(now) {
         Level::Ok => None,
-        Level::Expiring => Some(format!("certificate {what} expires in {} days, on {}; {fix}", c.days_left(now), rfc3339(c.parsed.not_after))),
+        Level::Expiring => {
+            Some(format!("certificate {what} expires in {} days, on {}{late}; {fix}", c.days_left(now), rfc3339(c.parsed.not_after)))
+        }
         Level::Expired => Some(format!("certificate {what} EXPIRED on {}; {fix}", rfc3339(c.parsed.not_after))),
     }
 }
@@ -153,6 +184,7 @@ mod tests {
         let parsed = parse_pem(&leaf.cert_pem).unwrap();
         assert_eq!(parsed.subject, "cp-1-server");
         assert!(!parsed.ca);
+        assert!((now - parsed.not_before).abs() < 2 * DAY, "issued now, give or take a clock skew allowance");
         assert!((364..=365).contains(&days_left(parsed.not_after, now)), "{}", days_left(parsed.not_after, now));
         let ca = parse_pem(ca.cert_pem()).unwrap();
         assert!(ca.ca && ca.subject == "kubeha-etcd-ca");
@@ -189,10 +221,35 @@ mod tests {
     }
 
     #[test]
+    fn a_kubelet_certificate_is_late_only_past_its_rotation_deadline() {
+        let now = 1_000_000_000;
+        let kubelet = |issued_days_ago: i64, days_left: i64| {
+            let parsed = Parsed { subject: "system:node:cp-1".into(), not_before: now - issued_days_ago * DAY, not_after: now + days_left * DAY, ca: false };
+            Cert::new("cp-1", KUBELET_CLIENT_CERT, parsed)
+        };
+        // Issued for 20 days an hour ago (a short-lived test cluster): 19 days left is not late.
+        assert_eq!(kubelet(1, 19).level(now), Level::Ok);
+        assert_eq!(warning(&kubelet(1, 19), now), None);
+        // A year-long certificate with 30 days left is past 90% of its life: the kubelet should have rotated it.
+        let late = kubelet(335, 30);
+        assert_eq!(late.level(now), Level::Expiring);
+        assert!(warning(&late, now).unwrap().contains("past the point where the kubelet rotates it"), "{:?}", warning(&late, now));
+        assert_eq!(kubelet(300, 65).level(now), Level::Ok);
+        assert_eq!(kubelet(20, -1).level(now), Level::Expired);
+        // The same 30 days left on a kubeadm certificate is a warning.
+        let kubeadm = Cert::new("cp-1", "/etc/kubernetes/pki/apiserver.crt", kubelet(1, 19).parsed);
+        assert_eq!(kubeadm.level(now), Level::Expiring);
+    }
+
+    #[test]
     fn warnings_name_host_path_and_way_out() {
         let now = 1_000_000_000;
         let cert = |days: i64| {
-            Cert::new("cp-1", "/etc/kubernetes/pki/apiserver.crt", Parsed { subject: "kube-apiserver".into(), not_after: now + days * DAY, ca: false })
+            Cert::new(
+                "cp-1",
+                "/etc/kubernetes/pki/apiserver.crt",
+                Parsed { subject: "kube-apiserver".into(), not_before: now - DAY, not_after: now + days * DAY, ca: false },
+            )
         };
         assert_eq!(warning(&cert(31), now), None);
         let w = warning(&cert(12), now).unwrap();
