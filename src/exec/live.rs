@@ -69,6 +69,8 @@ pub struct StoredState {
     pub skipped: Vec<state::SkippedCopy>,
     /// kubeha's certificates re-issued because they were due (see `ClusterState::renew_due`).
     pub renewed: Vec<String>,
+    /// Member certificates re-issued for a host's new address (see `ClusterState::reissue_readdressed`).
+    pub reissued: Vec<String>,
 }
 
 /// The cluster's stored state, or new material when no control plane has any and nothing says a cluster
@@ -90,7 +92,9 @@ pub async fn cluster_state(inv: &Inventory, hosts: &Hosts) -> anyhow::Result<Sto
     // New material was issued a moment ago: nothing in it can be due (and with the short-validity test hook
     // it would be re-issued for nothing).
     let renewed = if new { Vec::new() } else { state.renew_due(inv, time::OffsetDateTime::now_utc().unix_timestamp())? };
-    Ok(StoredState { state, new, skipped: newest.skipped, renewed })
+    let reissued = state.reissue_readdressed(inv)?;
+    state.prune_removed(inv);
+    Ok(StoredState { state, new, skipped: newest.skipped, renewed, reissued })
 }
 
 /// A warning per copy of the state that was passed over, naming its host.
@@ -119,6 +123,16 @@ fn renewed_finding(renewed: &[String], inv: &Inventory) -> Option<plan::Finding>
             renewed.join("; ")
         ),
         fix: "nothing to do: this run stores them and restarts etcd one member at a time between quorum gates (and the API servers, for their etcd client certificate)".into(),
+        fatal: false,
+    })
+}
+
+/// A warning naming the members whose certificates were re-issued for their new addresses.
+fn reissued_finding(reissued: &[String]) -> Option<plan::Finding> {
+    (!reissued.is_empty()).then(|| plan::Finding {
+        host: reissued.iter().filter_map(|r| r.split(' ').next()).collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", "),
+        problem: format!("etcd member certificates name an address the host no longer has and are re-issued: {}", reissued.join("; ")),
+        fix: "nothing to do: this run stores them, updates the member's peer URL and restarts it between quorum gates".into(),
         fatal: false,
     })
 }
@@ -270,7 +284,7 @@ fn peer_address(url: &str) -> Option<std::net::IpAddr> {
 
 /// `leaving_known`: hosts an operator named as leaving whose inventory entries give their SSH address.
 pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving_known: &[Host]) -> anyhow::Result<Planned> {
-    let StoredState { state, new: new_cluster, skipped, renewed } = cluster_state(inv, hosts).await?;
+    let StoredState { state, new: new_cluster, skipped, renewed, reissued } = cluster_state(inv, hosts).await?;
     // Probe with the files of a new cluster (every control plane is probed for the seed's files too), then
     // render for the seed the probe shows: a joined control plane, the inventory's first only when none is.
     let fresh = plan::seed_control_plane(inv, &Observed::default()).map(|h| h.name.clone()).unwrap_or_default();
@@ -290,6 +304,7 @@ pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving
     let mut plan = plan::converge(inv, &desired, &observed, "observed");
     plan.findings.extend(skipped_findings(&skipped, &state));
     plan.findings.extend(renewed_finding(&renewed, inv));
+    plan.findings.extend(reissued_finding(&reissued));
     Ok(Planned { state, new_cluster, desired, observed, plan, leaving })
 }
 

@@ -212,6 +212,9 @@ fn next_run(step: &Step) -> String {
         AddEtcdLearner { .. } | WaitLearnerCaughtUp { .. } | PromoteEtcdLearner { .. } | StartEtcdMember { .. } => {
             "At most one etcd member is in flux (a learner cannot vote, so quorum is unaffected)."
         }
+        UpdateEtcdPeerUrl { .. } => {
+            "The member's peer URL is what etcd last accepted; the next run restarts the member at its new address, or updates the URL again."
+        }
         KubeadmInit { .. } | KubeadmJoinControlPlane { .. } | KubeadmJoinWorker { .. } => {
             "kubeadm stopped on this node; the next run resets this node's kubeadm files (never etcd) and retries."
         }

@@ -82,6 +82,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         Action::EtcdSnapshot { reason } => snapshot::save(t, reason).await.map(|_| false).map_err(fail),
         Action::MoveEtcdLeader { from } => etcd::move_leader_away(t, from).await.map_err(fail),
         Action::RemoveEtcdMember { id, .. } => etcd::remove(t, id).await.map(|_| true).map_err(fail),
+        Action::UpdateEtcdPeerUrl { id, peer_url, .. } => etcd::update_peer_url(t, id, peer_url).await.map_err(fail),
         Action::ClearEtcdData { .. } => etcd::clear_data(t).await.map(|_| true).map_err(fail),
         Action::StartLoadBalancer { files, restart, .. } => {
             let changed = ctx.place(host, files).await?;

@@ -179,6 +179,19 @@ pub async fn remove(t: &dyn Transport, id: &str) -> Result<(), EtcdStepError> {
     reconfigure(t, &["member", "remove", id]).await.map(|_| ())
 }
 
+/// Sets the peer URL of the member with etcd ID `id` (hex); returns whether it changed (an earlier,
+/// interrupted run may have done it already). A member already gone is an error: the plan expected it.
+pub async fn update_peer_url(t: &dyn Transport, id: &str, peer_url: &str) -> Result<bool, EtcdStepError> {
+    let listed = members(t).await?;
+    let Some(m) = listed.iter().find(|m| format!("{:x}", m.id) == id) else {
+        return Err(EtcdStepError::Etcd { host: t.host().to_string(), message: format!("member {id} is no longer in the cluster; run `kubeha plan` again") });
+    };
+    if m.peer_urls.len() == 1 && m.peer_urls[0] == peer_url {
+        return Ok(false);
+    }
+    reconfigure(t, &["member", "update", id, &format!("--peer-urls={peer_url}")]).await.map(|_| true)
+}
+
 /// A leadership transfer ends within a few heartbeats (100 ms each by default); beyond this it failed.
 const LEADER_MOVED_WITHIN: Duration = Duration::from_secs(15);
 

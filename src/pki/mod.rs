@@ -5,6 +5,7 @@
 mod authority;
 pub mod etcd;
 pub mod expiry;
+pub mod sans;
 
 pub use authority::{Authority, Issued, LeafSpec, PrivateKeyPem, TEST_VALIDITY_ENV, discovery_hash, test_validity_days};
 pub use etcd::{APISERVER_ETCD_CLIENT, Contents, EtcdFile, etcd_files, member_file_names, member_files, member_leaves};

@@ -197,7 +197,11 @@ impl Builder<'_> {
             view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
         let lost = self.lost_members();
         let lost_names: Vec<String> = lost.iter().map(|m| m.name.clone()).collect();
-        let tolerated: Vec<String> = leaving_down.iter().chain(&lost_names).cloned().collect();
+        // A re-addressed member usually cannot run until it is moved (its config names an address the host
+        // no longer has): being down is what the move is about, not a reason to refuse it.
+        let moved_down: Vec<String> =
+            self.moved_members().into_iter().filter(|m| view.is_some_and(|v| v.healthy(m).is_err())).map(|m| m.name.clone()).collect();
+        let tolerated: Vec<String> = leaving_down.iter().chain(&lost_names).chain(&moved_down).cloned().collect();
         let running: BTreeSet<String> = self
             .inv
             .control_planes()
@@ -329,6 +333,27 @@ impl Builder<'_> {
                     }
                     self.promote(&mut steps, &m, &checker, &mut voters, "a learner from an unfinished run");
                 }
+                Some(moved) if Self::moved(moved, h) => {
+                    // Re-addressed: the cluster still dials the old peer URL, so the member is pointed at
+                    // the new one first (a membership change the others carry out, between gates), then
+                    // restarts there with its new config and certificates and its data as it was.
+                    let url = peer_url(h);
+                    let change = format!("move {m} to {url}");
+                    let down = moved_down.contains(&m);
+                    let before = Gate::new(GateWhen::Before, &change, &voters).tolerating(if down { std::slice::from_ref(&m) } else { &[] });
+                    steps.push(step(id("gate-before"), &checker, Action::Gate(before), "quorum check"));
+                    self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
+                    if !down && checker != m {
+                        steps.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: m.clone() }, "its peer URL is about to change"));
+                    }
+                    let why = format!("re-addressed: etcd knows it at {}, the inventory says {url}", moved.peer_urls.join(", "));
+                    let update = Action::UpdateEtcdPeerUrl { member: m.clone(), id: format!("{:x}", moved.id), peer_url: url.clone() };
+                    steps.push(step(id("update-peer-url"), &checker, update, why));
+                    install(&mut steps);
+                    // A restart either way: a unit whose config named the old address is failing and restarting.
+                    steps.push(step(id("restart"), &m, start("existing", true), "it serves at its new address"));
+                    steps.push(step(id("gate-after"), &checker, gate(GateWhen::After, &change, &voters), "quorum check"));
+                }
                 Some(_) => match (&stale, active) {
                     (None, true) => {}
                     (Some((files, why)), true) if !self.etcd_needs_restart(&m) => {
@@ -362,6 +387,16 @@ impl Builder<'_> {
         }
         self.refuse_changes_without_full_membership(&steps, &tolerated);
         self.push("etcd", "etcd, one member at a time between quorum gates", Execution::Sequential, steps);
+    }
+
+    /// Members of the inventory that etcd lists under their host's name with another peer URL: hosts moved
+    /// to a new address.
+    fn moved_members(&self) -> Vec<&Member> {
+        self.inv.control_planes().filter_map(|h| self.observed.member(&h.name, &peer_url(h)).filter(|m| Self::moved(m, h))).collect()
+    }
+
+    fn moved(m: &Member, h: &Host) -> bool {
+        m.name == h.name && !m.peer_urls.is_empty() && m.peer_urls != [peer_url(h)]
     }
 
     /// Whether a running member must restart for its files: any changed file but etcdctl's environment
@@ -500,7 +535,14 @@ impl Builder<'_> {
 
     /// Whether `h` is a working node: kubeadm left kubelet.conf and the node is registered.
     fn joined(&self, h: &Host) -> bool {
-        self.observed.host(&h.name).has(KUBELET_CONF) && self.observed.registered(&h.name)
+        self.observed.host(&h.name).has(KUBELET_CONF) && self.observed.registered(&h.name) && self.registered_at(h).is_none()
+    }
+
+    /// The address a node registered with when it is not its host's address now (a re-addressed host):
+    /// its kubelet, and on a control plane its API server's certificate and manifest, still carry the old
+    /// one, so the node is reset and joined again (kubeadm reset never touches kubeha's etcd).
+    fn registered_at(&self, h: &Host) -> Option<std::net::IpAddr> {
+        self.observed.node_addresses.get(&h.name).copied().filter(|a| *a != h.address)
     }
 
     /// kubeadm refuses to run over an earlier attempt's files; `kubeadm reset -f` clears them (never etcd).
@@ -510,6 +552,9 @@ impl Builder<'_> {
     }
 
     fn join_reason(&self, h: &Host) -> String {
+        if let Some(old) = self.registered_at(h).filter(|_| self.observed.registered(&h.name)) {
+            return format!("re-addressed: the node registered at {old}, the inventory says {}; reset and joined again there", h.address);
+        }
         if self.observed.host(&h.name).has(KUBELET_CONF) { "joined files present but the node is not registered".into() } else { "not joined".into() }
     }
 

@@ -60,6 +60,7 @@ pub fn describe(action: &Action) -> String {
         Action::EtcdSnapshot { reason } => format!("etcd snapshot {reason}, verified, kept in the rotation on this member"),
         Action::MoveEtcdLeader { from } => format!("move etcd leadership away from {from} if it leads"),
         Action::RemoveEtcdMember { member, id } => format!("remove etcd member {member} (ID {id})"),
+        Action::UpdateEtcdPeerUrl { member, id, peer_url } => format!("update etcd member {member} (ID {id}) to peer URL {peer_url}"),
         Action::ClearEtcdData { member } => format!("stop etcd on {member} and move its old data dir aside"),
         Action::StartLoadBalancer { services, restart, .. } => {
             format!("configure and {} {}", if *restart { "reload (or start)" } else { "start" }, services.join(" and "))

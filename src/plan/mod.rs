@@ -124,6 +124,14 @@ pub enum Action {
         /// etcd's member ID in hex, as etcdctl takes it.
         id: String,
     },
+    /// Points a member at its host's new address (`etcdctl member update`): the other members dial the
+    /// peer URL the cluster records, so a re-addressed member must be updated before it restarts there.
+    UpdateEtcdPeerUrl {
+        member: String,
+        /// etcd's member ID in hex.
+        id: String,
+        peer_url: String,
+    },
     /// Stops etcd and moves its data dir aside on a host that is not a member of the cluster but has data of
     /// an earlier one (removed, or left behind by a restore): it would otherwise rejoin with that old data.
     ClearEtcdData {
@@ -219,7 +227,10 @@ pub enum Action {
 impl Action {
     /// Whether the step changes etcd's membership (what gates and snapshots guard).
     pub fn changes_membership(&self) -> bool {
-        matches!(self, Action::AddEtcdLearner { .. } | Action::PromoteEtcdLearner { .. } | Action::RemoveEtcdMember { .. })
+        matches!(
+            self,
+            Action::AddEtcdLearner { .. } | Action::PromoteEtcdLearner { .. } | Action::RemoveEtcdMember { .. } | Action::UpdateEtcdPeerUrl { .. }
+        )
     }
 
     pub fn changes(&self) -> bool {

@@ -4,7 +4,7 @@
 //! material is what makes a second apply render byte-identical files (idempotence), and what lets a run
 //! killed midway resume with the same token, keys and certificates it had already handed out.
 use crate::inventory::Inventory;
-use crate::pki::{self, Authority, Contents, EtcdFile, PkiError, PrivateKeyPem, expiry};
+use crate::pki::{self, Authority, Contents, EtcdFile, PkiError, PrivateKeyPem, expiry, sans};
 use crate::render::secrets::{Secrets, SecretsError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -138,6 +138,62 @@ impl ClusterState {
         self.share_apiserver_etcd_client();
         self.generation += 1;
         Ok(renewed)
+    }
+
+    /// Re-issues a member's server and peer certificates when they were issued for other addresses or names
+    /// than the inventory gives its host now (a re-addressed host): etcd's peers and the API servers check
+    /// the address they dial against these. Client certificates carry no address and are kept. Returns one
+    /// line per re-issued certificate ("cp-2 peer.crt: issued for 198.18.0.12, the host is 198.18.0.22");
+    /// with any, the state has a new generation.
+    pub fn reissue_readdressed(&mut self, inv: &Inventory) -> Result<Vec<String>, StateError> {
+        let mut stale: Vec<(String, &str, &str, pki::LeafSpec, String)> = Vec::new();
+        for host in inv.control_planes() {
+            let Some(files) = self.etcd_members.get(&host.name) else { continue };
+            for (cert, key, spec) in pki::member_leaves(host).into_iter().filter(|(_, _, s)| !s.ips.is_empty()) {
+                let Some(Contents::Certificate(pem)) = files.get(cert) else { continue };
+                let want = sans::Sans { dns: spec.dns_names.iter().cloned().collect(), ips: spec.ips.iter().copied().collect() };
+                // An unreadable certificate is re-issued like a mismatched one.
+                let have = sans::read(pem).unwrap_or_default();
+                if have != want {
+                    let had: Vec<String> = have.ips.difference(&want.ips).map(|ip| ip.to_string()).collect();
+                    let why = if had.is_empty() {
+                        "its names differ from the inventory's".to_string()
+                    } else {
+                        format!("issued for {}, the host is {}", had.join(", "), host.address)
+                    };
+                    stale.push((host.name.clone(), cert, key, spec, why));
+                }
+            }
+        }
+        if stale.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ca = Authority::from_pem(&self.etcd_ca.cert, &self.etcd_ca.key)?;
+        let mut reissued = Vec::new();
+        for (member, cert, key, spec, why) in stale {
+            let issued = ca.issue(&spec)?;
+            let files = self.etcd_members.entry(member.clone()).or_default();
+            files.insert(cert.to_string(), Contents::Certificate(issued.cert_pem));
+            files.insert(key.to_string(), Contents::Key(issued.key_pem));
+            reissued.push(format!("{member} {cert}: {why}"));
+        }
+        self.generation += 1;
+        Ok(reissued)
+    }
+
+    /// Forgets the certificates of members the inventory no longer lists as control planes: a removed
+    /// member's keys are not kept in every copy of the state forever, and a host added again later under
+    /// that name gets new ones. The shared API server pair survives (every member holds the same one).
+    /// Returns the names forgotten; with any, the state has a new generation.
+    pub fn prune_removed(&mut self, inv: &Inventory) -> Vec<String> {
+        let gone: Vec<String> = self.etcd_members.keys().filter(|name| !inv.control_planes().any(|h| &h.name == *name)).cloned().collect();
+        for name in &gone {
+            self.etcd_members.remove(name);
+        }
+        if !gone.is_empty() {
+            self.generation += 1;
+        }
+        gone
     }
 
     /// Gives every member the same API server etcd client pair (the first member's, in name order). A

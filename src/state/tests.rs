@@ -143,3 +143,50 @@ fn certificates_due_are_renewed_once_and_the_api_server_pair_stays_shared() {
     }
     assert!(state.renew_due(&inv, now).unwrap().is_empty(), "renewed certificates are not due again");
 }
+
+/// A host moved to another address keeps its name: its server and peer certificates name the old address,
+/// so they are re-issued for the new one (client certificates and the other members' files stay), once.
+#[test]
+fn a_readdressed_member_gets_server_and_peer_certificates_for_its_new_address() {
+    let inv = lab();
+    let mut state = ClusterState::create(&inv).unwrap();
+    assert!(state.reissue_readdressed(&inv).unwrap().is_empty(), "fresh certificates match their hosts");
+    let before = state.clone();
+    let mut moved = inv.clone();
+    let cp2 = moved.hosts.iter_mut().find(|h| h.name == "cp-2").unwrap();
+    cp2.address = "198.18.0.23".parse().unwrap();
+    let reissued = state.reissue_readdressed(&moved).unwrap();
+    assert_eq!(
+        reissued,
+        ["cp-2 server.crt: issued for 198.18.0.12, the host is 198.18.0.23", "cp-2 peer.crt: issued for 198.18.0.12, the host is 198.18.0.23"]
+    );
+    assert_eq!(state.generation, before.generation + 1);
+    for name in ["server.crt", "server.key", "peer.crt", "peer.key"] {
+        assert!(state.etcd_members["cp-2"][name] != before.etcd_members["cp-2"][name], "{name}");
+    }
+    for name in ["kubeha-etcd-client.crt", "apiserver-etcd-client.crt", "ca.crt"] {
+        assert!(state.etcd_members["cp-2"][name] == before.etcd_members["cp-2"][name], "{name}");
+    }
+    assert!(state.etcd_members["cp-1"] == before.etcd_members["cp-1"]);
+    let Contents::Certificate(pem) = &state.etcd_members["cp-2"]["peer.crt"] else { panic!() };
+    assert!(pki::sans::read(pem).unwrap().ips.contains(&"198.18.0.23".parse().unwrap()));
+    assert!(state.reissue_readdressed(&moved).unwrap().is_empty(), "re-issued once");
+}
+
+/// A control plane taken out of the inventory loses its certificates from the state; the others keep the
+/// shared API server pair even when the member that first held it goes.
+#[test]
+fn removed_members_are_pruned_and_the_shared_pair_survives() {
+    let inv = lab();
+    let mut state = ClusterState::create(&inv).unwrap();
+    assert!(state.prune_removed(&inv).is_empty());
+    let pair = state.etcd_members["cp-1"][pki::APISERVER_ETCD_CLIENT.0].clone();
+    let generation = state.generation;
+    let mut smaller = inv.clone();
+    smaller.hosts.retain(|h| h.name != "cp-1");
+    assert_eq!(state.prune_removed(&smaller), ["cp-1"]);
+    assert_eq!(state.generation, generation + 1);
+    assert!(!state.etcd_members.contains_key("cp-1"));
+    assert!(!state.share_apiserver_etcd_client(), "the remaining members already hold the same pair");
+    assert!(state.etcd_members["cp-2"][pki::APISERVER_ETCD_CLIENT.0] == pair);
+}

@@ -158,7 +158,7 @@ mod tests {
     const DAY: i64 = 86_400;
 
     fn cert(host: &str, path: &str, days: i64) -> Cert {
-        Cert::new(host, path, Parsed { subject: path.rsplit('/').next().unwrap().into(), not_after: NOW + days * DAY + 60, ca: false })
+        Cert::new(host, path, Parsed { subject: path.rsplit('/').next().unwrap().into(), not_before: NOW - DAY, not_after: NOW + days * DAY + 60, ca: false })
     }
 
     fn seen(certs: Vec<Cert>) -> Seen {

@@ -873,7 +873,7 @@ fn kubeadm_certificates_due_are_renewed_one_control_plane_at_a_time() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.now = 1_800_000_000;
-    let cert = |host: &str, path: &str, days: i64, ca: bool| Cert::new(host, path, Parsed { subject: "x".into(), not_after: o.now + days * 86_400 + 1, ca });
+    let cert = |host: &str, path: &str, days: i64, ca: bool| Cert::new(host, path, Parsed { subject: "x".into(), not_before: o.now - 86_400, not_after: o.now + days * 86_400 + 1, ca });
     for h in ["cp-1", "cp-2", "cp-3"] {
         let certs = vec![
             cert(h, "/etc/kubernetes/pki/ca.crt", 10, true),
@@ -937,4 +937,54 @@ fn a_manifest_left_aside_by_a_dead_restart_is_put_back() {
     let s = plan.steps().next().unwrap();
     assert_eq!(s.reason, "an earlier restart left /etc/kubernetes/kube-apiserver.yaml.kubeha out of the manifests: that pod is down");
     assert!(matches!(s.action, Action::RestartControlPlane { renew_certs: false, .. }));
+}
+
+/// cp-2 moved from 198.18.0.12 to 198.18.0.23 (issue 12 #12). Its etcd cannot bind the old address and does
+/// not answer; etcd still lists it at the old peer URL and its Node at the old InternalIP. The member is
+/// pointed at its new URL between gates that tolerate only it being down, restarts there with certificates
+/// for the new address, and the node is reset and joined again; nothing is retired or removed.
+#[test]
+fn a_readdressed_control_plane_is_moved_between_gates_and_joined_again() {
+    let lab = lab();
+    let inv = edited_lab("readdressed.yaml", |t| t.replace("{name: cp-2, address: 198.18.0.12", "{name: cp-2, address: 198.18.0.23"));
+    let mut state = ClusterState::create(&lab).unwrap();
+    let before = desired_with(&lab, &state);
+    assert_eq!(state.reissue_readdressed(&inv).unwrap().len(), 2, "server and peer certificates");
+    let d = desired_with(&inv, &state);
+    let mut o = converged(&lab, &before);
+    o.node_addresses = lab.hosts.iter().map(|h| (h.name.clone(), h.address)).collect();
+    o.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
+    o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
+    o.etcd_answers.remove("cp-2");
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(!plan.blocked(), "{}", text(&plan));
+    let moved: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).filter(|id| !id.starts_with("etcd/cp-1/") && !id.starts_with("etcd/cp-3/")).collect();
+    assert_eq!(
+        moved,
+        ["etcd/cp-2/gate-before", "etcd/snapshot", "etcd/cp-2/update-peer-url", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after"],
+        "{}",
+        text(&plan)
+    );
+    let find = |id: &str| plan.steps().find(|s| s.id == id).unwrap_or_else(|| panic!("{id}: {}", text(&plan)));
+    let Action::Gate(gate_before) = &find("etcd/cp-2/gate-before").action else { panic!() };
+    assert_eq!(gate_before.may_be_down, ["cp-2"]);
+    assert_eq!(crate::etcd::gate::evaluate(gate_before, o.etcd.as_ref().unwrap()), Ok(()));
+    let update = find("etcd/cp-2/update-peer-url");
+    assert_ne!(update.host, "cp-2", "the others carry out the change");
+    assert!(
+        matches!(&update.action, Action::UpdateEtcdPeerUrl { id, peer_url, .. } if id == "2" && peer_url == "https://198.18.0.23:2380"),
+        "{update:?}"
+    );
+    assert!(update.reason.contains("https://198.18.0.12:2380"), "{}", update.reason);
+    let Action::InstallEtcdFiles { files, .. } = &find("etcd/cp-2/files").action else { panic!() };
+    assert!(files.iter().any(|f| f.ends_with("peer.crt")) && files.iter().any(|f| f.ends_with("etcd.conf.yml")), "{files:?}");
+    let Action::Gate(gate_after) = &find("etcd/cp-2/gate-after").action else { panic!() };
+    assert!(gate_after.may_be_down.is_empty() && gate_after.voters.contains(&"cp-2".to_string()));
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::MoveEtcdLeader { .. })), "a member that does not answer cannot lead");
+    // Kubernetes: cp-2 rejoins at its new address after a reset; no host is retired.
+    let join = find("kubeadm/cp-2/join");
+    assert!(matches!(join.action, Action::KubeadmJoinControlPlane { reset_first: true, .. }), "{join:?}");
+    assert!(join.reason.contains("re-addressed") && join.reason.contains("198.18.0.12"), "{}", join.reason);
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::ResetHost { .. } | Action::RemoveNode { .. } | Action::RemoveEtcdMember { .. })));
+    assert!(!plan.steps().any(|s| s.id.starts_with("workers/")), "workers stay: {}", text(&plan));
 }
