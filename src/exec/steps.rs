@@ -72,6 +72,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             Ok(changed)
         }
         Action::InstallEtcdFiles { files, .. } => ctx.place(host, files).await,
+        Action::FixFileModes { files } => files::set_modes(t, files).await.map_err(fail),
         Action::StartEtcdMember { restart, initial_cluster, initial_cluster_state, .. } => {
             etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == "new").await.map(|_| true).map_err(fail)
         }
