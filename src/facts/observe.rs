@@ -2,8 +2,8 @@
 //! owner of every file holding a secret (see `secret_files`), whether its services run, and the host's
 //! addresses (who holds the VIP). One exec per host, parsed by a pure function; the planner
 //! compares this with what it would render.
-use super::secret_files;
 pub use super::secret_files::FileMeta;
+use super::secret_files::{self, STAT};
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -96,9 +96,6 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
     s.push_str("ip -o addr show 2>/dev/null | awk '{print \"addr \" $4}'\necho end\n");
     s
 }
-
-/// Mode, owner and group in the words `FileMeta::parse` reads.
-const STAT: &str = "stat -c '%a %U %G'";
 
 /// Parses the script's output. A line it does not understand is an error (a probe that printed something
 /// unexpected is not a probe to plan from), and so is a missing `end`: the output was cut short.

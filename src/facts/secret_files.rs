@@ -14,13 +14,17 @@ pub struct FileMeta {
     pub group: String,
 }
 
+/// Mode, owner and group of a file, in the words `FileMeta::parse` reads. `-L`: of the file a symlink points
+/// at (kubelet-client-current.pem is one), the file whose contents are read and hashed.
+pub const STAT: &str = "stat -L -c '%a %U %G'";
+
 impl FileMeta {
     /// Readable (or writable) by anyone but its owner: a secret in such a file is no longer one.
     pub fn open_to_others(&self) -> bool {
         self.mode & 0o077 != 0
     }
 
-    /// `stat -c '%a %U %G'` output: "600 root root".
+    /// `STAT` output: "600 root root".
     pub fn parse(words: &str) -> Option<FileMeta> {
         let mut w = words.split(' ');
         let (mode, owner, group) = (w.next()?, w.next()?, w.next()?);
@@ -49,12 +53,11 @@ pub const SECRET_FILES: &[(&str, &str)] = &[
 /// What a secret file kubeha did not write is tightened to: kubeadm and the kubelet write them 0600 root:root.
 pub const PRIVATE: u32 = 0o600;
 
-/// The shell: `secret <mode> <owner> <group> <path>` per existing file matching SECRET_FILES. `stat -L`
-/// follows symlinks (kubelet-client-current.pem is one), so the mode is that of the file holding the key.
-/// A pattern without matches stays unexpanded in the loop and fails `-f`: skipped.
+/// The shell: `secret <mode> <owner> <group> <path>` per existing file matching SECRET_FILES. A pattern
+/// without matches stays unexpanded in the loop and fails `-f`: skipped.
 pub fn lines() -> String {
     let patterns: Vec<&str> = SECRET_FILES.iter().map(|(p, _)| *p).collect();
-    format!("for f in {}; do if [ -f \"$f\" ]; then printf 'secret %s %s\\n' \"$(stat -L -c '%a %U %G' -- \"$f\")\" \"$f\"; fi; done\n", patterns.join(" "))
+    format!("for f in {}; do if [ -f \"$f\" ]; then printf 'secret %s %s\\n' \"$({STAT} -- \"$f\")\" \"$f\"; fi; done\n", patterns.join(" "))
 }
 
 /// One `secret` line's words after the keyword: (path, meta). None when malformed.
