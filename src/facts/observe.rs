@@ -121,6 +121,11 @@ pub fn parse(output: &str) -> Result<HostState, String> {
             state.meta.insert(path.to_string(), meta);
             continue;
         }
+        // The value is the rest of the line: whatever the config says, an operator's comment included.
+        if let Some(value) = line.strip_prefix("etcd-initial-cluster-state ") {
+            state.etcd_initial_cluster_state = Some(value.trim().to_string());
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("secret ") {
             let (path, meta) = secret_files::parse_line(rest).ok_or_else(bad)?;
             state.meta.insert(path.clone(), meta);
@@ -133,9 +138,6 @@ pub fn parse(output: &str) -> Result<HostState, String> {
                 state.active.insert(name.to_string(), state_word == Some("active"));
             }
             (Some("addr"), Some(cidr), None) => state.addresses.push(cidr.split('/').next().unwrap_or_default().parse().map_err(|_| bad())?),
-            (Some("etcd-initial-cluster-state"), value, None) => {
-                state.etcd_initial_cluster_state = Some(value.unwrap_or_default().trim().to_string());
-            }
             (Some("end"), None, None) => complete = true,
             _ => return Err(bad()),
         }
@@ -192,6 +194,8 @@ mod tests {
             assert!(err.contains("cannot understand"), "{bad}: {err}");
         }
         assert!(parse("end\nunit etcd active\n").is_err(), "nothing after the end");
+        let commented = parse("etcd-initial-cluster-state existing # set by kubeha\nend\n").unwrap();
+        assert_eq!(commented.etcd_initial_cluster_state.as_deref(), Some("existing # set by kubeha"));
     }
 
     #[test]

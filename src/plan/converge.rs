@@ -234,7 +234,11 @@ impl Builder<'_> {
         // replaced learner-first: the newcomer joins as a learner and catches up, the old member goes, then
         // the newcomer is promoted, so the cluster never waits with one voter short for a copy to stream.
         // Dead members leave first as before (they are already missing).
-        let joining = if voters.is_empty() { 0 } else { self.inv.control_planes().filter(|h| self.observed.member(&h.name, &peer_url(h)).is_none()).count() };
+        let joining = if voters.is_empty() {
+            0
+        } else {
+            self.inv.control_planes().filter(|h| self.observed.member(&h.name, &peer_url(h)).is_none()).count()
+        };
         let mut replaced: std::collections::VecDeque<&Member> =
             leaving.iter().copied().filter(|m| !m.is_learner && !m.name.is_empty() && !leaving_down.contains(&m.name)).take(joining).collect();
         let mut snapshot_taken = false;
@@ -803,9 +807,9 @@ impl Builder<'_> {
 
     /// Files whose contents are right but whose mode or owner drifted (a key made world-readable, a chown
     /// to another user): kubeha's own files back to their desired mode, secret files kubeadm or the kubelet
-    /// wrote back to 0600 once others can read them; owner root:root for both. A chmod/chown step per host,
-    /// not an upload, so no restart decision sees it (those compare contents only: `stale`, `differs`,
-    /// `etcd_needs_restart`). Built after every other phase, so files a step of this plan uploads anyway
+    /// wrote (on joined nodes) back to 0600 once others can read them; owner root:root for both. A
+    /// chmod/chown step per host, not an upload, so no restart decision sees it (those compare contents
+    /// only: `stale`, `differs`, `etcd_needs_restart`). Built after every other phase, so files a step of this plan uploads anyway
     /// (the upload sets mode and owner) are left out; placed right after the cluster state, so a secret
     /// exposed is closed before the long phases run.
     fn file_modes(&mut self) {
@@ -820,7 +824,9 @@ impl Builder<'_> {
                     drifted.push((&f.path, have, f.mode));
                 }
             }
-            let theirs = state.secret_files.iter().filter(|p| self.desired.file(&h.name, p).is_none() && !placed.contains(p.as_str()));
+            // kubeadm's files on a host that is not joined are leftovers the join's `kubeadm reset` removes.
+            let joined = self.joined(h);
+            let theirs = state.secret_files.iter().filter(|p| joined && self.desired.file(&h.name, p).is_none() && !placed.contains(p.as_str()));
             for p in theirs {
                 if let Some(have) = state.meta(p).filter(|m| m.open_to_others() || !owned(m)) {
                     drifted.push((p, have, if have.open_to_others() { secret_files::PRIVATE } else { have.mode }));

@@ -1037,8 +1037,12 @@ fn a_kubeadm_key_others_can_read_is_set_back_to_0600() {
     let mut o2 = converged(&inv, &d);
     o2.hosts.get_mut("cp-3").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o644));
     o2.nodes.as_mut().unwrap().remove("wk-2");
+    // wk-2 is not registered: its kubelet.conf is a leftover the join's reset removes, not chmodded first.
+    o2.hosts.get_mut("wk-2").unwrap().meta.insert(KUBELET_CONF.into(), root_owned(0o644));
     let plan = converge(&inv, &d, &o2, "observed");
     assert_eq!(plan.phases.first().map(|p| p.name), Some("file-modes"), "{}", text(&plan));
+    assert_eq!(file_modes(&plan).iter().map(|(host, ..)| *host).collect::<Vec<_>>(), ["cp-3"], "{}", text(&plan));
+    assert!(plan.steps().any(|s| matches!(s.action, Action::KubeadmJoinWorker { reset_first: true, .. })));
 }
 
 #[test]
