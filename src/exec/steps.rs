@@ -205,6 +205,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mode_fix_is_one_chown_and_chmod_in_place_and_no_upload() {
+        let cp2 = Arc::new(RecordingTransport::new("cp-2"));
+        let ctx = context(&cp2);
+        let files = vec![crate::plan::FileMode { path: "/etc/kubeha/pki/etcd/server.key".into(), mode: 0o600 }];
+        let step = Step { id: "file-modes/cp-2".into(), host: "cp-2".into(), action: Action::FixFileModes { files }, reason: "r".into() };
+        assert!(run(&step, &ctx).await.expect("mode step"));
+        let effects = cp2.recorded();
+        let [Recorded::Exec { script, .. }] = effects.as_slice() else { panic!("one command, no upload: {effects:?}") };
+        assert_eq!(
+            script,
+            "set -e\nif [ -f /etc/kubeha/pki/etcd/server.key ]; then chown -- root:root /etc/kubeha/pki/etcd/server.key; chmod 0600 -- /etc/kubeha/pki/etcd/server.key; fi\n"
+        );
+    }
+
+    #[tokio::test]
     async fn a_join_without_leftovers_does_not_reset() {
         let cp2 = Arc::new(RecordingTransport::new("cp-2"));
         let ctx = context(&cp2);
