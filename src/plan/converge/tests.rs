@@ -986,6 +986,11 @@ fn a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing() {
     let shown = text(&plan);
     assert!(shown.contains("chmod/chown /etc/kubeha/pki/etcd/server.key 0600 in place, owner root:root (no upload, nothing restarts)"), "{shown}");
     assert!(!plan.steps().any(|s| matches!(s.action, Action::Gate(_) | Action::StartEtcdMember { .. } | Action::RestartControlPlane { .. })));
+    // The seed's kubeadm config (it holds the bootstrap token) made readable: chmodded, not uploaded again.
+    o.hosts.get_mut("cp-1").unwrap().meta.insert(KUBEADM_CONFIG.into(), root_owned(0o644));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["file-modes/cp-1", "file-modes/cp-2", "verify"], "{}", text(&plan));
+    assert_eq!(file_modes(&plan)[0], ("cp-1", &[mode(KUBEADM_CONFIG, 0o600)][..], "kubeadm.yaml mode 0644, want 0600"));
 }
 
 #[test]
