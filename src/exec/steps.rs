@@ -72,6 +72,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             Ok(changed)
         }
         Action::InstallEtcdFiles { files, .. } => ctx.place(host, files).await,
+        Action::FixFileModes { files } => files::set_modes(t, files).await.map_err(fail),
         Action::StartEtcdMember { restart, initial_cluster, initial_cluster_state, .. } => {
             etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == "new").await.map(|_| true).map_err(fail)
         }
@@ -202,6 +203,21 @@ mod tests {
         let init = position(&effects, exec("kubeadm init --config"));
         assert!(reset < ca && ca < init, "order must be reset, place the CA, init: {:?}", cp1.scripts());
         assert!(!effects[init..].iter().any(exec("reset")), "no reset after the CA is placed: {:?}", cp1.scripts());
+    }
+
+    #[tokio::test]
+    async fn a_mode_fix_is_one_chown_and_chmod_in_place_and_no_upload() {
+        let cp2 = Arc::new(RecordingTransport::new("cp-2"));
+        let ctx = context(&cp2);
+        let files = vec![crate::plan::FileMode { path: "/etc/kubeha/pki/etcd/server.key".into(), mode: 0o600 }];
+        let step = Step { id: "file-modes/cp-2".into(), host: "cp-2".into(), action: Action::FixFileModes { files }, reason: "r".into() };
+        assert!(run(&step, &ctx).await.expect("mode step"));
+        let effects = cp2.recorded();
+        let [Recorded::Exec { script, .. }] = effects.as_slice() else { panic!("one command, no upload: {effects:?}") };
+        assert_eq!(
+            script,
+            "set -e\nif [ -f /etc/kubeha/pki/etcd/server.key ]; then chown -- root:root /etc/kubeha/pki/etcd/server.key; chmod 0600 -- /etc/kubeha/pki/etcd/server.key; fi\n"
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ pub mod observe;
 pub mod parse;
 pub mod report;
 pub mod script;
+pub mod secret_files;
 
 use parse::{Installed, Sections};
 

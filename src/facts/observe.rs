@@ -1,8 +1,11 @@
-//! What kubeha itself has put on a host: the digest of every file it manages, whether its services run, and
-//! the host's addresses (who holds the VIP). One exec per host, parsed by a pure function; the planner
+//! What kubeha itself has put on a host: the digest, mode and owner of every file it manages, the mode and
+//! owner of every file holding a secret (see `secret_files`), whether its services run, and the host's
+//! addresses (who holds the VIP). One exec per host, parsed by a pure function; the planner
 //! compares this with what it would render.
+pub use super::secret_files::FileMeta;
+use super::secret_files::{self, STAT};
 use crate::ssh::{Command, SshError, Transport, quote};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -11,6 +14,10 @@ use std::time::Duration;
 pub struct HostState {
     /// Path -> lower-case hex SHA-256 of its contents; absent files are missing from the map.
     pub digests: BTreeMap<String, String>,
+    /// Path -> mode, owner and group, for every file with a digest and every secret file found.
+    pub meta: BTreeMap<String, FileMeta>,
+    /// The files of `secret_files::SECRET_FILES` found on the host (their metadata is in `meta`).
+    pub secret_files: BTreeSet<String>,
     /// Unit name (without .service) -> active right now.
     pub active: BTreeMap<String, bool>,
     pub addresses: Vec<IpAddr>,
@@ -22,6 +29,10 @@ pub struct HostState {
 impl HostState {
     pub fn digest(&self, path: &str) -> Option<&str> {
         self.digests.get(path).map(String::as_str)
+    }
+
+    pub fn meta(&self, path: &str) -> Option<&FileMeta> {
+        self.meta.get(path)
     }
 
     pub fn has(&self, path: &str) -> bool {
@@ -59,17 +70,20 @@ pub fn runtime_digest(contents: &[u8]) -> String {
     crate::plan::desired::sha256_hex(kept.as_bytes())
 }
 
-/// The script: `file <sha256> <path>` per existing file, `unit <name> <state>` per unit, `addr <ip>` per
-/// address. Paths and unit names are quoted; sha256sum reads the file by redirection so odd names are safe.
+/// The script: `file <sha256> <mode> <owner> <group> <path>` per existing file, `secret <mode> <owner>
+/// <group> <path>` per secret file, `unit <name> <state>` per unit, `addr <ip>` per address. Paths and unit
+/// names are quoted; sha256sum reads the file by redirection so odd names are safe.
 pub fn script(paths: &[&str], units: &[&str]) -> String {
     let mut s = String::from("PATH=\"$PATH:/usr/sbin:/sbin\"\n");
     for p in paths {
         let q = quote::quote(p);
-        s.push_str(&format!("if [ -f {q} ]; then printf 'file %s %s\\n' \"$(sha256sum < {q} | cut -c1-64)\" {q}; fi\n"));
+        s.push_str(&format!("if [ -f {q} ]; then printf 'file %s %s %s\\n' \"$(sha256sum < {q} | cut -c1-64)\" \"$({STAT} -- {q})\" {q}; fi\n"));
     }
     if paths.contains(&ETCD_CONFIG) {
         let (q, runtime) = (quote::quote(ETCD_CONFIG), quote::quote(ETCD_CONFIG_RUNTIME));
-        s.push_str(&format!("if [ -f {q} ]; then printf 'file %s %s\\n' \"$(grep -v -E '{BOOTSTRAP_ONLY}' < {q} | sha256sum | cut -c1-64)\" {runtime}; fi\n"));
+        s.push_str(&format!(
+            "if [ -f {q} ]; then printf 'file %s %s %s\\n' \"$(grep -v -E '{BOOTSTRAP_ONLY}' < {q} | sha256sum | cut -c1-64)\" \"$({STAT} -- {q})\" {runtime}; fi\n"
+        ));
         s.push_str(&format!(
             "if [ -f {q} ]; then printf 'etcd-initial-cluster-state %s\\n' \"$(sed -n 's/^initial-cluster-state:[[:space:]]*//p' < {q} | head -n 1 | tr -d '\"')\"; fi\n"
         ));
@@ -78,45 +92,66 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
         let q = quote::quote(u);
         s.push_str(&format!("printf 'unit %s %s\\n' {q} \"$(systemctl is-active {q}.service 2>/dev/null || true)\"\n"));
     }
+    s.push_str(&secret_files::lines());
     s.push_str("ip -o addr show 2>/dev/null | awk '{print \"addr \" $4}'\necho end\n");
     s
 }
 
-/// Parses the script's output. Unknown lines are ignored; a missing `end` means the output was cut short.
-pub fn parse(output: &str) -> Option<HostState> {
+/// Parses the script's output. A line it does not understand is an error (a probe that printed something
+/// unexpected is not a probe to plan from), and so is a missing `end`: the output was cut short.
+pub fn parse(output: &str) -> Result<HostState, String> {
     let mut state = HostState::default();
     let mut complete = false;
     for line in output.lines() {
+        let bad = || format!("cannot understand {line:?}");
+        if complete {
+            return Err(format!("{} after the end", bad()));
+        }
+        if let Some(rest) = line.strip_prefix("file ") {
+            let mut words = rest.splitn(5, ' ');
+            let (Some(digest), Some(mode), Some(owner), Some(group), Some(path)) = (words.next(), words.next(), words.next(), words.next(), words.next())
+            else {
+                return Err(bad());
+            };
+            let meta = FileMeta::parse(&format!("{mode} {owner} {group}")).ok_or_else(bad)?;
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) || !path.starts_with('/') {
+                return Err(bad());
+            }
+            state.digests.insert(path.to_string(), digest.to_string());
+            state.meta.insert(path.to_string(), meta);
+            continue;
+        }
+        // The value is the rest of the line: whatever the config says, an operator's comment included.
+        if let Some(value) = line.strip_prefix("etcd-initial-cluster-state ") {
+            state.etcd_initial_cluster_state = Some(value.trim().to_string());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("secret ") {
+            let (path, meta) = secret_files::parse_line(rest).ok_or_else(bad)?;
+            state.meta.insert(path.clone(), meta);
+            state.secret_files.insert(path);
+            continue;
+        }
         let mut words = line.splitn(3, ' ');
         match (words.next(), words.next(), words.next()) {
-            (Some("file"), Some(digest), Some(path)) if digest.len() == 64 => {
-                state.digests.insert(path.to_string(), digest.to_string());
-            }
             (Some("unit"), Some(name), state_word) => {
                 state.active.insert(name.to_string(), state_word == Some("active"));
             }
-            (Some("addr"), Some(cidr), None) => {
-                if let Ok(ip) = cidr.split('/').next().unwrap_or_default().parse() {
-                    state.addresses.push(ip);
-                }
-            }
-            (Some("etcd-initial-cluster-state"), value, None) => {
-                state.etcd_initial_cluster_state = Some(value.unwrap_or_default().trim().to_string());
-            }
+            (Some("addr"), Some(cidr), None) => state.addresses.push(cidr.split('/').next().unwrap_or_default().parse().map_err(|_| bad())?),
             (Some("end"), None, None) => complete = true,
-            _ => {}
+            _ => return Err(bad()),
         }
     }
-    complete.then_some(state)
+    if complete { Ok(state) } else { Err("the output was cut short".into()) }
 }
 
 /// Runs the script on one host (as root: some files are 0600).
 pub async fn observe(t: &dyn Transport, paths: &[&str], units: &[&str]) -> Result<HostState, SshError> {
     let out = t.run(&Command::script(script(paths, units)).timeout(Duration::from_secs(60))).await?;
-    parse(&out.stdout_text()).ok_or_else(|| SshError::Protocol {
+    parse(&out.stdout_text()).map_err(|detail| SshError::Protocol {
         host: t.host().into(),
         command: Some("state probe".into()),
-        detail: "the state probe's output was cut short".into(),
+        detail: format!("the state probe's output: {detail}"),
     })
 }
 
@@ -125,18 +160,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_files_units_and_addresses() {
+    fn parses_files_with_modes_and_owners_units_secrets_and_addresses() {
         let out = format!(
-            "file {} /etc/etcd/etcd.conf.yml\nfile short /x\nunit etcd active\nunit haproxy inactive\nunit keepalived \naddr 127.0.0.1/8\naddr 198.18.0.100/24\naddr fe80::1/64\nend\n",
-            "a".repeat(64)
+            "file {} 644 root root /etc/etcd/etcd.conf.yml\nfile {} 644 kubelet root /etc/kubeha/pki/etcd/server.key\nsecret 600 root root /etc/kubernetes/admin.conf\nunit etcd active\nunit haproxy inactive\nunit keepalived \naddr 127.0.0.1/8\naddr 198.18.0.100/24\naddr fe80::1/64\nend\n",
+            "a".repeat(64),
+            "b".repeat(64)
         );
         let s = parse(&out).unwrap();
         assert_eq!(s.digest("/etc/etcd/etcd.conf.yml"), Some("a".repeat(64).as_str()));
-        assert!(!s.has("/x"));
+        assert_eq!(s.meta("/etc/kubeha/pki/etcd/server.key"), Some(&FileMeta { mode: 0o644, owner: "kubelet".into(), group: "root".into() }));
+        assert_eq!(s.meta("/etc/kubernetes/admin.conf").map(|m| m.mode), Some(0o600));
+        assert!(s.secret_files.contains("/etc/kubernetes/admin.conf") && !s.has("/etc/kubernetes/admin.conf"), "a secret line is no digest");
         assert!(s.is_active("etcd") && !s.is_active("haproxy") && !s.is_active("keepalived") && !s.is_active("kubelet"));
         assert!(s.addresses.contains(&"198.18.0.100".parse().unwrap()));
         assert_eq!(s.addresses.len(), 3);
-        assert!(parse("unit etcd active\n").is_none(), "cut short");
+        assert_eq!(parse("unit etcd active\n").unwrap_err(), "the output was cut short");
+    }
+
+    /// A line the parser does not understand is an error, never skipped: a file left out would look absent.
+    #[test]
+    fn a_malformed_line_is_an_error() {
+        let digest = "a".repeat(64);
+        for bad in [
+            "file short 600 root root /x".to_string(),
+            format!("file {digest} /x"),
+            format!("file {digest} 6o0 root root /x"),
+            format!("file {digest} 600 root  /x"),
+            "secret 600 root /x".to_string(),
+            "stat: cannot statx '/x': No such file or directory".to_string(),
+            "addr not-an-address".to_string(),
+        ] {
+            let err = parse(&format!("{bad}\nend\n")).unwrap_err();
+            assert!(err.contains("cannot understand"), "{bad}: {err}");
+        }
+        assert!(parse("end\nunit etcd active\n").is_err(), "nothing after the end");
+        let commented = parse("etcd-initial-cluster-state existing # set by kubeha\nend\n").unwrap();
+        assert_eq!(commented.etcd_initial_cluster_state.as_deref(), Some("existing # set by kubeha"));
     }
 
     #[test]
@@ -158,6 +217,10 @@ mod tests {
             .replace("RUNTIME", &quote::quote(ETCD_CONFIG_RUNTIME));
         let out = std::process::Command::new("sh").arg("-c").arg(shell).output().unwrap();
         let state = parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        let me = |flag: &str| String::from_utf8(std::process::Command::new("id").arg(flag).output().unwrap().stdout).unwrap().trim().to_string();
+        let meta = state.meta(&file.to_string_lossy()).expect("the file's mode and owner").clone();
+        assert_eq!((meta.owner, meta.group), (me("-un"), me("-gn")));
+        assert_eq!(meta.mode, std::fs::metadata(&file).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777).unwrap());
         assert_eq!(state.digest(ETCD_CONFIG_RUNTIME), Some(runtime_digest(contents.as_bytes()).as_str()));
         assert_eq!(state.etcd_initial_cluster_state.as_deref(), Some("new"));
         assert_eq!(initial_cluster_state(contents.as_bytes()), "new");

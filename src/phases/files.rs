@@ -1,6 +1,8 @@
 //! Placing files on a host: the shared first half of most phases.
+use crate::plan::FileMode;
+use crate::plan::desired::FILE_OWNER;
 use crate::render::RenderedFile;
-use crate::ssh::{Command, SshError, Transport, Upload, UploadOutcome};
+use crate::ssh::{Command, SshError, Transport, Upload, UploadOutcome, quote::quote};
 
 /// A file to place: path on the host, contents, mode. Owned by root.
 pub struct FileSpec<'a> {
@@ -20,10 +22,23 @@ pub async fn place_all(t: &dyn Transport, files: &[FileSpec<'_>]) -> Result<bool
     }
     let mut changed = false;
     for f in files {
-        let upload = Upload { path: f.path.to_string(), contents: f.contents.to_vec(), mode: f.mode, owner: Some("root:root".into()) };
+        let upload = Upload { path: f.path.to_string(), contents: f.contents.to_vec(), mode: f.mode, owner: Some(FILE_OWNER.into()) };
         changed |= t.upload(&upload).await? == UploadOutcome::Written;
     }
     Ok(changed)
+}
+
+/// Sets the mode and owner of files in place, in one exec: their contents are right, so nothing is
+/// uploaded. chown before chmod (chown may clear set-id bits). A file gone since the plan is skipped:
+/// what it would have exposed is gone with it.
+pub async fn set_modes(t: &dyn Transport, files: &[FileMode]) -> Result<bool, SshError> {
+    let mut script = String::from("set -e\n");
+    for f in files {
+        let q = quote(&f.path);
+        script.push_str(&format!("if [ -f {q} ]; then chown -- {FILE_OWNER} {q}; chmod {:04o} -- {q}; fi\n", f.mode));
+    }
+    t.run(&Command::script(script)).await?;
+    Ok(!files.is_empty())
 }
 
 /// One file; see `place_all`.

@@ -1,14 +1,16 @@
 //! The final verification (also `kubeha verify`): every etcd member healthy with one leader and no learner,
 //! the VIP on exactly one control plane, /readyz through the endpoint, every HAProxy backend up, every node
-//! registered with its labels and Ready. Each check reports what it saw, so a failure says where to look.
+//! registered with its labels and Ready, no certificate expired, every file holding a secret readable by
+//! its owner only. Each check reports what it saw, so a failure says where to look.
 use super::{etcd, kubeadm, loadbalancer};
 use crate::etcd::gate::{Gate, GateWhen, evaluate};
+use crate::facts::secret_files::{self, FileMeta};
 use crate::inventory::Inventory;
 use crate::pki::expiry;
 use crate::render::context::{self, host_port};
 use crate::ssh::{Command, Transport};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Serialize)]
@@ -122,7 +124,50 @@ pub async fn run(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>) -
     checks.push(check(format!("{} nodes registered with their labels and Ready", inv.hosts.len()), nodes));
     let certs = crate::status::certs::probe_all(hosts).await;
     checks.push(certificates_check(&certs, time::OffsetDateTime::now_utc().unix_timestamp()));
+    checks.push(secret_files_check(&secret_files_all(hosts).await));
     checks
+}
+
+/// Host -> the secret files found there with their modes and owners, or why they could not be read.
+pub type SecretFilesSeen = BTreeMap<String, Result<Vec<(String, FileMeta)>, String>>;
+
+/// One read-only probe per host, all hosts at once.
+async fn secret_files_all(hosts: &HashMap<String, Arc<dyn Transport>>) -> SecretFilesSeen {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, t) in hosts {
+        let (name, t) = (name.clone(), t.clone());
+        tasks.spawn(async move { (name, secret_files::probe(t.as_ref()).await.map_err(|e| e.to_string())) });
+    }
+    let mut seen = SecretFilesSeen::new();
+    while let Some(joined) = tasks.join_next().await {
+        // A probe task that panicked is a host whose files were not seen: said so, not passed.
+        match joined {
+            Ok((name, result)) => seen.insert(name, result),
+            Err(e) => seen.insert("?".into(), Err(e.to_string())),
+        };
+    }
+    seen
+}
+
+/// Fails naming host and file for every secret file (see `secret_files::SECRET_FILES`) that its group or
+/// others may read, and for every host whose files could not be read: a secret file nobody checked is not
+/// known to be private. `kubeha apply` sets them back to 0600 (or kubeha's own mode) in place.
+pub fn secret_files_check(seen: &SecretFilesSeen) -> Check {
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for (host, found) in seen {
+        match found {
+            Err(e) => problems.push(format!("{host}: secret files could not be read: {e}")),
+            Ok(found) => {
+                count += found.len();
+                for (path, meta) in found.iter().filter(|(_, m)| m.open_to_others()) {
+                    problems.push(format!("{host}: {path} mode {:04o} (readable by group or others, want 0600)", meta.mode));
+                }
+            }
+        }
+    }
+    let name = "secret files (keys, kubeconfigs, cluster state, kubeadm config) readable by their owner only";
+    check(name, if problems.is_empty() { Ok(format!("{count} files on {} hosts", seen.len())) } else { Err(problems.join("; ")) })
 }
 
 fn tail(errors: &[String]) -> String {
@@ -313,5 +358,36 @@ mod tests {
         let c = certificates_check(&seen(vec![cert("/etc/kubeha/pki/etcd/server.crt", -1), cert("/etc/kubernetes/pki/apiserver.crt", 3)]), now);
         assert!(!c.ok && !c.warning && c.detail.contains("EXPIRED") && c.detail.contains("expires in 3 days"), "{c:?}");
         assert!(serde_json::to_value(&c).unwrap().get("warning").is_none());
+    }
+
+    /// Each host's secret files probe answering `output`, through a whole verification.
+    async fn secret_files_with(outputs: &[(&str, &str)]) -> Check {
+        let hosts: HashMap<String, Arc<dyn Transport>> = outputs
+            .iter()
+            .map(|(host, out)| (host.to_string(), Arc::new(RecordingTransport::new(*host).on("stat -L -c", *out)) as Arc<dyn Transport>))
+            .collect();
+        run(&lab(), &hosts).await.into_iter().find(|c| c.name.starts_with("secret files")).expect("a secret files check")
+    }
+
+    #[tokio::test]
+    async fn a_secret_file_others_can_read_fails_naming_host_and_file() {
+        let private = "secret 600 root root /etc/kubeha/pki/etcd/server.key\nsecret 600 root root /etc/kubernetes/admin.conf\nend\n";
+        let check = secret_files_with(&[("cp-1", private), ("cp-2", private), ("wk-1", "end\n")]).await;
+        assert!(check.ok, "{check:?}");
+        assert_eq!(check.detail, "4 files on 3 hosts");
+        let opened = "secret 644 root root /etc/kubeha/pki/etcd/server.key\nsecret 640 root root /etc/kubernetes/pki/apiserver.key\nend\n";
+        let check = secret_files_with(&[("cp-1", private), ("cp-2", opened)]).await;
+        assert!(!check.ok, "{check:?}");
+        assert_eq!(
+            check.detail,
+            "cp-2: /etc/kubeha/pki/etcd/server.key mode 0644 (readable by group or others, want 0600); cp-2: /etc/kubernetes/pki/apiserver.key mode 0640 (readable by group or others, want 0600)"
+        );
+    }
+
+    #[test]
+    fn a_host_whose_secret_files_could_not_be_read_fails() {
+        let seen: SecretFilesSeen = [("cp-3".to_string(), Err("connection lost".to_string()))].into_iter().collect();
+        let check = secret_files_check(&seen);
+        assert!(!check.ok && check.detail == "cp-3: secret files could not be read: connection lost", "{check:?}");
     }
 }

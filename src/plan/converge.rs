@@ -4,7 +4,8 @@
 use super::desired::{ADMIN_CONF, Desired, Group, KUBELET_CONF, KUBERNETES_CA_CERT, group};
 use super::*;
 use crate::etcd::status::Member;
-use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME};
+use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, FileMeta};
+use crate::facts::secret_files;
 use crate::inventory::{Host, Inventory, LoadBalancer};
 use crate::pki::expiry::{self, Owner};
 use crate::render::context::{self, host_port, peer_url};
@@ -26,6 +27,7 @@ pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: 
     b.retire();
     b.verify();
     b.join_token();
+    b.file_modes();
     b.seed_matches();
     Plan { cluster: inv.name.clone(), basis, findings: b.findings, phases: b.phases.into_iter().filter(|p| !p.steps.is_empty()).collect() }
 }
@@ -75,6 +77,30 @@ fn step(id: String, host: &str, action: Action, reason: impl Into<String>) -> St
 
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// "server.key mode 0644, want 0600", "admin.conf owner kubelet:root, want root:root": what drifted in the
+/// mode and owner of files whose contents are right; the first three files named, the rest counted.
+fn modes_reason(drifted: &[(&str, &FileMeta, u32)]) -> String {
+    let mut parts: Vec<String> = drifted
+        .iter()
+        .take(3)
+        .map(|(path, have, want)| {
+            let mut what = Vec::new();
+            if have.mode != *want {
+                what.push(format!("mode {:04o}, want {want:04o}", have.mode));
+            }
+            let owner = format!("{}:{}", have.owner, have.group);
+            if owner != desired::FILE_OWNER {
+                what.push(format!("owner {owner}, want {}", desired::FILE_OWNER));
+            }
+            format!("{} {}", file_name(path), what.join(", "))
+        })
+        .collect();
+    if drifted.len() > 3 {
+        parts.push(format!("and {} more files", drifted.len() - 3));
+    }
+    parts.join("; ")
 }
 
 /// "etcd.conf.yml differs", "3 files missing", ... : the reason a set of files needs placing.
@@ -822,6 +848,47 @@ impl Builder<'_> {
         let at = after("labels", &self.phases);
         let title = "delete the bootstrap token: no join credential outlives the run";
         self.phases.insert(at, Phase { name: "join-token-delete", title, execution: Execution::Sequential, steps: vec![delete] });
+    }
+
+    /// Files whose contents are right but whose mode or owner drifted (a key made world-readable, a chown
+    /// to another user): kubeha's own files back to their desired mode, secret files kubeadm or the kubelet
+    /// wrote (on joined nodes) back to 0600 once others can read them; owner root:root for both. A
+    /// chmod/chown step per host, not an upload, so no restart decision sees it (those compare contents
+    /// only: `stale`, `differs`, `etcd_needs_restart`). Built after every other phase, so files a step of this plan uploads anyway
+    /// (the upload sets mode and owner) are left out; placed right after the cluster state, so a secret
+    /// exposed is closed before the long phases run.
+    fn file_modes(&mut self) {
+        let mut steps = Vec::new();
+        for h in &self.inv.hosts {
+            let state = self.observed.host(&h.name);
+            let placed: BTreeSet<&str> = self.phases.iter().flat_map(|p| &p.steps).filter(|s| s.host == h.name).flat_map(|s| s.action.placed_files()).collect();
+            let owned = |m: &FileMeta| format!("{}:{}", m.owner, m.group) == desired::FILE_OWNER;
+            let mut drifted: Vec<(&str, &FileMeta, u32)> = Vec::new();
+            for f in self.desired.host_files(&h.name).filter(|f| state.has(&f.path) && !differs(&state, f) && !placed.contains(f.path.as_str())) {
+                if let Some(have) = state.meta(&f.path).filter(|m| m.mode != f.mode || !owned(m)) {
+                    drifted.push((&f.path, have, f.mode));
+                }
+            }
+            // kubeadm's files on a host that is not joined are leftovers the join's `kubeadm reset` removes.
+            let joined = self.joined(h);
+            let theirs = state.secret_files.iter().filter(|p| joined && self.desired.file(&h.name, p).is_none() && !placed.contains(p.as_str()));
+            for p in theirs {
+                if let Some(have) = state.meta(p).filter(|m| m.open_to_others() || !owned(m)) {
+                    drifted.push((p, have, if have.open_to_others() { secret_files::PRIVATE } else { have.mode }));
+                }
+            }
+            if drifted.is_empty() {
+                continue;
+            }
+            let files = drifted.iter().map(|(path, _, mode)| FileMode { path: path.to_string(), mode: *mode }).collect();
+            steps.push(step(format!("file-modes/{}", h.name), &h.name, Action::FixFileModes { files }, modes_reason(&drifted)));
+        }
+        if steps.is_empty() {
+            return;
+        }
+        let at = self.phases.iter().position(|p| p.name == "state").map_or(0, |i| i + 1);
+        let title = "modes and owners of files whose contents are right: chmod/chown in place, nothing restarts";
+        self.phases.insert(at, Phase { name: "file-modes", title, execution: self.parallel(), steps });
     }
 
     /// The files were rendered for `desired.seed`; a plan for another seed would run admin steps where the

@@ -31,6 +31,9 @@ pub const CNI_DIR: &str = "/etc/kubeha/cni";
 /// Holds the digest of the CNI manifest last applied successfully: applied state is not a file kubectl keeps.
 pub const CNI_APPLIED: &str = "/etc/kubeha/cni/applied";
 
+/// The owner and group of every file kubeha writes (the upload sets them; `FixFileModes` restores them).
+pub const FILE_OWNER: &str = "root:root";
+
 #[derive(Clone)]
 pub struct ManagedFile {
     pub path: String,

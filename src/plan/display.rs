@@ -94,6 +94,10 @@ pub fn describe(action: &Action) -> String {
         Action::RemoveNode { node } => format!("drain node {node} and delete it"),
         Action::ResetHost { host, .. } => format!("reset {host}: kubeadm reset, etcd/keepalived/HAProxy stopped and disabled, data moved aside"),
         Action::Verify { checks } => format!("verify: {}", checks.join("; ")),
+        Action::FixFileModes { files } => {
+            let each: Vec<String> = files.iter().map(|f| format!("{} {:04o}", f.path, f.mode)).collect();
+            format!("chmod/chown {} in place, owner {} (no upload, nothing restarts)", each.join(", "), desired::FILE_OWNER)
+        }
     }
 }
 

@@ -222,9 +222,49 @@ pub enum Action {
     Verify {
         checks: Vec<String>,
     },
+    /// Files whose contents are right but whose mode or owner is not: chmod and chown in place (owner
+    /// `desired::FILE_OWNER`), never an upload. Nothing rereads a file for its mode, so nothing restarts.
+    FixFileModes {
+        files: Vec<FileMode>,
+    },
+}
+
+/// The mode one file is set to by `Action::FixFileModes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileMode {
+    pub path: String,
+    /// Shown in octal ("0600") in the JSON plan, as people write modes.
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 impl Action {
+    /// The files the step uploads (each with its desired mode and owner): whatever drifted in them is fixed
+    /// by the upload, so no FixFileModes needs to touch them.
+    pub fn placed_files(&self) -> Vec<&str> {
+        fn paths(files: &[String]) -> Vec<&str> {
+            files.iter().map(String::as_str).collect()
+        }
+        match self {
+            Action::StoreClusterState { files }
+            | Action::ConfigureHost { files }
+            | Action::InstallEtcdFiles { files, .. }
+            | Action::StartLoadBalancer { files, .. }
+            | Action::PlaceFiles { files }
+            | Action::KubeadmInit { files, .. }
+            | Action::UploadKubeadmConfig { files }
+            | Action::KubeadmJoinControlPlane { files, .. }
+            | Action::KubeadmJoinWorker { files, .. } => paths(files),
+            Action::ApplyCni { manifest, .. } => vec![manifest.as_str(), desired::CNI_APPLIED],
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether the step changes etcd's membership (what gates and snapshots guard).
     pub fn changes_membership(&self) -> bool {
         matches!(

@@ -2,7 +2,7 @@
 use super::*;
 use crate::etcd::gate::View;
 use crate::etcd::status::{EndpointHealth, EndpointStatus, Member};
-use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, HostState};
+use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, FileMeta, HostState};
 use crate::state::ClusterState;
 
 fn lab() -> Inventory {
@@ -70,13 +70,20 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
         let mut s = HostState::default();
         for f in d.host_files(&h.name) {
             s.digests.insert(f.path.clone(), f.digest.clone());
+            s.meta.insert(f.path.clone(), root_owned(f.mode));
             if f.path == ETCD_CONFIG {
                 s.digests.insert(ETCD_CONFIG_RUNTIME.into(), observe::runtime_digest(&f.contents));
             }
         }
         s.digests.insert(KUBELET_CONF.into(), "0".repeat(64));
+        let mut kubeadm_secrets = vec![KUBELET_CONF];
         if h.is_control_plane() {
             s.digests.insert(ADMIN_CONF.into(), "0".repeat(64));
+            kubeadm_secrets.extend([ADMIN_CONF, APISERVER_KEY]);
+        }
+        for p in kubeadm_secrets {
+            s.meta.insert(p.into(), root_owned(0o600));
+            s.secret_files.insert(p.into());
         }
         for u in ["etcd", "haproxy", "keepalived", "kubelet"] {
             s.active.insert(u.into(), true);
@@ -88,6 +95,14 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
     o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), context::node_labels(h).into_iter().collect())).collect());
     o
 }
+
+fn root_owned(mode: u32) -> FileMeta {
+    FileMeta { mode, owner: "root".into(), group: "root".into() }
+}
+
+/// A key kubeadm writes on every control plane (kubeha does not manage its contents).
+const APISERVER_KEY: &str = "/etc/kubernetes/pki/apiserver.key";
+const SERVER_KEY: &str = "/etc/kubeha/pki/etcd/server.key";
 
 fn ids(plan: &Plan) -> Vec<&str> {
     plan.steps().map(|s| s.id.as_str()).collect()
@@ -360,7 +375,12 @@ fn a_live_member_is_replaced_learner_first_and_leaves_before_the_promotion() {
     let Action::StartEtcdMember { initial_cluster: Some(initial), .. } = &plan.steps().find(|s| s.id == "etcd/cp-4/start").unwrap().action else { panic!() };
     assert_eq!(initial, "cp-1=https://198.18.0.11:2380,cp-2=https://198.18.0.12:2380,cp-3=https://198.18.0.13:2380,cp-4=https://198.18.0.14:2380");
     // Every membership step runs on a member that stays.
-    assert!(etcd_steps(&plan).iter().filter(|s| s.action.changes_membership() || matches!(s.action, Action::Gate(_) | Action::MoveEtcdLeader { .. })).all(|s| s.host == "cp-1"));
+    assert!(
+        etcd_steps(&plan)
+            .iter()
+            .filter(|s| s.action.changes_membership() || matches!(s.action, Action::Gate(_) | Action::MoveEtcdLeader { .. }))
+            .all(|s| s.host == "cp-1")
+    );
 }
 
 #[test]
@@ -987,4 +1007,101 @@ fn a_readdressed_control_plane_is_moved_between_gates_and_joined_again() {
     assert!(join.reason.contains("re-addressed") && join.reason.contains("198.18.0.12"), "{}", join.reason);
     assert!(!plan.steps().any(|s| matches!(s.action, Action::ResetHost { .. } | Action::RemoveNode { .. } | Action::RemoveEtcdMember { .. })));
     assert!(!plan.steps().any(|s| s.id.starts_with("workers/")), "workers stay: {}", text(&plan));
+}
+
+/// The one FixFileModes step of a plan: (host, files, reason).
+fn file_modes(plan: &Plan) -> Vec<(&str, &[FileMode], &str)> {
+    plan.steps()
+        .filter_map(|s| match &s.action {
+            Action::FixFileModes { files } => Some((s.host.as_str(), files.as_slice(), s.reason.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mode(path: &str, mode: u32) -> FileMode {
+    FileMode { path: path.into(), mode }
+}
+
+#[test]
+fn a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    o.hosts.get_mut("cp-2").unwrap().meta.insert(SERVER_KEY.into(), root_owned(0o644));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["file-modes/cp-2", "verify"], "no gate, no restart, no upload: {}", text(&plan));
+    assert_eq!(file_modes(&plan), [("cp-2", &[mode(SERVER_KEY, 0o600)][..], "server.key mode 0644, want 0600")]);
+    assert_eq!(plan.changes(), 1);
+    let shown = text(&plan);
+    assert!(shown.contains("chmod/chown /etc/kubeha/pki/etcd/server.key 0600 in place, owner root:root (no upload, nothing restarts)"), "{shown}");
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::Gate(_) | Action::StartEtcdMember { .. } | Action::RestartControlPlane { .. })));
+    // The seed's kubeadm config (it holds the bootstrap token) made readable: chmodded, not uploaded again.
+    o.hosts.get_mut("cp-1").unwrap().meta.insert(KUBEADM_CONFIG.into(), root_owned(0o644));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["file-modes/cp-1", "file-modes/cp-2", "verify"], "{}", text(&plan));
+    assert_eq!(file_modes(&plan)[0], ("cp-1", &[mode(KUBEADM_CONFIG, 0o600)][..], "kubeadm.yaml mode 0644, want 0600"));
+}
+
+#[test]
+fn a_file_chowned_to_another_user_is_chowned_back_keeping_its_mode() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    let cp1 = o.hosts.get_mut("cp-1").unwrap();
+    cp1.meta.insert(crate::state::STATE_FILE.into(), FileMeta { mode: 0o600, owner: "kubelet".into(), group: "root".into() });
+    cp1.meta.insert("/etc/haproxy/haproxy.cfg".into(), FileMeta { mode: 0o600, owner: "haproxy".into(), group: "haproxy".into() });
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["file-modes/cp-1", "verify"], "{}", text(&plan));
+    let [(host, files, reason)] = file_modes(&plan)[..] else { panic!("{}", text(&plan)) };
+    assert_eq!(host, "cp-1");
+    assert_eq!(files, [mode("/etc/haproxy/haproxy.cfg", 0o644), mode(crate::state::STATE_FILE, 0o600)]);
+    assert_eq!(reason, "haproxy.cfg mode 0600, want 0644, owner haproxy:haproxy, want root:root; cluster-state.json owner kubelet:root, want root:root");
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::StartLoadBalancer { .. })), "no HAProxy reload for its config's owner");
+}
+
+#[test]
+fn a_file_whose_contents_also_changed_is_uploaded_as_before_and_not_chmodded() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    let cp2 = o.hosts.get_mut("cp-2").unwrap();
+    cp2.digests.insert(SERVER_KEY.into(), "f".repeat(64));
+    cp2.meta.insert(SERVER_KEY.into(), root_owned(0o644));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["etcd/cp-2/gate-before", "etcd/cp-2/move-leader", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after", "verify"]);
+    let Some(Action::InstallEtcdFiles { files, .. }) = plan.steps().find(|s| s.id == "etcd/cp-2/files").map(|s| &s.action) else { panic!() };
+    assert!(files.iter().any(|f| f == SERVER_KEY), "the upload sets the mode: {files:?}");
+    // Another file of the same group whose mode alone drifted is uploaded with it, not chmodded twice.
+    o.hosts.get_mut("cp-2").unwrap().meta.insert("/etc/kubeha/pki/etcd/peer.key".into(), root_owned(0o644));
+    assert!(file_modes(&converge(&inv, &d, &o, "observed")).is_empty());
+}
+
+#[test]
+fn a_kubeadm_key_others_can_read_is_set_back_to_0600() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    o.hosts.get_mut("cp-3").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o644));
+    // A stricter mode than kubeadm's is left alone: only what others could read is a drift.
+    o.hosts.get_mut("cp-1").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o400));
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["file-modes/cp-3", "verify"], "{}", text(&plan));
+    assert_eq!(file_modes(&plan), [("cp-3", &[mode(APISERVER_KEY, 0o600)][..], "apiserver.key mode 0644, want 0600")]);
+    // The mode fix comes right after the cluster state, before any long phase.
+    let mut o2 = converged(&inv, &d);
+    o2.hosts.get_mut("cp-3").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o644));
+    o2.nodes.as_mut().unwrap().remove("wk-2");
+    // wk-2 is not registered: its kubelet.conf is a leftover the join's reset removes, not chmodded first.
+    o2.hosts.get_mut("wk-2").unwrap().meta.insert(KUBELET_CONF.into(), root_owned(0o644));
+    let plan = converge(&inv, &d, &o2, "observed");
+    assert_eq!(plan.phases.first().map(|p| p.name), Some("file-modes"), "{}", text(&plan));
+    assert_eq!(file_modes(&plan).iter().map(|(host, ..)| *host).collect::<Vec<_>>(), ["cp-3"], "{}", text(&plan));
+    assert!(plan.steps().any(|s| matches!(s.action, Action::KubeadmJoinWorker { reset_first: true, .. })));
+}
+
+#[test]
+fn the_json_plan_shows_modes_in_octal() {
+    let json = serde_json::to_value(Action::FixFileModes { files: vec![mode(SERVER_KEY, 0o600)] }).unwrap();
+    assert_eq!(json, serde_json::json!({"type": "fixFileModes", "files": [{"path": SERVER_KEY, "mode": "0600"}]}));
 }
