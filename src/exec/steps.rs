@@ -44,17 +44,17 @@ impl StepContext {
         files::place_all(t, &specs).await.map_err(fail)
     }
 
-    /// The files a kubeadm step needs, after `kubeadm reset -f` when an earlier attempt left files behind.
-    /// In this order because the reset empties /etc/kubernetes/pki: a reset after placing the cluster CA
-    /// deleted it, kubeadm init made a new CA, and every join file's CA pin failed.
     /// The bootstrap token as (id, secret); the cluster state validated its format when it was read.
     fn token(&self) -> Result<(&str, &str), StepError> {
         self.secrets.bootstrap_token.split_once('.').ok_or_else(|| StepError("the cluster state's bootstrap token is not <id>.<secret>".into()))
     }
 
+    /// The files a kubeadm step needs, after `kubeadm reset -f` when an earlier attempt left files behind.
+    /// In this order because the reset empties /etc/kubernetes/pki: a reset after placing the cluster CA
+    /// deleted it, kubeadm init made a new CA, and every join file's CA pin failed.
     async fn reset_then_place(&self, host: &str, reset_first: bool, paths: &[String]) -> Result<bool, StepError> {
         if reset_first {
-            kubeadm::reset(self.transport(host)?).await.map_err(fail)?;
+            kubeadm::reset(self.transport(host)?, &self.inv.kubernetes.container_runtime_endpoint).await.map_err(fail)?;
         }
         self.place(host, paths).await
     }
@@ -124,7 +124,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         }
         Action::DeleteJoinToken => kubeadm::delete_token(t, ctx.token()?.0).await.map(|_| true).map_err(fail),
         Action::RemoveNode { node } => retire::remove_node(t, node).await.map(|_| true).map_err(fail),
-        Action::ResetHost { machine_id, .. } => retire::reset(t, machine_id.as_deref()).await.map(|_| true).map_err(fail),
+        Action::ResetHost { machine_id, .. } => retire::reset(t, machine_id.as_deref(), &ctx.inv.kubernetes.container_runtime_endpoint).await.map(|_| true).map_err(fail),
         Action::Verify { .. } => {
             let failed: Vec<String> = phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, VERIFY_WITHIN)
                 .await
@@ -198,7 +198,7 @@ mod tests {
         run(&step, &ctx).await.expect("init step");
         let effects = cp1.recorded();
         let exec = |needle: &'static str| move |r: &Recorded| matches!(r, Recorded::Exec { script, .. } if script.contains(needle));
-        let reset = position(&effects, exec("kubeadm reset -f"));
+        let reset = position(&effects, exec("kubeadm reset -f --skip-phases=remove-etcd-member --cri-socket "));
         let ca = position(&effects, |r| matches!(r, Recorded::Upload { path, .. } if path == KUBERNETES_CA_CERT));
         let init = position(&effects, exec("kubeadm init --config"));
         assert!(reset < ca && ca < init, "order must be reset, place the CA, init: {:?}", cp1.scripts());

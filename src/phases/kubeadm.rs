@@ -15,10 +15,20 @@ fn kubeadm(args: &str) -> Command {
     Command::script(format!("kubeadm {args}")).timeout(KUBEADM_TIMEOUT)
 }
 
-/// Clears an earlier attempt's kubeadm files (never etcd: kubeha's etcd is not kubeadm's). It empties
+/// `kubeadm reset -f` as kubeha runs it everywhere. kubeadm's own etcd phase must be skipped: with an
+/// external etcd it finds no local etcd settings, falls back to its default data directory /var/lib/etcd,
+/// which is kubeha's member's, and deletes its contents, after trying (60 s) to remove the member from the
+/// cluster as if etcd were stacked (both seen on the lab with kubeadm 1.36). The CRI socket is the
+/// inventory's: kubeadm only auto-detects the well-known ones, and then leaves the static pods running
+/// (ports 6443, 10257 and 10259 stay taken and the next join's preflight fails).
+pub fn reset_command(cri_socket: &str) -> String {
+    format!("kubeadm reset -f --skip-phases=remove-etcd-member --cri-socket {}", quote::quote(cri_socket))
+}
+
+/// Clears an earlier attempt's kubeadm files (never etcd: see `reset_command`). It empties
 /// /etc/kubernetes/pki too, so it must run before kubeha places the cluster CA there, never after.
-pub async fn reset(t: &dyn Transport) -> Result<(), SshError> {
-    t.run(&kubeadm("reset -f")).await.map(|_| ())
+pub async fn reset(t: &dyn Transport, cri_socket: &str) -> Result<(), SshError> {
+    t.run(&Command::script(reset_command(cri_socket)).timeout(KUBEADM_TIMEOUT)).await.map(|_| ())
 }
 
 pub async fn init(t: &dyn Transport) -> Result<(), SshError> {

@@ -37,7 +37,7 @@ pub enum ResetError {
 /// kubeadm reset, kubeha's services stopped and disabled, etcd data moved aside, kubeha's secrets (cluster
 /// state, etcd keys) removed. Safe to repeat. With `machine_id` (what the leaving host's Node reported), the
 /// machine must still be that one: an address given to another machine since is never reset.
-pub async fn reset(t: &dyn Transport, machine_id: Option<&str>) -> Result<(), ResetError> {
+pub async fn reset(t: &dyn Transport, machine_id: Option<&str>, cri_socket: &str) -> Result<(), ResetError> {
     if let Some(expected) = machine_id {
         let found = t.run(&Command::script("cat /etc/machine-id").timeout(Duration::from_secs(10))).await?.stdout_text().trim().to_string();
         if found != expected {
@@ -45,10 +45,11 @@ pub async fn reset(t: &dyn Transport, machine_id: Option<&str>) -> Result<(), Re
         }
     }
     let script = format!(
-        "if command -v kubeadm >/dev/null 2>&1; then kubeadm reset -f; fi; \
+        "if command -v kubeadm >/dev/null 2>&1; then {}; fi; \
          for unit in keepalived haproxy etcd kubelet; do systemctl disable --now $unit.service >/dev/null 2>&1; done; \
          systemctl reset-failed etcd.service >/dev/null 2>&1; \
          {}; rm -rf /etc/kubeha",
+        crate::phases::kubeadm::reset_command(cri_socket),
         move_etcd_data_aside("removed")
     );
     t.run(&Command::script(script).timeout(Duration::from_secs(180))).await?;
@@ -60,15 +61,18 @@ mod tests {
     use super::*;
     use crate::ssh::fake::RecordingTransport;
 
+    const SOCKET: &str = "unix:///run/kubeha-lab-cri/cri.sock";
+
     #[tokio::test]
     async fn a_machine_that_is_not_the_node_that_left_is_never_reset() {
         let other = RecordingTransport::new("cp-2").on("cat /etc/machine-id", "bbbb\n");
-        let refused = reset(&other, Some("aaaa")).await.unwrap_err();
+        let refused = reset(&other, Some("aaaa"), SOCKET).await.unwrap_err();
         assert!(matches!(&refused, ResetError::OtherMachine { found, expected, .. } if found == "bbbb" && expected == "aaaa"), "{refused}");
         assert!(!other.scripts().iter().any(|s| s.contains("kubeadm reset")), "{:?}", other.scripts());
 
         let same = RecordingTransport::new("cp-2").on("cat /etc/machine-id", "aaaa\n").on("kubeadm", "");
-        reset(&same, Some("aaaa")).await.unwrap();
-        assert!(same.scripts().iter().any(|s| s.contains("kubeadm reset -f")), "{:?}", same.scripts());
+        reset(&same, Some("aaaa"), SOCKET).await.unwrap();
+        let reset_etcd_kept = format!("kubeadm reset -f --skip-phases=remove-etcd-member --cri-socket {SOCKET}");
+        assert!(same.scripts().iter().any(|s| s.contains(&reset_etcd_kept)), "{:?}", same.scripts());
     }
 }

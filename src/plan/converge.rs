@@ -768,7 +768,7 @@ impl Builder<'_> {
                         Some(why) => format!("{n} leaves the cluster but cannot be reached over SSH ({why}), so it cannot be reset"),
                         None => format!("{n} leaves the cluster but cannot be reached over SSH, so it cannot be reset"),
                     },
-                    fix: "before that machine runs again: `kubeadm reset -f; systemctl disable --now etcd keepalived haproxy kubelet; mv /var/lib/etcd /var/lib/etcd.removed` on it (otherwise it may claim the VIP)".into(),
+                    fix: "before that machine runs again: `systemctl disable --now etcd keepalived haproxy kubelet; mv /var/lib/etcd /var/lib/etcd.removed; kubeadm reset -f --skip-phases=remove-etcd-member` on it (otherwise it may claim the VIP)".into(),
                     fatal: false,
                 });
             }
