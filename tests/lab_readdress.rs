@@ -42,6 +42,7 @@ fn a_readdressed_control_plane_is_moved_with_its_data_and_joined_again() {
     assert!(at(&format!("to peer URL https://{MOVED}:2380")) < at("GATE after move cp-3"), "{shown}");
     assert!(shown.contains("re-addressed: etcd knows it at https://198.18.0.13:2380"), "{shown}");
     assert!(shown.contains("re-addressed: the node registered at 198.18.0.13"), "{shown}");
+    assert!(at("drain node cp-3 and delete it") < at("as a control plane through"), "{shown}");
     assert!(!shown.contains("retire"), "nothing is retired:\n{shown}");
 
     let monitor = QuorumMonitor::start(etcdctl.clone(), vec![CP1.into(), CP2.into()]);
@@ -63,6 +64,8 @@ fn a_readdressed_control_plane_is_moved_with_its_data_and_joined_again() {
     // Kubernetes: the node is back at its new address and its API server serves a certificate for it.
     let ip = ssh_ok(CP1, &format!("{KUBECTL} get node cp-3 -o jsonpath='{{.status.addresses[?(@.type==\"InternalIP\")].address}}'"));
     assert_eq!(ip.trim(), MOVED);
+    let zone = ssh_ok(CP1, &format!("{KUBECTL} get node cp-3 -o jsonpath='{{.metadata.labels.topology\\.kubernetes\\.io/zone}}'"));
+    assert_eq!(zone.trim(), "az-c", "the new Node has its labels");
     assert!(served_ips(MOVED, 6443).contains(&format!("IP Address:{MOVED}")), "{}", served_ips(MOVED, 6443));
 
     let again = kubeha_with(&moved, state, &["plan", "--detailed-exitcode"]).output().unwrap();

@@ -19,6 +19,7 @@ pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: 
     b.hosts();
     b.etcd();
     b.load_balancer();
+    b.readdressed_nodes();
     b.control_plane();
     b.certificates();
     b.cni();
@@ -584,6 +585,25 @@ impl Builder<'_> {
         if self.observed.host(&h.name).has(KUBELET_CONF) { "joined files present but the node is not registered".into() } else { "not joined".into() }
     }
 
+    /// Nodes registered at another address than their host has now are deleted before they join again:
+    /// kubeadm refuses to join a node whose name a Ready Node already has. A phase of its own, before every
+    /// join, because worker joins run in parallel with each other and the deletion runs on the seed.
+    fn readdressed_nodes(&mut self) {
+        let admin = self.desired.seed.clone();
+        let steps = self
+            .inv
+            .hosts
+            .iter()
+            .filter(|h| self.observed.registered(&h.name))
+            .filter_map(|h| self.registered_at(h).map(|old| (h, old)))
+            .map(|(h, old)| {
+                let why = format!("re-addressed: its Node is registered at {old}, the host is {} now; it joins again below", h.address);
+                step(format!("readdressed/{}/node", h.name), &admin, Action::RemoveNode { node: h.name.clone() }, why)
+            })
+            .collect();
+        self.push("readdressed", "nodes moved to another address: their Node objects go before they join again", Execution::Sequential, steps);
+    }
+
     /// kubeadm init on the seed when the cluster has none, then control-plane joins one at a time: each join
     /// changes what the API path depends on, so the next starts only when the API answers.
     fn control_plane(&mut self) {
@@ -727,7 +747,8 @@ impl Builder<'_> {
         let mut steps = Vec::new();
         for h in &self.inv.hosts {
             let want = context::node_labels(h);
-            let have = self.observed.nodes.as_ref().and_then(|n| n.get(&h.name));
+            // A re-addressed node's Node is deleted and made anew by its join: its labels are gone then.
+            let have = self.observed.nodes.as_ref().and_then(|n| n.get(&h.name)).filter(|_| self.registered_at(h).is_none());
             let wrong: Vec<&str> = want.iter().filter(|(k, v)| have.and_then(|l| l.get(k)) != Some(v)).map(|(k, _)| k.as_str()).collect();
             if wrong.is_empty() {
                 continue;

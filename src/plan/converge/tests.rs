@@ -1001,11 +1001,17 @@ fn a_readdressed_control_plane_is_moved_between_gates_and_joined_again() {
     let Action::Gate(gate_after) = &find("etcd/cp-2/gate-after").action else { panic!() };
     assert!(gate_after.may_be_down.is_empty() && gate_after.voters.contains(&"cp-2".to_string()));
     assert!(!plan.steps().any(|s| matches!(s.action, Action::MoveEtcdLeader { .. })), "a member that does not answer cannot lead");
-    // Kubernetes: cp-2 rejoins at its new address after a reset; no host is retired.
+    // Kubernetes: cp-2's Node goes (kubeadm refuses to join over a Ready Node of its name), then cp-2
+    // rejoins at its new address after a reset; no host is retired.
+    let node = find("readdressed/cp-2/node");
+    assert!(matches!(&node.action, Action::RemoveNode { node } if node == "cp-2") && node.host != "cp-2", "{node:?}");
+    assert!(position(&plan, "readdressed/cp-2/node") < position(&plan, "kubeadm/cp-2/join"));
     let join = find("kubeadm/cp-2/join");
     assert!(matches!(join.action, Action::KubeadmJoinControlPlane { reset_first: true, .. }), "{join:?}");
     assert!(join.reason.contains("re-addressed") && join.reason.contains("198.18.0.12"), "{}", join.reason);
-    assert!(!plan.steps().any(|s| matches!(s.action, Action::ResetHost { .. } | Action::RemoveNode { .. } | Action::RemoveEtcdMember { .. })));
+    assert!(!plan.steps().any(|s| matches!(s.action, Action::ResetHost { .. } | Action::RemoveEtcdMember { .. })));
+    assert_eq!(plan.steps().filter(|s| matches!(s.action, Action::RemoveNode { .. })).count(), 1);
+    assert!(position(&plan, "kubeadm/cp-2/join") < position(&plan, "labels/cp-2"), "its new Node gets its labels");
     assert!(!plan.steps().any(|s| s.id.starts_with("workers/")), "workers stay: {}", text(&plan));
 }
 
