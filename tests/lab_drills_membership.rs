@@ -164,7 +164,8 @@ fn replace_resume_grow_shrink_and_a_lost_zone() {
     etcdctl.run(&leader_endpoints, &["move-leader", &cp1_id]);
     assert_eq!(leader(&etcdctl), "cp-1");
     let monitor = QuorumMonitor::start(etcdctl.clone(), vec![CP4.into(), CP5.into()]);
-    let seed_replaced = edited_inventory(dir.path(), "seed-replaced.yaml", |t| with_cp6(t).replace(&control_plane("cp-1", CP1, "az-a"), &control_plane("cp-8", CP8, "az-a")));
+    let seed_replaced =
+        edited_inventory(dir.path(), "seed-replaced.yaml", |t| with_cp6(t).replace(&control_plane("cp-1", CP1, "az-a"), &control_plane("cp-8", CP8, "az-a")));
     kubeha_ok(&seed_replaced, state, &["lab", "up"]);
     let out = kubeha_ok(&seed_replaced, state, &["node", "replace", "cp-1", "--with", "cp-8", "--yes"]);
     let out = text(&out);

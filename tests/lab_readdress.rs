@@ -38,7 +38,7 @@ fn a_readdressed_control_plane_is_moved_with_its_data_and_joined_again() {
     let plan = kubeha_with(&moved, state, &["plan"]).output().unwrap();
     let shown = text(&plan);
     let at = |needle: &str| shown.find(needle).unwrap_or_else(|| panic!("{needle:?} not planned:\n{shown}"));
-    assert!(at("GATE before move cp-3") < at(&format!("update etcd member cp-3")), "{shown}");
+    assert!(at("GATE before move cp-3") < at("update etcd member cp-3"), "{shown}");
     assert!(at(&format!("to peer URL https://{MOVED}:2380")) < at("GATE after move cp-3"), "{shown}");
     assert!(shown.contains("re-addressed: etcd knows it at https://198.18.0.13:2380"), "{shown}");
     assert!(shown.contains("re-addressed: the node registered at 198.18.0.13"), "{shown}");

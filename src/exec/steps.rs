@@ -124,7 +124,9 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         }
         Action::DeleteJoinToken => kubeadm::delete_token(t, ctx.token()?.0).await.map(|_| true).map_err(fail),
         Action::RemoveNode { node } => retire::remove_node(t, node).await.map(|_| true).map_err(fail),
-        Action::ResetHost { machine_id, .. } => retire::reset(t, machine_id.as_deref(), &ctx.inv.kubernetes.container_runtime_endpoint).await.map(|_| true).map_err(fail),
+        Action::ResetHost { machine_id, .. } => {
+            retire::reset(t, machine_id.as_deref(), &ctx.inv.kubernetes.container_runtime_endpoint).await.map(|_| true).map_err(fail)
+        }
         Action::Verify { .. } => {
             let failed: Vec<String> = phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, VERIFY_WITHIN)
                 .await

@@ -54,7 +54,7 @@ impl HostFacts {
     /// Whether a unix socket exists at `path` (/var/run is /run on every systemd host).
     pub fn has_socket(&self, path: &str) -> bool {
         let path = path.strip_prefix("/var/run/").map_or_else(|| path.to_string(), |rest| format!("/run/{rest}"));
-        self.sockets.iter().any(|s| *s == path)
+        self.sockets.contains(&path)
     }
 }
 

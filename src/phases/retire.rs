@@ -28,9 +28,7 @@ pub fn move_etcd_data_aside(tag: &str) -> String {
 pub enum ResetError {
     #[error(transparent)]
     Ssh(#[from] SshError),
-    #[error(
-        "{host}: refusing to reset: its machine-id is {found:?}, the node that left reported {expected:?}; the address belongs to another machine now"
-    )]
+    #[error("{host}: refusing to reset: its machine-id is {found:?}, the node that left reported {expected:?}; the address belongs to another machine now")]
     OtherMachine { host: String, found: String, expected: String },
 }
 

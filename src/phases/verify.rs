@@ -348,7 +348,9 @@ mod tests {
         use crate::facts::certs::HostCerts;
         use crate::pki::expiry::{Cert, Parsed};
         let now = 1_800_000_000;
-        let cert = |path: &str, days: i64| Cert::new("cp-1", path, Parsed { subject: "x".into(), not_before: now - 86_400, not_after: now + days * 86_400 + 1, ca: false });
+        let cert = |path: &str, days: i64| {
+            Cert::new("cp-1", path, Parsed { subject: "x".into(), not_before: now - 86_400, not_after: now + days * 86_400 + 1, ca: false })
+        };
         let seen = |certs: Vec<Cert>| [("cp-1".to_string(), Ok(HostCerts { certs, unreadable: vec![] }))].into_iter().collect();
         let c = certificates_check(&seen(vec![cert("/etc/kubeha/pki/etcd/server.crt", 300)]), now);
         assert!(c.ok && !c.warning && c.detail == "1 certificates", "{c:?}");

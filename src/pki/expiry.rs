@@ -164,9 +164,7 @@ pub fn warning(c: &Cert, now: i64) -> Option<String> {
     };
     match c.level(now) {
         Level::Ok => None,
-        Level::Expiring => {
-            Some(format!("certificate {what} expires in {} days, on {}{late}; {fix}", c.days_left(now), rfc3339(c.parsed.not_after)))
-        }
+        Level::Expiring => Some(format!("certificate {what} expires in {} days, on {}{late}; {fix}", c.days_left(now), rfc3339(c.parsed.not_after))),
         Level::Expired => Some(format!("certificate {what} EXPIRED on {}; {fix}", rfc3339(c.parsed.not_after))),
     }
 }

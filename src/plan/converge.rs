@@ -239,11 +239,7 @@ impl Builder<'_> {
         // replaced learner-first: the newcomer joins as a learner and catches up, the old member goes, then
         // the newcomer is promoted, so the cluster never waits with one voter short for a copy to stream.
         // Dead members leave first as before (they are already missing).
-        let joining = if voters.is_empty() {
-            0
-        } else {
-            self.inv.control_planes().filter(|h| self.observed.member(&h.name, &peer_url(h)).is_none()).count()
-        };
+        let joining = if voters.is_empty() { 0 } else { self.inv.control_planes().filter(|h| self.observed.member(&h.name, &peer_url(h)).is_none()).count() };
         let mut replaced: std::collections::VecDeque<&Member> =
             leaving.iter().copied().filter(|m| !m.is_learner && !m.name.is_empty() && !leaving_down.contains(&m.name)).take(joining).collect();
         let mut snapshot_taken = false;

@@ -112,6 +112,7 @@ fn gate(g: &Gate) -> String {
     };
     let n = g.voters.len();
     let healthy = n - g.may_be_down.len();
-    let down = if g.may_be_down.is_empty() { String::new() } else { format!(" ({} may be down: leaving, or moving to a new address)", g.may_be_down.join(", ")) };
+    let down =
+        if g.may_be_down.is_empty() { String::new() } else { format!(" ({} may be down: leaving, or moving to a new address)", g.may_be_down.join(", ")) };
     format!("GATE {when} {}: {healthy}/{n} voting members healthy ({}){down}, quorum {}, one leader, no learner", g.change, g.voters.join(", "), g.quorum)
 }

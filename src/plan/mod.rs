@@ -267,10 +267,7 @@ impl Action {
 
     /// Whether the step changes etcd's membership (what gates and snapshots guard).
     pub fn changes_membership(&self) -> bool {
-        matches!(
-            self,
-            Action::AddEtcdLearner { .. } | Action::PromoteEtcdLearner { .. } | Action::RemoveEtcdMember { .. } | Action::UpdateEtcdPeerUrl { .. }
-        )
+        matches!(self, Action::AddEtcdLearner { .. } | Action::PromoteEtcdLearner { .. } | Action::RemoveEtcdMember { .. } | Action::UpdateEtcdPeerUrl { .. })
     }
 
     pub fn changes(&self) -> bool {

@@ -408,7 +408,9 @@ fn certificates_warn_under_30_days_and_fail_once_expired() {
     let inv = lab();
     let mut s = seen(&inv, Ok(view(all_members(&inv), &[], 1)), &[], &["cp-1"]);
     s.now = 1_800_000_000;
-    let cert = |path: &str, days: i64| Cert::new("cp-2", path, Parsed { subject: "x".into(), not_before: s.now - 86_400, not_after: s.now + days * 86_400 + 1, ca: false });
+    let cert = |path: &str, days: i64| {
+        Cert::new("cp-2", path, Parsed { subject: "x".into(), not_before: s.now - 86_400, not_after: s.now + days * 86_400 + 1, ca: false })
+    };
     let certs = vec![cert("/etc/kubeha/pki/etcd/peer.crt", 12), cert("/etc/kubernetes/pki/apiserver.crt", 200)];
     s.certs.insert("cp-2".into(), Ok(HostCerts { certs, unreadable: vec![] }));
     let r = report(&inv, FILE, &s);

@@ -83,7 +83,13 @@ fn set_mtime(path: &Path, unix: u64) {
 /// A run from `host` with `pid`, as another operator's machine would start it.
 fn run_on(host: &str, pid: u32) -> Holder {
     // A machine of its own, not this one (see a_holder_of_this_machine_whose_process_is_gone_is_dead_at_once).
-    Holder { operator: format!("ops@{host}"), operator_host: host.into(), pid, machine_id: format!("machine-of-pid-{pid}"), ..Holder::for_this_run("kubeha apply") }
+    Holder {
+        operator: format!("ops@{host}"),
+        operator_host: host.into(),
+        pid,
+        machine_id: format!("machine-of-pid-{pid}"),
+        ..Holder::for_this_run("kubeha apply")
+    }
 }
 
 fn holder_json(h: &Holder) -> Vec<u8> {

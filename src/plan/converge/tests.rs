@@ -893,7 +893,9 @@ fn kubeadm_certificates_due_are_renewed_one_control_plane_at_a_time() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.now = 1_800_000_000;
-    let cert = |host: &str, path: &str, days: i64, ca: bool| Cert::new(host, path, Parsed { subject: "x".into(), not_before: o.now - 86_400, not_after: o.now + days * 86_400 + 1, ca });
+    let cert = |host: &str, path: &str, days: i64, ca: bool| {
+        Cert::new(host, path, Parsed { subject: "x".into(), not_before: o.now - 86_400, not_after: o.now + days * 86_400 + 1, ca })
+    };
     for h in ["cp-1", "cp-2", "cp-3"] {
         let certs = vec![
             cert(h, "/etc/kubernetes/pki/ca.crt", 10, true),
@@ -978,7 +980,8 @@ fn a_readdressed_control_plane_is_moved_between_gates_and_joined_again() {
     o.etcd_answers.remove("cp-2");
     let plan = converge(&inv, &d, &o, "observed");
     assert!(!plan.blocked(), "{}", text(&plan));
-    let moved: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).filter(|id| !id.starts_with("etcd/cp-1/") && !id.starts_with("etcd/cp-3/")).collect();
+    let moved: Vec<&str> =
+        etcd_steps(&plan).iter().map(|s| s.id.as_str()).filter(|id| !id.starts_with("etcd/cp-1/") && !id.starts_with("etcd/cp-3/")).collect();
     assert_eq!(
         moved,
         ["etcd/cp-2/gate-before", "etcd/snapshot", "etcd/cp-2/update-peer-url", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after"],
@@ -991,10 +994,7 @@ fn a_readdressed_control_plane_is_moved_between_gates_and_joined_again() {
     assert_eq!(crate::etcd::gate::evaluate(gate_before, o.etcd.as_ref().unwrap()), Ok(()));
     let update = find("etcd/cp-2/update-peer-url");
     assert_ne!(update.host, "cp-2", "the others carry out the change");
-    assert!(
-        matches!(&update.action, Action::UpdateEtcdPeerUrl { id, peer_url, .. } if id == "2" && peer_url == "https://198.18.0.23:2380"),
-        "{update:?}"
-    );
+    assert!(matches!(&update.action, Action::UpdateEtcdPeerUrl { id, peer_url, .. } if id == "2" && peer_url == "https://198.18.0.23:2380"), "{update:?}");
     assert!(update.reason.contains("https://198.18.0.12:2380"), "{}", update.reason);
     let Action::InstallEtcdFiles { files, .. } = &find("etcd/cp-2/files").action else { panic!() };
     assert!(files.iter().any(|f| f.ends_with("peer.crt")) && files.iter().any(|f| f.ends_with("etcd.conf.yml")), "{files:?}");
