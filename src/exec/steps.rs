@@ -104,7 +104,14 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             ctx.reset_then_place(host, *reset_first, files).await?;
             kubeadm::join(t).await.map(|_| true).map_err(fail)
         }
-        Action::WaitApiReady { endpoint, node } => kubeadm::wait_ready(t, endpoint, node).await.map(|_| false).map_err(fail),
+        Action::WaitApiReady { endpoint, node } => {
+            kubeadm::wait_ready(t, endpoint, node).await.map_err(fail)?;
+            let own = ctx.inv.hosts.iter().find(|h| h.name == *node).filter(|h| h.is_control_plane());
+            if let Some(h) = own {
+                kubeadm::wait_own_api_serves(t, &h.address.to_string()).await.map_err(fail)?;
+            }
+            Ok(false)
+        }
         Action::RestartControlPlane { node, renew_certs } => {
             let address = ctx.inv.host(node).map(|h| h.address.to_string()).ok_or_else(|| StepError(format!("{node}: not in the inventory")))?;
             kubeadm::restart_control_plane(t, *renew_certs, &address).await.map(|_| true).map_err(fail)

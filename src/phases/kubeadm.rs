@@ -66,6 +66,34 @@ pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result
     wait_until_ready(t, endpoint, Some(node)).await
 }
 
+/// Waits until this control plane's own API server (at `address`) answers /readyz and authorizes the
+/// cluster admin. HAProxy sends a just-joined API server traffic once its health check passes, and such a
+/// server was seen answering kubernetes-admin with Forbidden ("cannot get resource nodes") for a moment
+/// after that (kubeadm 1.36 on the lab), failing the next admin step that landed on it; the next step
+/// starts only once this server serves the admin like the others.
+pub async fn wait_own_api_serves(t: &dyn Transport, address: &str) -> Result<(), SshError> {
+    let endpoint = crate::render::context::host_port(address, crate::render::context::API_SERVER_PORT);
+    wait_until_ready(t, &endpoint, None).await?;
+    let can_i = kubectl(&format!("--server {} auth can-i get nodes", quote::quote(&format!("https://{endpoint}"))));
+    let started = Instant::now();
+    loop {
+        let out = t.exec(&can_i).await?;
+        if out.stdout_text().trim() == "yes" {
+            return Ok(());
+        }
+        if started.elapsed() > READY_WITHIN {
+            let answer = format!("{}{}", out.stdout_text().trim(), String::from_utf8_lossy(&out.stderr).trim());
+            return Err(SshError::CommandFailed {
+                host: t.host().into(),
+                command: format!("wait for the API server at {endpoint} to authorize the cluster admin"),
+                status: out.status,
+                stderr: format!("not within {} s: {answer}", READY_WITHIN.as_secs()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Waits until /readyz answers `ok` at `endpoint` and, when given, `node` is registered.
 async fn wait_until_ready(t: &dyn Transport, endpoint: &str, node: Option<&str>) -> Result<(), SshError> {
     let started = Instant::now();
