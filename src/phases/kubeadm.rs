@@ -67,10 +67,10 @@ pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result
 }
 
 /// Waits until this control plane's own API server (at `address`) answers /readyz and authorizes the
-/// cluster admin. HAProxy sends a just-joined API server traffic once its health check passes, and such a
-/// server was seen answering kubernetes-admin with Forbidden ("cannot get resource nodes") for a moment
-/// after that (kubeadm 1.36 on the lab), failing the next admin step that landed on it; the next step
-/// starts only once this server serves the admin like the others.
+/// cluster admin, so the next step starts only once this server serves the admin like the others. Added
+/// while chasing a Forbidden answer to kubernetes-admin ("cannot get resource nodes") seen right after
+/// joins on the lab (kubeadm 1.36); that Forbidden was seen again after this gate had passed, so its cause
+/// is still open (see the issue notes).
 pub async fn wait_own_api_serves(t: &dyn Transport, address: &str) -> Result<(), SshError> {
     let endpoint = crate::render::context::host_port(address, crate::render::context::API_SERVER_PORT);
     wait_until_ready(t, &endpoint, None).await?;
