@@ -2,8 +2,9 @@
 //! Every step is idempotent on its own (uploads skip identical files, membership changes check first,
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
+use crate::paths::CNI_APPLIED;
 use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot};
-use crate::plan::desired::{CNI_APPLIED, Desired};
+use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
 use crate::render::secrets::Secrets;
 use crate::ssh::Transport;
@@ -179,8 +180,7 @@ async fn wait_for_one_vip_holder(ctx: &StepContext) -> Result<(), StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::desired::{KUBERNETES_CA_CERT, KUBERNETES_CA_KEY};
-    use crate::render::KUBEADM_CONFIG;
+    use crate::paths::{KUBEADM_CONFIG, KUBERNETES_CA_CERT, KUBERNETES_CA_KEY};
     use crate::ssh::fake::{Recorded, RecordingTransport};
 
     fn context(host: &Arc<RecordingTransport>) -> StepContext {

@@ -149,7 +149,7 @@ async fn secret_files_all(hosts: &HashMap<String, Arc<dyn Transport>>) -> Secret
     seen
 }
 
-/// Fails naming host and file for every secret file (see `secret_files::SECRET_FILES`) that its group or
+/// Fails naming host and file for every secret file (see `secret_files::secret_files()`) that its group or
 /// others may read, and for every host whose files could not be read: a secret file nobody checked is not
 /// known to be private. `kubeha apply` sets them back to 0600 (or kubeha's own mode) in place.
 pub fn secret_files_check(seen: &SecretFilesSeen) -> Check {
@@ -186,7 +186,7 @@ fn nodes_check(inv: &Inventory, nodes: &std::collections::BTreeMap<String, std::
         match nodes.get(&h.name) {
             None => problems.push(format!("{} not registered", h.name)),
             Some(labels) => {
-                for (k, v) in context::node_labels(h) {
+                for (k, v) in h.node_labels() {
                     if labels.get(&k) != Some(&v) {
                         problems.push(format!("{} lacks {k}={v}", h.name));
                     }

@@ -260,7 +260,7 @@ impl Action {
             | Action::UploadKubeadmConfig { files }
             | Action::KubeadmJoinControlPlane { files, .. }
             | Action::KubeadmJoinWorker { files, .. } => paths(files),
-            Action::ApplyCni { manifest, .. } => vec![manifest.as_str(), desired::CNI_APPLIED],
+            Action::ApplyCni { manifest, .. } => vec![manifest.as_str(), crate::paths::CNI_APPLIED],
             _ => Vec::new(),
         }
     }

@@ -35,8 +35,8 @@ fn member_of(inv: &Inventory, name: &str, learner: bool) -> Member {
     Member {
         id: i as u64 + 1,
         name: if learner { String::new() } else { name.into() },
-        peer_urls: vec![peer_url(h)],
-        client_urls: vec![crate::render::context::client_url(h)],
+        peer_urls: vec![h.peer_url()],
+        client_urls: vec![h.client_url()],
         is_learner: learner,
     }
 }

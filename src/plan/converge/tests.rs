@@ -2,7 +2,9 @@
 use super::*;
 use crate::etcd::gate::View;
 use crate::etcd::status::{EndpointHealth, EndpointStatus, Member};
-use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, FileMeta, HostState};
+use crate::facts::observe::{self, FileMeta, HostState};
+use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, STATE_FILE};
+use crate::render::context;
 use crate::state::ClusterState;
 
 fn lab() -> Inventory {
@@ -92,7 +94,7 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
     }
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
     o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
-    o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), context::node_labels(h).into_iter().collect())).collect());
+    o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), h.node_labels().into_iter().collect())).collect());
     o
 }
 
@@ -541,7 +543,7 @@ fn a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     // The digest of an empty file: what a crash between rename and write-back left.
-    o.hosts.get_mut("cp-2").unwrap().digests.insert(crate::state::STATE_FILE.into(), crate::ssh::upload::sha256_hex(b""));
+    o.hosts.get_mut("cp-2").unwrap().digests.insert(STATE_FILE.into(), crate::digest::sha256_hex(b""));
     let plan = converge(&inv, &d, &o, "observed");
     golden("a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase", &plan);
     assert_eq!(ids(&plan), ["state/cp-2", "verify"]);
@@ -666,7 +668,7 @@ fn after_a_replace_of_the_first_control_plane_the_seed_stays_where_the_markers_a
         s.digests.insert(KUBELET_CONF.into(), "0".repeat(64));
         seeded_on_cp2.hosts.insert(h.name.clone(), s);
     }
-    seeded_on_cp2.hosts.get_mut("cp-2").unwrap().digests.insert(desired::CNI_APPLIED.into(), "0".repeat(64));
+    seeded_on_cp2.hosts.get_mut("cp-2").unwrap().digests.insert(crate::paths::CNI_APPLIED.into(), "0".repeat(64));
     seeded_on_cp2.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), std::collections::BTreeMap::new())).collect());
     assert_eq!(seed_control_plane(&inv, &seeded_on_cp2).unwrap().name, "cp-2");
     let d = desired_seeded(&inv, &state, &seeded_on_cp2);
@@ -1002,7 +1004,7 @@ fn a_manifest_left_aside_by_a_dead_restart_is_put_back() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    o.hosts.get_mut("cp-3").unwrap().digests.insert(desired::SET_ASIDE_MANIFESTS[0].into(), "0".repeat(64));
+    o.hosts.get_mut("cp-3").unwrap().digests.insert(crate::paths::SET_ASIDE_MANIFESTS[0].into(), "0".repeat(64));
     let plan = converge(&inv, &d, &o, "observed");
     golden("a_manifest_left_aside_by_a_dead_restart_is_put_back", &plan);
     assert_eq!(ids(&plan), ["certs/cp-3/restart", "verify"], "{}", text(&plan));
@@ -1108,14 +1110,14 @@ fn a_file_chowned_to_another_user_is_chowned_back_keeping_its_mode() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     let cp1 = o.hosts.get_mut("cp-1").unwrap();
-    cp1.meta.insert(crate::state::STATE_FILE.into(), FileMeta { mode: 0o600, owner: "kubelet".into(), group: "root".into() });
+    cp1.meta.insert(STATE_FILE.into(), FileMeta { mode: 0o600, owner: "kubelet".into(), group: "root".into() });
     cp1.meta.insert("/etc/haproxy/haproxy.cfg".into(), FileMeta { mode: 0o600, owner: "haproxy".into(), group: "haproxy".into() });
     let plan = converge(&inv, &d, &o, "observed");
     golden("a_file_chowned_to_another_user_is_chowned_back_keeping_its_mode", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-1", "verify"], "{}", text(&plan));
     let [(host, files, reason)] = file_modes(&plan)[..] else { panic!("{}", text(&plan)) };
     assert_eq!(host, "cp-1");
-    assert_eq!(files, [mode("/etc/haproxy/haproxy.cfg", 0o644), mode(crate::state::STATE_FILE, 0o600)]);
+    assert_eq!(files, [mode("/etc/haproxy/haproxy.cfg", 0o644), mode(STATE_FILE, 0o600)]);
     assert_eq!(reason, "haproxy.cfg mode 0600, want 0644, owner haproxy:haproxy, want root:root; cluster-state.json owner kubelet:root, want root:root");
     assert!(!plan.steps().any(|s| matches!(s.action, Action::StartLoadBalancer { .. })), "no HAProxy reload for its config's owner");
 }
