@@ -144,6 +144,10 @@ impl LoadBalancer {
     }
 }
 
+/// The services of the keepalived-haproxy mode on each control plane, in the order they start: HAProxy
+/// first, as keepalived's health check goes through it.
+pub const LOAD_BALANCER_SERVICES: [&str; 2] = ["haproxy", "keepalived"];
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Host {

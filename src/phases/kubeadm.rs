@@ -30,12 +30,12 @@ pub async fn reset(t: &dyn Transport, cri_socket: &str) -> Result<(), SshError> 
     t.run(&Command::script(reset_command(cri_socket)).timeout(KUBEADM_TIMEOUT)).await.map(|_| ())
 }
 
-pub async fn init(t: &dyn Transport) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("init --config {KUBEADM_CONFIG} --upload-certs"))).await.map(|_| ())
+pub async fn init(t: &dyn Transport, config: &str) -> Result<(), SshError> {
+    t.run(&kubeadm(&format!("init --config {} --upload-certs", quote::quote(config)))).await.map(|_| ())
 }
 
-pub async fn join(t: &dyn Transport) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("join --config {KUBEADM_CONFIG}"))).await.map(|_| ())
+pub async fn join(t: &dyn Transport, config: &str) -> Result<(), SshError> {
+    t.run(&kubeadm(&format!("join --config {}", quote::quote(config)))).await.map(|_| ())
 }
 
 /// Replaces the cluster's ClusterConfiguration with the config file's (new etcd endpoints, SANs).
@@ -45,8 +45,8 @@ pub async fn upload_config(t: &dyn Transport) -> Result<(), SshError> {
 
 /// Uploads the control-plane certificates again with the certificate key of the config: kubeadm deletes
 /// them 2 h after init, and joins in a later run need them.
-pub async fn upload_certs(t: &dyn Transport) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("init phase upload-certs --upload-certs --config {KUBEADM_CONFIG}"))).await.map(|_| ())
+pub async fn upload_certs(t: &dyn Transport, config: &str) -> Result<(), SshError> {
+    t.run(&kubeadm(&format!("init phase upload-certs --upload-certs --config {}", quote::quote(config)))).await.map(|_| ())
 }
 
 /// `kubectl` as the cluster admin on a control plane.

@@ -6,7 +6,7 @@ use super::*;
 use crate::etcd::status::Member;
 use crate::facts::observe::{self, FileMeta};
 use crate::facts::secret_files;
-use crate::inventory::{Host, Inventory, LoadBalancer};
+use crate::inventory::{Host, Inventory};
 use crate::paths::{
     ADMIN_CONF, CNI_APPLIED, CNI_DIR, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, ETCD_PKI_DIR, ETCD_UNIT, ETCDCTL_ENV, KUBEADM_CONFIG, KUBELET_CONF, KUBERNETES_CA_CERT,
     KUBERNETES_CA_KEY, SET_ASIDE_MANIFESTS,
@@ -537,7 +537,7 @@ impl Builder<'_> {
 
     fn load_balancer(&mut self) {
         let Some(vrrp) = self.inv.load_balancer.vrrp() else { return };
-        let services = vec!["haproxy", "keepalived"];
+        let services = crate::inventory::LOAD_BALANCER_SERVICES.to_vec();
         let mut steps: Vec<Step> = Vec::new();
         for h in self.inv.control_planes() {
             let state = self.observed.host(&h.name);
@@ -553,7 +553,7 @@ impl Builder<'_> {
         }
         if !steps.is_empty() {
             let first = self.desired.seed.clone();
-            steps.push(step("lb/vip".into(), &first, Action::CheckVip { vip: vrrp.vip.to_string() }, "the VIP must be held before kubeadm uses it"));
+            steps.push(step("lb/vip".into(), &first, Action::CheckVip { vip: vrrp.vip }, "the VIP must be held before kubeadm uses it"));
         }
         self.push("loadbalancer", "keepalived (VIP) and HAProxy on every control plane", Execution::Sequential, steps);
     }
@@ -633,7 +633,7 @@ impl Builder<'_> {
                 let mut files = kubeadm_files;
                 files.extend([KUBERNETES_CA_CERT.to_string(), KUBERNETES_CA_KEY.to_string()]);
                 let reset_first = self.leftovers(h);
-                let action = Action::KubeadmInit { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into(), files, reset_first };
+                let action = Action::KubeadmInit { config: KUBEADM_CONFIG.into(), files, reset_first };
                 let why = if reset_first { "an earlier init did not finish" } else { "no cluster yet" };
                 steps.push(step(format!("kubeadm/{}/init", h.name), &h.name, action, why));
                 init_planned = true;
@@ -644,7 +644,7 @@ impl Builder<'_> {
                     certs_uploaded = true;
                 }
                 let reset_first = self.leftovers(h);
-                let action = Action::KubeadmJoinControlPlane { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into(), files: kubeadm_files, reset_first };
+                let action = Action::KubeadmJoinControlPlane { config: KUBEADM_CONFIG.into(), files: kubeadm_files, reset_first };
                 steps.push(step(format!("kubeadm/{}/join", h.name), &h.name, action, self.join_reason(h)));
             } else {
                 if let Some((files, why)) = self.stale(&h.name, Group::Kubeadm) {
@@ -718,7 +718,6 @@ impl Builder<'_> {
     }
 
     fn workers(&mut self) {
-        let endpoint = self.endpoint();
         let mut steps = Vec::new();
         for h in self.inv.workers() {
             if self.joined(h) {
@@ -727,12 +726,7 @@ impl Builder<'_> {
                 }
                 continue;
             }
-            let action = Action::KubeadmJoinWorker {
-                endpoint: endpoint.clone(),
-                config: KUBEADM_CONFIG.into(),
-                files: vec![KUBEADM_CONFIG.into()],
-                reset_first: self.leftovers(h),
-            };
+            let action = Action::KubeadmJoinWorker { config: KUBEADM_CONFIG.into(), files: vec![KUBEADM_CONFIG.into()], reset_first: self.leftovers(h) };
             steps.push(step(format!("workers/{}", h.name), &h.name, action, self.join_reason(h)));
         }
         self.push("workers", "worker joins", self.parallel(), steps);
@@ -928,18 +922,7 @@ impl Builder<'_> {
 
     fn verify(&mut self) {
         let first = self.desired.seed.clone();
-        let members = self.inv.control_planes().count();
-        let mut checks = vec![format!("all {members} etcd members healthy, one leader, no learner")];
-        match &self.inv.load_balancer {
-            LoadBalancer::KeepalivedHaproxy(v) => {
-                checks.push(format!("VIP {} held by exactly one control plane", v.vip));
-                checks.push(format!("/readyz answers through {}", self.endpoint()));
-                checks.push(format!("every HAProxy backend up ({members} per control plane)"));
-            }
-            LoadBalancer::External { .. } => checks.push(format!("/readyz answers through {}", self.endpoint())),
-        }
-        checks.push(format!("all {} nodes joined with their labels and Ready", self.inv.hosts.len()));
-        checks.push(format!("no certificate expired (one expiring within {} days is a warning)", crate::pki::expiry::WARN_DAYS));
+        let checks = super::verify::checks(self.inv);
         let steps = vec![step("verify".into(), &first, Action::Verify { checks }, "final verification")];
         self.push("verify", "final verification", Execution::Sequential, steps);
     }

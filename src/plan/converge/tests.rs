@@ -111,6 +111,7 @@ const SERVER_KEY: &str = "/etc/kubeha/pki/etcd/server.key";
 /// scenario plans shows up as a diff. Re-bless an intended change with `INSTA_UPDATE=always cargo test --lib`
 /// (or `cargo insta review`).
 fn golden(name: &str, plan: &Plan) {
+    runs_where_it_says(plan);
     let mut settings = insta::Settings::clone_current();
     // Relative to this file: src/plan/converge/.
     settings.set_snapshot_path("../../../tests/golden/plan/observed");
@@ -119,6 +120,19 @@ fn golden(name: &str, plan: &Plan) {
         insta::assert_snapshot!(format!("{name}__text"), text(plan));
         insta::assert_snapshot!(format!("{name}__json"), serde_json::to_string_pretty(plan).unwrap());
     });
+}
+
+/// The executor runs these actions on the step's host and reads the member or host they name from nowhere
+/// else: the name shown must be that host.
+fn runs_where_it_says(plan: &Plan) {
+    for s in plan.steps() {
+        let named = match &s.action {
+            Action::InstallEtcdFiles { member, .. } | Action::StartEtcdMember { member, .. } | Action::ClearEtcdData { member } => member,
+            Action::ResetHost { host, .. } => host,
+            _ => continue,
+        };
+        assert_eq!(named, &s.host, "{}: {}", s.id, text(plan));
+    }
 }
 
 fn ids(plan: &Plan) -> Vec<&str> {
