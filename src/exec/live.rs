@@ -3,7 +3,7 @@
 //! `plan` uses it as is, `apply` under the cluster lock.
 use crate::facts::{self, observe};
 use crate::inventory::{Host, Inventory};
-use crate::paths::{ADMIN_CONF, STATE_FILE};
+use crate::paths::{ADMIN_CONF, ETCD_DATA_DIR, STATE_FILE};
 use crate::phases::kubeadm;
 use crate::plan::desired::Desired;
 use crate::plan::{self, Observed, Plan};
@@ -324,7 +324,7 @@ fn refuse_if_a_cluster_exists(observed: &Observed) -> anyhow::Result<()> {
     }
     anyhow::bail!(
         "no control plane holds {STATE_FILE}, but a cluster seems to exist ({}). kubeha will not create new CAs and secrets over it. \
-         Restore {STATE_FILE} from a backup onto one control plane, or clear the hosts (kubeadm reset -f; remove /var/lib/etcd) to start anew",
+         Restore {STATE_FILE} from a backup onto one control plane, or clear the hosts (kubeadm reset -f; remove {ETCD_DATA_DIR}) to start anew",
         evidence.join(", ")
     )
 }

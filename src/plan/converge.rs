@@ -8,8 +8,8 @@ use crate::facts::observe::{self, FileMeta};
 use crate::facts::secret_files;
 use crate::inventory::{Host, Inventory};
 use crate::paths::{
-    ADMIN_CONF, CNI_APPLIED, CNI_DIR, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, ETCD_PKI_DIR, ETCD_UNIT, ETCDCTL_ENV, KUBEADM_CONFIG, KUBELET_CONF, KUBERNETES_CA_CERT,
-    KUBERNETES_CA_KEY, SET_ASIDE_MANIFESTS,
+    ADMIN_CONF, CNI_APPLIED, CNI_DIR, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, ETCD_DATA_DIR, ETCD_PKI_DIR, ETCD_UNIT, ETCDCTL_ENV, KUBEADM_CONFIG, KUBELET_CONF,
+    KUBERNETES_CA_CERT, KUBERNETES_CA_KEY, SET_ASIDE_MANIFESTS,
 };
 use crate::pki::expiry::{self, Owner};
 use crate::render::context::host_port;
@@ -188,7 +188,7 @@ impl Builder<'_> {
             self.findings.push(Finding {
                 host: self.observed.etcd_answers.keys().cloned().collect::<Vec<_>>().join(", "),
                 problem,
-                fix: "find the member that is not part of the real cluster (usually the one alone in its cluster: its data directory was lost and it bootstrapped a new cluster); on it run `systemctl stop etcd; mv /var/lib/etcd /var/lib/etcd.split-$(date +%s)`, then `kubeha apply`: it removes and re-adds that member through the quorum gates".into(),
+                fix: format!("find the member that is not part of the real cluster (usually the one alone in its cluster: its data directory was lost and it bootstrapped a new cluster); on it run `systemctl stop etcd; mv {ETCD_DATA_DIR} {ETCD_DATA_DIR}.split-$(date +%s)`, then `kubeha apply`: it removes and re-adds that member through the quorum gates"),
                 fatal: true,
             });
             return;
@@ -781,7 +781,7 @@ impl Builder<'_> {
                         Some(why) => format!("{n} leaves the cluster but cannot be reached over SSH ({why}), so it cannot be reset"),
                         None => format!("{n} leaves the cluster but cannot be reached over SSH, so it cannot be reset"),
                     },
-                    fix: "before that machine runs again: `systemctl disable --now etcd keepalived haproxy kubelet; mv /var/lib/etcd /var/lib/etcd.removed; kubeadm reset -f --skip-phases=remove-etcd-member` on it (otherwise it may claim the VIP)".into(),
+                    fix: format!("before that machine runs again: `systemctl disable --now etcd keepalived haproxy kubelet; mv {ETCD_DATA_DIR} {ETCD_DATA_DIR}.removed; kubeadm reset -f --skip-phases=remove-etcd-member` on it (otherwise it may claim the VIP)"),
                     fatal: false,
                 });
             }
