@@ -117,7 +117,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             let address = ctx.inv.host(node).map(|h| h.address.to_string()).ok_or_else(|| StepError(format!("{node}: not in the inventory")))?;
             kubeadm::restart_control_plane(t, *renew_certs, &address).await.map(|_| true).map_err(fail)
         }
-        Action::ApplyCni { manifest, .. } => {
+        Action::ApplyCni { manifest } => {
             ctx.place(host, std::slice::from_ref(manifest)).await?;
             kubeadm::apply_manifest(t, manifest).await.map_err(fail)?;
             // Recorded only after kubectl succeeded: a kill in between re-applies, which is harmless.

@@ -706,13 +706,11 @@ impl Builder<'_> {
         if state.digest(&marker.path) != Some(marker.digest.as_str()) {
             let cni = self.inv.kubernetes.cni;
             let manifest = format!("{CNI_DIR}/{}", file_name(render::cni_file(cni)));
-            let why = if state.has(&marker.path) { "the manifest changed since it was applied" } else { "not applied yet" };
-            steps.push(step(
-                "cni/apply".into(),
-                &first,
-                Action::ApplyCni { cni: cni.name(), version: self.inv.kubernetes.cni_version.to_string(), manifest },
-                why,
-            ));
+            // Which CNI and version the manifest was rendered for is why it is applied, not what the step
+            // runs with: the executor applies the manifest file, so that is the action's one field.
+            let what = format!("{} {}", cni.name(), self.inv.kubernetes.cni_version);
+            let why = if state.has(&marker.path) { format!("the {what} manifest changed since it was applied") } else { format!("{what} not applied yet") };
+            steps.push(step("cni/apply".into(), &first, Action::ApplyCni { manifest }, why));
         }
         self.push("cni", "pod network", Execution::Sequential, steps);
     }

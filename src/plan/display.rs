@@ -85,7 +85,7 @@ pub fn describe(action: &Action) -> String {
             "{}restart kube-apiserver, kube-controller-manager and kube-scheduler on {node} one at a time (static pod manifest out and back), then wait for its API server's /readyz",
             if *renew_certs { "kubeadm certs renew all, then " } else { "" }
         ),
-        Action::ApplyCni { cni, version, manifest } => format!("apply {cni} {version} ({manifest})"),
+        Action::ApplyCni { manifest } => format!("kubectl apply -f {manifest}, then record its digest"),
         Action::LabelNode { node, labels } => format!("label node {node}: {}", labels.join(", ")),
         Action::RefreshJoinToken { valid_minutes } => {
             format!("create or refresh the bootstrap token for joins (Secret kube-system/bootstrap-token-<id>, expires {valid_minutes} min after this step)")

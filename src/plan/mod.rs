@@ -191,9 +191,9 @@ pub enum Action {
         node: String,
         renew_certs: bool,
     },
+    /// `kubectl apply -f` of the CNI manifest, then the marker recording its digest (the step's reason says
+    /// which CNI and version it was rendered for).
     ApplyCni {
-        cni: &'static str,
-        version: String,
         manifest: String,
     },
     LabelNode {
