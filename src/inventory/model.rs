@@ -5,7 +5,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, Serialize)]
@@ -144,6 +144,10 @@ impl LoadBalancer {
     }
 }
 
+/// The services of the keepalived-haproxy mode on each control plane, in the order they start: HAProxy
+/// first, as keepalived's health check goes through it.
+pub const LOAD_BALANCER_SERVICES: [&str; 2] = ["haproxy", "keepalived"];
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Host {
@@ -171,7 +175,38 @@ impl Host {
     pub fn is_worker(&self) -> bool {
         self.roles.worker
     }
+
+    /// The peer URL of this control plane's etcd member: with the name, what ties a member to its host
+    /// (`etcd::identity`).
+    pub fn peer_url(&self) -> String {
+        format!("https://{}", SocketAddr::new(self.address, ETCD_PEER_PORT))
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("https://{}", SocketAddr::new(self.address, ETCD_CLIENT_PORT))
+    }
+
+    /// Every label its node should carry: failure domains first, then the inventory's own labels.
+    pub fn node_labels(&self) -> Vec<(String, String)> {
+        let mut labels = vec![(ZONE_LABEL.to_string(), self.zone.clone())];
+        if let Some(region) = &self.region {
+            labels.push((REGION_LABEL.to_string(), region.clone()));
+        }
+        if let Some(rack) = &self.rack {
+            labels.push((RACK_LABEL.to_string(), rack.clone()));
+        }
+        labels.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        labels
+    }
 }
+
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+/// Not a Kubernetes well-known label (there is none for racks); kubelets may set it on themselves
+/// because NodeRestriction only guards the kubernetes.io and k8s.io namespaces.
+pub const RACK_LABEL: &str = "topology.kubeha.io/rack";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -274,6 +309,12 @@ impl Serialize for Version {
 impl Inventory {
     pub fn control_planes(&self) -> impl Iterator<Item = &Host> {
         self.hosts.iter().filter(|h| h.is_control_plane())
+    }
+
+    /// The control plane that seeds a cluster that does not exist yet (`kubeha render`, `plan --offline`,
+    /// a first apply); on a cluster that exists `plan::seed_control_plane` prefers a joined one.
+    pub fn first_control_plane(&self) -> Option<&Host> {
+        self.control_planes().next()
     }
 
     /// Hosts that are only workers: control planes that also run workloads join as control planes.
