@@ -60,6 +60,14 @@ fn publish(m: &Mirror, inv: &Inventory) -> Vec<Artifact> {
     needed
 }
 
+/// A started mirror publishing every artifact of the inventory that points at it, and an empty cache.
+fn published() -> (Mirror, Inventory, Vec<Artifact>, tempfile::TempDir) {
+    let m = Mirror::start();
+    let inv = mirrored(&m);
+    let needed = publish(&m, &inv);
+    (m, inv, needed, tempfile::tempdir().unwrap())
+}
+
 fn options(cache: &Path) -> Options {
     let retry = Retry { attempts: ATTEMPTS, first_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
     let http = HttpOptions { connect_timeout: Duration::from_secs(2), read_timeout: Duration::from_secs(5), retry };
@@ -88,10 +96,7 @@ fn files_named(dir: &Path, name: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn downloads_are_verified_cached_and_reused_without_any_request() {
-    let m = Mirror::start();
-    let inv = mirrored(&m);
-    let needed = publish(&m, &inv);
-    let cache = tempfile::tempdir().unwrap();
+    let (m, inv, needed, cache) = published();
     let first = artifacts::obtain(&inv, &options(cache.path())).await.unwrap();
     assert_eq!(first.len(), 8);
     for (o, a) in first.iter().zip(&needed) {
@@ -120,12 +125,9 @@ async fn downloads_are_verified_cached_and_reused_without_any_request() {
 
 #[tokio::test]
 async fn a_checksum_mismatch_is_refused_and_nothing_is_kept() {
-    let m = Mirror::start();
-    let inv = mirrored(&m);
-    let needed = publish(&m, &inv);
+    let (m, inv, needed, cache) = published();
     let kubeadm = find(&needed, "kubeadm");
     m.serve(&kubeadm.path, b"a corrupted kubeadm".to_vec());
-    let cache = tempfile::tempdir().unwrap();
     let err = artifacts::obtain(&inv, &options(cache.path())).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ArtifactError::Mismatch(_)), "{text}");
@@ -145,12 +147,9 @@ async fn a_checksum_mismatch_is_refused_and_nothing_is_kept() {
 
 #[tokio::test]
 async fn not_found_is_reported_at_once_without_retries() {
-    let m = Mirror::start();
-    let inv = mirrored(&m);
-    let needed = publish(&m, &inv);
+    let (m, inv, needed, cache) = published();
     let kubelet = find(&needed, "kubelet");
     m.script(&kubelet.path, vec![Reply::Status(404)]);
-    let cache = tempfile::tempdir().unwrap();
     let err = artifacts::obtain(&inv, &options(cache.path())).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -161,18 +160,15 @@ async fn not_found_is_reported_at_once_without_retries() {
 
 #[tokio::test]
 async fn server_errors_are_retried_until_the_file_comes() {
-    let m = Mirror::start();
-    let inv = mirrored(&m);
-    let needed = publish(&m, &inv);
+    let (m, inv, needed, cache) = published();
     let kubectl = find(&needed, "kubectl");
     m.script(&kubectl.path, vec![Reply::Status(500), Reply::Status(503), Reply::Body(content(kubectl))]);
     m.script(&kubectl.checksum_path, vec![Reply::Status(502), Reply::Body(format!("{}\n", sha256(&content(kubectl))).into_bytes())]);
-    let cache = tempfile::tempdir().unwrap();
     let got = artifacts::obtain(&inv, &options(cache.path())).await.unwrap();
     assert_eq!(got.iter().find(|o| o.artifact.name() == "kubectl").unwrap().via, Via::Download);
     assert_eq!((m.hits(&kubectl.path), m.hits(&kubectl.checksum_path)), (3, 2));
 
-    // Past the last attempt the status is the error.
+    // Past the last attempt the status is the error (a fresh cache, or kubectl would come from it).
     let cache = tempfile::tempdir().unwrap();
     m.script(&kubectl.path, vec![Reply::Status(500)]);
     let err = artifacts::obtain(&inv, &options(cache.path())).await.unwrap_err();
@@ -182,13 +178,10 @@ async fn server_errors_are_retried_until_the_file_comes() {
 
 #[tokio::test]
 async fn a_body_shorter_than_its_content_length_is_retried_then_reported() {
-    let m = Mirror::start();
-    let inv = mirrored(&m);
-    let needed = publish(&m, &inv);
+    let (m, inv, needed, cache) = published();
     let crictl = find(&needed, "crictl");
     let full = content(crictl);
     m.script(&crictl.path, vec![Reply::Truncated { body: full[..1000].to_vec(), declared: full.len() }]);
-    let cache = tempfile::tempdir().unwrap();
     let err = artifacts::obtain(&inv, &options(cache.path())).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ArtifactError::Truncated { received: 1000, .. }), "{text}");
@@ -205,11 +198,8 @@ async fn a_body_shorter_than_its_content_length_is_retried_then_reported() {
 
 #[tokio::test]
 async fn an_unreachable_mirror_names_the_url() {
-    let mut m = Mirror::start();
-    let inv = mirrored(&m);
-    publish(&m, &inv);
+    let (mut m, inv, _, cache) = published();
     m.stop();
-    let cache = tempfile::tempdir().unwrap();
     let err = artifacts::obtain(&inv, &options(cache.path())).await.unwrap_err().to_string();
     let etcd_sums = format!("{}/etcd-io/etcd/releases/download/v3.6.16/SHA256SUMS", m.base);
     assert!(err.starts_with(&format!("etcd 3.6.16 (amd64): cannot reach {etcd_sums}: ")), "{err}");
@@ -237,9 +227,7 @@ fn manifest(dir: &Path) -> serde_json::Value {
 #[test]
 fn a_fetched_bundle_serves_the_inventory_with_the_mirror_stopped() {
     let work = tempfile::tempdir().unwrap();
-    let mut m = Mirror::start();
-    let inv = mirrored(&m);
-    let needed = publish(&m, &inv);
+    let (mut m, _, needed, _) = published();
     let online = write_inventory(work.path(), &format!("    mirror: {}\n", m.base));
     let bundle = work.path().join("bundle");
     let out = kubeha(&work.path().join("cache")).args(["artifacts", "fetch", "-i"]).arg(&online).arg("-o").arg(&bundle).assert().success();
@@ -274,14 +262,10 @@ fn a_fetched_bundle_serves_the_inventory_with_the_mirror_stopped() {
 
 #[tokio::test]
 async fn a_bundle_missing_a_file_or_holding_a_corrupted_one_is_refused() {
-    let m = Mirror::start();
-    let inv = mirrored(&m);
-    let needed = publish(&m, &inv);
-    let cache = tempfile::tempdir().unwrap();
+    let (_mirror, inv, needed, cache) = published();
     let got = artifacts::obtain(&inv, &options(cache.path())).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<_> = got.iter().map(|o| artifacts::bundle::Item { artifact: &o.artifact, source: &o.path, url: &o.url, sha256: &o.sha256 }).collect();
-    artifacts::bundle::write(dir.path(), &items).unwrap();
+    artifacts::bundle::write(dir.path(), &got).unwrap();
     let from_bundle = inventory(&format!("    bundle: {}\n", dir.path().display()));
     let ok = artifacts::obtain(&from_bundle, &options(cache.path())).await.unwrap();
     assert!(ok.iter().all(|o| o.via == Via::Bundle && o.path.starts_with(dir.path())));

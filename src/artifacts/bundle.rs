@@ -5,6 +5,7 @@ use super::catalogue::Artifact;
 use super::checksum::{self, Algorithm, Checksum, Digests};
 use super::download::PartFile;
 use super::error::{ArtifactError, Mismatch};
+use super::obtain::Obtained;
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 
@@ -111,18 +112,10 @@ fn is_inside(file: &str) -> bool {
     !file.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-/// One verified file going into a bundle.
-pub struct Item<'a> {
-    pub artifact: &'a Artifact,
-    pub source: &'a Path,
-    pub url: &'a str,
-    pub sha256: &'a str,
-}
-
 /// Writes `dir` as a bundle of `items`. A folder that holds something other than a bundle is refused, so a typo in
 /// `-o` cannot scatter files into a home folder. The manifest is written last: a bundle cut short by an error has
 /// no manifest naming files it lacks.
-pub fn write(dir: &Path, items: &[Item]) -> Result<PathBuf, ArtifactError> {
+pub fn write(dir: &Path, items: &[Obtained]) -> Result<PathBuf, ArtifactError> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let not_empty = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
     if not_empty && !manifest_path.exists() {
@@ -134,14 +127,14 @@ pub fn write(dir: &Path, items: &[Item]) -> Result<PathBuf, ArtifactError> {
     std::fs::create_dir_all(dir).map_err(|e| ArtifactError::io("cannot create", dir, e))?;
     let mut entries = Vec::new();
     for item in items {
-        let a = item.artifact;
+        let a = &item.artifact;
         let target = dir.join(&a.path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| ArtifactError::io("cannot create", parent, e))?;
         }
-        if item.source != target {
+        if item.path != target {
             let part = PartFile::beside(&target);
-            std::fs::copy(item.source, &part.path).map_err(|e| ArtifactError::io("cannot copy into", &part.path, e))?;
+            std::fs::copy(&item.path, &part.path).map_err(|e| ArtifactError::io("cannot copy into", &part.path, e))?;
             part.keep_as(&target).map_err(|e| ArtifactError::io("cannot rename into", &target, e))?;
         }
         entries.push(Entry {
@@ -149,8 +142,8 @@ pub fn write(dir: &Path, items: &[Item]) -> Result<PathBuf, ArtifactError> {
             version: a.version.to_string(),
             arch: a.arch.name().to_string(),
             file: a.path.clone(),
-            url: item.url.to_string(),
-            sha256: item.sha256.to_string(),
+            url: item.url.clone(),
+            sha256: item.sha256.clone(),
         });
     }
     let manifest = Manifest { format: FORMAT.to_string(), artifacts: entries };

@@ -2,9 +2,8 @@
 //! from URL to checksum so that a second run needs no HTTP at all (not even for the checksum file). Release URLs
 //! name a version, so their content does not change; the index is written only after a verified download, and
 //! every cached file is hashed again before it is used.
-use super::checksum::{self, Checksum, Digests};
+use super::checksum::{self, Algorithm, Checksum, Digests};
 use super::download::PartFile;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 pub struct Cache {
@@ -32,8 +31,9 @@ impl Cache {
     }
 
     fn index_path(&self, url: &str) -> PathBuf {
-        let key: String = Sha256::digest(url.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        self.root.join("by-url").join(key)
+        let mut key = checksum::Hasher::new(Algorithm::Sha256);
+        key.update(url.as_bytes());
+        self.root.join("by-url").join(key.finish().sha256)
     }
 
     /// The checksum a verified download of `url` had, if there was one.
@@ -72,7 +72,6 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::checksum::Algorithm;
 
     #[test]
     fn a_cached_file_that_no_longer_matches_is_dropped() {

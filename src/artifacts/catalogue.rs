@@ -223,55 +223,75 @@ pub fn file(kind: Kind, version: Version, arch: Arch, hosts: Vec<String>) -> Art
 mod tests {
     use super::*;
 
-    fn urls(kind: Kind, version: Version, arch: Arch) -> (String, String) {
-        let a = file(kind, version, arch, vec![]);
-        (a.url(Base::Upstream), a.checksum_url(Base::Upstream))
-    }
-
     #[test]
     fn upstream_urls_follow_each_project_s_release_layout() {
         let k8s = Version::new(1, 36, 3);
-        assert_eq!(
-            urls(Kind::Kubeadm, k8s, Arch::Amd64),
-            ("https://dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubeadm".into(), "https://dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubeadm.sha256".into())
-        );
-        assert_eq!(urls(Kind::Kubelet, k8s, Arch::Arm64).0, "https://dl.k8s.io/release/v1.36.3/bin/linux/arm64/kubelet");
-        assert_eq!(urls(Kind::Kubectl, k8s, Arch::Amd64).1, "https://dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubectl.sha256");
-        assert_eq!(
-            urls(Kind::Etcd, Version::new(3, 6, 16), Arch::Amd64),
+        let gh = "https://github.com";
+        let cases = [
             (
-                "https://github.com/etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64.tar.gz".into(),
-                "https://github.com/etcd-io/etcd/releases/download/v3.6.16/SHA256SUMS".into()
-            )
-        );
-        assert_eq!(
-            urls(Kind::Crictl, Version::new(1, 36, 0), Arch::Arm64),
+                Kind::Kubeadm,
+                k8s,
+                Arch::Amd64,
+                "https://dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubeadm",
+                "https://dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubeadm.sha256",
+            ),
             (
-                "https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-arm64.tar.gz".into(),
-                "https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-arm64.tar.gz.sha256".into()
-            )
-        );
-        assert_eq!(
-            urls(Kind::CniPlugins, Version::new(1, 8, 0), Arch::Amd64),
+                Kind::Kubelet,
+                k8s,
+                Arch::Arm64,
+                "https://dl.k8s.io/release/v1.36.3/bin/linux/arm64/kubelet",
+                "https://dl.k8s.io/release/v1.36.3/bin/linux/arm64/kubelet.sha256",
+            ),
             (
-                "https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz".into(),
-                "https://github.com/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz.sha256".into()
-            )
-        );
-        assert_eq!(
-            urls(Kind::Containerd, Version::new(2, 2, 0), Arch::Amd64),
+                Kind::Kubectl,
+                k8s,
+                Arch::Amd64,
+                "https://dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubectl",
+                "https://dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubectl.sha256",
+            ),
             (
-                "https://github.com/containerd/containerd/releases/download/v2.2.0/containerd-2.2.0-linux-amd64.tar.gz".into(),
-                "https://github.com/containerd/containerd/releases/download/v2.2.0/containerd-2.2.0-linux-amd64.tar.gz.sha256sum".into()
-            )
-        );
-        assert_eq!(
-            urls(Kind::Runc, Version::new(1, 3, 3), Arch::Arm64),
+                Kind::Etcd,
+                Version::new(3, 6, 16),
+                Arch::Amd64,
+                "/etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64.tar.gz",
+                "/etcd-io/etcd/releases/download/v3.6.16/SHA256SUMS",
+            ),
             (
-                "https://github.com/opencontainers/runc/releases/download/v1.3.3/runc.arm64".into(),
-                "https://github.com/opencontainers/runc/releases/download/v1.3.3/runc.sha256sum".into()
-            )
-        );
+                Kind::Crictl,
+                Version::new(1, 36, 0),
+                Arch::Arm64,
+                "/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-arm64.tar.gz",
+                "/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-arm64.tar.gz.sha256",
+            ),
+            (
+                Kind::CniPlugins,
+                Version::new(1, 8, 0),
+                Arch::Amd64,
+                "/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz",
+                "/containernetworking/plugins/releases/download/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz.sha256",
+            ),
+            (
+                Kind::Containerd,
+                Version::new(2, 2, 0),
+                Arch::Amd64,
+                "/containerd/containerd/releases/download/v2.2.0/containerd-2.2.0-linux-amd64.tar.gz",
+                "/containerd/containerd/releases/download/v2.2.0/containerd-2.2.0-linux-amd64.tar.gz.sha256sum",
+            ),
+            // runc publishes one checksum file for all its release files.
+            (
+                Kind::Runc,
+                Version::new(1, 3, 3),
+                Arch::Arm64,
+                "/opencontainers/runc/releases/download/v1.3.3/runc.arm64",
+                "/opencontainers/runc/releases/download/v1.3.3/runc.sha256sum",
+            ),
+        ];
+        for (kind, version, arch, url, checksum_url) in cases {
+            let a = file(kind, version, arch, vec![]);
+            // GitHub paths are written without their host above, to keep the table readable.
+            let full = |u: &str| if u.starts_with('/') { format!("{gh}{u}") } else { u.to_string() };
+            assert_eq!((a.url(Base::Upstream), a.checksum_url(Base::Upstream)), (full(url), full(checksum_url)), "{kind:?}");
+        }
     }
 
     #[test]

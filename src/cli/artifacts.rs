@@ -90,8 +90,7 @@ fn fetch(args: FetchArgs) -> anyhow::Result<Outcome> {
     let options = artifacts::Options::standard()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let obtained = runtime.block_on(artifacts::obtain(&inv, &options))?;
-    let items: Vec<bundle::Item> = obtained.iter().map(|o| bundle::Item { artifact: &o.artifact, source: &o.path, url: &o.url, sha256: &o.sha256 }).collect();
-    let manifest = bundle::write(&args.output, &items)?;
+    let manifest = bundle::write(&args.output, &obtained)?;
     let mut bytes = 0;
     for o in &obtained {
         let via = match o.via {
