@@ -175,8 +175,13 @@ mod tests {
         h.update(b"lo");
         let d = h.finish();
         assert_eq!(d.sha256, B);
-        assert_eq!(d.sha512.as_deref().map(str::len), Some(128));
+        let sha512 = "9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca72323c3d99ba5c11d7c7acc6e14b8c5da0c4663475c2e5c3adef46f73bcdec043";
+        assert_eq!(d.sha512.as_deref(), Some(sha512));
         assert!(Checksum::parse(&format!("sha256:{B}")).unwrap().matches(&d));
+        // A published .sha512 file (the CNI plugins publish both) verifies the same bytes.
+        let published = find_in_file(&format!("{sha512}  hello.tgz\n"), "hello.tgz", Algorithm::Sha512).unwrap();
+        assert!(published.matches(&d));
+        assert!(!published.matches(&Hasher::new(Algorithm::Sha256).finish()), "no sha512 computed, no match");
         assert_eq!(Checksum::parse("md5:abc"), None);
     }
 }

@@ -29,6 +29,9 @@ pub enum ArtifactError {
     NoCacheFolder,
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
+    /// A download or hashing task panicked or was cancelled: a bug, not a fault of the input.
+    #[error("internal error: {0}")]
+    Task(String),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! the checksum is only known once the published checksum file is read, so the listing names that file instead;
 //! from a bundle it is the manifest's sha256.
 use super::bundle::Bundle;
-use super::catalogue::{self, Base, Kind, Packaging, Scope};
+use super::catalogue::{self, Base, Packaging, Scope};
 use super::checksum::Algorithm;
 use super::error::ArtifactError;
 use crate::inventory::{ArtifactSource, Inventory};
@@ -12,7 +12,6 @@ use serde::Serialize;
 #[serde(rename_all = "camelCase")]
 pub struct Listed {
     pub name: &'static str,
-    pub kind: Kind,
     pub version: String,
     pub arch: &'static str,
     pub packaging: Packaging,
@@ -56,7 +55,6 @@ pub fn list(inv: &Inventory) -> Result<Vec<Listed>, ArtifactError> {
             };
             Ok(Listed {
                 name: a.name(),
-                kind: a.kind,
                 version: a.version.to_string(),
                 arch: a.arch.name(),
                 packaging: a.packaging,

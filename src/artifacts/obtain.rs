@@ -97,7 +97,7 @@ async fn over_http(needed: Vec<Artifact>, mirror: Option<String>, options: &Opti
     }
     let mut results: Vec<(usize, Result<Obtained, ArtifactError>)> = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        results.push(joined.map_err(|e| ArtifactError::Client(format!("a download task failed: {e}")))?);
+        results.push(joined.map_err(|e| ArtifactError::Task(format!("a download task failed: {e}")))?);
     }
     // The first failure in catalogue order, so the same fault gives the same message on every run.
     results.sort_by_key(|(index, _)| *index);
@@ -148,5 +148,5 @@ async fn one(http: &Http, cache: &Arc<Cache>, artifact: Artifact, base: Base<'_>
 
 /// Hashing reads whole files: off the async threads, so downloads keep streaming meanwhile.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ArtifactError> + Send + 'static) -> Result<T, ArtifactError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| ArtifactError::Client(format!("a hashing task failed: {e}")))?
+    tokio::task::spawn_blocking(work).await.map_err(|e| ArtifactError::Task(format!("a hashing task failed: {e}")))?
 }
