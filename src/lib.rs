@@ -1,4 +1,5 @@
 //! kubeha: provisions highly-available Kubernetes clusters from one declarative inventory.
+pub mod artifacts;
 pub mod cli;
 pub mod digest;
 pub mod etcd;

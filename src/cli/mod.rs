@@ -1,6 +1,7 @@
 //! Command-line surface: one file per command. Each turns its arguments into a call of the library and
 //! returns an [`Outcome`]; exit codes are decided here and nowhere else.
 mod apply;
+mod artifacts;
 mod certs;
 mod check;
 mod etcd;
@@ -50,6 +51,8 @@ enum Command {
     Etcd(etcd::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
+    /// The release files the hosts need (`list`) and offline bundles of them (`fetch -o DIR`).
+    Artifacts(artifacts::Args),
     /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
     Lab(lab::Args),
 }
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Etcd(args) => etcd::run(args),
+        Command::Artifacts(args) => artifacts::run(args),
         Command::Lab(args) => lab::run(args),
     };
     match result {

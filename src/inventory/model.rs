@@ -18,7 +18,56 @@ pub struct Inventory {
     /// How many hosts kubeha talks to at once.
     pub concurrency: usize,
     pub certificates: Certificates,
+    pub artifacts: Artifacts,
     pub hosts: Vec<Host>,
+}
+
+/// Which binaries the hosts get and where kubeha downloads them (`spec.artifacts`); see src/artifacts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifacts {
+    /// The hosts' CPU architecture. Facts would know it, but `artifacts list|fetch` run offline, before any host exists.
+    pub arch: Arch,
+    pub source: ArtifactSource,
+    pub versions: ComponentVersions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    /// The name every upstream project (Kubernetes, etcd, containerd, runc, CNI, cri-tools) uses in its file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
+/// Where artifacts come from: the upstream release locations, a mirror with the same paths, or a local bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactSource {
+    Upstream,
+    /// A base URL (`http(s)://host[/prefix]`, no trailing '/') that replaces `https://dl.k8s.io` and `https://github.com`.
+    Mirror(String),
+    /// A folder written by `kubeha artifacts fetch`.
+    Bundle(PathBuf),
+}
+
+/// Versions of the node components the inventory has no other field for; defaults in `support`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentVersions {
+    pub crictl: Version,
+    pub containerd: Version,
+    pub runc: Version,
+    pub cni_plugins: Version,
 }
 
 /// When `apply` renews certificates (kubeha's etcd PKI, kubeadm's): those valid for fewer days than this.
