@@ -77,7 +77,7 @@ mod tests {
     fn a_cached_file_that_no_longer_matches_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path().to_path_buf());
-        let good = Checksum { algorithm: Algorithm::Sha256, hex: crate::ssh::upload::sha256_hex(b"kubeadm") };
+        let good = Checksum { algorithm: Algorithm::Sha256, hex: crate::digest::sha256_hex(b"kubeadm") };
         let path = cache.blob_path(&good, "kubeadm");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, b"kubeadm").unwrap();
