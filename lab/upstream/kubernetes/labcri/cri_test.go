@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -365,4 +366,31 @@ func isZombie(pid int) bool {
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && len(s) > i+2 && s[i+2] == 'Z'
+}
+
+// Every new pod gets an IPC namespace, made on a locked OS thread that then exits. A container process dies
+// with the thread that forked it (Pdeathsig), so no fork may ever run on such a thread: on the lab, the
+// flannel pods' sandboxes SIGKILLed kube-apiserver and kube-controller-manager of the static pods started
+// before them (exit 137), and the restarted API server refused the cluster admin until its caches filled.
+func TestContainersOutliveLaterSandboxes(t *testing.T) {
+	needRoot(t)
+	e := newLabEnv(t)
+	c, _ := e.start(t)
+	var running []string
+	for i := 0; i < 24; i++ {
+		name := fmt.Sprintf("pod-%d", i)
+		pod, sb := c.runHostPod(t, e, name, runtimeapi.NamespaceMode_CONTAINER)
+		id := c.startContainer(t, sb, pod, shellContainer(name, `echo ready; exec sleep 120`, runtimeapi.NamespaceMode_CONTAINER))
+		waitLog(t, c.status(t, id).LogPath, "stdout F ready\n")
+		running = append(running, id)
+		for _, earlier := range running {
+			if st := c.status(t, earlier); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+				t.Fatalf("after %d later pods, container %s is %v (exit %d): a sandbox's thread took it down", i, earlier, st.State, st.ExitCode)
+			}
+		}
+	}
+	for _, id := range running {
+		_, err := c.rt.StopContainer(ctx(t), &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 1})
+		must(t, err)
+	}
 }

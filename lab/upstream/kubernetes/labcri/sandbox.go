@@ -139,7 +139,7 @@ func resolvConf(dns *runtimeapi.DNSConfig) string {
 
 // newIPCNamespace creates an IPC namespace and pins it on path. It unshares on a locked OS thread that is
 // never unlocked: when the goroutine returns, the Go runtime ends that thread instead of reusing it in the
-// wrong namespace.
+// wrong namespace. No container is ever forked on such a thread (spawn.go: forkLoop).
 func newIPCNamespace(path string) error {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,8 +21,36 @@ import (
 // it reports them exited ("runtime restarted", state.go) and the kubelet recreates them, as it would after any
 // container exit.
 //
-// Note that Pdeathsig fires when the parent *thread* exits. The Go runtime ends threads only when a goroutine
-// exits while locked to one, which this runtime does only in newIPCNamespace, never around a fork.
+// Pdeathsig fires when the parent *thread* exits, not the process, and Go ends a thread whenever a goroutine
+// locked to it returns: newIPCNamespace does that for every pod. A fork from whatever thread the calling
+// goroutine ran on would tie the container's life to that thread, and a later pod's IPC namespace could take
+// it down (seen on the lab: each flannel pod's sandbox SIGKILLed kube-apiserver and kube-controller-manager).
+// So every fork runs on one thread locked to forkLoop, which never returns.
+
+type forkRequest struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+var (
+	forks     = make(chan forkRequest)
+	forksOnce sync.Once
+)
+
+func forkLoop() {
+	runtime.LockOSThread() // for good: this thread is the parent thread of every container process
+	for r := range forks {
+		r.done <- r.cmd.Start()
+	}
+}
+
+// startOnForkThread starts cmd from the fork thread (see above).
+func startOnForkThread(cmd *exec.Cmd) error {
+	forksOnce.Do(func() { go forkLoop() })
+	done := make(chan error, 1)
+	forks <- forkRequest{cmd: cmd, done: done}
+	return <-done
+}
 
 // liveProcess is a started container process.
 type liveProcess struct {
@@ -86,7 +115,7 @@ func (s *server) spawn(c *containerRecord) (*liveProcess, error) {
 		Pdeathsig:  syscall.SIGKILL,
 		Setpgid:    true, // so that a kill reaches the program's own children when it shares the host PID namespace
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startOnForkThread(cmd); err != nil {
 		closeAll(outR, outW, errR, errW, statusR, statusW)
 		if lg != nil {
 			lg.close()
