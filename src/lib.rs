@@ -5,6 +5,7 @@ pub mod exec;
 pub mod facts;
 pub mod inventory;
 pub mod lab;
+pub mod monitoring;
 pub mod phases;
 pub mod pki;
 pub mod plan;

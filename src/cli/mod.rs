@@ -7,6 +7,7 @@ mod etcd;
 mod facts;
 mod init;
 mod lab;
+mod monitoring;
 mod node;
 mod plan;
 mod render;
@@ -48,6 +49,8 @@ enum Command {
     Certs(certs::Args),
     /// etcd snapshots (save and download) and restore after a loss of quorum (docs/restore.md).
     Etcd(etcd::Args),
+    /// Prometheus for the cluster: `monitoring render` writes the scrape configuration and alert rules.
+    Monitoring(monitoring::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
     /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
@@ -104,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Certs(args) => certs::run(args),
         Command::Etcd(args) => etcd::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Monitoring(args) => monitoring::run(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@ use crate::render::RenderedFile;
 use crate::ssh::{Command, SshError, Transport};
 use std::net::IpAddr;
 
-/// Places haproxy.cfg, keepalived.conf and the check script, then (re)starts both services: restarted only
+/// Places haproxy.cfg, keepalived.conf, the check script and kubeha-metrics, then (re)starts the services: restarted only
 /// when a file changed, so a converged host keeps its VIP and connections.
 pub async fn apply(t: &dyn Transport, rendered: &[&RenderedFile]) -> Result<bool, SshError> {
     let changed = files::place_rendered(t, rendered).await?;
@@ -18,8 +18,12 @@ pub async fn apply(t: &dyn Transport, rendered: &[&RenderedFile]) -> Result<bool
 pub async fn start(t: &dyn Transport, reload: bool) -> Result<(), SshError> {
     let verb = if reload { "reload-or-restart" } else { "start" };
     // HAProxy first: keepalived's health check goes through it.
-    let script =
-        format!("systemctl enable haproxy.service keepalived.service >/dev/null 2>&1; systemctl {verb} haproxy.service && systemctl {verb} keepalived.service");
+    // kubeha-metrics last: it only reports on the VIP. daemon-reload first, so a changed socket unit is the one
+    // restarted; a changed script needs nothing (each scrape runs it anew).
+    let script = format!(
+        "systemctl daemon-reload; systemctl enable haproxy.service keepalived.service kubeha-metrics.socket >/dev/null 2>&1; \
+         systemctl {verb} haproxy.service && systemctl {verb} keepalived.service && systemctl {verb} kubeha-metrics.socket"
+    );
     t.run(&Command::script(script)).await.map(|_| ())
 }
 

@@ -90,7 +90,12 @@ pub fn group(path: &str) -> Group {
         "/etc/sysctl.d/90-kubeha.conf" | "/etc/modules-load.d/kubeha.conf" => Group::Host,
         "/etc/etcd/etcd.conf.yml" | "/etc/systemd/system/etcd.service" | "/etc/kubeha/etcdctl.env" => Group::Etcd,
         p if p.starts_with(context::ETCD_PKI_DIR) => Group::Etcd,
-        "/etc/haproxy/haproxy.cfg" | "/etc/keepalived/keepalived.conf" | context::CHECK_SCRIPT => Group::LoadBalancer,
+        "/etc/haproxy/haproxy.cfg"
+        | "/etc/keepalived/keepalived.conf"
+        | context::CHECK_SCRIPT
+        | context::KUBEHA_METRICS_SCRIPT
+        | context::KUBEHA_METRICS_SOCKET
+        | context::KUBEHA_METRICS_SERVICE => Group::LoadBalancer,
         render::KUBEADM_CONFIG => Group::Kubeadm,
         KUBERNETES_CA_CERT | KUBERNETES_CA_KEY => Group::KubernetesCa,
         _ => Group::Cni,

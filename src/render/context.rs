@@ -10,6 +10,17 @@ pub const ETCD_PKI_DIR: &str = "/etc/kubeha/pki/etcd";
 pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
 pub const ETCD_BINARY: &str = "/usr/local/bin/etcd";
 pub const API_SERVER_PORT: u16 = 6443;
+/// etcd's plain-HTTP listener for /metrics and /health only (no keys, no API): what Prometheus scrapes, so
+/// the scraper needs no etcd client certificate (one would let it read and write every key).
+pub const ETCD_METRICS_PORT: u16 = 2381;
+/// HAProxy's built-in Prometheus exporter, on a frontend of its own so the API frontend stays pure TCP.
+pub const HAPROXY_EXPORTER_PORT: u16 = 8405;
+pub const KUBELET_PORT: u16 = 10250;
+/// kubeha-metrics, the socket-activated script on each control plane (templates/monitoring/kubeha-metrics.sh).
+pub const KUBEHA_METRICS_PORT: u16 = 9654;
+/// Textfiles (`*.prom`, Prometheus text format) that kubeha-metrics serves as they are: the contract for
+/// programs on the control planes that report a fact, e.g. the etcd backup timer's last success.
+pub const METRICS_TEXTFILE_DIR: &str = "/var/lib/kubeha/metrics";
 /// Not a Kubernetes well-known label (there is none for racks); kubelets may set it on themselves
 /// because NodeRestriction only guards the kubernetes.io and k8s.io namespaces.
 pub const RACK_LABEL: &str = "topology.kubeha.io/rack";
@@ -36,6 +47,11 @@ pub fn client_url(h: &Host) -> String {
     url("https", h.address, 2379)
 }
 
+/// Where Prometheus scrapes this member's metrics.
+pub fn metrics_url(h: &Host) -> String {
+    url("http", h.address, ETCD_METRICS_PORT)
+}
+
 #[derive(Serialize)]
 pub struct EtcdConfig {
     pub name: String,
@@ -44,7 +60,8 @@ pub struct EtcdConfig {
     pub peer_url: String,
     pub client_url: String,
     pub listen_client_urls: String,
-    pub metrics_url: &'static str,
+    /// The host's address for Prometheus, and loopback for a local `curl` on the host.
+    pub listen_metrics_urls: String,
     /// Members that exist when this one starts: itself plus the ones before it. kubeha grows etcd one
     /// member at a time, so member k joins a cluster of k-1 (state `existing`) and only the first member of a
     /// new cluster is `new` (see `etcd_config`).
@@ -76,7 +93,7 @@ pub fn etcd_config(inv: &Inventory, host: &Host, secrets: &Secrets, cluster: Etc
         peer_url: peer_url(host),
         client_url: client_url(host),
         listen_client_urls: format!("{},{}", client_url(host), url("https", IpAddr::from([127, 0, 0, 1]), 2379)),
-        metrics_url: "http://127.0.0.1:2381",
+        listen_metrics_urls: format!("{},{}", metrics_url(host), url("http", IpAddr::from([127, 0, 0, 1]), ETCD_METRICS_PORT)),
         initial_cluster: initial.join(","),
         initial_cluster_state: if position == 0 && cluster == EtcdCluster::New { "new" } else { "existing" },
         cluster_token: secrets.etcd_cluster_token.clone(),
@@ -157,9 +174,28 @@ pub fn check_script(inv: &Inventory) -> Option<CheckScript> {
     Some(CheckScript { url: format!("https://{}/healthz", host_port("127.0.0.1", vrrp.port)) })
 }
 
+pub const KUBEHA_METRICS_SCRIPT: &str = "/usr/local/sbin/kubeha-metrics";
+pub const KUBEHA_METRICS_SOCKET: &str = "/etc/systemd/system/kubeha-metrics.socket";
+pub const KUBEHA_METRICS_SERVICE: &str = "/etc/systemd/system/kubeha-metrics@.service";
+
+/// kubeha-metrics: installed with keepalived (the VIP it reports lives there), by the load-balancer phase.
+#[derive(Serialize)]
+pub struct KubehaMetrics {
+    pub port: u16,
+    pub vip: String,
+    pub textfile_dir: &'static str,
+    pub script: &'static str,
+}
+
+pub fn kubeha_metrics(inv: &Inventory) -> Option<KubehaMetrics> {
+    let vrrp = inv.load_balancer.vrrp()?;
+    Some(KubehaMetrics { port: KUBEHA_METRICS_PORT, vip: vrrp.vip.to_string(), textfile_dir: METRICS_TEXTFILE_DIR, script: KUBEHA_METRICS_SCRIPT })
+}
+
 #[derive(Serialize)]
 pub struct Haproxy {
     pub port: u16,
+    pub exporter_port: u16,
     pub backends: Vec<Backend>,
 }
 
@@ -172,7 +208,7 @@ pub struct Backend {
 pub fn haproxy(inv: &Inventory) -> Option<Haproxy> {
     let vrrp = inv.load_balancer.vrrp()?;
     let backends = inv.control_planes().map(|h| Backend { name: h.name.clone(), address: host_port(&h.address.to_string(), API_SERVER_PORT) }).collect();
-    Some(Haproxy { port: vrrp.port, backends })
+    Some(Haproxy { port: vrrp.port, exporter_port: HAPROXY_EXPORTER_PORT, backends })
 }
 
 #[derive(Serialize)]

@@ -57,12 +57,18 @@ struct Renderer<'a> {
 
 impl Renderer<'_> {
     fn add<C: Serialize>(&mut self, target: &Target, path: &str, mode: u32, template: &'static str, context: &C) -> Result<(), RenderError> {
-        let failed = |message: String| RenderError::Render { template, target: target_name(target), message };
-        let ctx = tera::Context::from_serialize(context).map_err(|e| failed(templates::error_chain(&e)))?;
-        let contents = self.templates.tera.render(template, &ctx).map_err(|e| failed(templates::error_chain(&e)))?;
-        self.files.push(RenderedFile { target: target.clone(), path: path.to_string(), mode, template, contents: ensure_newline(contents) });
+        let contents = render_template(self.templates, template, &target_name(target), context)?;
+        self.files.push(RenderedFile { target: target.clone(), path: path.to_string(), mode, template, contents });
         Ok(())
     }
+}
+
+/// One template with its typed context, ending in a newline; `target` names what it is for in errors.
+pub fn render_template<C: Serialize>(templates: &Templates, template: &'static str, target: &str, context: &C) -> Result<String, RenderError> {
+    let failed = |message: String| RenderError::Render { template, target: target.to_string(), message };
+    let ctx = tera::Context::from_serialize(context).map_err(|e| failed(templates::error_chain(&e)))?;
+    let contents = templates.tera.render(template, &ctx).map_err(|e| failed(templates::error_chain(&e)))?;
+    Ok(ensure_newline(contents))
 }
 
 fn ensure_newline(mut text: String) -> String {
@@ -147,6 +153,11 @@ fn host_files(
         }
         if let Some(h) = context::haproxy(inv) {
             r.add(target, "/etc/haproxy/haproxy.cfg", PUBLIC, "haproxy/haproxy.cfg", &h)?;
+        }
+        if let Some(m) = context::kubeha_metrics(inv) {
+            r.add(target, context::KUBEHA_METRICS_SCRIPT, EXECUTABLE, "monitoring/kubeha-metrics.sh", &m)?;
+            r.add(target, context::KUBEHA_METRICS_SOCKET, PUBLIC, "systemd/kubeha-metrics.socket", &m)?;
+            r.add(target, context::KUBEHA_METRICS_SERVICE, PUBLIC, "systemd/kubeha-metrics@.service", &m)?;
         }
     }
     if first {

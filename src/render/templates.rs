@@ -23,6 +23,13 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "cni/flannel.yaml",
     "cni/calico.yaml",
     "cni/cilium-values.yaml",
+    "monitoring/prometheus.yml",
+    "monitoring/rules.yml",
+    "monitoring/prometheus-rbac.yaml",
+    "monitoring/README.md",
+    "monitoring/kubeha-metrics.sh",
+    "systemd/kubeha-metrics.socket",
+    "systemd/kubeha-metrics@.service",
 );
 
 #[derive(Debug, thiserror::Error)]

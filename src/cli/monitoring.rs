@@ -1,0 +1,55 @@
+//! `kubeha monitoring render`: the Prometheus configuration, alert rules and scrape identity of a cluster,
+//! written into a folder (offline: nothing is asked of the hosts).
+use super::{InventoryArg, Outcome, report};
+use crate::monitoring::{self, output};
+use crate::render::templates::Templates;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Write prometheus.yml (every etcd, HAProxy, kubeha-metrics, API server and kubelet target), rules.yml
+    /// (etcd leader, members, quorum margin per failure domain, leader changes, DB size, backup age,
+    /// certificates, VIP, HAProxy backends, /readyz), the RBAC for the scrape token and a README.
+    #[command(after_help = "\
+credentials/ (mode 0700) holds the Kubernetes CA and the scrape token, files of mode 0600 created empty for you to
+fill (README.md in DIR says how); a later render keeps what you wrote there and rewrites only the other files.")]
+    Render(RenderArgs),
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    #[command(flatten)]
+    inventory: InventoryArg,
+    /// Folder to write: new, empty, or written by an earlier `kubeha monitoring render`.
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    output: PathBuf,
+    /// Folder of NAME.tera files that replace built-in templates of the same name (e.g. monitoring/rules.yml.tera).
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let Command::Render(args) = args.command;
+    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+    let templates = match &args.templates {
+        Some(dir) => Templates::with_overrides(dir)?,
+        None => Templates::builtin()?,
+    };
+    let files = monitoring::render(&inv, &templates)?;
+    let written = output::write(&files, &args.output)?;
+    let targets = monitoring::scrape::scrape_config(&inv).jobs.iter().map(|j| j.targets.len()).sum::<usize>();
+    println!("{}: wrote {} files and {} scrape targets to {}", loaded.file, files.len(), targets, args.output.display());
+    for path in &written.created {
+        println!("fill {}: created empty (mode 0600), see README.md there", args.output.join(path).display());
+    }
+    for path in &written.kept {
+        println!("kept {} (mode 0600)", args.output.join(path).display());
+    }
+    Ok(Outcome::Success)
+}
