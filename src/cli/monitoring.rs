@@ -13,10 +13,11 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Write prometheus.yml (every etcd, HAProxy, kubeha-metrics, API server and kubelet target), rules.yml
-    /// (etcd leader, members, quorum margin per failure domain, leader changes, DB size, backup age,
-    /// certificates, VIP, HAProxy backends, /readyz), the RBAC for the scrape token and a README.
+    /// Write the cluster's Prometheus scrape configuration, alert rules and scrape identity into a folder.
     #[command(after_help = "\
+prometheus.yml scrapes every etcd, HAProxy, kubeha-metrics, API server and kubelet target; rules.yml alerts on the etcd
+leader, members down, quorum margin (total and per zone/rack), leader changes, DB size, backup age, certificates, the
+VIP, HAProxy backends and /readyz; prometheus-rbac.yaml is the read-only identity Prometheus scrapes with.
 credentials/ (mode 0700) holds the Kubernetes CA and the scrape token, files of mode 0600 created empty for you to
 fill (README.md in DIR says how); a later render keeps what you wrote there and rewrites only the other files.")]
     Render(RenderArgs),
@@ -37,10 +38,7 @@ struct RenderArgs {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let Command::Render(args) = args.command;
     let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
-    let templates = match &args.templates {
-        Some(dir) => Templates::with_overrides(dir)?,
-        None => Templates::builtin()?,
-    };
+    let templates = Templates::load(args.templates.as_deref())?;
     let files = monitoring::render(&inv, &templates)?;
     let written = output::write(&files, &args.output)?;
     let targets = monitoring::scrape::scrape_config(&inv).jobs.iter().map(|j| j.targets.len()).sum::<usize>();

@@ -22,10 +22,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
-    let templates = match &args.templates {
-        Some(dir) => Templates::with_overrides(dir)?,
-        None => Templates::builtin()?,
-    };
+    let templates = Templates::load(args.templates.as_deref())?;
     let secrets = match &args.secrets {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read secrets file {}", path.display()))?;

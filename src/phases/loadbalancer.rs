@@ -12,6 +12,9 @@ pub async fn apply(t: &dyn Transport, rendered: &[&RenderedFile]) -> Result<bool
     Ok(changed)
 }
 
+/// kubeha-metrics' socket unit (render::context::KUBEHA_METRICS_SOCKET): started after HAProxy and keepalived.
+pub const METRICS_SOCKET: &str = "kubeha-metrics.socket";
+
 /// Starts HAProxy and keepalived; when their files changed, reloads them (or starts them when stopped).
 /// A reload keeps the VIP where it is and HAProxy's connections open, so a rolling configuration change
 /// over the control planes (a member added or replaced) never takes the API endpoint away.
@@ -21,8 +24,8 @@ pub async fn start(t: &dyn Transport, reload: bool) -> Result<(), SshError> {
     // kubeha-metrics last: it only reports on the VIP. daemon-reload first, so a changed socket unit is the one
     // restarted; a changed script needs nothing (each scrape runs it anew).
     let script = format!(
-        "systemctl daemon-reload; systemctl enable haproxy.service keepalived.service kubeha-metrics.socket >/dev/null 2>&1; \
-         systemctl {verb} haproxy.service && systemctl {verb} keepalived.service && systemctl {verb} kubeha-metrics.socket"
+        "systemctl daemon-reload; systemctl enable haproxy.service keepalived.service {METRICS_SOCKET} >/dev/null 2>&1; \
+         systemctl {verb} haproxy.service && systemctl {verb} keepalived.service && systemctl {verb} {METRICS_SOCKET}"
     );
     t.run(&Command::script(script)).await.map(|_| ())
 }

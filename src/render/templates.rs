@@ -53,6 +53,14 @@ impl Templates {
         Self::from_sources(BUILTIN.iter().map(|(n, s)| ((*n).to_string(), (*s).to_string())).collect(), Vec::new())
     }
 
+    /// The built-in templates, or those with the overrides of `dir` when the user gave one (`--templates`).
+    pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        match dir {
+            Some(dir) => Self::with_overrides(dir),
+            None => Self::builtin(),
+        }
+    }
+
     /// Built-in templates, with any `NAME.tera` found under `dir` replacing the built-in of that name. A file
     /// whose name matches no template is an error: a typo would otherwise be silently ignored.
     pub fn with_overrides(dir: &Path) -> Result<Self, TemplateError> {
