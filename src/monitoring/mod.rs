@@ -18,13 +18,8 @@ pub struct MonitoringFile {
     pub contents: String,
 }
 
-/// A file the scrape configuration reads that only the operator can fill (see scrape::KUBERNETES_CA_FILE).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Credential {
-    pub path: &'static str,
-}
-
-pub const CREDENTIALS: [Credential; 2] = [Credential { path: scrape::KUBERNETES_CA_FILE }, Credential { path: scrape::TOKEN_FILE }];
+/// The files the scrape configuration reads that only the operator can fill (see scrape::KUBERNETES_CA_FILE).
+pub const CREDENTIALS: [&str; 2] = [scrape::KUBERNETES_CA_FILE, scrape::TOKEN_FILE];
 
 #[derive(Serialize)]
 struct Readme {

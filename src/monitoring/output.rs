@@ -32,7 +32,7 @@ pub fn write(files: &[MonitoringFile], dir: &Path) -> Result<Written, RenderErro
     }
     let mut written = Written::default();
     for credential in CREDENTIALS {
-        let path = dir.join(credential.path);
+        let path = dir.join(credential);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| output_error(parent, e))?;
             std::fs::set_permissions(parent, std::fs::Permissions::from_mode(PRIVATE_DIR)).map_err(|e| output_error(parent, e))?;
@@ -42,11 +42,11 @@ pub fn write(files: &[MonitoringFile], dir: &Path) -> Result<Written, RenderErro
             Ok(_) => {
                 // A copy made with a wide umask (cp, an editor) is narrowed again: the token grants reading metrics.
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(SECRET)).map_err(|e| output_error(&path, e))?;
-                written.kept.push(credential.path);
+                written.kept.push(credential);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::OpenOptions::new().write(true).create_new(true).mode(SECRET).open(&path).map_err(|e| output_error(&path, e))?;
-                written.created.push(credential.path);
+                written.created.push(credential);
             }
             Err(e) => return Err(output_error(&path, e)),
         }

@@ -84,8 +84,8 @@ fn credentials_are_created_empty_and_private_and_kept_on_rerender() {
     assert_eq!(first.created, [scrape::KUBERNETES_CA_FILE, scrape::TOKEN_FILE]);
     assert_eq!(mode(&out.join("credentials")), 0o700);
     for credential in CREDENTIALS {
-        let path = out.join(credential.path);
-        assert_eq!(mode(&path), 0o600, "{}", credential.path);
+        let path = out.join(credential);
+        assert_eq!(mode(&path), 0o600, "{credential}");
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
     assert_eq!(mode(&out.join("prometheus.yml")), 0o644);

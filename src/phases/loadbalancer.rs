@@ -36,3 +36,23 @@ pub async fn holds_vip(t: &dyn Transport, vip: IpAddr) -> Result<bool, SshError>
     let needle = format!(" {vip}/");
     Ok(out.stdout_text().lines().any(|l| l.contains(&needle)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::fake::RecordingTransport;
+
+    /// kubeha-metrics is enabled with the load balancer and (re)started after it, once systemd has read a changed
+    /// socket unit; without changes it is only started, like HAProxy and keepalived.
+    #[tokio::test]
+    async fn kubeha_metrics_starts_after_haproxy_and_keepalived() {
+        let fake = RecordingTransport::new("cp-1").on("systemctl", "");
+        start(&fake, true).await.unwrap();
+        start(&fake, false).await.unwrap();
+        let scripts = fake.scripts();
+        let reload = &scripts[0];
+        assert!(reload.starts_with("systemctl daemon-reload;") && reload.contains(&format!("keepalived.service {METRICS_SOCKET} >/dev/null")), "{reload}");
+        assert!(reload.ends_with(&format!("systemctl reload-or-restart keepalived.service && systemctl reload-or-restart {METRICS_SOCKET}")), "{reload}");
+        assert!(scripts[1].ends_with(&format!("systemctl start keepalived.service && systemctl start {METRICS_SOCKET}")), "{}", scripts[1]);
+    }
+}
