@@ -65,6 +65,21 @@ struct InventoryArg {
     path: PathBuf,
 }
 
+/// Shared `--templates DIR` argument of the commands that render.
+#[derive(clap::Args)]
+struct TemplatesArg {
+    /// Folder of NAME.tera files that replace built-in templates of the same name (e.g. haproxy/haproxy.cfg.tera,
+    /// monitoring/rules.yml.tera).
+    #[arg(long = "templates", value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl TemplatesArg {
+    fn load(&self) -> Result<crate::render::templates::Templates, crate::render::templates::TemplateError> {
+        crate::render::templates::Templates::load(self.dir.as_deref())
+    }
+}
+
 #[derive(Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
     #[default]

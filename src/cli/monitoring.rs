@@ -1,8 +1,7 @@
 //! `kubeha monitoring render`: the Prometheus configuration, alert rules and scrape identity of a cluster,
 //! written into a folder (offline: nothing is asked of the hosts).
-use super::{InventoryArg, Outcome, report};
+use super::{InventoryArg, Outcome, TemplatesArg, report};
 use crate::monitoring::{self, output};
-use crate::render::templates::Templates;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -30,15 +29,14 @@ struct RenderArgs {
     /// Folder to write: new, empty, or written by an earlier `kubeha monitoring render`.
     #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
     output: PathBuf,
-    /// Folder of NAME.tera files that replace built-in templates of the same name (e.g. monitoring/rules.yml.tera).
-    #[arg(long, value_name = "DIR")]
-    templates: Option<PathBuf>,
+    #[command(flatten)]
+    templates: TemplatesArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let Command::Render(args) = args.command;
     let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
-    let templates = Templates::load(args.templates.as_deref())?;
+    let templates = args.templates.load()?;
     let files = monitoring::render(&inv, &templates)?;
     let written = output::write(&files, &args.output)?;
     let targets = monitoring::scrape::scrape_config(&inv).jobs.iter().map(|j| j.targets.len()).sum::<usize>();

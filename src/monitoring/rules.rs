@@ -9,7 +9,8 @@ use serde::Serialize;
 
 /// The contract the etcd backup timer (issue 16, Backups) fulfils: after each verified snapshot it writes this
 /// gauge, the Unix time of the snapshot, to a `*.prom` file under METRICS_TEXTFILE_DIR on its control plane
-/// (atomically: write a temporary file, then rename), and kubeha-metrics serves it.
+/// (atomically: write a temporary file, then rename; mode 0644, since kubeha-metrics reads it as `nobody`), and
+/// kubeha-metrics serves it.
 pub const BACKUP_METRIC: &str = "kubeha_etcd_backup_last_success_timestamp_seconds";
 /// The backup schedule's default period ("hourly"); replaced by `spec.etcd.backup.schedule` once that exists.
 pub const BACKUP_PERIOD_SECONDS: u64 = 3600;
