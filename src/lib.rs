@@ -1,11 +1,14 @@
 //! kubeha: provisions highly-available Kubernetes clusters from one declarative inventory.
+pub mod artifacts;
 pub mod cli;
+pub mod digest;
 pub mod etcd;
 pub mod exec;
 pub mod facts;
 pub mod inventory;
 pub mod lab;
 pub mod monitoring;
+pub mod paths;
 pub mod phases;
 pub mod pki;
 pub mod plan;

@@ -94,7 +94,7 @@ fn learner_then_promote_between_gates() {
     let cluster: Vec<String> = c.members.iter().map(|m| format!("{}={}", m.name, c.peer_url(m))).collect();
     c.spawn(i, &cluster.join(","), "existing");
 
-    let id = c.view().members.iter().find(|m| m.name == "p4" || m.peer_urls.contains(&peer)).unwrap().id;
+    let id = c.view().members.iter().find(|m| m.is_of("p4", &peer)).unwrap().id;
     let voters: Vec<&Member> = c.members[..3].iter().collect();
     let promote = reconfigure(&c, &voters, &["member", "promote", &format!("{id:x}")]);
     assert!(promote.status.success(), "learner p4 was not promoted: {promote:?}");

@@ -4,12 +4,12 @@
 //! lab; this test starts etcd on the restored data directory itself, and grows the cluster back the way
 //! `kubeha apply` does (learner, then promote).
 mod support;
+use kubeha::digest::sha256_hex;
 use kubeha::etcd::gate::working_quorum;
 use kubeha::etcd::snapshot::{RestoreSpec, Tool};
 use kubeha::phases::restore;
 use kubeha::phases::snapshot::{self, Layout};
 use kubeha::ssh::bastion::Connector;
-use kubeha::ssh::upload::sha256_hex;
 use kubeha::ssh::{Command, ConnectOptions, Transport};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

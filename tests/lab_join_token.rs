@@ -35,7 +35,7 @@ fn a_worker_joins_after_every_bootstrap_token_is_gone_and_no_token_stays() {
     let plan = kubeha_with(lab_inventory(), state, &["node", "add", "wk-2", "--dry-run"]).output().unwrap();
     let shown = text(&plan);
     let refresh = shown.find("create or refresh the bootstrap token").unwrap_or_else(|| panic!("no token refresh planned:\n{shown}"));
-    let join = shown.find("as a worker through").unwrap_or_else(|| panic!("no worker join planned:\n{shown}"));
+    let join = shown.find("as a worker").unwrap_or_else(|| panic!("no worker join planned:\n{shown}"));
     assert!(refresh < join, "the token is refreshed before the join:\n{shown}");
 
     kubeha_ok(lab_inventory(), state, &["node", "add", "wk-2", "--yes"]);

@@ -147,13 +147,7 @@ fn status_domains_that_would_lose_quorum(inv: &Inventory, down: &[&str]) -> Vec<
     let members: Vec<Member> = inv
         .control_planes()
         .enumerate()
-        .map(|(i, h)| Member {
-            id: i as u64 + 1,
-            name: h.name.clone(),
-            peer_urls: vec![context::peer_url(h)],
-            client_urls: vec![context::client_url(h)],
-            is_learner: false,
-        })
+        .map(|(i, h)| Member { id: i as u64 + 1, name: h.name.clone(), peer_urls: vec![h.peer_url()], client_urls: vec![h.client_url()], is_learner: false })
         .collect();
     let leader = members.iter().find(|m| !down.contains(&m.name.as_str())).map_or(0, |m| m.id);
     let answering = || members.iter().filter(|m| !down.contains(&m.name.as_str()));
@@ -478,7 +472,7 @@ fn kubeha_metrics_script_answers_valid_metrics() {
     let inv = load("lab");
     let files =
         kubeha::render::render(&inv, &kubeha::render::secrets::Secrets::fixed_for_tests(), &kubeha::render::templates::Templates::builtin().unwrap()).unwrap();
-    let script = files.iter().find(|f| f.path == context::KUBEHA_METRICS_SCRIPT).expect("kubeha-metrics is rendered for the lab's control planes");
+    let script = files.iter().find(|f| f.path == kubeha::paths::KUBEHA_METRICS_SCRIPT).expect("kubeha-metrics is rendered for the lab's control planes");
     let vip = inv.load_balancer.vrrp().unwrap().vip.to_string();
     let tmp = tempfile::tempdir().unwrap();
     let textfiles = tmp.path().join("metrics");
@@ -486,7 +480,7 @@ fn kubeha_metrics_script_answers_valid_metrics() {
     let backup =
         format!("# HELP {m} Unix time of the last verified etcd snapshot.\n# TYPE {m} gauge\n{m} 1.7e+09\n", m = kubeha::monitoring::rules::BACKUP_METRIC);
     std::fs::write(textfiles.join("etcd-backup.prom"), &backup).unwrap();
-    let text = script.contents.replace(&format!(" {vip}/"), " 127.0.0.1/").replace(context::METRICS_TEXTFILE_DIR, &textfiles.display().to_string());
+    let text = script.contents.replace(&format!(" {vip}/"), " 127.0.0.1/").replace(kubeha::paths::METRICS_TEXTFILE_DIR, &textfiles.display().to_string());
     let path = tmp.path().join("kubeha-metrics");
     std::fs::write(&path, text).unwrap();
 

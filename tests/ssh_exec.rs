@@ -4,8 +4,8 @@ mod support;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
+use kubeha::digest::sha256_hex;
 use kubeha::ssh::bastion::Connector;
-use kubeha::ssh::upload::sha256_hex;
 use kubeha::ssh::{Command, ConnectOptions, ExitStatus, SshError, SshSession, Stream, Transport, Upload, UploadOutcome};
 use support::sshd::{ADMIN_USER, TestSshd, admin_user, eventually};
 

@@ -90,6 +90,11 @@ main() {
   local k dest partial
   k=$(key)
   dest="$cache/upstream/$k"
+  # One build at a time per cache: a second run (`lab up` while the tests build, two CI jobs) waits here and
+  # then finds the finished folder, instead of building beside it or removing its partial folder below.
+  mkdir -p "$cache/upstream"
+  exec 9>"$cache/upstream/.lock"
+  flock 9
   if [[ -d "$dest" ]]; then
     if verified "$dest"; then
       echo "$dest"
@@ -98,8 +103,8 @@ main() {
     echo "build.sh: $dest fails its checksums; building it again" >&2
     rm -rf "$dest"
   fi
-  mkdir -p "$cache/upstream" "$GOMODCACHE" "$GOCACHE"
-  # Leftovers of builds that were killed (this script's own names only).
+  mkdir -p "$GOMODCACHE" "$GOCACHE"
+  # Leftovers of builds that were killed (this script's own names only; the lock above rules out a live one).
   find "$cache/upstream" -maxdepth 1 -name ".$k.partial-*" -exec rm -rf {} +
   partial="$cache/upstream/.$k.partial-$$"
   mkdir -p "$partial"

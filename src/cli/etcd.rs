@@ -1,15 +1,14 @@
 //! `kubeha etcd snapshot` (take one on a healthy member and download it) and `kubeha etcd restore` (rebuild
 //! etcd from a snapshot after it lost quorum). docs/restore.md is the operator's procedure around them.
 use super::{InventoryArg, Outcome, OutputFormat, report};
+use crate::digest::sha256_hex;
 use crate::etcd::gate::working_quorum;
 use crate::etcd::snapshot::RestoreSpec;
 use crate::exec::{live, lock};
 use crate::inventory::{Host, Inventory};
 use crate::phases::snapshot::{self, Layout, SnapshotInfo};
 use crate::phases::{etcd, restore};
-use crate::render::context::peer_url;
 use crate::ssh::Transport;
-use crate::ssh::upload::sha256_hex;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
@@ -243,7 +242,7 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
     let aside = format!("{}.before-restore-{stamp}", layout.data_dir);
     eprintln!("Restore etcd of cluster {} from {} ({} bytes, sha256 {})", inv.name, args.snapshot.display(), bytes.len(), sha);
     eprintln!("  now:   {now}");
-    eprintln!("  seed:  {} becomes a one-member etcd cluster from the snapshot (peer URL {})", seed.0.name, peer_url(seed.0));
+    eprintln!("  seed:  {} becomes a one-member etcd cluster from the snapshot (peer URL {})", seed.0.name, seed.0.peer_url());
     eprintln!("  stop etcd and move {} aside to {aside} (nothing is deleted) on: {}", layout.data_dir, names(&cps));
     if !down.is_empty() {
         eprintln!(
@@ -393,8 +392,8 @@ async fn restore_on(
     }
     let mut random = [0u8; 4];
     let _ = getrandom::fill(&mut random);
-    let token = format!("{}-restore-{stamp}-{}", inv.name, random.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let peer = peer_url(seed_host);
+    let token = format!("{}-restore-{stamp}-{}", inv.name, crate::digest::hex(&random));
+    let peer = seed_host.peer_url();
     let spec = RestoreSpec { snapshot: &path, name: &seed_host.name, peer_url: &peer, token: &token, data_dir: &layout.data_dir, bump_revision: bump };
     restore::restore(t, layout, tool, bump, &spec, stamp).await.map_err(left)?;
     eprintln!("{}: snapshot restored into {} (new cluster token {token}){}", seed_host.name, layout.data_dir, if bump { ", revisions bumped" } else { "" });

@@ -1,6 +1,7 @@
 //! Command-line surface: one file per command. Each turns its arguments into a call of the library and
 //! returns an [`Outcome`]; exit codes are decided here and nowhere else.
 mod apply;
+mod artifacts;
 mod certs;
 mod check;
 mod etcd;
@@ -53,6 +54,8 @@ enum Command {
     Monitoring(monitoring::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
+    /// The release files the hosts need (`list`) and offline bundles of them (`fetch -o DIR`).
+    Artifacts(artifacts::Args),
     /// Local lab machines (systemd-nspawn) for trying kubeha: up, down, status, kill, partition, heal.
     Lab(lab::Args),
 }
@@ -121,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Etcd(args) => etcd::run(args),
+        Command::Artifacts(args) => artifacts::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Monitoring(args) => monitoring::run(args),
     };

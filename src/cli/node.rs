@@ -178,7 +178,7 @@ mod tests {
         let p = plan(vec![
             ("cp-1", Action::RemoveEtcdMember { member: "cp-2".into(), id: "2".into() }),
             ("cp-1", Action::AddEtcdLearner { member: "cp-4".into(), peer_url: "https://198.18.0.14:2380".into() }),
-            ("cp-4", Action::KubeadmJoinControlPlane { endpoint: "e".into(), config: "c".into(), files: vec![], reset_first: false }),
+            ("cp-4", Action::KubeadmJoinControlPlane { config: "c".into(), files: vec![], reset_first: false }),
             ("cp-1", Action::RemoveNode { node: "cp-2".into() }),
             ("cp-1", Action::LabelNode { node: "cp-4".into(), labels: vec![] }),
         ]);

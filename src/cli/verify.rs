@@ -16,7 +16,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let (hosts, unreachable) = live::connect(&inv).await;
-        let mut checks = verify::run(&inv, &hosts).await;
+        let mut checks = verify::run(&inv, &hosts, &crate::plan::verify::checks(&inv)).await;
         for e in &unreachable {
             checks.insert(0, verify::Check { name: format!("{} reachable over SSH", e.host()), ok: false, warning: false, detail: e.to_string() });
         }

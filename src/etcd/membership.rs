@@ -26,7 +26,7 @@ pub enum Refusal {
 
 /// `control_planes` in inventory order with their peer URLs; the result is in the order to apply.
 pub fn changes(control_planes: &[(String, String)], view: &View) -> Result<Vec<Change>, Refusal> {
-    let known = |m: &Member| control_planes.iter().any(|(name, peer)| *name == m.name || m.peer_urls.contains(peer));
+    let known = |m: &Member| control_planes.iter().any(|(name, peer)| m.is_of(name, peer));
     let unknown: Vec<String> = view.members.iter().filter(|m| !known(m)).map(Member::label).collect();
     if !unknown.is_empty() {
         return Err(Refusal::UnknownMembers(unknown));
@@ -39,12 +39,11 @@ pub fn changes(control_planes: &[(String, String)], view: &View) -> Result<Vec<C
     let mut out = Vec::new();
     // An unfinished add comes first: nothing else may change while a member is in flux.
     if let Some(learner) = learners.first() {
-        let name =
-            control_planes.iter().find(|(name, peer)| *name == learner.name || learner.peer_urls.contains(peer)).map(|(n, _)| n.clone()).unwrap_or_default();
+        let name = control_planes.iter().find(|(name, peer)| learner.is_of(name, peer)).map(|(n, _)| n.clone()).unwrap_or_default();
         out.push(if learner.name.is_empty() { Change::StartLearner { name } } else { Change::PromoteLearner { name } });
     }
     for (name, peer) in control_planes {
-        let present = view.members.iter().any(|m| &m.name == name || m.peer_urls.contains(peer));
+        let present = view.members.iter().any(|m| m.is_of(name, peer));
         if !present {
             out.push(Change::Add { name: name.clone() });
         }

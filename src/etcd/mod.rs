@@ -1,6 +1,7 @@
 //! etcd membership rules every command shares (pure): quorum arithmetic, parsed status, quorum gates and
 //! the membership changes that remain.
 pub mod gate;
+pub mod identity;
 pub mod leader;
 pub mod membership;
 pub mod quorum;

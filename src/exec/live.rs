@@ -3,12 +3,13 @@
 //! `plan` uses it as is, `apply` under the cluster lock.
 use crate::facts::{self, observe};
 use crate::inventory::{Host, Inventory};
+use crate::paths::{ADMIN_CONF, ETCD_DATA_DIR, STATE_FILE};
 use crate::phases::kubeadm;
-use crate::plan::desired::{ADMIN_CONF, Desired};
+use crate::plan::desired::Desired;
 use crate::plan::{self, Observed, Plan};
 use crate::render::{self, templates::Templates};
 use crate::ssh::{self, SshError, Transport};
-use crate::state::{self, ClusterState, STATE_FILE};
+use crate::state::{self, ClusterState};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -251,7 +252,8 @@ async fn connect_leaving(inv: &Inventory, observed: &Observed, known: &[Host]) -
             leaving.push(Host { name: name.to_string(), address, ..template.clone() });
         }
     };
-    for m in observed.etcd.iter().flat_map(|v| v.members.iter()).filter(|m| !m.name.is_empty()) {
+    let strangers = observed.etcd.iter().flat_map(|v| v.members.iter()).filter(|m| crate::etcd::identity::host_of(inv, m).is_none());
+    for m in strangers.filter(|m| !m.name.is_empty()) {
         if let Some(address) = m.peer_urls.iter().find_map(|u| peer_address(u)) {
             add(&m.name, address);
         }
@@ -287,7 +289,7 @@ pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving
     let StoredState { state, new: new_cluster, skipped, renewed, reissued } = cluster_state(inv, hosts).await?;
     // Probe with the files of a new cluster (every control plane is probed for the seed's files too), then
     // render for the seed the probe shows: a joined control plane, the inventory's first only when none is.
-    let fresh = plan::seed_control_plane(inv, &Observed::default()).map(|h| h.name.clone()).unwrap_or_default();
+    let fresh = inv.first_control_plane().map(|h| h.name.clone()).unwrap_or_default();
     let probed = desired(inv, &state, templates, &fresh, render::context::EtcdCluster::New)?;
     let mut observed = observe(inv, &probed, hosts).await?;
     let seed = plan::seed_control_plane(inv, &observed).map(|h| h.name.clone()).unwrap_or_default();
@@ -322,7 +324,7 @@ fn refuse_if_a_cluster_exists(observed: &Observed) -> anyhow::Result<()> {
     }
     anyhow::bail!(
         "no control plane holds {STATE_FILE}, but a cluster seems to exist ({}). kubeha will not create new CAs and secrets over it. \
-         Restore {STATE_FILE} from a backup onto one control plane, or clear the hosts (kubeadm reset -f; remove /var/lib/etcd) to start anew",
+         Restore {STATE_FILE} from a backup onto one control plane, or clear the hosts (kubeadm reset -f; remove {ETCD_DATA_DIR}) to start anew",
         evidence.join(", ")
     )
 }

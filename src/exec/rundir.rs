@@ -38,7 +38,7 @@ pub fn new_run_id() -> String {
         random.copy_from_slice(&nanos.to_le_bytes()[..3]);
     }
     let stamp = clock::timestamp(now).replace(['-', ':'], "");
-    format!("{stamp}-{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("{stamp}-{}", crate::digest::hex(&random))
 }
 
 pub struct RunDir {

@@ -2,8 +2,9 @@
 //! Every step is idempotent on its own (uploads skip identical files, membership changes check first,
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
+use crate::paths::CNI_APPLIED;
 use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot};
-use crate::plan::desired::{CNI_APPLIED, Desired};
+use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
 use crate::render::secrets::Secrets;
 use crate::ssh::Transport;
@@ -85,24 +86,24 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         Action::RemoveEtcdMember { id, .. } => etcd::remove(t, id).await.map(|_| true).map_err(fail),
         Action::UpdateEtcdPeerUrl { id, peer_url, .. } => etcd::update_peer_url(t, id, peer_url).await.map_err(fail),
         Action::ClearEtcdData { .. } => etcd::clear_data(t).await.map(|_| true).map_err(fail),
-        Action::StartLoadBalancer { files, restart, .. } => {
+        Action::StartLoadBalancer { files, services, restart } => {
             let changed = ctx.place(host, files).await?;
-            loadbalancer::start(t, changed || *restart).await.map_err(fail)?;
+            loadbalancer::start(t, services, changed || *restart).await.map_err(fail)?;
             Ok(true)
         }
-        Action::CheckVip { .. } => wait_for_one_vip_holder(ctx).await.map(|_| false),
-        Action::KubeadmInit { files, reset_first, .. } => {
+        Action::CheckVip { vip } => wait_for_one_vip_holder(ctx, *vip).await.map(|_| false),
+        Action::KubeadmInit { config, files, reset_first } => {
             ctx.reset_then_place(host, *reset_first, files).await?;
-            kubeadm::init(t).await.map(|_| true).map_err(fail)
+            kubeadm::init(t, config).await.map(|_| true).map_err(fail)
         }
         Action::UploadKubeadmConfig { files } => {
             ctx.place(host, files).await?;
             kubeadm::upload_config(t).await.map(|_| true).map_err(fail)
         }
-        Action::UploadCerts { .. } => kubeadm::upload_certs(t).await.map(|_| true).map_err(fail),
-        Action::KubeadmJoinControlPlane { files, reset_first, .. } | Action::KubeadmJoinWorker { files, reset_first, .. } => {
+        Action::UploadCerts { config } => kubeadm::upload_certs(t, config).await.map(|_| true).map_err(fail),
+        Action::KubeadmJoinControlPlane { config, files, reset_first } | Action::KubeadmJoinWorker { config, files, reset_first } => {
             ctx.reset_then_place(host, *reset_first, files).await?;
-            kubeadm::join(t).await.map(|_| true).map_err(fail)
+            kubeadm::join(t, config).await.map(|_| true).map_err(fail)
         }
         Action::WaitApiReady { endpoint, node } => {
             kubeadm::wait_ready(t, endpoint, node).await.map_err(fail)?;
@@ -116,7 +117,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             let address = ctx.inv.host(node).map(|h| h.address.to_string()).ok_or_else(|| StepError(format!("{node}: not in the inventory")))?;
             kubeadm::restart_control_plane(t, *renew_certs, &address).await.map(|_| true).map_err(fail)
         }
-        Action::ApplyCni { manifest, .. } => {
+        Action::ApplyCni { manifest } => {
             ctx.place(host, std::slice::from_ref(manifest)).await?;
             kubeadm::apply_manifest(t, manifest).await.map_err(fail)?;
             // Recorded only after kubectl succeeded: a kill in between re-applies, which is harmless.
@@ -134,8 +135,8 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         Action::ResetHost { machine_id, .. } => {
             retire::reset(t, machine_id.as_deref(), &ctx.inv.kubernetes.container_runtime_endpoint).await.map(|_| true).map_err(fail)
         }
-        Action::Verify { .. } => {
-            let failed: Vec<String> = phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, VERIFY_WITHIN)
+        Action::Verify { checks } => {
+            let failed: Vec<String> = phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, checks, VERIFY_WITHIN)
                 .await
                 .into_iter()
                 .filter(|c| !c.ok)
@@ -155,13 +156,12 @@ const VERIFY_WITHIN: Duration = Duration::from_secs(120);
 /// keepalived elects a holder within a few advertisement intervals; bounded wait for exactly one.
 const VIP_WITHIN: Duration = Duration::from_secs(30);
 
-async fn wait_for_one_vip_holder(ctx: &StepContext) -> Result<(), StepError> {
-    let Some(vrrp) = ctx.inv.load_balancer.vrrp() else { return Ok(()) };
+async fn wait_for_one_vip_holder(ctx: &StepContext, vip: std::net::IpAddr) -> Result<(), StepError> {
     let started = Instant::now();
     loop {
         let mut holders = Vec::new();
         for h in ctx.inv.control_planes() {
-            if loadbalancer::holds_vip(ctx.transport(&h.name)?, vrrp.vip).await.map_err(fail)? {
+            if loadbalancer::holds_vip(ctx.transport(&h.name)?, vip).await.map_err(fail)? {
                 holders.push(h.name.clone());
             }
         }
@@ -170,7 +170,7 @@ async fn wait_for_one_vip_holder(ctx: &StepContext) -> Result<(), StepError> {
         }
         if started.elapsed() > VIP_WITHIN {
             let who = if holders.is_empty() { "no control plane".to_string() } else { holders.join(" and ") };
-            return Err(StepError(format!("VIP {}: held by {who} after {} s (keepalived: journalctl -u keepalived)", vrrp.vip, VIP_WITHIN.as_secs())));
+            return Err(StepError(format!("VIP {vip}: held by {who} after {} s (keepalived: journalctl -u keepalived)", VIP_WITHIN.as_secs())));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -179,8 +179,7 @@ async fn wait_for_one_vip_holder(ctx: &StepContext) -> Result<(), StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::desired::{KUBERNETES_CA_CERT, KUBERNETES_CA_KEY};
-    use crate::render::KUBEADM_CONFIG;
+    use crate::paths::{KUBEADM_CONFIG, KUBERNETES_CA_CERT, KUBERNETES_CA_KEY};
     use crate::ssh::fake::{Recorded, RecordingTransport};
 
     fn context(host: &Arc<RecordingTransport>) -> StepContext {
@@ -202,7 +201,7 @@ mod tests {
         let cp1 = Arc::new(RecordingTransport::new("cp-1"));
         let ctx = context(&cp1);
         let files = vec![KUBEADM_CONFIG.to_string(), KUBERNETES_CA_CERT.to_string(), KUBERNETES_CA_KEY.to_string()];
-        let action = Action::KubeadmInit { endpoint: "198.18.0.100:8443".into(), config: KUBEADM_CONFIG.into(), files, reset_first: true };
+        let action = Action::KubeadmInit { config: KUBEADM_CONFIG.into(), files, reset_first: true };
         let step = Step { id: "kubeadm/cp-1/init".into(), host: "cp-1".into(), action, reason: "an earlier init did not finish".into() };
         run(&step, &ctx).await.expect("init step");
         let effects = cp1.recorded();
@@ -233,16 +232,29 @@ mod tests {
     async fn a_join_without_leftovers_does_not_reset() {
         let cp2 = Arc::new(RecordingTransport::new("cp-2"));
         let ctx = context(&cp2);
-        let action = Action::KubeadmJoinControlPlane {
-            endpoint: "198.18.0.100:8443".into(),
-            config: KUBEADM_CONFIG.into(),
-            files: vec![KUBEADM_CONFIG.into()],
-            reset_first: false,
-        };
+        let action = Action::KubeadmJoinControlPlane { config: KUBEADM_CONFIG.into(), files: vec![KUBEADM_CONFIG.into()], reset_first: false };
         let step = Step { id: "kubeadm/cp-2/join".into(), host: "cp-2".into(), action, reason: "not joined".into() };
         run(&step, &ctx).await.expect("join step");
         assert!(!cp2.scripts().iter().any(|s| s.contains("reset")), "{:?}", cp2.scripts());
         assert!(cp2.scripts().last().is_some_and(|s| s == "kubeadm join --config /etc/kubeha/kubeadm.yaml"), "{:?}", cp2.scripts());
+    }
+
+    /// What the plan shows is what runs: the step's own config and services, not the phase's defaults.
+    #[tokio::test]
+    async fn kubeadm_and_load_balancer_steps_run_with_the_fields_the_plan_shows() {
+        let cp2 = Arc::new(RecordingTransport::new("cp-2"));
+        let ctx = context(&cp2);
+        let action = Action::KubeadmJoinWorker { config: "/srv/join.yaml".into(), files: vec![], reset_first: false };
+        run(&Step { id: "workers/cp-2".into(), host: "cp-2".into(), action, reason: "r".into() }, &ctx).await.expect("join step");
+        assert_eq!(cp2.scripts().last().map(String::as_str), Some("kubeadm join --config /srv/join.yaml"));
+        let action = Action::StartLoadBalancer { files: vec![], services: vec!["haproxy"], restart: false };
+        run(&Step { id: "lb/cp-2".into(), host: "cp-2".into(), action, reason: "r".into() }, &ctx).await.expect("lb step");
+        assert_eq!(
+            cp2.scripts().last().map(String::as_str),
+            Some(
+                "systemctl daemon-reload; systemctl enable haproxy.service kubeha-metrics.socket >/dev/null 2>&1; systemctl start haproxy.service && systemctl start kubeha-metrics.socket"
+            )
+        );
     }
 
     #[tokio::test]

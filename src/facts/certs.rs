@@ -2,9 +2,8 @@
 //! combined file like the kubelet's is filtered to its certificate) and each kubeconfig's embedded client
 //! certificate, decoded on the host. Expiry is parsed here in Rust, so hosts need no openssl (a minimal
 //! image has none); only sh, sed and coreutils' base64, which every host kubeadm runs on has.
+use crate::paths::{ETCD_PKI_DIR, KUBECONFIGS, KUBELET_CLIENT_CERT, KUBERNETES_PKI_DIR};
 use crate::pki::expiry::{self, Cert};
-use crate::plan::desired::{KUBECONFIGS, KUBELET_CLIENT_CERT, KUBERNETES_PKI_DIR};
-use crate::render::context::ETCD_PKI_DIR;
 use crate::ssh::{Command, SshError, Transport, quote::quote};
 use std::time::Duration;
 
@@ -64,6 +63,7 @@ pub async fn probe(t: &dyn Transport) -> Result<HostCerts, SshError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths::KUBELET_PKI_DIR;
     use crate::pki::expiry::Owner;
     use crate::pki::{Authority, LeafSpec};
 
@@ -74,7 +74,7 @@ mod tests {
         let issue = |cn: &str| ca.issue(&LeafSpec { common_name: cn.into(), client: true, ..LeafSpec::default() }).unwrap();
         let root = tempfile::tempdir().unwrap();
         let at = |p: &str| format!("{}{p}", root.path().display());
-        for dir in [ETCD_PKI_DIR, KUBERNETES_PKI_DIR, "/var/lib/kubelet/pki"] {
+        for dir in [ETCD_PKI_DIR, KUBERNETES_PKI_DIR, KUBELET_PKI_DIR] {
             std::fs::create_dir_all(at(dir)).unwrap();
         }
         let server = issue("cp-1-server");

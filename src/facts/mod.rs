@@ -93,7 +93,7 @@ fn now_epoch() -> f64 {
 pub async fn probe(transport: &dyn Transport) -> Result<HostFacts, FactsError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // Run as root when become applies: /var/lib/etcd is 0700.
-    let command = Command::script(script::PROBE).timeout(PROBE_TIMEOUT).stream_to(tx);
+    let command = Command::script(script::probe()).timeout(PROBE_TIMEOUT).stream_to(tx);
     let before = now_epoch();
     // `command` (and with it the sender) moves into the exec future, so `recv` ends when exec ends even on
     // a transport that never streams.

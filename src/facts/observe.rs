@@ -4,6 +4,7 @@
 //! compares this with what it would render.
 pub use super::secret_files::FileMeta;
 use super::secret_files::{self, STAT};
+use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME};
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -16,7 +17,7 @@ pub struct HostState {
     pub digests: BTreeMap<String, String>,
     /// Path -> mode, owner and group, for every file with a digest and every secret file found.
     pub meta: BTreeMap<String, FileMeta>,
-    /// The files of `secret_files::SECRET_FILES` found on the host (their metadata is in `meta`).
+    /// The files of `secret_files::secret_files()` found on the host (their metadata is in `meta`).
     pub secret_files: BTreeSet<String>,
     /// Unit name (without .service) -> active right now.
     pub active: BTreeMap<String, bool>,
@@ -45,12 +46,10 @@ impl HostState {
 }
 
 /// etcd reads `initial-cluster` and `initial-cluster-state` only when it first starts with an empty data
-/// dir; they change whenever membership does. The probe also hashes the config without them (under this
-/// pseudo path), so the planner restarts a running member only for a change it would act on. The state
-/// itself is reported on its own: `new` left in a member's config would let it bootstrap a second cluster
+/// dir; they change whenever membership does. The probe also hashes the config without them (under the
+/// pseudo path `paths::ETCD_CONFIG_RUNTIME`), so the planner restarts a running member only for a change it
+/// would act on. The state itself is reported on its own: `new` left in a member's config would let it bootstrap a second cluster
 /// if its data directory were lost, so the planner rewrites it (without a restart).
-pub const ETCD_CONFIG: &str = "/etc/etcd/etcd.conf.yml";
-pub const ETCD_CONFIG_RUNTIME: &str = "/etc/etcd/etcd.conf.yml#runtime";
 const BOOTSTRAP_ONLY: &str = "^initial-cluster(-state)?:";
 
 fn bootstrap_only(line: &str) -> bool {
@@ -67,7 +66,7 @@ pub fn initial_cluster_state(contents: &[u8]) -> String {
 pub fn runtime_digest(contents: &[u8]) -> String {
     let text = String::from_utf8_lossy(contents);
     let kept: String = text.lines().filter(|l| !bootstrap_only(l)).map(|l| format!("{l}\n")).collect();
-    crate::plan::desired::sha256_hex(kept.as_bytes())
+    crate::digest::sha256_hex(kept.as_bytes())
 }
 
 /// The script: `file <sha256> <mode> <owner> <group> <path>` per existing file, `secret <mode> <owner>

@@ -48,7 +48,7 @@ fn host_text(out: &mut String, host: &str, f: &HostFacts) {
         ("software", software),
         ("ports", listening),
         ("etcd data dir", yes_no(f.etcd_data_dir).into()),
-        ("/etc/kubernetes", yes_no(f.etc_kubernetes).into()),
+        (crate::paths::KUBERNETES_DIR, yes_no(f.etc_kubernetes).into()),
     ];
     let _ = writeln!(out, "{host}:");
     for (label, value) in rows {

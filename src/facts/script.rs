@@ -5,6 +5,8 @@
 //! that may be missing are probed with `command -v`, never assumed; `ss` falls back to /proc/net/tcp{,6}.
 use crate::render::context::{ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT};
 
+use crate::paths::{ETCD_DATA_DIR, KUBERNETES_DIR};
+
 /// Ports whose listeners matter to an HA control plane: etcd client/peer/metrics, API server, HAProxy's exporter
 /// and front end for the API, kubeha-metrics, kubelet. A stranger on the exporter's port would stop HAProxy from
 /// starting, so it is watched as closely as the API's.
@@ -13,7 +15,8 @@ pub const WATCHED_PORTS: [u16; 8] = [2379, 2380, ETCD_METRICS_PORT, 6443, HAPROX
 /// Software whose installed version is reported.
 pub const SOFTWARE: [&str; 6] = ["etcd", "keepalived", "haproxy", "kubeadm", "kubelet", "containerd"];
 
-pub const PROBE: &str = r#"PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin:/usr/bin:/bin"
+/// Every fact but the paths section, which `probe` adds from `paths`.
+const FACTS: &str = r#"PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin:/usr/bin:/bin"
 s() { printf '@@kubeha %s@@\n' "$1"; }
 s time; date +%s.%N
 s os-release; cat /etc/os-release 2>/dev/null
@@ -41,8 +44,19 @@ s listen
 if command -v ss >/dev/null 2>&1; then echo "source ss"; ss -Htln; else echo "source proc"; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; fi
 s sockets
 find /run -maxdepth 3 -type s 2>/dev/null | head -n 500
-s paths
-if [ -d /var/lib/etcd/member ]; then echo etcd-data-dir; fi
-if [ -d /etc/kubernetes ]; then echo etc-kubernetes; fi
-s end
 "#;
+
+/// The probe: every fact of FACTS, then whether etcd's data and kubeadm's folder exist, then the end marker.
+pub fn probe() -> String {
+    format!("{FACTS}s paths\nif [ -d {ETCD_DATA_DIR}/member ]; then echo etcd-data-dir; fi\nif [ -d {KUBERNETES_DIR} ]; then echo etc-kubernetes; fi\ns end\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_probe_ends_with_the_paths_section_and_the_end_marker() {
+        let probe = super::probe();
+        let tail = "s paths\nif [ -d /var/lib/etcd/member ]; then echo etcd-data-dir; fi\nif [ -d /etc/kubernetes ]; then echo etc-kubernetes; fi\ns end\n";
+        assert!(probe.ends_with(&format!("head -n 500\n{tail}")), "{probe}");
+    }
+}

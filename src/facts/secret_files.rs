@@ -2,6 +2,7 @@
 //! list of them, the shell that reports their mode and owner (absent files skipped), and its parser. The
 //! state probe embeds the same lines (the planner tightens any that others could read); `verify` runs them
 //! alone, read-only, one exec per host.
+use crate::paths::{ETCD_PKI_DIR, ETCDCTL_ENV, KEEPALIVED_CONFIG, KUBEADM_CONFIG, KUBELET_PKI_DIR, KUBERNETES_DIR, KUBERNETES_PKI_DIR, STATE_FILE};
 use crate::ssh::{Command, SshError, Transport};
 use std::time::Duration;
 
@@ -37,26 +38,28 @@ impl FileMeta {
 }
 
 /// Every file that holds a secret, as shell globs (a pattern without matches is skipped), with why it is one.
-pub const SECRET_FILES: &[(&str, &str)] = &[
-    ("/etc/kubeha/cluster-state.json", "kubeha's cluster state: both CA keys, every etcd member key, the bootstrap token and certificate key"),
-    ("/etc/kubeha/pki/etcd/*.key", "the etcd CA key and each member's server, peer and client keys"),
-    ("/etc/kubeha/etcdctl.env", "no key itself, but kubeha writes it 0600: it points etcdctl at kubeha's root client key"),
-    ("/etc/kubeha/kubeadm.yaml", "the kubeadm config: the bootstrap token (a join credential) and, on the seed, the certificate key"),
-    ("/etc/keepalived/keepalived.conf", "the VRRP auth_pass: whoever knows it can announce the VIP"),
-    ("/etc/kubernetes/pki/*.key", "kubeadm's keys: the Kubernetes CA, API server, service-account signing, front-proxy"),
-    ("/etc/kubernetes/pki/etcd/*.key", "kubeadm's etcd keys (only where kubeadm ran a stacked etcd; kubeha's etcd is external)"),
-    ("/etc/kubernetes/*.conf", "kubeadm's kubeconfigs (admin, super-admin, controller-manager, scheduler, kubelet): embedded client keys"),
-    ("/var/lib/kubelet/pki/kubelet-client-*.pem", "the kubelet's rotating client certificate and key, in one file"),
-    ("/var/lib/kubelet/pki/kubelet.key", "the kubelet's serving key (self-signed, without server TLS bootstrap)"),
-];
+pub fn secret_files() -> Vec<(String, &'static str)> {
+    vec![
+        (STATE_FILE.into(), "kubeha's cluster state: both CA keys, every etcd member key, the bootstrap token and certificate key"),
+        (format!("{ETCD_PKI_DIR}/*.key"), "the etcd CA key and each member's server, peer and client keys"),
+        (ETCDCTL_ENV.into(), "no key itself, but kubeha writes it 0600: it points etcdctl at kubeha's root client key"),
+        (KUBEADM_CONFIG.into(), "the kubeadm config: the bootstrap token (a join credential) and, on the seed, the certificate key"),
+        (KEEPALIVED_CONFIG.into(), "the VRRP auth_pass: whoever knows it can announce the VIP"),
+        (format!("{KUBERNETES_PKI_DIR}/*.key"), "kubeadm's keys: the Kubernetes CA, API server, service-account signing, front-proxy"),
+        (format!("{KUBERNETES_PKI_DIR}/etcd/*.key"), "kubeadm's etcd keys (only where kubeadm ran a stacked etcd; kubeha's etcd is external)"),
+        (format!("{KUBERNETES_DIR}/*.conf"), "kubeadm's kubeconfigs (admin, super-admin, controller-manager, scheduler, kubelet): embedded client keys"),
+        (format!("{KUBELET_PKI_DIR}/kubelet-client-*.pem"), "the kubelet's rotating client certificate and key, in one file"),
+        (format!("{KUBELET_PKI_DIR}/kubelet.key"), "the kubelet's serving key (self-signed, without server TLS bootstrap)"),
+    ]
+}
 
 /// What a secret file kubeha did not write is tightened to: kubeadm and the kubelet write them 0600 root:root.
 pub const PRIVATE: u32 = 0o600;
 
-/// The shell: `secret <mode> <owner> <group> <path>` per existing file matching SECRET_FILES. A pattern
+/// The shell: `secret <mode> <owner> <group> <path>` per existing file matching `secret_files()`. A pattern
 /// without matches stays unexpanded in the loop and fails `-f`: skipped.
 pub fn lines() -> String {
-    let patterns: Vec<&str> = SECRET_FILES.iter().map(|(p, _)| *p).collect();
+    let patterns: Vec<String> = secret_files().into_iter().map(|(p, _)| p).collect();
     format!("for f in {}; do if [ -f \"$f\" ]; then printf 'secret %s %s\\n' \"$({STAT} -- \"$f\")\" \"$f\"; fi; done\n", patterns.join(" "))
 }
 

@@ -15,7 +15,9 @@ pub const KIND: &str = "Cluster";
 
 const ROOT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 const METADATA_FIELDS: &[&str] = &["name"];
-const SPEC_FIELDS: &[&str] = &["kubernetes", "etcd", "controlPlane", "ssh", "concurrency", "certificates", "hosts"];
+const SPEC_FIELDS: &[&str] = &["kubernetes", "etcd", "controlPlane", "ssh", "concurrency", "certificates", "artifacts", "hosts"];
+const ARTIFACTS_FIELDS: &[&str] = &["arch", "mirror", "bundle", "versions"];
+const ARTIFACT_VERSIONS_FIELDS: &[&str] = &["crictl", "containerd", "runc", "cniPlugins"];
 const CERTIFICATES_FIELDS: &[&str] = &["renewBefore"];
 const KUBERNETES_FIELDS: &[&str] =
     &["version", "podSubnet", "serviceSubnet", "dnsDomain", "cni", "cniVersion", "containerRuntimeEndpoint", "ignorePreflightErrors", "addons", "kubelet"];
@@ -104,8 +106,19 @@ pub struct SpecDraft {
     pub load_balancer: Option<Located<LoadBalancer>>,
     pub concurrency: usize,
     pub certificates: Certificates,
+    pub artifacts: ArtifactsDraft,
     pub hosts: Vec<HostDraft>,
     pub hosts_mark: Mark,
+}
+
+/// `spec.artifacts` as written; versions left out get their defaults in `finish` (crictl's depends on Kubernetes').
+pub struct ArtifactsDraft {
+    pub arch: Arch,
+    pub source: ArtifactSource,
+    pub crictl: Option<Version>,
+    pub containerd: Option<Version>,
+    pub runc: Option<Version>,
+    pub cni_plugins: Option<Version>,
 }
 
 pub fn inventory(root: &Node, paths: &PathContext, diags: &mut Diagnostics) -> Option<Inventory> {
@@ -154,6 +167,7 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         load_balancer: None,
         concurrency: DEFAULT_CONCURRENCY,
         certificates: Certificates { renew_before_days: DEFAULT_RENEW_BEFORE_DAYS },
+        artifacts: ArtifactsDraft { arch: Arch::Amd64, source: ArtifactSource::Upstream, crictl: None, containerd: None, runc: None, cni_plugins: None },
         hosts: Vec::new(),
         hosts_mark: node.mark,
     };
@@ -185,6 +199,9 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         if let Some(d) = reader::parsed(days, &path, &expected, diags, |s| s.parse::<u32>().ok().filter(|d| (1..=MAX_RENEW_BEFORE_DAYS).contains(d))) {
             draft.certificates.renew_before_days = d.value;
         }
+    }
+    if let Some(n) = fields.optional("artifacts") {
+        artifacts(n, paths, &mut draft.artifacts, diags);
     }
     let defaults = SshOverrides::default();
     let cluster_ssh = match fields.optional("ssh") {
@@ -239,6 +256,38 @@ fn kubernetes(node: &Node, draft: &mut SpecDraft, diags: &mut Diagnostics) {
     }
     if let Some(n) = f.optional("kubelet") {
         kubelet(n, &f.child_path("kubelet"), &mut draft.kubelet, diags);
+    }
+}
+
+fn artifacts(node: &Node, paths: &PathContext, out: &mut ArtifactsDraft, diags: &mut Diagnostics) {
+    let Some(f) = Fields::of(node, "spec.artifacts", ARTIFACTS_FIELDS, diags) else { return };
+    if let Some(a) = f.optional("arch").and_then(|n| reader::choice(n, &f.child_path("arch"), &[("amd64", Arch::Amd64), ("arm64", Arch::Arm64)], diags)) {
+        out.arch = a.value;
+    }
+    let mirror = f.optional("mirror").and_then(|n| reader::text(n, &f.child_path("mirror"), diags)).and_then(|m| {
+        let url = checks::mirror_url(&m, &f.child_path("mirror"), diags)?;
+        Some(Located { value: url, mark: m.mark })
+    });
+    let bundle = f.optional("bundle").and_then(|n| reader::text(n, &f.child_path("bundle"), diags));
+    out.source = match (mirror, bundle) {
+        (Some(_), Some(b)) => {
+            diags.error(
+                f.child_path("bundle"),
+                Some(b.mark),
+                format!("invalid value \"{}\": mirror and bundle exclude each other (a bundle is used without any HTTP)", b.value),
+            );
+            return;
+        }
+        (Some(m), None) => ArtifactSource::Mirror(m.value),
+        (None, Some(b)) => ArtifactSource::Bundle(paths.resolve(&b.value)),
+        (None, None) => ArtifactSource::Upstream,
+    };
+    if let Some(n) = f.optional("versions")
+        && let Some(v) = Fields::of(n, "spec.artifacts.versions", ARTIFACT_VERSIONS_FIELDS, diags)
+    {
+        for (key, slot) in [("crictl", &mut out.crictl), ("containerd", &mut out.containerd), ("runc", &mut out.runc), ("cniPlugins", &mut out.cni_plugins)] {
+            *slot = v.optional(key).and_then(|n| version(n, &v.child_path(key), diags)).map(|l| l.value);
+        }
     }
 }
 
@@ -599,10 +648,22 @@ fn finish(d: SpecDraft) -> Option<Inventory> {
             })
         })
         .collect::<Option<Vec<_>>>()?;
+    let kubernetes_version = d.kubernetes_version?.value;
+    let a = d.artifacts;
+    let artifacts = Artifacts {
+        arch: a.arch,
+        source: a.source,
+        versions: ComponentVersions {
+            crictl: a.crictl.unwrap_or_else(|| support::default_crictl_version(kubernetes_version)),
+            containerd: a.containerd.unwrap_or(support::DEFAULT_CONTAINERD_VERSION),
+            runc: a.runc.unwrap_or(support::DEFAULT_RUNC_VERSION),
+            cni_plugins: a.cni_plugins.unwrap_or(support::DEFAULT_CNI_PLUGINS_VERSION),
+        },
+    };
     Some(Inventory {
         name: d.name?,
         kubernetes: Kubernetes {
-            version: d.kubernetes_version?.value,
+            version: kubernetes_version,
             pod_subnet: d.pod_subnet?.value,
             service_subnet: d.service_subnet?.value,
             dns_domain: d.dns_domain,
@@ -617,6 +678,7 @@ fn finish(d: SpecDraft) -> Option<Inventory> {
         load_balancer: d.load_balancer?.value,
         concurrency: d.concurrency,
         certificates: d.certificates,
+        artifacts,
         hosts,
     })
 }

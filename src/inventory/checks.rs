@@ -167,6 +167,23 @@ pub fn cri_endpoint(v: &Located<String>, path: &str, diags: &mut Diagnostics) ->
     ok
 }
 
+/// `spec.artifacts.mirror`: an http(s) base URL that upstream paths are appended to, so no query or fragment.
+/// Returns it without a trailing '/', the form URLs are built from.
+pub fn mirror_url(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> Option<String> {
+    let s = v.value.trim();
+    let ok = reqwest::Url::parse(s)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) && u.query().is_none() && u.fragment().is_none());
+    if !ok {
+        diags.error(
+            path,
+            Some(v.mark),
+            format!("invalid value \"{s}\": expected an http:// or https:// base URL like https://mirror.example.com/k8s (no query or fragment)"),
+        );
+        return None;
+    }
+    Some(s.trim_end_matches('/').to_string())
+}
+
 /// One kubeadm preflight check name (`SystemVerification`, `Swap`, `all`). kubeadm splits its flag form on
 /// commas, so a comma or whitespace inside one name is a list written as a string.
 pub fn preflight_check_name(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> bool {

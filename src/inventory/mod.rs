@@ -115,4 +115,53 @@ mod tests {
         let loaded = with_certificates("  certificates: {renewBefor: 4}\n");
         assert!(loaded.diagnostics[0].to_string().contains("unknown field \"renewBefor\""), "{}", loaded.diagnostics[0]);
     }
+
+    #[test]
+    fn artifacts_default_to_upstream_amd64_and_pinned_versions() {
+        let inv = with_certificates("").inventory.unwrap();
+        assert_eq!(inv.artifacts.arch, Arch::Amd64);
+        assert_eq!(inv.artifacts.source, ArtifactSource::Upstream);
+        assert_eq!(inv.artifacts.versions.crictl, Version::new(1, 36, 0), "follows Kubernetes 1.36");
+        assert_eq!(inv.artifacts.versions.runc, support::DEFAULT_RUNC_VERSION);
+        let inv = with_certificates("  artifacts:\n    mirror: https://mirror.example.com/k8s/\n    versions: {containerd: 2.1.5}\n").inventory.unwrap();
+        assert_eq!(inv.artifacts.source, ArtifactSource::Mirror("https://mirror.example.com/k8s".into()));
+        assert_eq!(inv.artifacts.versions.containerd, Version::new(2, 1, 5));
+        let inv = with_certificates("  artifacts: {bundle: offline, arch: arm64}\n").inventory.unwrap();
+        assert_eq!(inv.artifacts.source, ArtifactSource::Bundle(PathBuf::from("./offline")));
+    }
+
+    #[test]
+    fn artifacts_errors_name_the_field_the_value_and_the_line() {
+        let cases = [
+            ("  artifacts: {arch: x86_64}\n", "t.yaml:9:21: spec.artifacts.arch: unknown value \"x86_64\", expected one of amd64, arm64"),
+            (
+                "  artifacts: {mirror: ftp://m.example.com}\n",
+                "t.yaml:9:23: spec.artifacts.mirror: invalid value \"ftp://m.example.com\": expected an http:// or https:// base URL like https://mirror.example.com/k8s (no query or fragment)",
+            ),
+            (
+                "  artifacts: {mirror: \"http://m/?a=1\"}\n",
+                "t.yaml:9:23: spec.artifacts.mirror: invalid value \"http://m/?a=1\": expected an http:// or https:// base URL like https://mirror.example.com/k8s (no query or fragment)",
+            ),
+            (
+                "  artifacts: {mirror: http://m, bundle: b}\n",
+                "t.yaml:9:41: spec.artifacts.bundle: invalid value \"b\": mirror and bundle exclude each other (a bundle is used without any HTTP)",
+            ),
+            (
+                "  artifacts:\n    versions: {runc: 1.3}\n",
+                "t.yaml:10:22: spec.artifacts.versions.runc: invalid value \"1.3\": expected a release version like 1.36.4",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let loaded = with_certificates(extra);
+            let errors: Vec<String> = loaded.diagnostics.iter().map(|d| d.located("t.yaml")).collect();
+            assert!(loaded.inventory.is_none(), "{extra}");
+            assert_eq!(errors, [expected.to_string()], "{extra}");
+        }
+        let loaded = with_certificates("  artifacts: {versions: {cni: 1.8.0}}\n");
+        assert!(
+            loaded.diagnostics[0].to_string().contains("unknown field \"cni\", expected one of crictl, containerd, runc, cniPlugins"),
+            "{}",
+            loaded.diagnostics[0]
+        );
+    }
 }

@@ -5,7 +5,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, Serialize)]
@@ -18,7 +18,56 @@ pub struct Inventory {
     /// How many hosts kubeha talks to at once.
     pub concurrency: usize,
     pub certificates: Certificates,
+    pub artifacts: Artifacts,
     pub hosts: Vec<Host>,
+}
+
+/// Which binaries the hosts get and where kubeha downloads them (`spec.artifacts`); see src/artifacts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifacts {
+    /// The hosts' CPU architecture. Facts would know it, but `artifacts list|fetch` run offline, before any host exists.
+    pub arch: Arch,
+    pub source: ArtifactSource,
+    pub versions: ComponentVersions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    /// The name every upstream project (Kubernetes, etcd, containerd, runc, CNI, cri-tools) uses in its file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
+/// Where artifacts come from: the upstream release locations, a mirror with the same paths, or a local bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactSource {
+    Upstream,
+    /// A base URL (`http(s)://host[/prefix]`, no trailing '/') that replaces `https://dl.k8s.io` and `https://github.com`.
+    Mirror(String),
+    /// A folder written by `kubeha artifacts fetch`.
+    Bundle(PathBuf),
+}
+
+/// Versions of the node components the inventory has no other field for; defaults in `support`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentVersions {
+    pub crictl: Version,
+    pub containerd: Version,
+    pub runc: Version,
+    pub cni_plugins: Version,
 }
 
 /// When `apply` renews certificates (kubeha's etcd PKI, kubeadm's): those valid for fewer days than this.
@@ -144,6 +193,10 @@ impl LoadBalancer {
     }
 }
 
+/// The services of the keepalived-haproxy mode on each control plane, in the order they start: HAProxy
+/// first, as keepalived's health check goes through it.
+pub const LOAD_BALANCER_SERVICES: [&str; 2] = ["haproxy", "keepalived"];
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Host {
@@ -171,7 +224,38 @@ impl Host {
     pub fn is_worker(&self) -> bool {
         self.roles.worker
     }
+
+    /// The peer URL of this control plane's etcd member: with the name, what ties a member to its host
+    /// (`etcd::identity`).
+    pub fn peer_url(&self) -> String {
+        format!("https://{}", SocketAddr::new(self.address, ETCD_PEER_PORT))
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("https://{}", SocketAddr::new(self.address, ETCD_CLIENT_PORT))
+    }
+
+    /// Every label its node should carry: failure domains first, then the inventory's own labels.
+    pub fn node_labels(&self) -> Vec<(String, String)> {
+        let mut labels = vec![(ZONE_LABEL.to_string(), self.zone.clone())];
+        if let Some(region) = &self.region {
+            labels.push((REGION_LABEL.to_string(), region.clone()));
+        }
+        if let Some(rack) = &self.rack {
+            labels.push((RACK_LABEL.to_string(), rack.clone()));
+        }
+        labels.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        labels
+    }
 }
+
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+/// Not a Kubernetes well-known label (there is none for racks); kubelets may set it on themselves
+/// because NodeRestriction only guards the kubernetes.io and k8s.io namespaces.
+pub const RACK_LABEL: &str = "topology.kubeha.io/rack";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -274,6 +358,12 @@ impl Serialize for Version {
 impl Inventory {
     pub fn control_planes(&self) -> impl Iterator<Item = &Host> {
         self.hosts.iter().filter(|h| h.is_control_plane())
+    }
+
+    /// The control plane that seeds a cluster that does not exist yet (`kubeha render`, `plan --offline`,
+    /// a first apply); on a cluster that exists `plan::seed_control_plane` prefers a joined one.
+    pub fn first_control_plane(&self) -> Option<&Host> {
+        self.control_planes().next()
     }
 
     /// Hosts that are only workers: control planes that also run workloads join as control planes.

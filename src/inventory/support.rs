@@ -26,6 +26,18 @@ pub fn default_cni_version(cni: Cni) -> Version {
     }
 }
 
+/// crictl's releases follow Kubernetes' minors (cri-tools v1.N.0 is made for Kubernetes 1.N), so the default
+/// follows the inventory's Kubernetes version instead of being pinned.
+pub fn default_crictl_version(kubernetes: Version) -> Version {
+    Version::new(kubernetes.major, kubernetes.minor, 0)
+}
+
+/// The node runtime releases kubeha installs unless `spec.artifacts.versions` pins others.
+pub const DEFAULT_CONTAINERD_VERSION: Version = Version::new(2, 2, 0);
+pub const DEFAULT_RUNC_VERSION: Version = Version::new(1, 3, 3);
+/// The containernetworking/plugins release (bridge, portmap, loopback, host-local ... that the CNIs call).
+pub const DEFAULT_CNI_PLUGINS_VERSION: Version = Version::new(1, 8, 0);
+
 pub fn minors_list(minors: &[(u32, u32)]) -> String {
     minors.iter().map(|(a, b)| format!("{a}.{b}")).collect::<Vec<_>>().join(", ")
 }

@@ -6,7 +6,8 @@ pub mod rules;
 pub mod scrape;
 
 use crate::inventory::Inventory;
-use crate::render::context::{ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT, METRICS_TEXTFILE_DIR};
+use crate::paths::METRICS_TEXTFILE_DIR;
+use crate::render::context::{ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT};
 use crate::render::{RenderError, render_template, templates::Templates};
 use serde::Serialize;
 

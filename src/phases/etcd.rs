@@ -3,7 +3,7 @@
 //! is assumed). etcdctl runs on a member with /etc/kubeha/etcdctl.env.
 use crate::etcd::gate::{Gate, GateFailure, View, evaluate};
 use crate::etcd::status::reconfiguration_not_ready;
-use crate::facts::observe::ETCD_CONFIG;
+use crate::paths::{ETCD_CONFIG, ETCDCTL_ENV};
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,6 @@ fn etcdctl_at(endpoint: &str, args: &[&str]) -> Command {
 /// The program with kubeha's bounds: a member that does not answer fails fast instead of hanging a step.
 const ETCDCTL: &str = "etcdctl --dial-timeout=3s --command-timeout=10s";
 
-pub const ETCDCTL_ENV: &str = "/etc/kubeha/etcdctl.env";
 /// The member's own client URL, as its host reaches it.
 pub const LOCAL_ENDPOINT: &str = "https://127.0.0.1:2379";
 
@@ -165,7 +164,7 @@ async fn reconfigure(t: &dyn Transport, args: &[&str]) -> Result<String, EtcdSte
 
 /// Adds a member as a non-voting learner: it cannot affect quorum until it is promoted.
 pub async fn add_learner(t: &dyn Transport, name: &str, peer_url: &str) -> Result<(), EtcdStepError> {
-    if members(t).await?.iter().any(|m| m.name == name || m.peer_urls.iter().any(|p| p == peer_url)) {
+    if members(t).await?.iter().any(|m| m.is_of(name, peer_url)) {
         return Ok(()); // added by an earlier, interrupted run
     }
     reconfigure(t, &["member", "add", name, "--learner", &format!("--peer-urls={peer_url}")]).await.map(|_| ())

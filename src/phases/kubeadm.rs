@@ -1,8 +1,7 @@
 //! kubeadm on a node: init, control-plane and worker joins, the certificate re-upload, and the wait for a
 //! serving API through the cluster endpoint. Configs are placed 0600 by the caller (they hold the token
 //! and the certificate key); kubeadm's output is logged only through the redacting host log.
-use crate::plan::desired::{ADMIN_CONF, MANIFESTS_DIR as MANIFESTS, STATIC_PODS};
-use crate::render::KUBEADM_CONFIG;
+use crate::paths::{ADMIN_CONF, KUBEADM_CONFIG, KUBERNETES_CA_CERT, KUBERNETES_DIR, MANIFESTS_DIR as MANIFESTS, STATIC_PODS};
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -31,12 +30,12 @@ pub async fn reset(t: &dyn Transport, cri_socket: &str) -> Result<(), SshError> 
     t.run(&Command::script(reset_command(cri_socket)).timeout(KUBEADM_TIMEOUT)).await.map(|_| ())
 }
 
-pub async fn init(t: &dyn Transport) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("init --config {KUBEADM_CONFIG} --upload-certs"))).await.map(|_| ())
+pub async fn init(t: &dyn Transport, config: &str) -> Result<(), SshError> {
+    t.run(&kubeadm(&format!("init --config {} --upload-certs", quote::quote(config)))).await.map(|_| ())
 }
 
-pub async fn join(t: &dyn Transport) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("join --config {KUBEADM_CONFIG}"))).await.map(|_| ())
+pub async fn join(t: &dyn Transport, config: &str) -> Result<(), SshError> {
+    t.run(&kubeadm(&format!("join --config {}", quote::quote(config)))).await.map(|_| ())
 }
 
 /// Replaces the cluster's ClusterConfiguration with the config file's (new etcd endpoints, SANs).
@@ -46,8 +45,8 @@ pub async fn upload_config(t: &dyn Transport) -> Result<(), SshError> {
 
 /// Uploads the control-plane certificates again with the certificate key of the config: kubeadm deletes
 /// them 2 h after init, and joins in a later run need them.
-pub async fn upload_certs(t: &dyn Transport) -> Result<(), SshError> {
-    t.run(&kubeadm(&format!("init phase upload-certs --upload-certs --config {KUBEADM_CONFIG}"))).await.map(|_| ())
+pub async fn upload_certs(t: &dyn Transport, config: &str) -> Result<(), SshError> {
+    t.run(&kubeadm(&format!("init phase upload-certs --upload-certs --config {}", quote::quote(config)))).await.map(|_| ())
 }
 
 /// `kubectl` as the cluster admin on a control plane.
@@ -58,7 +57,7 @@ pub fn kubectl(args: &str) -> Command {
 /// /readyz through the cluster endpoint, verified against the cluster CA (no -k), from this node.
 pub fn readyz(endpoint: &str) -> Command {
     let url = quote::quote(&format!("https://{endpoint}/readyz"));
-    Command::script(format!("curl -sS --max-time 5 --cacert /etc/kubernetes/pki/ca.crt {url}"))
+    Command::script(format!("curl -sS --max-time 5 --cacert {KUBERNETES_CA_CERT} {url}"))
 }
 
 /// Waits until /readyz answers `ok` through the endpoint and `node` is registered.
@@ -131,17 +130,17 @@ pub fn restart_script(renew_certs: bool) -> String {
     let renew = if renew_certs { "kubeadm certs renew all\n" } else { "" };
     format!(
         "set -e\n\
-         back() {{ for c in {pods}; do if [ -f /etc/kubernetes/$c.yaml.kubeha ]; then mv -f /etc/kubernetes/$c.yaml.kubeha {MANIFESTS}/$c.yaml; fi; done; }}\n\
+         back() {{ for c in {pods}; do if [ -f {KUBERNETES_DIR}/$c.yaml.kubeha ]; then mv -f {KUBERNETES_DIR}/$c.yaml.kubeha {MANIFESTS}/$c.yaml; fi; done; }}\n\
          trap back EXIT\n\
          trap 'back; exit 1' HUP INT TERM\n\
          back\n\
          {renew}\
          for c in {pods}; do\n\
          \x20 [ -f {MANIFESTS}/$c.yaml ] || continue\n\
-         \x20 mv {MANIFESTS}/$c.yaml /etc/kubernetes/$c.yaml.kubeha\n\
+         \x20 mv {MANIFESTS}/$c.yaml {KUBERNETES_DIR}/$c.yaml.kubeha\n\
          \x20 i=0; while pidof $c >/dev/null && [ $i -lt 240 ]; do sleep 0.5; i=$((i+1)); done\n\
          \x20 if pidof $c >/dev/null; then echo \"the kubelet did not stop $c within 2 min\" >&2; exit 1; fi\n\
-         \x20 mv /etc/kubernetes/$c.yaml.kubeha {MANIFESTS}/$c.yaml\n\
+         \x20 mv {KUBERNETES_DIR}/$c.yaml.kubeha {MANIFESTS}/$c.yaml\n\
          done\n"
     )
 }
@@ -383,6 +382,6 @@ mod tests {
         assert_eq!(back.len(), 3, "{back:?}");
         assert!(!restart_script(false).contains("kubeadm certs renew"));
         let set_aside: Vec<String> = STATIC_PODS.iter().map(|p| format!("/etc/kubernetes/{p}.yaml.kubeha")).collect();
-        assert_eq!(set_aside, crate::plan::desired::SET_ASIDE_MANIFESTS, "the probe looks where the script sets manifests aside");
+        assert_eq!(set_aside, crate::paths::SET_ASIDE_MANIFESTS, "the probe looks where the script sets manifests aside");
     }
 }

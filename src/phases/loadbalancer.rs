@@ -1,31 +1,34 @@
 //! keepalived (the VIP) and HAProxy (VIP:port spread over the API servers) on a control plane.
 use super::files;
 use crate::render::RenderedFile;
-use crate::ssh::{Command, SshError, Transport};
+use crate::ssh::{Command, SshError, Transport, quote};
 use std::net::IpAddr;
 
 /// Places haproxy.cfg, keepalived.conf, the check script and kubeha-metrics, then (re)starts the services: restarted only
 /// when a file changed, so a converged host keeps its VIP and connections.
 pub async fn apply(t: &dyn Transport, rendered: &[&RenderedFile]) -> Result<bool, SshError> {
     let changed = files::place_rendered(t, rendered).await?;
-    start(t, changed).await?;
+    start(t, &crate::inventory::LOAD_BALANCER_SERVICES, changed).await?;
     Ok(changed)
 }
 
-/// kubeha-metrics' socket unit (render::context::KUBEHA_METRICS_SOCKET): started after HAProxy and keepalived.
+/// kubeha-metrics' socket unit (paths::KUBEHA_METRICS_SOCKET): started after the load balancer's services.
 pub const METRICS_SOCKET: &str = "kubeha-metrics.socket";
 
-/// Starts HAProxy and keepalived; when their files changed, reloads them (or starts them when stopped).
-/// A reload keeps the VIP where it is and HAProxy's connections open, so a rolling configuration change
-/// over the control planes (a member added or replaced) never takes the API endpoint away.
-pub async fn start(t: &dyn Transport, reload: bool) -> Result<(), SshError> {
+/// Enables and starts `services` in their order (the plan's: HAProxy first, as keepalived's health check
+/// goes through it), then kubeha-metrics; when their files changed, reloads them (or starts them when stopped).
+/// A reload keeps the VIP where it is and HAProxy's connections open, so a rolling configuration change over
+/// the control planes (a member added or replaced) never takes the API endpoint away.
+pub async fn start(t: &dyn Transport, services: &[&str], reload: bool) -> Result<(), SshError> {
     let verb = if reload { "reload-or-restart" } else { "start" };
-    // HAProxy first: keepalived's health check goes through it.
+    let units: Vec<String> = services.iter().map(|s| quote::quote(&format!("{s}.service"))).collect();
+    let starts: Vec<String> = units.iter().map(|u| format!("systemctl {verb} {u}")).collect();
     // kubeha-metrics last: it only reports on the VIP. daemon-reload first, so a changed socket unit is the one
     // restarted; a changed script needs nothing (each scrape runs it anew).
     let script = format!(
-        "systemctl daemon-reload; systemctl enable haproxy.service keepalived.service {METRICS_SOCKET} >/dev/null 2>&1; \
-         systemctl {verb} haproxy.service && systemctl {verb} keepalived.service && systemctl {verb} {METRICS_SOCKET}"
+        "systemctl daemon-reload; systemctl enable {} {METRICS_SOCKET} >/dev/null 2>&1; {} && systemctl {verb} {METRICS_SOCKET}",
+        units.join(" "),
+        starts.join(" && ")
     );
     t.run(&Command::script(script)).await.map(|_| ())
 }
@@ -47,8 +50,8 @@ mod tests {
     #[tokio::test]
     async fn kubeha_metrics_starts_after_haproxy_and_keepalived() {
         let fake = RecordingTransport::new("cp-1").on("systemctl", "");
-        start(&fake, true).await.unwrap();
-        start(&fake, false).await.unwrap();
+        start(&fake, &["haproxy", "keepalived"], true).await.unwrap();
+        start(&fake, &["haproxy", "keepalived"], false).await.unwrap();
         let scripts = fake.scripts();
         let reload = &scripts[0];
         assert!(reload.starts_with("systemctl daemon-reload;") && reload.contains(&format!("keepalived.service {METRICS_SOCKET} >/dev/null")), "{reload}");

@@ -6,9 +6,9 @@
 //! `<data dir>.before-restore-<stamp>`, so a wrong restore can itself be undone by hand.
 use super::etcd::{self as member, view};
 use super::snapshot::{Layout, SnapshotError, complaint, count_keys, failed};
+use crate::digest::sha256_hex;
 use crate::etcd::gate::{Gate, GateWhen, evaluate};
 use crate::etcd::snapshot::{KeyCount, RestoreSpec, SnapshotStatus, Tool, restore_args};
-use crate::ssh::upload::sha256_hex;
 use crate::ssh::{Command, Transport, Upload, quote};
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Taking a host out of the cluster: its Node object drained and deleted, and the host itself reset so that
 //! it can never rejoin by accident (etcd with old data) or claim the VIP (keepalived still enabled).
 use super::kubeadm::kubectl;
-use crate::render::context::ETCD_DATA_DIR;
+use crate::paths::{ETCD_DATA_DIR, KUBEHA_DIR};
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ pub async fn reset(t: &dyn Transport, machine_id: Option<&str>, cri_socket: &str
         "if command -v kubeadm >/dev/null 2>&1; then {}; fi; \
          for unit in keepalived haproxy etcd kubelet; do systemctl disable --now $unit.service >/dev/null 2>&1; done; \
          systemctl reset-failed etcd.service >/dev/null 2>&1; \
-         {}; rm -rf /etc/kubeha",
+         {}; rm -rf {KUBEHA_DIR}",
         crate::phases::kubeadm::reset_command(cri_socket),
         move_etcd_data_aside("removed")
     );

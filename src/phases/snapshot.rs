@@ -6,17 +6,15 @@
 //! `<name>.db`: a run killed at any point leaves either a verified `.db` or a `.part` that is never listed,
 //! never restored from, and removed by a later save once it is an hour old. Retrying a save just takes a
 //! new snapshot (names carry the second), and rotation bounds how many accumulate.
-use super::etcd::{ETCDCTL_ENV, LOCAL_ENDPOINT, etcdctl_env};
+use super::etcd::{LOCAL_ENDPOINT, etcdctl_env};
+use crate::digest::sha256_hex;
 use crate::etcd::snapshot::{self, KEEP, KeyCount, SnapshotStatus, Tool};
-use crate::render::context::ETCD_DATA_DIR;
-use crate::ssh::upload::sha256_hex;
+use crate::paths::{ETCD_DATA_DIR, ETCDCTL_ENV};
+use crate::paths::{RESTORE_DIR, SNAPSHOT_DIR};
 use crate::ssh::{Command, SshError, Transport, quote::quote};
 use serde::Serialize;
 use std::time::Duration;
 
-pub const SNAPSHOT_DIR: &str = "/var/lib/kubeha/snapshots";
-/// Where `etcd restore` puts the uploaded snapshot on the seed.
-pub const RESTORE_DIR: &str = "/var/lib/kubeha/restore";
 /// etcdctl 3.4 waits forever for a member that does not answer a snapshot request (its command timeout
 /// does not apply to `snapshot save`); this bounds it on the host. A member answers in well under a second
 /// per 100 MB, and the database quota is 2 GB by default, 8 GB at most.

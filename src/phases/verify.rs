@@ -7,7 +7,8 @@ use crate::etcd::gate::{Gate, GateWhen, evaluate};
 use crate::facts::secret_files::{self, FileMeta};
 use crate::inventory::Inventory;
 use crate::pki::expiry;
-use crate::render::context::{self, host_port};
+use crate::plan::verify::VerifyCheck;
+use crate::render::context;
 use crate::ssh::{Command, Transport};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +35,7 @@ fn check(name: impl Into<String>, result: Result<String, String>) -> Check {
 /// Certificates: an expired one fails (something already broke or is about to), one expiring within
 /// WARN_DAYS or a host whose certificates could not be read is a warning; `kubeha apply` renews them.
 pub fn certificates_check(seen: &crate::status::certs::Seen, now: i64) -> Check {
-    let name = format!("certificates valid for {} days or more", expiry::WARN_DAYS);
+    let name = VerifyCheck::Certificates.to_string();
     let mut expired = Vec::new();
     let mut warnings = Vec::new();
     for (host, found) in seen {
@@ -59,73 +60,72 @@ pub fn certificates_check(seen: &crate::status::certs::Seen, now: i64) -> Check 
 
 /// Checks until all pass or `within` is over: right after a change HAProxy needs two good health checks
 /// (rise 2, every 2 s) before a new backend counts as up, and keepalived a few adverts to settle.
-pub async fn run_until_ok(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>, within: std::time::Duration) -> Vec<Check> {
+pub async fn run_until_ok(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>, checks: &[VerifyCheck], within: std::time::Duration) -> Vec<Check> {
     let started = std::time::Instant::now();
     loop {
-        let checks = run(inv, hosts).await;
-        if checks.iter().all(|c| c.ok) || started.elapsed() > within {
-            return checks;
+        let results = run(inv, hosts, checks).await;
+        if results.iter().all(|c| c.ok) || started.elapsed() > within {
+            return results;
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
-pub async fn run(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>) -> Vec<Check> {
+/// Runs `checks` (`plan::verify::checks`, or the plan's Verify step's) in their order.
+pub async fn run(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>, checks: &[VerifyCheck]) -> Vec<Check> {
     let cps: Vec<&Arc<dyn Transport>> = inv.control_planes().filter_map(|h| hosts.get(&h.name)).collect();
-    let voters: Vec<String> = inv.control_planes().map(|h| h.name.clone()).collect();
-    let (host, port) = inv.load_balancer.endpoint();
-    let endpoint = host_port(&host, port);
-    let mut checks = Vec::new();
-
-    let gate = Gate::new(GateWhen::After, "verification", &voters);
-    checks.push(check(format!("etcd: {} members healthy, one leader, no learner", voters.len()), etcd_check(&cps, &gate).await));
-
-    if let Some(vrrp) = inv.load_balancer.vrrp() {
-        let mut holders = Vec::new();
-        let mut errors = Vec::new();
-        for t in &cps {
-            match loadbalancer::holds_vip(t.as_ref(), vrrp.vip).await {
-                Ok(true) => holders.push(t.host().to_string()),
-                Ok(false) => {}
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        let vip = match (holders.len(), errors.is_empty()) {
-            (1, true) => Ok(format!("held by {}", holders[0])),
-            (0, _) => Err(format!("no control plane holds it{}", tail(&errors))),
-            _ => Err(format!("held by {}{}", holders.join(" and "), tail(&errors))),
-        };
-        checks.push(check(format!("VIP {} on exactly one control plane", vrrp.vip), vip));
-
-        checks.push(haproxy_check(inv, &cps).await);
-    }
-
     let first = cps.first().map(|t| t.as_ref());
-    let ready = match first {
-        Some(t) => match t.exec(&kubeadm::readyz(&endpoint)).await {
-            Ok(out) if out.stdout_text().trim() == "ok" => Ok(format!("ok from {}", t.host())),
-            Ok(out) => Err(format!("{}{}", out.stdout_text().trim(), String::from_utf8_lossy(&out.stderr).trim())),
-            Err(e) => Err(e.to_string()),
-        },
-        None => Err("no control plane reachable".into()),
-    };
-    checks.push(check(format!("/readyz through {endpoint}"), ready));
+    let mut results = Vec::new();
+    for c in checks {
+        let name = c.to_string();
+        results.push(match c {
+            VerifyCheck::Etcd { voters } => check(name, etcd_check(&cps, &Gate::new(GateWhen::After, "verification", voters)).await),
+            VerifyCheck::Vip { vip } => check(name, vip_check(&cps, *vip).await),
+            VerifyCheck::HaproxyBackends { .. } => check(name, haproxy_check(inv, &cps).await),
+            VerifyCheck::Readyz { endpoint } => check(name, readyz_check(first, endpoint).await),
+            VerifyCheck::Nodes { .. } => check(name, nodes_ready_check(inv, first).await),
+            VerifyCheck::Certificates => certificates_check(&crate::status::certs::probe_all(hosts).await, time::OffsetDateTime::now_utc().unix_timestamp()),
+            VerifyCheck::SecretFiles => secret_files_check(&secret_files_all(hosts).await),
+        });
+    }
+    results
+}
 
-    let nodes = match first {
-        Some(t) => match t.run(&kubeadm::kubectl("get nodes -o json")).await {
-            Ok(out) => {
-                let json = out.stdout_text();
-                kubeadm::parse_nodes(&json).and_then(|nodes| nodes_check(inv, &nodes)).and_then(|seen| ready_check(&seen, &json))
-            }
-            Err(e) => Err(e.to_string()),
-        },
-        None => Err("no control plane reachable".into()),
-    };
-    checks.push(check(format!("{} nodes registered with their labels and Ready", inv.hosts.len()), nodes));
-    let certs = crate::status::certs::probe_all(hosts).await;
-    checks.push(certificates_check(&certs, time::OffsetDateTime::now_utc().unix_timestamp()));
-    checks.push(secret_files_check(&secret_files_all(hosts).await));
-    checks
+async fn vip_check(cps: &[&Arc<dyn Transport>], vip: std::net::IpAddr) -> Result<String, String> {
+    let mut holders = Vec::new();
+    let mut errors = Vec::new();
+    for t in cps {
+        match loadbalancer::holds_vip(t.as_ref(), vip).await {
+            Ok(true) => holders.push(t.host().to_string()),
+            Ok(false) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    match (holders.len(), errors.is_empty()) {
+        (1, true) => Ok(format!("held by {}", holders[0])),
+        (0, _) => Err(format!("no control plane holds it{}", tail(&errors))),
+        _ => Err(format!("held by {}{}", holders.join(" and "), tail(&errors))),
+    }
+}
+
+async fn readyz_check(first: Option<&dyn Transport>, endpoint: &str) -> Result<String, String> {
+    let Some(t) = first else { return Err("no control plane reachable".into()) };
+    match t.exec(&kubeadm::readyz(endpoint)).await {
+        Ok(out) if out.stdout_text().trim() == "ok" => Ok(format!("ok from {}", t.host())),
+        Ok(out) => Err(format!("{}{}", out.stdout_text().trim(), String::from_utf8_lossy(&out.stderr).trim())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn nodes_ready_check(inv: &Inventory, first: Option<&dyn Transport>) -> Result<String, String> {
+    let Some(t) = first else { return Err("no control plane reachable".into()) };
+    match t.run(&kubeadm::kubectl("get nodes -o json")).await {
+        Ok(out) => {
+            let json = out.stdout_text();
+            kubeadm::parse_nodes(&json).and_then(|nodes| nodes_check(inv, &nodes)).and_then(|seen| ready_check(&seen, &json))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Host -> the secret files found there with their modes and owners, or why they could not be read.
@@ -149,7 +149,7 @@ async fn secret_files_all(hosts: &HashMap<String, Arc<dyn Transport>>) -> Secret
     seen
 }
 
-/// Fails naming host and file for every secret file (see `secret_files::SECRET_FILES`) that its group or
+/// Fails naming host and file for every secret file (see `secret_files::secret_files()`) that its group or
 /// others may read, and for every host whose files could not be read: a secret file nobody checked is not
 /// known to be private. `kubeha apply` sets them back to 0600 (or kubeha's own mode) in place.
 pub fn secret_files_check(seen: &SecretFilesSeen) -> Check {
@@ -166,8 +166,10 @@ pub fn secret_files_check(seen: &SecretFilesSeen) -> Check {
             }
         }
     }
-    let name = "secret files (keys, kubeconfigs, cluster state, kubeadm config) readable by their owner only";
-    check(name, if problems.is_empty() { Ok(format!("{count} files on {} hosts", seen.len())) } else { Err(problems.join("; ")) })
+    check(
+        VerifyCheck::SecretFiles.to_string(),
+        if problems.is_empty() { Ok(format!("{count} files on {} hosts", seen.len())) } else { Err(problems.join("; ")) },
+    )
 }
 
 fn tail(errors: &[String]) -> String {
@@ -186,7 +188,7 @@ fn nodes_check(inv: &Inventory, nodes: &std::collections::BTreeMap<String, std::
         match nodes.get(&h.name) {
             None => problems.push(format!("{} not registered", h.name)),
             Some(labels) => {
-                for (k, v) in context::node_labels(h) {
+                for (k, v) in h.node_labels() {
                     if labels.get(&k) != Some(&v) {
                         problems.push(format!("{} lacks {k}={v}", h.name));
                     }
@@ -210,7 +212,7 @@ fn ready_check(registered: &str, json: &str) -> Result<String, String> {
 /// The HAProxy check: on every control plane, exactly the expected backends (one per control plane of the
 /// inventory, at its API server's address), each UP. Only counting the DOWN ones passed a HAProxy with no
 /// backends at all, or one still sending traffic to a removed control plane.
-async fn haproxy_check(inv: &Inventory, cps: &[&Arc<dyn Transport>]) -> Check {
+async fn haproxy_check(inv: &Inventory, cps: &[&Arc<dyn Transport>]) -> Result<String, String> {
     let expected = context::haproxy(inv).map(|h| h.backends).unwrap_or_default();
     let mut problems = Vec::new();
     for t in cps {
@@ -219,9 +221,7 @@ async fn haproxy_check(inv: &Inventory, cps: &[&Arc<dyn Transport>]) -> Check {
             Err(e) => problems.push(format!("{}: {e}", t.host())),
         }
     }
-    let n = expected.len();
-    let name = format!("HAProxy: the {n} expected backends up on each of {} control planes", cps.len());
-    check(name, if problems.is_empty() { Ok("all up".into()) } else { Err(problems.join("; ")) })
+    if problems.is_empty() { Ok(format!("all up on {} control planes", cps.len())) } else { Err(problems.join("; ")) }
 }
 
 /// What one control plane's HAProxy gets wrong: expected backends it lacks or has at another address,
@@ -306,7 +306,7 @@ mod tests {
     async fn haproxy_with(csvs: &[(&str, &str)]) -> Check {
         let hosts: HashMap<String, Arc<dyn Transport>> =
             csvs.iter().map(|(host, csv)| (host.to_string(), Arc::new(RecordingTransport::new(*host).on("8404/stats", *csv)) as Arc<dyn Transport>)).collect();
-        run(&lab(), &hosts).await.into_iter().find(|c| c.name.starts_with("HAProxy")).expect("a HAProxy check")
+        run(&lab(), &hosts, &crate::plan::verify::checks(&lab())).await.into_iter().find(|c| c.name.starts_with("HAProxy")).expect("a HAProxy check")
     }
 
     const HEADER: &str = "# pxname,svname,status,addr\n";
@@ -340,7 +340,7 @@ mod tests {
         );
         let check = haproxy_with(&[("cp-1", &up), ("cp-2", &up), ("cp-3", &up)]).await;
         assert!(check.ok, "{check:?}");
-        assert_eq!(check.name, "HAProxy: the 3 expected backends up on each of 3 control planes");
+        assert_eq!((check.name.as_str(), check.detail.as_str()), ("HAProxy: the 3 expected backends up on each control plane", "all up on 3 control planes"));
     }
 
     #[test]
@@ -368,7 +368,7 @@ mod tests {
             .iter()
             .map(|(host, out)| (host.to_string(), Arc::new(RecordingTransport::new(*host).on("stat -L -c", *out)) as Arc<dyn Transport>))
             .collect();
-        run(&lab(), &hosts).await.into_iter().find(|c| c.name.starts_with("secret files")).expect("a secret files check")
+        run(&lab(), &hosts, &crate::plan::verify::checks(&lab())).await.into_iter().find(|c| c.name.starts_with("secret files")).expect("a secret files check")
     }
 
     #[tokio::test]

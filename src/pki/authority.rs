@@ -1,7 +1,6 @@
 //! A certificate authority and the leaf certificates it signs.
 use super::PkiError;
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
@@ -147,6 +146,5 @@ pub fn discovery_hash(cert_pem: &str) -> Result<String, PkiError> {
     let parse_err = |message: String| PkiError::Parse { what: "CA".into(), message };
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| parse_err(e.to_string()))?;
     let cert = pem.parse_x509().map_err(|e| parse_err(e.to_string()))?;
-    let digest = Sha256::digest(cert.tbs_certificate.subject_pki.raw);
-    Ok(format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!("sha256:{}", crate::digest::sha256_hex(cert.tbs_certificate.subject_pki.raw)))
 }

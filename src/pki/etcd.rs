@@ -1,7 +1,7 @@
 //! The etcd PKI of a cluster, laid out as the files each control plane gets.
 use super::{Authority, Issued, LeafSpec, PkiError};
 use crate::inventory::{Host, Inventory};
-use crate::render::context::ETCD_PKI_DIR;
+use crate::paths::ETCD_PKI_DIR;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One file for one control plane.

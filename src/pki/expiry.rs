@@ -1,8 +1,7 @@
 //! When certificates expire, and who renews them. Pure: PEM text in, expiry out, so that what `certs check`,
 //! `status`, `verify` and the planner decide can be tested on certificates made with any validity.
 //! Times are Unix seconds: what x509 notAfter means, comparable without a clock inside this module.
-use crate::plan::desired::{KUBELET_CLIENT_CERT, KUBELET_CONF, KUBERNETES_CA_CERT};
-use crate::render::context::ETCD_PKI_DIR;
+use crate::paths::{ETCD_PKI_DIR, KUBELET_CLIENT_CERT, KUBELET_CONF, KUBERNETES_CA_CERT};
 use serde::Serialize;
 
 /// `status`, `verify` and `certs check` warn when a certificate expires within this many days: a month

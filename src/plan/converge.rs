@@ -1,15 +1,19 @@
 //! The one plan builder: from the desired files and what was observed, the steps that converge the cluster,
 //! each with the reason it is needed. Steps already true on the hosts are left out, so a converged cluster
 //! plans zero changing steps. Pure.
-use super::desired::{ADMIN_CONF, Desired, Group, KUBELET_CONF, KUBERNETES_CA_CERT, group};
+use super::desired::Desired;
 use super::*;
 use crate::etcd::status::Member;
-use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, FileMeta};
+use crate::facts::observe::{self, FileMeta};
 use crate::facts::secret_files;
-use crate::inventory::{Host, Inventory, LoadBalancer};
+use crate::inventory::{Host, Inventory};
+use crate::paths::{
+    ADMIN_CONF, CNI_APPLIED, CNI_DIR, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, ETCD_DATA_DIR, ETCD_PKI_DIR, ETCD_UNIT, ETCDCTL_ENV, KUBEADM_CONFIG, KUBELET_CONF,
+    KUBERNETES_CA_CERT, KUBERNETES_CA_KEY, SET_ASIDE_MANIFESTS,
+};
 use crate::pki::expiry::{self, Owner};
-use crate::render::context::{self, host_port, peer_url};
-use crate::render::{self, KUBEADM_CONFIG};
+use crate::render::context::host_port;
+use crate::render::{self, Group};
 use std::collections::BTreeSet;
 
 pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: &'static str) -> Plan {
@@ -48,9 +52,9 @@ pub fn seed_control_plane<'a>(inv: &'a Inventory, observed: &Observed) -> Option
     };
     inv.control_planes()
         .filter(joined)
-        .find(|h| observed.host(&h.name).has(desired::CNI_APPLIED))
+        .find(|h| observed.host(&h.name).has(CNI_APPLIED))
         .or_else(|| inv.control_planes().find(joined))
-        .or_else(|| inv.control_planes().next())
+        .or_else(|| inv.first_control_plane())
 }
 
 /// How long a refreshed join token lives: the run's joins start within minutes of the refresh (kubeadm
@@ -137,7 +141,7 @@ impl Builder<'_> {
     /// The files of `group` on `host` that are not as desired: (all paths, reason) or None when all match.
     fn stale(&self, host: &str, g: Group) -> Option<(Vec<String>, String)> {
         let state = self.observed.host(host);
-        let files: Vec<_> = self.desired.host_files(host).filter(|f| group(&f.path) == g).collect();
+        let files: Vec<_> = self.desired.host_files(host).filter(|f| f.group == g).collect();
         let missing: Vec<&str> = files.iter().filter(|f| !state.has(&f.path)).map(|f| f.path.as_str()).collect();
         let differing: Vec<&str> = files.iter().filter(|f| differs(&state, f)).map(|f| f.path.as_str()).collect();
         if missing.is_empty() && differing.is_empty() {
@@ -184,7 +188,7 @@ impl Builder<'_> {
             self.findings.push(Finding {
                 host: self.observed.etcd_answers.keys().cloned().collect::<Vec<_>>().join(", "),
                 problem,
-                fix: "find the member that is not part of the real cluster (usually the one alone in its cluster: its data directory was lost and it bootstrapped a new cluster); on it run `systemctl stop etcd; mv /var/lib/etcd /var/lib/etcd.split-$(date +%s)`, then `kubeha apply`: it removes and re-adds that member through the quorum gates".into(),
+                fix: format!("find the member that is not part of the real cluster (usually the one alone in its cluster: its data directory was lost and it bootstrapped a new cluster); on it run `systemctl stop etcd; mv {ETCD_DATA_DIR} {ETCD_DATA_DIR}.split-$(date +%s)`, then `kubeha apply`: it removes and re-adds that member through the quorum gates"),
                 fatal: true,
             });
             return;
@@ -239,7 +243,7 @@ impl Builder<'_> {
         // replaced learner-first: the newcomer joins as a learner and catches up, the old member goes, then
         // the newcomer is promoted, so the cluster never waits with one voter short for a copy to stream.
         // Dead members leave first as before (they are already missing).
-        let joining = if voters.is_empty() { 0 } else { self.inv.control_planes().filter(|h| self.observed.member(&h.name, &peer_url(h)).is_none()).count() };
+        let joining = if voters.is_empty() { 0 } else { self.inv.control_planes().filter(|h| self.observed.member_of(h).is_none()).count() };
         let mut replaced: std::collections::VecDeque<&Member> =
             leaving.iter().copied().filter(|m| !m.is_learner && !m.name.is_empty() && !leaving_down.contains(&m.name)).take(joining).collect();
         let mut snapshot_taken = false;
@@ -293,7 +297,7 @@ impl Builder<'_> {
             // Gates and membership changes run on a voting member that is up, other than the one in flux.
             let checker = voters.iter().find(|v| **v != m && running.contains(*v)).cloned().unwrap_or_else(|| m.clone());
             // A lost member was removed above: from here on it is a host to add.
-            let member = self.observed.member(&m, &peer_url(h)).filter(|_| !lost_names.contains(&m));
+            let member = self.observed.member_of(h).filter(|_| !lost_names.contains(&m));
             let active = running.contains(&m);
             let start = |state: &'static str, restart: bool| Action::StartEtcdMember {
                 member: m.clone(),
@@ -304,7 +308,7 @@ impl Builder<'_> {
             // etcd refuses to join unless its initial cluster lists exactly the current members and itself.
             let join = {
                 let mut listed: Vec<String> = voters.iter().filter(|n| **n != m).map(|n| format!("{n}={}", self.peer_of(n))).collect();
-                listed.push(format!("{m}={}", peer_url(h)));
+                listed.push(format!("{m}={}", h.peer_url()));
                 Action::StartEtcdMember { member: m.clone(), initial_cluster_state: "existing", restart: false, initial_cluster: Some(listed.join(",")) }
             };
             match member {
@@ -331,7 +335,7 @@ impl Builder<'_> {
                     }
                     install(&mut steps);
                     let why = if lost_names.contains(&m) { "added again: its data directory was lost" } else { "member missing" };
-                    steps.push(step(id("add-learner"), &checker, Action::AddEtcdLearner { member: m.clone(), peer_url: peer_url(h) }, why));
+                    steps.push(step(id("add-learner"), &checker, Action::AddEtcdLearner { member: m.clone(), peer_url: h.peer_url() }, why));
                     steps.push(step(id("start"), &m, join, why));
                     match replaced.pop_front() {
                         Some(old) => {
@@ -360,7 +364,7 @@ impl Builder<'_> {
                     // Re-addressed: the cluster still dials the old peer URL, so the member is pointed at
                     // the new one first (a membership change the others carry out, between gates), then
                     // restarts there with its new config and certificates and its data as it was.
-                    let url = peer_url(h);
+                    let url = h.peer_url();
                     let change = format!("move {m} to {url}");
                     let down = moved_down.contains(&m);
                     let before = Gate::new(GateWhen::Before, &change, &voters).tolerating(if down { std::slice::from_ref(&m) } else { &[] });
@@ -415,23 +419,21 @@ impl Builder<'_> {
     /// Members of the inventory that etcd lists under their host's name with another peer URL: hosts moved
     /// to a new address.
     fn moved_members(&self) -> Vec<&Member> {
-        self.inv.control_planes().filter_map(|h| self.observed.member(&h.name, &peer_url(h)).filter(|m| Self::moved(m, h))).collect()
+        self.inv.control_planes().filter_map(|h| self.observed.member_of(h).filter(|m| Self::moved(m, h))).collect()
     }
 
     fn moved(m: &Member, h: &Host) -> bool {
-        m.name == h.name && !m.peer_urls.is_empty() && m.peer_urls != [peer_url(h)]
+        m.name == h.name && !m.peer_urls.is_empty() && m.peer_urls != [h.peer_url()]
     }
 
     /// Whether a running member must restart for its files: any changed file but etcdctl's environment
     /// (a config that differs only in the bootstrap settings does not count as changed: see `differs`).
     fn etcd_needs_restart(&self, m: &str) -> bool {
         let state = self.observed.host(m);
-        self.desired.host_files(m).filter(|f| group(&f.path) == Group::Etcd && state.digest(&f.path) != Some(f.digest.as_str())).any(|f| {
-            match f.path.as_str() {
-                ETCDCTL_ENV => false,
-                ETCD_CONFIG => state.digest(ETCD_CONFIG_RUNTIME) != Some(observe::runtime_digest(&f.contents).as_str()),
-                _ => true,
-            }
+        self.desired.host_files(m).filter(|f| f.group == Group::Etcd && state.digest(&f.path) != Some(f.digest.as_str())).any(|f| match f.path.as_str() {
+            ETCDCTL_ENV => false,
+            ETCD_CONFIG => state.digest(ETCD_CONFIG_RUNTIME) != Some(observe::runtime_digest(&f.contents).as_str()),
+            _ => true,
         })
     }
 
@@ -442,7 +444,7 @@ impl Builder<'_> {
         self.inv
             .control_planes()
             .filter_map(|h| {
-                let m = self.observed.member(&h.name, &peer_url(h))?;
+                let m = self.observed.member_of(h)?;
                 let facts = self.observed.facts.get(&h.name)?;
                 let unit = self.observed.host(&h.name).has(ETCD_UNIT);
                 (!m.is_learner && !m.name.is_empty() && unit && !facts.etcd_data_dir && view.healthy(m).is_err()).then(|| m.clone())
@@ -461,13 +463,13 @@ impl Builder<'_> {
     /// A voter's peer URL: the inventory's for its control planes, etcd's own for any other member.
     fn peer_of(&self, name: &str) -> String {
         match self.inv.control_planes().find(|h| h.name == name) {
-            Some(h) => peer_url(h),
+            Some(h) => h.peer_url(),
             None => self.observed.etcd.iter().flat_map(|v| &v.members).find(|m| m.name == name).and_then(|m| m.peer_urls.first().cloned()).unwrap_or_default(),
         }
     }
 
     fn in_inventory(&self, m: &Member) -> bool {
-        self.inv.control_planes().any(|h| h.name == m.name || m.peer_urls.contains(&peer_url(h)))
+        crate::etcd::identity::host_of(self.inv, m).is_some()
     }
 
     /// kubeha changes membership only when every member that stays is healthy: a change made while another
@@ -535,7 +537,7 @@ impl Builder<'_> {
 
     fn load_balancer(&mut self) {
         let Some(vrrp) = self.inv.load_balancer.vrrp() else { return };
-        let services = vec!["haproxy", "keepalived"];
+        let services = crate::inventory::LOAD_BALANCER_SERVICES.to_vec();
         let mut steps: Vec<Step> = Vec::new();
         for h in self.inv.control_planes() {
             let state = self.observed.host(&h.name);
@@ -551,7 +553,7 @@ impl Builder<'_> {
         }
         if !steps.is_empty() {
             let first = self.desired.seed.clone();
-            steps.push(step("lb/vip".into(), &first, Action::CheckVip { vip: vrrp.vip.to_string() }, "the VIP must be held before kubeadm uses it"));
+            steps.push(step("lb/vip".into(), &first, Action::CheckVip { vip: vrrp.vip }, "the VIP must be held before kubeadm uses it"));
         }
         self.push("loadbalancer", "keepalived (VIP) and HAProxy on every control plane", Execution::Sequential, steps);
     }
@@ -629,9 +631,9 @@ impl Builder<'_> {
             let kubeadm_files = vec![KUBEADM_CONFIG.to_string()];
             if is_seed && !initialised {
                 let mut files = kubeadm_files;
-                files.extend([desired::KUBERNETES_CA_CERT.to_string(), desired::KUBERNETES_CA_KEY.to_string()]);
+                files.extend([KUBERNETES_CA_CERT.to_string(), KUBERNETES_CA_KEY.to_string()]);
                 let reset_first = self.leftovers(h);
-                let action = Action::KubeadmInit { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into(), files, reset_first };
+                let action = Action::KubeadmInit { config: KUBEADM_CONFIG.into(), files, reset_first };
                 let why = if reset_first { "an earlier init did not finish" } else { "no cluster yet" };
                 steps.push(step(format!("kubeadm/{}/init", h.name), &h.name, action, why));
                 init_planned = true;
@@ -642,7 +644,7 @@ impl Builder<'_> {
                     certs_uploaded = true;
                 }
                 let reset_first = self.leftovers(h);
-                let action = Action::KubeadmJoinControlPlane { endpoint: endpoint.clone(), config: KUBEADM_CONFIG.into(), files: kubeadm_files, reset_first };
+                let action = Action::KubeadmJoinControlPlane { config: KUBEADM_CONFIG.into(), files: kubeadm_files, reset_first };
                 steps.push(step(format!("kubeadm/{}/join", h.name), &h.name, action, self.join_reason(h)));
             } else {
                 if let Some((files, why)) = self.stale(&h.name, Group::Kubeadm) {
@@ -666,7 +668,7 @@ impl Builder<'_> {
     /// (10 years; a different procedure); the kubelet rotates its own client certificate.
     fn certificates(&mut self) {
         let before = self.inv.certificates.renew_before_days;
-        let client = format!("{}/{}", context::ETCD_PKI_DIR, crate::pki::APISERVER_ETCD_CLIENT.0);
+        let client = format!("{ETCD_PKI_DIR}/{}", crate::pki::APISERVER_ETCD_CLIENT.0);
         let mut steps = Vec::new();
         for h in self.inv.control_planes().filter(|h| self.joined(h)) {
             let mut due: Vec<&crate::pki::expiry::Cert> = self
@@ -679,7 +681,7 @@ impl Builder<'_> {
                 .unwrap_or_default();
             due.sort_by_key(|c| c.parsed.not_after);
             let client_replaced = self.desired.file(&h.name, &client).is_some_and(|f| differs(&self.observed.host(&h.name), f));
-            let set_aside: Vec<&str> = desired::SET_ASIDE_MANIFESTS.iter().copied().filter(|p| self.observed.host(&h.name).has(p)).collect();
+            let set_aside: Vec<&str> = SET_ASIDE_MANIFESTS.iter().copied().filter(|p| self.observed.host(&h.name).has(p)).collect();
             let why = match (due.first(), client_replaced) {
                 (None, false) if set_aside.is_empty() => continue,
                 (None, false) => format!("an earlier restart left {} out of the manifests: that pod is down", set_aside.join(", ")),
@@ -699,24 +701,21 @@ impl Builder<'_> {
     fn cni(&mut self) {
         let first = self.desired.seed.clone();
         let state = self.observed.host(&first);
-        let Some(marker) = self.desired.file(&first, desired::CNI_APPLIED) else { return };
+        let Some(marker) = self.desired.file(&first, CNI_APPLIED) else { return };
         let mut steps = vec![];
         if state.digest(&marker.path) != Some(marker.digest.as_str()) {
             let cni = self.inv.kubernetes.cni;
-            let manifest = format!("{}/{}", desired::CNI_DIR, file_name(render::cni_file(cni)));
-            let why = if state.has(&marker.path) { "the manifest changed since it was applied" } else { "not applied yet" };
-            steps.push(step(
-                "cni/apply".into(),
-                &first,
-                Action::ApplyCni { cni: cni.name(), version: self.inv.kubernetes.cni_version.to_string(), manifest },
-                why,
-            ));
+            let manifest = format!("{CNI_DIR}/{}", file_name(render::cni_file(cni)));
+            // Which CNI and version the manifest was rendered for is why it is applied, not what the step
+            // runs with: the executor applies the manifest file, so that is the action's one field.
+            let what = format!("{} {}", cni.name(), self.inv.kubernetes.cni_version);
+            let why = if state.has(&marker.path) { format!("the {what} manifest changed since it was applied") } else { format!("{what} not applied yet") };
+            steps.push(step("cni/apply".into(), &first, Action::ApplyCni { manifest }, why));
         }
         self.push("cni", "pod network", Execution::Sequential, steps);
     }
 
     fn workers(&mut self) {
-        let endpoint = self.endpoint();
         let mut steps = Vec::new();
         for h in self.inv.workers() {
             if self.joined(h) {
@@ -725,12 +724,7 @@ impl Builder<'_> {
                 }
                 continue;
             }
-            let action = Action::KubeadmJoinWorker {
-                endpoint: endpoint.clone(),
-                config: KUBEADM_CONFIG.into(),
-                files: vec![KUBEADM_CONFIG.into()],
-                reset_first: self.leftovers(h),
-            };
+            let action = Action::KubeadmJoinWorker { config: KUBEADM_CONFIG.into(), files: vec![KUBEADM_CONFIG.into()], reset_first: self.leftovers(h) };
             steps.push(step(format!("workers/{}", h.name), &h.name, action, self.join_reason(h)));
         }
         self.push("workers", "worker joins", self.parallel(), steps);
@@ -742,7 +736,7 @@ impl Builder<'_> {
         let first = self.desired.seed.clone();
         let mut steps = Vec::new();
         for h in &self.inv.hosts {
-            let want = context::node_labels(h);
+            let want = h.node_labels();
             // A re-addressed node's Node is deleted and made anew by its join: its labels are gone then.
             let have = self.observed.nodes.as_ref().and_then(|n| n.get(&h.name)).filter(|_| self.registered_at(h).is_none());
             let wrong: Vec<&str> = want.iter().filter(|(k, v)| have.and_then(|l| l.get(k)) != Some(v)).map(|(k, _)| k.as_str()).collect();
@@ -785,7 +779,7 @@ impl Builder<'_> {
                         Some(why) => format!("{n} leaves the cluster but cannot be reached over SSH ({why}), so it cannot be reset"),
                         None => format!("{n} leaves the cluster but cannot be reached over SSH, so it cannot be reset"),
                     },
-                    fix: "before that machine runs again: `systemctl disable --now etcd keepalived haproxy kubelet; mv /var/lib/etcd /var/lib/etcd.removed; kubeadm reset -f --skip-phases=remove-etcd-member` on it (otherwise it may claim the VIP)".into(),
+                    fix: format!("before that machine runs again: `systemctl disable --now etcd keepalived haproxy kubelet; mv {ETCD_DATA_DIR} {ETCD_DATA_DIR}.removed; kubeadm reset -f --skip-phases=remove-etcd-member` on it (otherwise it may claim the VIP)"),
                     fatal: false,
                 });
             }
@@ -803,8 +797,9 @@ impl Builder<'_> {
             None => found.push(Rename { old: old.to_string(), new: new.name.clone(), seen_as: vec![what] }),
         };
         for m in self.observed.etcd.iter().flat_map(|v| &v.members).filter(|m| !m.name.is_empty() && !listed(&m.name)) {
-            if let Some(h) = self.inv.control_planes().find(|h| m.peer_urls.contains(&peer_url(h))) {
-                note(&m.name, h, format!("etcd member {} (peer URL {})", m.name, peer_url(h)));
+            // Not listed by name: only its peer URL can tie it to a host of the inventory.
+            if let Some(h) = crate::etcd::identity::host_of(self.inv, m) {
+                note(&m.name, h, format!("etcd member {} (peer URL {})", m.name, h.peer_url()));
             }
         }
         for (node, address) in self.observed.node_addresses.iter().filter(|(n, _)| !listed(n) && self.observed.registered(n)) {
@@ -925,25 +920,11 @@ impl Builder<'_> {
 
     fn verify(&mut self) {
         let first = self.desired.seed.clone();
-        let members = self.inv.control_planes().count();
-        let mut checks = vec![format!("all {members} etcd members healthy, one leader, no learner")];
-        match &self.inv.load_balancer {
-            LoadBalancer::KeepalivedHaproxy(v) => {
-                checks.push(format!("VIP {} held by exactly one control plane", v.vip));
-                checks.push(format!("/readyz answers through {}", self.endpoint()));
-                checks.push(format!("every HAProxy backend up ({members} per control plane)"));
-            }
-            LoadBalancer::External { .. } => checks.push(format!("/readyz answers through {}", self.endpoint())),
-        }
-        checks.push(format!("all {} nodes joined with their labels and Ready", self.inv.hosts.len()));
-        checks.push(format!("no certificate expired (one expiring within {} days is a warning)", crate::pki::expiry::WARN_DAYS));
+        let checks = super::verify::checks(self.inv);
         let steps = vec![step("verify".into(), &first, Action::Verify { checks }, "final verification")];
         self.push("verify", "final verification", Execution::Sequential, steps);
     }
 }
-
-const ETCDCTL_ENV: &str = "/etc/kubeha/etcdctl.env";
-const ETCD_UNIT: &str = "/etc/systemd/system/etcd.service";
 
 /// Whether a present file differs from its desired contents. etcd's config is compared without the settings
 /// etcd reads only at its first start (initial-cluster is set at join time to the membership of that

@@ -2,34 +2,11 @@
 //! the control planes' store, the Kubernetes CA for `kubeadm init`, and the CNI manifest. Pure: the planner
 //! compares digests with what the hosts have, the executor uploads the same bytes.
 use crate::inventory::{Host, Inventory};
-use crate::render::{self, RenderedFile, Target, context};
-use crate::state::{ClusterState, STATE_FILE};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use crate::paths::{ADMIN_CONF, CNI_APPLIED, CNI_DIR, KUBELET_CONF, KUBERNETES_CA_CERT, KUBERNETES_CA_KEY, SET_ASIDE_MANIFESTS, STATE_FILE};
 
-pub const KUBERNETES_CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
-pub const KUBERNETES_CA_KEY: &str = "/etc/kubernetes/pki/ca.key";
-pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
-pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
-/// kubeadm's certificates (and the Kubernetes CA kubeha places there).
-pub const KUBERNETES_PKI_DIR: &str = "/etc/kubernetes/pki";
-/// The kubeconfigs kubeadm writes with an embedded client certificate (kubelet.conf usually points at
-/// KUBELET_CLIENT_CERT instead; super-admin.conf exists on the first control plane since 1.29).
-pub const KUBECONFIGS: [&str; 5] =
-    [ADMIN_CONF, "/etc/kubernetes/super-admin.conf", "/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/scheduler.conf", KUBELET_CONF];
-/// kubeadm's static pods that read certificates or kubeconfigs only at start (etcd is kubeha's own service),
-/// and where a restart sets each manifest aside (`<pod>.yaml.kubeha` next to the manifests folder) while
-/// the kubelet stops the pod. The probe looks for the latter: one left there by a run that died keeps that
-/// pod down until a restart puts it back.
-pub const STATIC_PODS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
-pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
-pub const SET_ASIDE_MANIFESTS: [&str; 3] =
-    ["/etc/kubernetes/kube-apiserver.yaml.kubeha", "/etc/kubernetes/kube-controller-manager.yaml.kubeha", "/etc/kubernetes/kube-scheduler.yaml.kubeha"];
-/// The kubelet's rotating client certificate and key (one file).
-pub const KUBELET_CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
-pub const CNI_DIR: &str = "/etc/kubeha/cni";
-/// Holds the digest of the CNI manifest last applied successfully: applied state is not a file kubectl keeps.
-pub const CNI_APPLIED: &str = "/etc/kubeha/cni/applied";
+use crate::render::{self, Group, RenderedFile, Target};
+use crate::state::ClusterState;
+use std::collections::BTreeMap;
 
 /// The owner and group of every file kubeha writes (the upload sets them; `FixFileModes` restores them).
 pub const FILE_OWNER: &str = "root:root";
@@ -38,6 +15,7 @@ pub const FILE_OWNER: &str = "root:root";
 pub struct ManagedFile {
     pub path: String,
     pub mode: u32,
+    pub group: Group,
     pub contents: Vec<u8>,
     pub digest: String,
 }
@@ -48,14 +26,10 @@ impl std::fmt::Debug for ManagedFile {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl ManagedFile {
-    pub fn new(path: impl Into<String>, mode: u32, contents: Vec<u8>) -> Self {
-        let digest = sha256_hex(&contents);
-        ManagedFile { path: path.into(), mode, contents, digest }
+    pub fn new(path: impl Into<String>, mode: u32, group: Group, contents: Vec<u8>) -> Self {
+        let digest = crate::digest::sha256_hex(&contents);
+        ManagedFile { path: path.into(), mode, group, contents, digest }
     }
 }
 
@@ -70,36 +44,6 @@ pub struct Desired {
     pub seed: String,
     /// Every control plane: any of them may become the seed, so each is probed for the seed's own files.
     pub control_planes: Vec<String>,
-}
-
-/// The file groups the planner reasons about; each maps to a phase and its service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Group {
-    State,
-    Host,
-    Etcd,
-    LoadBalancer,
-    Kubeadm,
-    KubernetesCa,
-    Cni,
-}
-
-pub fn group(path: &str) -> Group {
-    match path {
-        STATE_FILE => Group::State,
-        "/etc/sysctl.d/90-kubeha.conf" | "/etc/modules-load.d/kubeha.conf" => Group::Host,
-        "/etc/etcd/etcd.conf.yml" | "/etc/systemd/system/etcd.service" | "/etc/kubeha/etcdctl.env" => Group::Etcd,
-        p if p.starts_with(context::ETCD_PKI_DIR) => Group::Etcd,
-        "/etc/haproxy/haproxy.cfg"
-        | "/etc/keepalived/keepalived.conf"
-        | context::CHECK_SCRIPT
-        | context::KUBEHA_METRICS_SCRIPT
-        | context::KUBEHA_METRICS_SOCKET
-        | context::KUBEHA_METRICS_SERVICE => Group::LoadBalancer,
-        render::KUBEADM_CONFIG => Group::Kubeadm,
-        KUBERNETES_CA_CERT | KUBERNETES_CA_KEY => Group::KubernetesCa,
-        _ => Group::Cni,
-    }
 }
 
 impl Desired {
@@ -118,24 +62,24 @@ impl Desired {
         };
         for f in rendered {
             match &f.target {
-                Target::Host(h) => add(h, ManagedFile::new(&f.path, f.mode, f.contents.clone().into_bytes())),
+                Target::Host(h) => add(h, ManagedFile::new(&f.path, f.mode, f.group, f.contents.clone().into_bytes())),
                 Target::Cluster => {
                     let name = f.path.rsplit('/').next().unwrap_or(&f.path);
-                    let manifest = ManagedFile::new(format!("{CNI_DIR}/{name}"), 0o644, f.contents.clone().into_bytes());
-                    add(&first, ManagedFile::new(CNI_APPLIED, 0o644, format!("{}\n", manifest.digest).into_bytes()));
+                    let manifest = ManagedFile::new(format!("{CNI_DIR}/{name}"), 0o644, f.group, f.contents.clone().into_bytes());
+                    add(&first, ManagedFile::new(CNI_APPLIED, 0o644, Group::Cni, format!("{}\n", manifest.digest).into_bytes()));
                     add(&first, manifest);
                 }
             }
         }
         for h in inv.control_planes() {
-            add(&h.name, ManagedFile::new(STATE_FILE, 0o600, state.to_json().into_bytes()));
+            add(&h.name, ManagedFile::new(STATE_FILE, 0o600, Group::State, state.to_json().into_bytes()));
             for f in state.etcd_files(&h.name) {
                 let bytes = f.bytes().to_vec();
-                add(&h.name, ManagedFile::new(f.path, f.mode, bytes));
+                add(&h.name, ManagedFile::new(f.path, f.mode, Group::Etcd, bytes));
             }
         }
-        add(&first, ManagedFile::new(KUBERNETES_CA_CERT, 0o644, state.kubernetes_ca.cert.clone().into_bytes()));
-        add(&first, ManagedFile::new(KUBERNETES_CA_KEY, 0o600, state.kubernetes_ca.key.expose().as_bytes().to_vec()));
+        add(&first, ManagedFile::new(KUBERNETES_CA_CERT, 0o644, Group::KubernetesCa, state.kubernetes_ca.cert.clone().into_bytes()));
+        add(&first, ManagedFile::new(KUBERNETES_CA_KEY, 0o600, Group::KubernetesCa, state.kubernetes_ca.key.expose().as_bytes().to_vec()));
         Desired { files, seed: first, control_planes: inv.control_planes().map(|h| h.name.clone()).collect() }
     }
 
@@ -148,7 +92,7 @@ impl Desired {
     }
 
     pub fn paths_in(&self, host: &Host, g: Group) -> Vec<String> {
-        self.host_files(&host.name).filter(|f| group(&f.path) == g).map(|f| f.path.clone()).collect()
+        self.host_files(&host.name).filter(|f| f.group == g).map(|f| f.path.clone()).collect()
     }
 
     /// Every path kubeha manages on a host plus the kubeadm markers: what the state probe hashes. A control
@@ -159,7 +103,7 @@ impl Desired {
         paths.extend([ADMIN_CONF, KUBELET_CONF, KUBERNETES_CA_CERT]);
         if self.control_planes.iter().any(|c| c == host) {
             paths.extend(SET_ASIDE_MANIFESTS);
-            paths.extend(self.host_files(&self.seed).map(|f| f.path.as_str()).filter(|p| matches!(group(p), Group::Cni | Group::KubernetesCa)));
+            paths.extend(self.host_files(&self.seed).filter(|f| matches!(f.group, Group::Cni | Group::KubernetesCa)).map(|f| f.path.as_str()));
         }
         paths.sort_unstable();
         paths.dedup();

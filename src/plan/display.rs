@@ -68,19 +68,17 @@ pub fn describe(action: &Action) -> String {
         }
         Action::CheckVip { vip } => format!("check that exactly one control plane holds the VIP {vip}"),
         Action::PlaceFiles { files: f } => format!("write {}", files(f)),
-        Action::KubeadmInit { endpoint, config, reset_first, .. } => {
-            format!("{}place the cluster CA, kubeadm init --config {config} --upload-certs (endpoint {endpoint})", reset(*reset_first))
+        Action::KubeadmInit { config, reset_first, .. } => {
+            format!("{}place the cluster CA, kubeadm init --config {config} --upload-certs", reset(*reset_first))
         }
         Action::UploadKubeadmConfig { files: f } => {
             format!("write {} and upload its ClusterConfiguration (kubeadm init phase upload-config kubeadm)", files(f))
         }
         Action::UploadCerts { config } => format!("kubeadm init phase upload-certs --upload-certs --config {config}"),
-        Action::KubeadmJoinControlPlane { endpoint, config, reset_first, .. } => {
-            format!("{}kubeadm join --config {config} as a control plane through {endpoint}", reset(*reset_first))
+        Action::KubeadmJoinControlPlane { config, reset_first, .. } => {
+            format!("{}kubeadm join --config {config} as a control plane", reset(*reset_first))
         }
-        Action::KubeadmJoinWorker { endpoint, config, reset_first, .. } => {
-            format!("{}kubeadm join --config {config} as a worker through {endpoint}", reset(*reset_first))
-        }
+        Action::KubeadmJoinWorker { config, reset_first, .. } => format!("{}kubeadm join --config {config} as a worker", reset(*reset_first)),
         Action::WaitApiReady { endpoint, node } => {
             format!("wait until /readyz answers through {endpoint}, node {node} is registered and its own API server serves the admin")
         }
@@ -88,7 +86,7 @@ pub fn describe(action: &Action) -> String {
             "{}restart kube-apiserver, kube-controller-manager and kube-scheduler on {node} one at a time (static pod manifest out and back), then wait for its API server's /readyz",
             if *renew_certs { "kubeadm certs renew all, then " } else { "" }
         ),
-        Action::ApplyCni { cni, version, manifest } => format!("apply {cni} {version} ({manifest})"),
+        Action::ApplyCni { manifest } => format!("kubectl apply -f {manifest}, then record its digest"),
         Action::LabelNode { node, labels } => format!("label node {node}: {}", labels.join(", ")),
         Action::RefreshJoinToken { valid_minutes } => {
             format!("create or refresh the bootstrap token for joins (Secret kube-system/bootstrap-token-<id>, expires {valid_minutes} min after this step)")
@@ -96,7 +94,7 @@ pub fn describe(action: &Action) -> String {
         Action::DeleteJoinToken => "delete the bootstrap token (Secret kube-system/bootstrap-token-<id>): no join credential outlives the run".to_string(),
         Action::RemoveNode { node } => format!("drain node {node} and delete it"),
         Action::ResetHost { host, .. } => format!("reset {host}: kubeadm reset, etcd/keepalived/HAProxy stopped and disabled, data moved aside"),
-        Action::Verify { checks } => format!("verify: {}", checks.join("; ")),
+        Action::Verify { checks } => format!("verify: {}", checks.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
         Action::FixFileModes { files } => {
             let each: Vec<String> = files.iter().map(|f| format!("{} {:04o}", f.path, f.mode)).collect();
             format!("chmod/chown {} in place, owner {} (no upload, nothing restarts)", each.join(", "), desired::FILE_OWNER)

@@ -7,6 +7,7 @@ pub mod desired;
 mod display;
 pub mod observed;
 pub mod preflight;
+pub mod verify;
 
 pub use crate::etcd::gate::{Gate, GateWhen};
 pub use converge::{RESTORE_HINT, converge, seed_control_plane};
@@ -137,20 +138,22 @@ pub enum Action {
     ClearEtcdData {
         member: String,
     },
+    /// Places the files, then starts `services` in that order (reloads them when `restart`).
     StartLoadBalancer {
         files: Vec<String>,
         services: Vec<&'static str>,
         restart: bool,
     },
     CheckVip {
-        vip: String,
+        vip: std::net::IpAddr,
     },
     /// Files whose change needs no action beyond placing them.
     PlaceFiles {
         files: Vec<String>,
     },
+    /// `kubeadm init --config <config>`; the cluster endpoint is in that file (kubeadm takes no endpoint
+    /// beside a config), and the WaitApiReady step after it shows the endpoint it waits on.
     KubeadmInit {
-        endpoint: String,
         config: String,
         files: Vec<String>,
         reset_first: bool,
@@ -164,14 +167,13 @@ pub enum Action {
     UploadCerts {
         config: String,
     },
+    /// `kubeadm join --config <config>`, the endpoint in that file as for KubeadmInit.
     KubeadmJoinControlPlane {
-        endpoint: String,
         config: String,
         files: Vec<String>,
         reset_first: bool,
     },
     KubeadmJoinWorker {
-        endpoint: String,
         config: String,
         files: Vec<String>,
         reset_first: bool,
@@ -189,9 +191,9 @@ pub enum Action {
         node: String,
         renew_certs: bool,
     },
+    /// `kubectl apply -f` of the CNI manifest, then the marker recording its digest (the step's reason says
+    /// which CNI and version it was rendered for).
     ApplyCni {
-        cni: &'static str,
-        version: String,
         manifest: String,
     },
     LabelNode {
@@ -220,7 +222,7 @@ pub enum Action {
         machine_id: Option<String>,
     },
     Verify {
-        checks: Vec<String>,
+        checks: Vec<verify::VerifyCheck>,
     },
     /// Files whose contents are right but whose mode or owner is not: chmod and chown in place (owner
     /// `desired::FILE_OWNER`), never an upload. Nothing rereads a file for its mode, so nothing restarts.
@@ -260,7 +262,7 @@ impl Action {
             | Action::UploadKubeadmConfig { files }
             | Action::KubeadmJoinControlPlane { files, .. }
             | Action::KubeadmJoinWorker { files, .. } => paths(files),
-            Action::ApplyCni { manifest, .. } => vec![manifest.as_str(), desired::CNI_APPLIED],
+            Action::ApplyCni { manifest, .. } => vec![manifest.as_str(), crate::paths::CNI_APPLIED],
             _ => Vec::new(),
         }
     }

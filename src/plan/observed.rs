@@ -4,6 +4,7 @@ use crate::etcd::gate::View;
 use crate::etcd::status::{Member, MemberList};
 use crate::facts::HostFacts;
 use crate::facts::observe::HostState;
+use crate::inventory::Host;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Default)]
@@ -44,8 +45,9 @@ impl Observed {
         self.hosts.get(name).cloned().unwrap_or_default()
     }
 
-    pub fn member(&self, name: &str, peer_url: &str) -> Option<&Member> {
-        self.etcd.as_ref()?.members.iter().find(|m| m.name == name || m.peer_urls.iter().any(|p| p == peer_url))
+    /// The member that is this control plane (see `etcd::identity`).
+    pub fn member_of(&self, host: &Host) -> Option<&Member> {
+        crate::etcd::identity::member_of(self.etcd.as_ref()?, host)
     }
 
     /// Whether an etcd cluster exists: a member answers or a host has etcd data. Then no member's config may

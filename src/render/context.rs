@@ -1,14 +1,11 @@
 //! One typed context per template: the exact values each file needs, computed from the validated
 //! inventory. Templates only lay values out; every decision (ordering, priorities, labels) is made here.
 use super::secrets::Secrets;
-use crate::inventory::{Host, Inventory, TaintEffect};
+use crate::inventory::{ETCD_CLIENT_PORT, Host, Inventory, REGION_LABEL, TaintEffect, ZONE_LABEL};
 use serde::Serialize;
 use std::net::IpAddr;
 
-/// Where kubeha keeps the etcd PKI on control planes; kubeadm sees it as external etcd.
-pub const ETCD_PKI_DIR: &str = "/etc/kubeha/pki/etcd";
-pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
-pub const ETCD_BINARY: &str = "/usr/local/bin/etcd";
+use crate::paths::{CHECK_SCRIPT, ETCD_BINARY, ETCD_DATA_DIR, ETCD_PKI_DIR, KUBEHA_METRICS_SCRIPT, METRICS_TEXTFILE_DIR};
 pub const API_SERVER_PORT: u16 = 6443;
 /// etcd's plain-HTTP listener for /metrics and /health only (no keys, no API): what Prometheus scrapes, so
 /// the scraper needs no etcd client certificate (one would let it read and write every key).
@@ -18,14 +15,6 @@ pub const HAPROXY_EXPORTER_PORT: u16 = 8405;
 pub const KUBELET_PORT: u16 = 10250;
 /// kubeha-metrics, the socket-activated script on each control plane (templates/monitoring/kubeha-metrics.sh).
 pub const KUBEHA_METRICS_PORT: u16 = 9654;
-/// Textfiles (`*.prom`, Prometheus text format) that kubeha-metrics serves as they are: the contract for
-/// programs on the control planes that report a fact, e.g. the etcd backup timer's last success.
-pub const METRICS_TEXTFILE_DIR: &str = "/var/lib/kubeha/metrics";
-/// Not a Kubernetes well-known label (there is none for racks); kubelets may set it on themselves
-/// because NodeRestriction only guards the kubernetes.io and k8s.io namespaces.
-pub const RACK_LABEL: &str = "topology.kubeha.io/rack";
-const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-const REGION_LABEL: &str = "topology.kubernetes.io/region";
 
 /// `host:port`, with brackets for IPv6 so the port is not read as part of the address.
 pub fn host_port(host: &str, port: u16) -> String {
@@ -35,21 +24,9 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-fn url(scheme: &str, address: IpAddr, port: u16) -> String {
-    format!("{scheme}://{}", host_port(&address.to_string(), port))
-}
-
-pub fn peer_url(h: &Host) -> String {
-    url("https", h.address, 2380)
-}
-
-pub fn client_url(h: &Host) -> String {
-    url("https", h.address, 2379)
-}
-
 /// Where Prometheus scrapes this member's metrics.
 pub fn metrics_url(h: &Host) -> String {
-    url("http", h.address, ETCD_METRICS_PORT)
+    format!("http://{}", std::net::SocketAddr::new(h.address, ETCD_METRICS_PORT))
 }
 
 #[derive(Serialize)]
@@ -85,15 +62,15 @@ pub enum EtcdCluster {
 /// directory is empty, so rewriting it on a running member needs no restart.
 pub fn etcd_config(inv: &Inventory, host: &Host, secrets: &Secrets, cluster: EtcdCluster) -> EtcdConfig {
     let position = inv.control_planes().position(|h| h.name == host.name).unwrap_or(0);
-    let initial: Vec<String> = inv.control_planes().take(position + 1).map(|h| format!("{}={}", h.name, peer_url(h))).collect();
+    let initial: Vec<String> = inv.control_planes().take(position + 1).map(|h| format!("{}={}", h.name, h.peer_url())).collect();
     EtcdConfig {
         name: host.name.clone(),
         data_dir: ETCD_DATA_DIR,
         pki_dir: ETCD_PKI_DIR,
-        peer_url: peer_url(host),
-        client_url: client_url(host),
-        listen_client_urls: format!("{},{}", client_url(host), url("https", IpAddr::from([127, 0, 0, 1]), 2379)),
-        listen_metrics_urls: format!("{},{}", metrics_url(host), url("http", IpAddr::from([127, 0, 0, 1]), ETCD_METRICS_PORT)),
+        peer_url: host.peer_url(),
+        client_url: host.client_url(),
+        listen_client_urls: format!("{},https://127.0.0.1:{ETCD_CLIENT_PORT}", host.client_url()),
+        listen_metrics_urls: format!("{},http://127.0.0.1:{ETCD_METRICS_PORT}", metrics_url(host)),
         initial_cluster: initial.join(","),
         initial_cluster_state: if position == 0 && cluster == EtcdCluster::New { "new" } else { "existing" },
         cluster_token: secrets.etcd_cluster_token.clone(),
@@ -121,7 +98,7 @@ pub fn etcdctl_env(inv: &Inventory) -> EtcdctlEnv {
 }
 
 fn etcd_endpoints(inv: &Inventory) -> Vec<String> {
-    inv.control_planes().map(client_url).collect()
+    inv.control_planes().map(Host::client_url).collect()
 }
 
 #[derive(Serialize)]
@@ -140,8 +117,6 @@ pub struct Keepalived {
     pub vip: String,
     pub check_script: &'static str,
 }
-
-pub const CHECK_SCRIPT: &str = "/etc/keepalived/check_apiserver.sh";
 
 pub fn keepalived(inv: &Inventory, host: &Host, secrets: &Secrets) -> Option<Keepalived> {
     let vrrp = inv.load_balancer.vrrp()?;
@@ -173,10 +148,6 @@ pub fn check_script(inv: &Inventory) -> Option<CheckScript> {
     let vrrp = inv.load_balancer.vrrp()?;
     Some(CheckScript { url: format!("https://{}/healthz", host_port("127.0.0.1", vrrp.port)) })
 }
-
-pub const KUBEHA_METRICS_SCRIPT: &str = "/usr/local/sbin/kubeha-metrics";
-pub const KUBEHA_METRICS_SOCKET: &str = "/etc/systemd/system/kubeha-metrics.socket";
-pub const KUBEHA_METRICS_SERVICE: &str = "/etc/systemd/system/kubeha-metrics@.service";
 
 /// kubeha-metrics: installed with keepalived (the VIP it reports lives there), by the load-balancer phase.
 #[derive(Serialize)]
@@ -246,21 +217,8 @@ pub fn kubelet_may_set(key: &str) -> bool {
         || prefix == "node.kubernetes.io"
 }
 
-/// Every label a node should carry: failure domains first, then the inventory's own labels.
-pub fn node_labels(host: &Host) -> Vec<(String, String)> {
-    let mut labels = vec![(ZONE_LABEL.to_string(), host.zone.clone())];
-    if let Some(region) = &host.region {
-        labels.push((REGION_LABEL.to_string(), region.clone()));
-    }
-    if let Some(rack) = &host.rack {
-        labels.push((RACK_LABEL.to_string(), rack.clone()));
-    }
-    labels.extend(host.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    labels
-}
-
 pub fn node_registration(inv: &Inventory, host: &Host) -> NodeRegistration {
-    let node_labels = node_labels(host).into_iter().filter(|(k, _)| kubelet_may_set(k)).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let node_labels = host.node_labels().into_iter().filter(|(k, _)| kubelet_may_set(k)).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     let mut taints: Vec<TaintEntry> = host.taints.iter().map(|t| TaintEntry { key: t.key.clone(), value: t.value.clone(), effect: t.effect.name() }).collect();
     let taints = match (host.is_control_plane(), host.is_worker()) {
         // A control plane that also runs workloads: exactly the inventory's taints (possibly none).

@@ -5,6 +5,7 @@ pub mod secrets;
 pub mod templates;
 
 use crate::inventory::{Cni, Host, Inventory};
+use crate::paths;
 use secrets::Secrets;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -18,12 +19,27 @@ pub enum Target {
     Cluster,
 }
 
+/// The file groups the planner reasons about; each maps to a phase and its service. The renderer names a
+/// rendered file's group where it names its path, so no second table of paths can disagree with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    State,
+    Host,
+    Etcd,
+    LoadBalancer,
+    Kubeadm,
+    KubernetesCa,
+    Cni,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RenderedFile {
     pub target: Target,
     /// Absolute path on the host; for cluster files, a path relative to the cluster folder.
     pub path: String,
     pub mode: u32,
+    #[serde(skip)]
+    pub group: Group,
     pub template: &'static str,
     #[serde(skip)]
     pub contents: String,
@@ -56,9 +72,9 @@ struct Renderer<'a> {
 }
 
 impl Renderer<'_> {
-    fn add<C: Serialize>(&mut self, target: &Target, path: &str, mode: u32, template: &'static str, context: &C) -> Result<(), RenderError> {
+    fn add<C: Serialize>(&mut self, target: &Target, (path, group): (&str, Group), mode: u32, template: &'static str, context: &C) -> Result<(), RenderError> {
         let contents = render_template(self.templates, template, &target_name(target), context)?;
-        self.files.push(RenderedFile { target: target.clone(), path: path.to_string(), mode, template, contents });
+        self.files.push(RenderedFile { target: target.clone(), path: path.to_string(), mode, group, template, contents });
         Ok(())
     }
 }
@@ -89,10 +105,10 @@ fn target_name(t: &Target) -> String {
 pub const INIT_TEMPLATE: &str = "kubeadm/init.yaml";
 
 /// Every file of a cluster that does not exist yet (what `kubeha render` shows): the seed, which gets
-/// init.yaml, is the inventory's first control plane, as `plan::seed_control_plane` chooses it when
-/// nothing is observed. `apply` renders with `render_seeded` for the seed it observed.
+/// init.yaml, is the inventory's first control plane (where `plan::seed_control_plane` falls back to when
+/// no control plane is joined) `apply` renders with `render_seeded` for the seed it observed.
 pub fn render(inv: &Inventory, secrets: &Secrets, templates: &Templates) -> Result<Vec<RenderedFile>, RenderError> {
-    let seed = crate::plan::seed_control_plane(inv, &crate::plan::Observed::default()).map(|h| h.name.clone()).unwrap_or_default();
+    let seed = inv.first_control_plane().map(|h| h.name.clone()).unwrap_or_default();
     render_seeded(inv, secrets, templates, &seed, context::EtcdCluster::New)
 }
 
@@ -114,7 +130,7 @@ pub fn render_seeded(
     }
     let cni = context::cni(inv);
     let file = cni_file(inv.kubernetes.cni);
-    r.add(&Target::Cluster, file, PUBLIC, file, &cni)?;
+    r.add(&Target::Cluster, (file, Group::Cni), PUBLIC, file, &cni)?;
     Ok(r.files)
 }
 
@@ -127,8 +143,6 @@ pub fn cni_file(cni: Cni) -> &'static str {
     }
 }
 
-pub const KUBEADM_CONFIG: &str = "/etc/kubeha/kubeadm.yaml";
-
 fn host_files(
     r: &mut Renderer,
     inv: &Inventory,
@@ -139,31 +153,32 @@ fn host_files(
     etcd: context::EtcdCluster,
 ) -> Result<(), RenderError> {
     let prerequisites = context::host_prerequisites(inv);
-    r.add(target, "/etc/sysctl.d/90-kubeha.conf", PUBLIC, "host/sysctl.conf", &prerequisites)?;
-    r.add(target, "/etc/modules-load.d/kubeha.conf", PUBLIC, "host/modules-load.conf", &prerequisites)?;
+    r.add(target, (paths::SYSCTL_CONF, Group::Host), PUBLIC, "host/sysctl.conf", &prerequisites)?;
+    r.add(target, (paths::MODULES_LOAD_CONF, Group::Host), PUBLIC, "host/modules-load.conf", &prerequisites)?;
     if host.is_control_plane() {
-        r.add(target, "/etc/etcd/etcd.conf.yml", PUBLIC, "etcd/etcd.conf.yml", &context::etcd_config(inv, host, secrets, etcd))?;
-        r.add(target, "/etc/systemd/system/etcd.service", PUBLIC, "systemd/etcd.service", &context::etcd_unit())?;
-        r.add(target, "/etc/kubeha/etcdctl.env", SECRET, "etcd/etcdctl.env", &context::etcdctl_env(inv))?;
+        r.add(target, (paths::ETCD_CONFIG, Group::Etcd), PUBLIC, "etcd/etcd.conf.yml", &context::etcd_config(inv, host, secrets, etcd))?;
+        r.add(target, (paths::ETCD_UNIT, Group::Etcd), PUBLIC, "systemd/etcd.service", &context::etcd_unit())?;
+        r.add(target, (paths::ETCDCTL_ENV, Group::Etcd), SECRET, "etcd/etcdctl.env", &context::etcdctl_env(inv))?;
         if let Some(k) = context::keepalived(inv, host, secrets) {
-            r.add(target, "/etc/keepalived/keepalived.conf", SECRET, "keepalived/keepalived.conf", &k)?;
+            r.add(target, (paths::KEEPALIVED_CONFIG, Group::LoadBalancer), SECRET, "keepalived/keepalived.conf", &k)?;
         }
         if let Some(c) = context::check_script(inv) {
-            r.add(target, context::CHECK_SCRIPT, EXECUTABLE, "keepalived/check_apiserver.sh", &c)?;
+            r.add(target, (paths::CHECK_SCRIPT, Group::LoadBalancer), EXECUTABLE, "keepalived/check_apiserver.sh", &c)?;
         }
         if let Some(h) = context::haproxy(inv) {
-            r.add(target, "/etc/haproxy/haproxy.cfg", PUBLIC, "haproxy/haproxy.cfg", &h)?;
+            r.add(target, (paths::HAPROXY_CONFIG, Group::LoadBalancer), PUBLIC, "haproxy/haproxy.cfg", &h)?;
         }
         if let Some(m) = context::kubeha_metrics(inv) {
-            r.add(target, context::KUBEHA_METRICS_SCRIPT, EXECUTABLE, "monitoring/kubeha-metrics.sh", &m)?;
-            r.add(target, context::KUBEHA_METRICS_SOCKET, PUBLIC, "systemd/kubeha-metrics.socket", &m)?;
-            r.add(target, context::KUBEHA_METRICS_SERVICE, PUBLIC, "systemd/kubeha-metrics@.service", &m)?;
+            r.add(target, (paths::KUBEHA_METRICS_SCRIPT, Group::LoadBalancer), EXECUTABLE, "monitoring/kubeha-metrics.sh", &m)?;
+            r.add(target, (paths::KUBEHA_METRICS_SOCKET, Group::LoadBalancer), PUBLIC, "systemd/kubeha-metrics.socket", &m)?;
+            r.add(target, (paths::KUBEHA_METRICS_SERVICE, Group::LoadBalancer), PUBLIC, "systemd/kubeha-metrics@.service", &m)?;
         }
     }
+    let kubeadm_file = (paths::KUBEADM_CONFIG, Group::Kubeadm);
     if first {
-        r.add(target, KUBEADM_CONFIG, SECRET, INIT_TEMPLATE, &context::kubeadm_init(inv, host, secrets))
+        r.add(target, kubeadm_file, SECRET, INIT_TEMPLATE, &context::kubeadm_init(inv, host, secrets))
     } else {
-        r.add(target, KUBEADM_CONFIG, SECRET, "kubeadm/join.yaml", &context::kubeadm_join(inv, host, secrets))
+        r.add(target, kubeadm_file, SECRET, "kubeadm/join.yaml", &context::kubeadm_join(inv, host, secrets))
     }
 }
 

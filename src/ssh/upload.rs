@@ -6,19 +6,14 @@
 //! installing a truncated file (`cat` just sees EOF); corruption in transit is already excluded by the SSH
 //! MAC, so re-hashing remotely (which tripled the time of a 64 MiB upload) buys nothing. The content never appears on a command line, and the temp file is 0600
 //! from its creation (mktemp + umask), so secrets are never readable by others, even briefly.
+use crate::digest::sha256_hex;
 use std::time::Duration;
-
-use sha2::{Digest, Sha256};
 
 use super::quote::quote;
 use super::{Command, ExitStatus, SshError, Transport, Upload, UploadOutcome};
 
 /// Exit status our read script uses for "no such file" (distinct from cat's own failures).
 const ABSENT_EXIT: u32 = 44;
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Generous for large files on slow links; uploads are rare and big ones are artifacts.
 fn upload_timeout(len: usize) -> Duration {
@@ -104,11 +99,6 @@ mod tests {
         assert!(at("sync -- \"$t\"") < at("mv -f -- \"$t\" /etc/kubeha/cluster-state.json"), "{script}");
         assert!(at("mv -f -- ") < at("sync -- /etc/kubeha\n"), "{script}");
         assert_eq!((parent_dir("/x"), parent_dir("x"), parent_dir("/a/b/c")), ("/", ".", "/a/b"));
-    }
-
-    #[test]
-    fn hash_hex() {
-        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //! material is what makes a second apply render byte-identical files (idempotence), and what lets a run
 //! killed midway resume with the same token, keys and certificates it had already handed out.
 use crate::inventory::Inventory;
+use crate::paths::STATE_FILE;
 use crate::pki::{self, Authority, Contents, EtcdFile, PkiError, PrivateKeyPem, expiry, sans};
 use crate::render::secrets::{Secrets, SecretsError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub const STATE_FILE: &str = "/etc/kubeha/cluster-state.json";
 const FORMAT: u32 = 1;
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

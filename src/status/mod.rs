@@ -10,11 +10,11 @@ pub use display::text;
 pub use observe::observe;
 
 use crate::etcd::gate::View;
+use crate::etcd::identity::member_of;
 use crate::etcd::quorum;
 use crate::etcd::status::Member;
 use crate::inventory::{Host, Inventory};
 use crate::pki::expiry::{self, Level};
-use crate::render::context::peer_url;
 use crate::topology::{self, DomainKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -235,13 +235,6 @@ pub fn report(inv: &Inventory, file: &str, seen: &Observations) -> Report {
         Verdict::Healthy | Verdict::Degraded => None,
     };
     Report { cluster: inv.name.clone(), verdict, hosts, foreign_members, etcd, vip, domains, problems, warnings, way_out }
-}
-
-/// The etcd member that is this control plane: by name, or by peer URL for a member added but never started
-/// (it has no name yet).
-fn member_of<'v>(view: &'v View, h: &Host) -> Option<&'v Member> {
-    let url = peer_url(h);
-    view.members.iter().find(|m| m.name == h.name || m.peer_urls.contains(&url))
 }
 
 fn member_state(view: &View, m: &Member) -> (EtcdState, Option<String>) {

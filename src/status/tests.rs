@@ -30,13 +30,13 @@ fn lab() -> Inventory {
 }
 
 /// The member for inventory host `name`, with id = its position among the control planes + 1.
-fn member_of(inv: &Inventory, name: &str, learner: bool) -> Member {
+fn member_named(inv: &Inventory, name: &str, learner: bool) -> Member {
     let (i, h) = inv.control_planes().enumerate().find(|(_, h)| h.name == name).unwrap();
     Member {
         id: i as u64 + 1,
         name: if learner { String::new() } else { name.into() },
-        peer_urls: vec![peer_url(h)],
-        client_urls: vec![crate::render::context::client_url(h)],
+        peer_urls: vec![h.peer_url()],
+        client_urls: vec![h.client_url()],
         is_learner: learner,
     }
 }
@@ -81,7 +81,7 @@ fn view(members: Vec<Member>, down: &[&str], leader: u64) -> View {
 }
 
 fn all_members(inv: &Inventory) -> Vec<Member> {
-    inv.control_planes().map(|h| member_of(inv, &h.name, false)).collect()
+    inv.control_planes().map(|h| member_named(inv, &h.name, false)).collect()
 }
 
 /// SSH to every host but `unreachable`; the VIP on `holders` among the reachable control planes.
@@ -198,7 +198,7 @@ fn quorum_lost_names_the_way_out() {
 #[test]
 fn an_unstarted_learner_is_matched_by_peer_url_and_does_not_vote() {
     let inv = lab();
-    let members = vec![member_of(&inv, "cp-1", false), member_of(&inv, "cp-2", false), member_of(&inv, "cp-3", true)];
+    let members = vec![member_named(&inv, "cp-1", false), member_named(&inv, "cp-2", false), member_named(&inv, "cp-3", true)];
     let r = report(&inv, FILE, &seen(&inv, Ok(view(members, &["unstarted member https://198.18.0.13:2380"], 1)), &[], &["cp-1"]));
     assert_eq!(r.verdict, Verdict::Degraded);
     assert_eq!(votes(&r), (2, 2, 2, 0), "a learner neither votes nor counts for quorum");
@@ -229,7 +229,7 @@ fn a_member_outside_the_inventory_is_listed_and_counts_for_quorum() {
 #[test]
 fn a_control_plane_that_is_no_member_is_missing() {
     let inv = lab();
-    let members = vec![member_of(&inv, "cp-1", false), member_of(&inv, "cp-2", false)];
+    let members = vec![member_named(&inv, "cp-1", false), member_named(&inv, "cp-2", false)];
     let r = report(&inv, FILE, &seen(&inv, Ok(view(members, &[], 2)), &[], &["cp-3"]));
     assert_eq!((r.verdict, votes(&r)), (Verdict::Degraded, (2, 2, 2, 0)));
     assert_eq!(host(&r, "cp-3").etcd, Some(EtcdState::Missing));

@@ -16,6 +16,7 @@ pub use fence::Fence;
 pub use record::Holder;
 
 use crate::etcd::quorum;
+use crate::paths::LOCK_DIR;
 use crate::ssh::{SshError, Transport, targets::Connection};
 use fence::HostBeat;
 use record::{Looked, Verdict};
@@ -23,7 +24,6 @@ use remote::{Attempt, Beat};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub const LOCK_DIR: &str = "/var/lib/kubeha/lock";
 /// A holder whose heartbeat is older than this may be dead; only the operator can confirm it (--force-unlock).
 pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(120);
 /// How often a run refreshes its heartbeat: four beats fit in the stale bound, so one lost beat is no alarm.

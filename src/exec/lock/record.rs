@@ -92,7 +92,7 @@ fn new_run_id() -> String {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         id = (nanos ^ (u128::from(std::process::id()) << 96)).to_be_bytes();
     }
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::hex(&id)
 }
 
 /// A host's lock directory as its report showed it.

@@ -2,7 +2,9 @@
 use super::*;
 use crate::etcd::gate::View;
 use crate::etcd::status::{EndpointHealth, EndpointStatus, Member};
-use crate::facts::observe::{self, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, FileMeta, HostState};
+use crate::facts::observe::{self, FileMeta, HostState};
+use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, STATE_FILE};
+use crate::render::context;
 use crate::state::ClusterState;
 
 fn lab() -> Inventory {
@@ -92,7 +94,7 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
     }
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
     o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
-    o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), context::node_labels(h).into_iter().collect())).collect());
+    o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), h.node_labels().into_iter().collect())).collect());
     o
 }
 
@@ -104,6 +106,35 @@ fn root_owned(mode: u32) -> FileMeta {
 const APISERVER_KEY: &str = "/etc/kubernetes/pki/apiserver.key";
 const SERVER_KEY: &str = "/etc/kubeha/pki/etcd/server.key";
 
+/// The plan of a scenario below as golden files, text and JSON, in tests/golden/plan/observed: insta
+/// snapshots like the offline plans of tests/render_golden.rs, so a refactoring that changes what a
+/// scenario plans shows up as a diff. Re-bless an intended change with `INSTA_UPDATE=always cargo test --lib`
+/// (or `cargo insta review`).
+fn golden(name: &str, plan: &Plan) {
+    runs_where_it_says(plan);
+    let mut settings = insta::Settings::clone_current();
+    // Relative to this file: src/plan/converge/.
+    settings.set_snapshot_path("../../../tests/golden/plan/observed");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        insta::assert_snapshot!(format!("{name}__text"), text(plan));
+        insta::assert_snapshot!(format!("{name}__json"), serde_json::to_string_pretty(plan).unwrap());
+    });
+}
+
+/// The executor runs these actions on the step's host and reads the member or host they name from nowhere
+/// else: the name shown must be that host.
+fn runs_where_it_says(plan: &Plan) {
+    for s in plan.steps() {
+        let named = match &s.action {
+            Action::InstallEtcdFiles { member, .. } | Action::StartEtcdMember { member, .. } | Action::ClearEtcdData { member } => member,
+            Action::ResetHost { host, .. } => host,
+            _ => continue,
+        };
+        assert_eq!(named, &s.host, "{}: {}", s.id, text(plan));
+    }
+}
+
 fn ids(plan: &Plan) -> Vec<&str> {
     plan.steps().map(|s| s.id.as_str()).collect()
 }
@@ -113,6 +144,7 @@ fn a_converged_cluster_plans_only_the_verification() {
     let inv = lab();
     let d = desired(&inv);
     let plan = converge(&inv, &d, &converged(&inv, &d), "observed");
+    golden("a_converged_cluster_plans_only_the_verification", &plan);
     assert_eq!(plan.changes(), 0, "{}", text(&plan));
     assert_eq!(ids(&plan), ["verify"]);
 }
@@ -125,6 +157,7 @@ fn a_learner_left_by_a_killed_run_is_caught_up_and_promoted_without_a_second_add
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "", true)]));
     o.hosts.get_mut("cp-3").unwrap().active.insert("etcd".into(), false);
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_learner_left_by_a_killed_run_is_caught_up_and_promoted_without_a_second_add", &plan);
     assert_eq!(
         ids(&plan),
         ["etcd/cp-3/gate-before", "etcd/snapshot", "etcd/cp-3/start", "etcd/cp-3/caught-up", "etcd/cp-3/promote", "etcd/cp-3/gate-after", "verify"]
@@ -141,6 +174,7 @@ fn promoting_a_leftover_learner_is_gated_before_on_the_voters_allowing_only_that
     let mut o = converged(&inv, &d);
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", true)]));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("promoting_a_leftover_learner_is_gated_before_on_the_voters_allowing_only_that_learner", &plan);
     let Some(Action::Gate(before)) = plan.steps().find(|s| s.id == "etcd/cp-3/gate-before").map(|s| &s.action) else {
         panic!("no gate before the promotion: {}", text(&plan))
     };
@@ -160,6 +194,7 @@ fn a_changed_member_config_restarts_that_member_alone_between_gates() {
     o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG.into(), "f".repeat(64));
     o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG_RUNTIME.into(), "f".repeat(64));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_changed_member_config_restarts_that_member_alone_between_gates", &plan);
     assert_eq!(ids(&plan), ["etcd/cp-2/gate-before", "etcd/cp-2/move-leader", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after", "verify"]);
     assert!(plan.steps().find(|s| s.id == "etcd/cp-2/files").unwrap().reason.contains("etcd.conf.yml differs"));
     assert!(matches!(&plan.steps().find(|s| s.id == "etcd/cp-2/move-leader").unwrap().action, Action::MoveEtcdLeader { from } if from == "cp-2"));
@@ -173,6 +208,7 @@ fn a_node_with_kubeadm_leftovers_is_reset_before_it_joins() {
     let mut o = converged(&inv, &d);
     o.nodes.as_mut().unwrap().remove("wk-2");
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_node_with_kubeadm_leftovers_is_reset_before_it_joins", &plan);
     let join = plan.steps().find(|s| s.id == "workers/wk-2").unwrap();
     assert!(matches!(join.action, Action::KubeadmJoinWorker { reset_first: true, .. }), "{join:?}");
     assert_eq!(join.reason, "joined files present but the node is not registered");
@@ -193,6 +229,7 @@ fn an_api_that_does_not_answer_blocks_instead_of_a_second_init() {
     let d = desired(&inv);
     let mut o = api_silent(&inv, &d);
     let plan = converge(&inv, &d, &o, "observed");
+    golden("an_api_that_does_not_answer_blocks_instead_of_a_second_init", &plan);
     assert!(plan.blocked());
     assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. })));
     // etcd holds Kubernetes objects: a cluster exists behind the silent API, still blocked.
@@ -207,6 +244,7 @@ fn an_init_that_failed_before_the_api_wrote_to_etcd_is_reset_and_retried() {
     let mut o = api_silent(&inv, &d);
     o.kubernetes_data = Some(false);
     let plan = converge(&inv, &d, &o, "observed");
+    golden("an_init_that_failed_before_the_api_wrote_to_etcd_is_reset_and_retried", &plan);
     assert!(!plan.blocked(), "{:?}", plan.findings);
     let init = plan.steps().find(|s| matches!(s.action, Action::KubeadmInit { .. })).expect("an init step");
     assert!(matches!(init.action, Action::KubeadmInit { reset_first: true, .. }), "{init:?}");
@@ -221,6 +259,7 @@ fn joins_after_an_earlier_init_upload_the_certificates_again_first() {
     o.hosts.get_mut("cp-3").unwrap().digests.remove(KUBELET_CONF);
     o.hosts.get_mut("cp-3").unwrap().digests.remove(ADMIN_CONF);
     let plan = converge(&inv, &d, &o, "observed");
+    golden("joins_after_an_earlier_init_upload_the_certificates_again_first", &plan);
     let cp: Vec<&str> = plan.phases.iter().find(|p| p.name == "control-plane").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(cp, ["kubeadm/upload-certs", "kubeadm/cp-3/join", "kubeadm/cp-3/ready"]);
 }
@@ -276,6 +315,7 @@ fn replacing_a_dead_member() -> (Inventory, Plan) {
 #[test]
 fn a_dead_member_is_removed_with_a_snapshot_then_its_replacement_added() {
     let (_, plan) = replacing_a_dead_member();
+    golden("a_dead_member_is_removed_with_a_snapshot_then_its_replacement_added", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     let etcd: Vec<&str> = plan.phases.iter().find(|p| p.name == "etcd").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
@@ -338,6 +378,7 @@ fn replacing_a_live_member() -> Plan {
 #[test]
 fn a_live_member_is_replaced_learner_first_and_leaves_before_the_promotion() {
     let plan = replacing_a_live_member();
+    golden("a_live_member_is_replaced_learner_first_and_leaves_before_the_promotion", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     let etcd: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
@@ -395,6 +436,7 @@ fn two_swapped_live_members_are_replaced_one_pair_at_a_time() {
     o.hosts.insert("cp-4".into(), HostState::default());
     o.hosts.insert("cp-5".into(), HostState::default());
     let plan = converge(&inv, &d, &o, "observed");
+    golden("two_swapped_live_members_are_replaced_one_pair_at_a_time", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     let membership: Vec<&str> = etcd_steps(&plan).iter().filter(|s| s.action.changes_membership()).map(|s| s.id.as_str()).collect();
     assert_eq!(
@@ -411,6 +453,7 @@ fn a_removed_live_member_hands_over_leadership_first_and_a_dead_one_does_not() {
     let (d, before) = one_cluster(&lab, &inv);
     let o = converged(&lab, &before);
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_removed_live_member_hands_over_leadership_first_and_a_dead_one_does_not", &plan);
     let etcd: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).take(4).collect();
     assert_eq!(etcd, ["etcd/cp-3/gate-before", "etcd/snapshot", "etcd/cp-3/move-leader", "etcd/cp-3/remove"], "{}", text(&plan));
     let (_, dead) = replacing_a_dead_member();
@@ -427,6 +470,7 @@ fn a_renamed_host_is_refused_and_nothing_is_reset() {
     o.hosts.insert("cp-02".into(), cp2);
     o.node_addresses = lab.hosts.iter().map(|h| (h.name.clone(), h.address)).collect();
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_renamed_host_is_refused_and_nothing_is_reset", &plan);
     assert!(plan.blocked(), "{}", text(&plan));
     let f = plan.findings.iter().find(|f| f.problem.contains("renaming a host is not supported")).unwrap_or_else(|| panic!("{}", text(&plan)));
     assert_eq!(f.host, "cp-02");
@@ -444,6 +488,7 @@ fn a_leaving_host_is_reset_only_as_the_machine_its_node_reported() {
     o.reachable_leaving.insert("cp-2".into());
     o.node_machine_ids.insert("cp-2".into(), "5e1f".into());
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_leaving_host_is_reset_only_as_the_machine_its_node_reported", &plan);
     let reset = plan.steps().find(|s| s.id == "retire/cp-2/reset").unwrap();
     assert!(matches!(&reset.action, Action::ResetHost { machine_id: Some(id), .. } if id == "5e1f"), "{reset:?}");
 }
@@ -456,6 +501,7 @@ fn a_reachable_leaving_host_is_reset_after_it_left() {
     o.hosts.insert("cp-4".into(), HostState::default());
     o.reachable_leaving.insert("cp-2".into());
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_reachable_leaving_host_is_reset_after_it_left", &plan);
     let retire: Vec<&str> = plan.phases.iter().find(|p| p.name == "retire").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(retire, ["retire/cp-2/node", "retire/cp-2/reset"]);
     assert_eq!(plan.steps().find(|s| s.id == "retire/cp-2/reset").unwrap().host, "cp-2");
@@ -469,6 +515,7 @@ fn a_lost_quorum_blocks_every_change_and_points_at_restore() {
     o.hosts.insert("cp-4".into(), HostState::default());
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2", "cp-3"]));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_lost_quorum_blocks_every_change_and_points_at_restore", &plan);
     assert!(plan.blocked());
     let f = plan.findings.iter().find(|f| f.fatal).unwrap();
     assert!(f.problem.contains("lost quorum") && f.problem.contains("1 of 3"), "{f:?}");
@@ -485,6 +532,7 @@ fn a_membership_change_while_a_staying_member_is_down_is_refused() {
     o.hosts.insert("cp-4".into(), HostState::default());
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-3"]));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_membership_change_while_a_staying_member_is_down_is_refused", &plan);
     assert!(plan.blocked(), "{}", text(&plan));
     let f = plan.findings.iter().find(|f| f.fatal).unwrap();
     assert!(f.problem.contains("cp-3 do not answer"), "{f:?}");
@@ -498,6 +546,7 @@ fn a_non_member_with_old_etcd_data_is_cleared_before_it_joins() {
     let mut o = converged(&inv, &d);
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(3, "cp-3", false)]));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_non_member_with_old_etcd_data_is_cleared_before_it_joins", &plan);
     let etcd: Vec<&str> = plan.phases.iter().find(|p| p.name == "etcd").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(&etcd[..4], ["etcd/cp-2/gate-before", "etcd/snapshot", "etcd/cp-2/clear-data", "etcd/cp-2/add-learner"]);
 }
@@ -508,8 +557,9 @@ fn a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     // The digest of an empty file: what a crash between rename and write-back left.
-    o.hosts.get_mut("cp-2").unwrap().digests.insert(crate::state::STATE_FILE.into(), crate::ssh::upload::sha256_hex(b""));
+    o.hosts.get_mut("cp-2").unwrap().digests.insert(STATE_FILE.into(), crate::digest::sha256_hex(b""));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase", &plan);
     assert_eq!(ids(&plan), ["state/cp-2", "verify"]);
 }
 
@@ -541,6 +591,7 @@ fn a_worker_joining_an_existing_cluster_gets_a_fresh_token_before_and_none_after
     o.nodes.as_mut().unwrap().remove("wk-2");
     o.hosts.insert("wk-2".into(), HostState::default());
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_worker_joining_an_existing_cluster_gets_a_fresh_token_before_and_none_after", &plan);
     assert_eq!(token_steps(&plan), ["join-token/refresh", "join-token/delete"]);
     let refresh = plan.steps().find(|s| s.id == "join-token/refresh").unwrap();
     assert!(matches!(refresh.action, Action::RefreshJoinToken { valid_minutes: 60 }));
@@ -603,6 +654,7 @@ fn replacing_the_first_control_plane_joins_the_new_host_and_seeds_from_another_j
     assert!(kubeadm_file("cp-4").contains("kind: JoinConfiguration"), "the new host at position 0 joins");
     assert!(kubeadm_file("cp-2").contains("kind: InitConfiguration"), "the seed holds the ClusterConfiguration");
     let plan = converge(&inv, &d, &o, "observed");
+    golden("replacing_the_first_control_plane_joins_the_new_host_and_seeds_from_another_joined_one", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. })), "{}", text(&plan));
     let cp: Vec<&str> = plan.phases.iter().find(|p| p.name == "control-plane").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
@@ -630,13 +682,14 @@ fn after_a_replace_of_the_first_control_plane_the_seed_stays_where_the_markers_a
         s.digests.insert(KUBELET_CONF.into(), "0".repeat(64));
         seeded_on_cp2.hosts.insert(h.name.clone(), s);
     }
-    seeded_on_cp2.hosts.get_mut("cp-2").unwrap().digests.insert(desired::CNI_APPLIED.into(), "0".repeat(64));
+    seeded_on_cp2.hosts.get_mut("cp-2").unwrap().digests.insert(crate::paths::CNI_APPLIED.into(), "0".repeat(64));
     seeded_on_cp2.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), std::collections::BTreeMap::new())).collect());
     assert_eq!(seed_control_plane(&inv, &seeded_on_cp2).unwrap().name, "cp-2");
     let d = desired_seeded(&inv, &state, &seeded_on_cp2);
     let mut o = converged(&inv, &d);
     o.etcd = Some(view(vec![member(4, "cp-4", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("after_a_replace_of_the_first_control_plane_the_seed_stays_where_the_markers_are", &plan);
     assert_eq!(plan.changes(), 0, "{}", text(&plan));
 }
 
@@ -651,6 +704,7 @@ fn removing_the_first_control_plane_runs_admin_steps_on_another_joined_one() {
     let d = desired_seeded(&inv, &state, &o);
     assert_eq!(d.seed, "cp-2");
     let plan = converge(&inv, &d, &o, "observed");
+    golden("removing_the_first_control_plane_runs_admin_steps_on_another_joined_one", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. } | Action::KubeadmJoinControlPlane { .. })));
     assert!(token_steps(&plan).is_empty(), "nothing joins: no token");
@@ -718,6 +772,7 @@ fn members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts() {
     o.etcd_answers = answers(&real, &["cp-2", "cp-3"]);
     o.etcd_answers.extend(answers(&alone, &["cp-1"]));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts", &plan);
     assert!(plan.blocked(), "{}", text(&plan));
     let f = plan.findings.iter().find(|f| f.fatal && f.problem.contains("different etcd clusters")).expect("a refusal");
     for expected in ["cp-1 report cluster ID deadbeef", "cp-2, cp-3 report cluster ID c1a57e12", "members [cp-1 9 https://198.18.0.11:2380]"] {
@@ -731,6 +786,7 @@ fn members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts() {
     // members taken for strangers with old data, to be cleared and added to the cluster of one.
     o.etcd_answers.clear();
     let alone_decides = converge(&inv, &d, &o, "observed");
+    golden("one_member_s_view_alone_takes_the_real_members_for_strangers", &alone_decides);
     let cleared: Vec<&str> = alone_decides.steps().filter(|s| matches!(s.action, Action::ClearEtcdData { .. })).map(|s| s.host.as_str()).collect();
     assert_eq!(cleared, ["cp-2", "cp-3"], "{}", text(&alone_decides));
 }
@@ -743,6 +799,7 @@ fn members_listing_different_members_refuse_but_a_learner_promoted_between_answe
     let short = view(vec![member(1, "cp-1", false), member(2, "cp-2", false)]);
     o.etcd_answers.extend(answers(&short, &["cp-3"]));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("members_listing_different_members_refuse_but_a_learner_promoted_between_answers_does_not", &plan);
     let f = plan.findings.iter().find(|f| f.fatal).unwrap_or_else(|| panic!("{}", text(&plan)));
     assert!(f.problem.contains("different member lists") && f.problem.contains("cp-3 report"), "{}", f.problem);
 
@@ -751,6 +808,7 @@ fn members_listing_different_members_refuse_but_a_learner_promoted_between_answe
     let before_promotion = view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "", true)]);
     o.etcd_answers.extend(answers(&before_promotion, &["cp-1"]));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_learner_promoted_between_answers_does_not_refuse", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
 }
 
@@ -761,6 +819,7 @@ fn a_converged_existing_cluster_plans_no_action_and_every_member_says_existing()
     let o = converged_and_asked(&inv, &d);
     assert_eq!(o.etcd_cluster(), context::EtcdCluster::Existing);
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_converged_existing_cluster_plans_no_action_and_every_member_says_existing", &plan);
     assert_eq!(plan.changes(), 0, "{}", text(&plan));
     assert_eq!(ids(&plan), ["verify"]);
 }
@@ -798,6 +857,7 @@ fn a_first_member_still_saying_new_is_rewritten_to_existing_without_a_restart() 
     o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
     let d = desired_seeded(&inv, &state, &o);
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_first_member_still_saying_new_is_rewritten_to_existing_without_a_restart", &plan);
     assert_eq!(ids(&plan), ["etcd/cp-1/files", "verify"], "{}", text(&plan));
     let files = plan.steps().find(|s| s.id == "etcd/cp-1/files").unwrap();
     assert!(matches!(&files.action, Action::InstallEtcdFiles { files, .. } if files.contains(&ETCD_CONFIG.to_string())), "{files:?}");
@@ -825,6 +885,7 @@ fn a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
     o.etcd_answers.remove("cp-2");
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     let etcd: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
@@ -866,6 +927,7 @@ fn a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates
     stopped.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
     stopped.etcd = Some(unhealthy(stopped.etcd.take().unwrap(), &["cp-2"]));
     let plan = converge(&inv, &d, &stopped, "observed");
+    golden("a_stopped_member_with_its_data_is_started_not_removed", &plan);
     assert!(!plan.steps().any(|s| matches!(s.action, Action::RemoveEtcdMember { .. } | Action::ClearEtcdData { .. })), "{}", text(&plan));
 }
 
@@ -877,6 +939,7 @@ fn a_host_without_the_configured_runtime_socket_blocks_apply() {
     assert!(!converge(&inv, &d, &o, "observed").blocked());
     o.facts.get_mut("cp-2").unwrap().sockets.clear();
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_host_without_the_configured_runtime_socket_blocks_apply", &plan);
     assert!(plan.blocked());
     let finding = plan.findings.iter().find(|f| f.fatal).unwrap();
     assert_eq!(finding.host, "cp-2");
@@ -908,6 +971,7 @@ fn kubeadm_certificates_due_are_renewed_one_control_plane_at_a_time() {
         o.certs.insert(h.into(), HostCerts { certs, unreadable: vec![] });
     }
     let plan = converge(&inv, &d, &o, "observed");
+    golden("kubeadm_certificates_due_are_renewed_one_control_plane_at_a_time", &plan);
     assert_eq!(ids(&plan), ["certs/cp-2/restart", "verify"], "{}", text(&plan));
     let s = plan.steps().next().unwrap();
     assert!(matches!(&s.action, Action::RestartControlPlane { node, renew_certs: true } if node == "cp-2"));
@@ -932,6 +996,7 @@ fn a_renewed_etcd_client_certificate_restarts_etcd_then_each_api_server() {
     assert!(!renewed.is_empty());
     let d = desired_with(&inv, &state);
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_renewed_etcd_client_certificate_restarts_etcd_then_each_api_server", &plan);
     let restarts: Vec<&str> = ids(&plan).into_iter().filter(|i| i.ends_with("/restart")).collect();
     assert_eq!(
         restarts,
@@ -953,8 +1018,9 @@ fn a_manifest_left_aside_by_a_dead_restart_is_put_back() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    o.hosts.get_mut("cp-3").unwrap().digests.insert(desired::SET_ASIDE_MANIFESTS[0].into(), "0".repeat(64));
+    o.hosts.get_mut("cp-3").unwrap().digests.insert(crate::paths::SET_ASIDE_MANIFESTS[0].into(), "0".repeat(64));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_manifest_left_aside_by_a_dead_restart_is_put_back", &plan);
     assert_eq!(ids(&plan), ["certs/cp-3/restart", "verify"], "{}", text(&plan));
     let s = plan.steps().next().unwrap();
     assert_eq!(s.reason, "an earlier restart left /etc/kubernetes/kube-apiserver.yaml.kubeha out of the manifests: that pod is down");
@@ -979,6 +1045,7 @@ fn a_readdressed_control_plane_is_moved_between_gates_and_joined_again() {
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
     o.etcd_answers.remove("cp-2");
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_readdressed_control_plane_is_moved_between_gates_and_joined_again", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     let moved: Vec<&str> =
         etcd_steps(&plan).iter().map(|s| s.id.as_str()).filter(|id| !id.starts_with("etcd/cp-1/") && !id.starts_with("etcd/cp-3/")).collect();
@@ -1036,6 +1103,7 @@ fn a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing() {
     let mut o = converged(&inv, &d);
     o.hosts.get_mut("cp-2").unwrap().meta.insert(SERVER_KEY.into(), root_owned(0o644));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-2", "verify"], "no gate, no restart, no upload: {}", text(&plan));
     assert_eq!(file_modes(&plan), [("cp-2", &[mode(SERVER_KEY, 0o600)][..], "server.key mode 0644, want 0600")]);
     assert_eq!(plan.changes(), 1);
@@ -1045,6 +1113,7 @@ fn a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing() {
     // The seed's kubeadm config (it holds the bootstrap token) made readable: chmodded, not uploaded again.
     o.hosts.get_mut("cp-1").unwrap().meta.insert(KUBEADM_CONFIG.into(), root_owned(0o644));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("the_seed_s_kubeadm_config_made_readable_is_chmodded", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-1", "file-modes/cp-2", "verify"], "{}", text(&plan));
     assert_eq!(file_modes(&plan)[0], ("cp-1", &[mode(KUBEADM_CONFIG, 0o600)][..], "kubeadm.yaml mode 0644, want 0600"));
 }
@@ -1055,13 +1124,14 @@ fn a_file_chowned_to_another_user_is_chowned_back_keeping_its_mode() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     let cp1 = o.hosts.get_mut("cp-1").unwrap();
-    cp1.meta.insert(crate::state::STATE_FILE.into(), FileMeta { mode: 0o600, owner: "kubelet".into(), group: "root".into() });
+    cp1.meta.insert(STATE_FILE.into(), FileMeta { mode: 0o600, owner: "kubelet".into(), group: "root".into() });
     cp1.meta.insert("/etc/haproxy/haproxy.cfg".into(), FileMeta { mode: 0o600, owner: "haproxy".into(), group: "haproxy".into() });
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_file_chowned_to_another_user_is_chowned_back_keeping_its_mode", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-1", "verify"], "{}", text(&plan));
     let [(host, files, reason)] = file_modes(&plan)[..] else { panic!("{}", text(&plan)) };
     assert_eq!(host, "cp-1");
-    assert_eq!(files, [mode("/etc/haproxy/haproxy.cfg", 0o644), mode(crate::state::STATE_FILE, 0o600)]);
+    assert_eq!(files, [mode("/etc/haproxy/haproxy.cfg", 0o644), mode(STATE_FILE, 0o600)]);
     assert_eq!(reason, "haproxy.cfg mode 0600, want 0644, owner haproxy:haproxy, want root:root; cluster-state.json owner kubelet:root, want root:root");
     assert!(!plan.steps().any(|s| matches!(s.action, Action::StartLoadBalancer { .. })), "no HAProxy reload for its config's owner");
 }
@@ -1075,6 +1145,7 @@ fn a_file_whose_contents_also_changed_is_uploaded_as_before_and_not_chmodded() {
     cp2.digests.insert(SERVER_KEY.into(), "f".repeat(64));
     cp2.meta.insert(SERVER_KEY.into(), root_owned(0o644));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_file_whose_contents_also_changed_is_uploaded_as_before_and_not_chmodded", &plan);
     assert_eq!(ids(&plan), ["etcd/cp-2/gate-before", "etcd/cp-2/move-leader", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after", "verify"]);
     let Some(Action::InstallEtcdFiles { files, .. }) = plan.steps().find(|s| s.id == "etcd/cp-2/files").map(|s| &s.action) else { panic!() };
     assert!(files.iter().any(|f| f == SERVER_KEY), "the upload sets the mode: {files:?}");
@@ -1092,6 +1163,7 @@ fn a_kubeadm_key_others_can_read_is_set_back_to_0600() {
     // A stricter mode than kubeadm's is left alone: only what others could read is a drift.
     o.hosts.get_mut("cp-1").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o400));
     let plan = converge(&inv, &d, &o, "observed");
+    golden("a_kubeadm_key_others_can_read_is_set_back_to_0600", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-3", "verify"], "{}", text(&plan));
     assert_eq!(file_modes(&plan), [("cp-3", &[mode(APISERVER_KEY, 0o600)][..], "apiserver.key mode 0644, want 0600")]);
     // The mode fix comes right after the cluster state, before any long phase.
@@ -1101,6 +1173,7 @@ fn a_kubeadm_key_others_can_read_is_set_back_to_0600() {
     // wk-2 is not registered: its kubelet.conf is a leftover the join's reset removes, not chmodded first.
     o2.hosts.get_mut("wk-2").unwrap().meta.insert(KUBELET_CONF.into(), root_owned(0o644));
     let plan = converge(&inv, &d, &o2, "observed");
+    golden("a_mode_fix_comes_before_a_worker_join_s_reset", &plan);
     assert_eq!(plan.phases.first().map(|p| p.name), Some("file-modes"), "{}", text(&plan));
     assert_eq!(file_modes(&plan).iter().map(|(host, ..)| *host).collect::<Vec<_>>(), ["cp-3"], "{}", text(&plan));
     assert!(plan.steps().any(|s| matches!(s.action, Action::KubeadmJoinWorker { reset_first: true, .. })));
