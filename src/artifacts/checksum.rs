@@ -120,12 +120,8 @@ impl Hasher {
     }
 
     pub fn finish(self) -> Digests {
-        Digests { sha256: hex(&self.sha256.finalize()), sha512: self.sha512.map(|h| hex(&h.finalize())) }
+        Digests { sha256: crate::digest::hex(&self.sha256.finalize()), sha512: self.sha512.map(|h| crate::digest::hex(&h.finalize())) }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Hashes a file on disk (blocking: call it from `spawn_blocking` in async code).
