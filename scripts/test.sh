@@ -8,10 +8,17 @@ cd "$(dirname "$0")/.."
 
 # debootstrap, systemd-container, iproute2: the lab's machines; openssh-client: SSH to them in tests;
 # openssh-server, sudo: the SSH transport's tests against real sshd (started by the tests on loopback);
-# openssl: checking kubeha's certificates; vagrant: validating vagrant/Vagrantfile.
-PACKAGES=(debootstrap systemd-container iproute2 openssh-client openssh-server sudo openssl vagrant)
+# openssl: checking kubeha's certificates; vagrant: validating vagrant/Vagrantfile; prometheus: its promtool checks and
+# unit-tests the rendered monitoring configuration and alert rules (tests/monitoring_promtool.rs; no server is started).
+PACKAGES=(debootstrap systemd-container iproute2 openssh-client openssh-server sudo openssl vagrant prometheus)
 
+installed_before=$(dpkg-query -W -f='${Status}' prometheus 2>/dev/null || true)
 scripts/packages.sh "${PACKAGES[@]}"
+# Installing prometheus starts its server and the node exporter it recommends; the tests need only promtool, so
+# what this run installed is stopped again (a Prometheus the machine already had is left alone).
+if [[ $installed_before != *"install ok installed"* ]] && command -v systemctl >/dev/null; then
+  systemctl disable --now prometheus.service prometheus-node-exporter.service >/dev/null 2>&1 || true
+fi
 
 echo "== vagrant validate"
 for inventory in vagrant prod-3az; do

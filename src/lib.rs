@@ -7,6 +7,7 @@ pub mod exec;
 pub mod facts;
 pub mod inventory;
 pub mod lab;
+pub mod monitoring;
 pub mod paths;
 pub mod phases;
 pub mod pki;

@@ -37,6 +37,13 @@ pub const MODULES_LOAD_CONF: &str = "/etc/modules-load.d/kubeha.conf";
 pub const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
 pub const KEEPALIVED_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 pub const CHECK_SCRIPT: &str = "/etc/keepalived/check_apiserver.sh";
+/// kubeha-metrics (installed with keepalived): the script systemd runs per scrape, its socket and service units.
+pub const KUBEHA_METRICS_SCRIPT: &str = "/usr/local/sbin/kubeha-metrics";
+pub const KUBEHA_METRICS_SOCKET: &str = "/etc/systemd/system/kubeha-metrics.socket";
+pub const KUBEHA_METRICS_SERVICE: &str = "/etc/systemd/system/kubeha-metrics@.service";
+/// Textfiles (`*.prom`, Prometheus text format) that kubeha-metrics serves as they are: the contract for
+/// programs on the control planes that report a fact, e.g. the etcd backup timer's last success.
+pub const METRICS_TEXTFILE_DIR: &str = "/var/lib/kubeha/metrics";
 
 /// kubeadm's folder; a restart sets a static pod's manifest aside here (`<pod>.yaml.kubeha`).
 pub const KUBERNETES_DIR: &str = "/etc/kubernetes";

@@ -15,7 +15,7 @@ fn mode(path: &std::path::Path) -> u32 {
 fn render_writes_every_host_with_private_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    kubeha().args(["render", "-i", "inventories/lab.yaml", "-o"]).arg(&out).assert().success().stdout(predicate::str::contains("wrote 34 files for 5 hosts"));
+    kubeha().args(["render", "-i", "inventories/lab.yaml", "-o"]).arg(&out).assert().success().stdout(predicate::str::contains("wrote 43 files for 5 hosts"));
     assert_eq!(mode(&out.join("cp-1/etc/kubeha/kubeadm.yaml")), 0o600);
     assert_eq!(mode(&out.join("cp-2/etc/keepalived/keepalived.conf")), 0o600);
     assert_eq!(mode(&out.join("cp-2/etc/keepalived/check_apiserver.sh")), 0o755);
@@ -106,4 +106,40 @@ fn plan_names_the_hosts_it_cannot_reach() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot reach 5 host(s)") && stderr.contains("cp-2"), "{stderr}");
+}
+
+#[test]
+fn monitoring_render_writes_config_rules_and_private_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mon");
+    kubeha().args(["monitoring", "render", "-i", "inventories/lab.yaml", "-o"]).arg(&out).assert().success().stdout(
+        predicate::str::contains("wrote 4 files and 17 scrape targets")
+            .and(predicate::str::contains("credentials/prometheus.token: created empty (mode 0600)")),
+    );
+    assert_eq!(mode(&out.join("credentials/prometheus.token")), 0o600);
+    assert_eq!(mode(&out.join("credentials/kubernetes-ca.crt")), 0o600);
+    assert_eq!(mode(&out.join("credentials")), 0o700);
+    let config = std::fs::read_to_string(out.join("prometheus.yml")).unwrap();
+    assert!(config.contains("\"198.18.0.11:2381\"") && config.contains("credentials_file: \"credentials/prometheus.token\""), "{config}");
+}
+
+#[test]
+fn monitoring_render_refuses_a_file_or_foreign_folder_as_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "x").unwrap();
+    kubeha()
+        .args(["monitoring", "render", "-i", "inventories/lab.yaml", "-o"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("taken: exists and is not a folder"));
+    kubeha()
+        .args(["monitoring", "render", "-i", "inventories/lab.yaml", "-o"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is not an earlier `kubeha monitoring render`"));
+    kubeha().args(["monitoring", "render", "-i", "tests/fixtures/broken.yaml", "-o"]).arg(dir.path().join("new")).assert().code(1);
+    assert!(!dir.path().join("new").exists(), "an invalid inventory writes nothing");
 }

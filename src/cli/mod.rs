@@ -8,6 +8,7 @@ mod etcd;
 mod facts;
 mod init;
 mod lab;
+mod monitoring;
 mod node;
 mod plan;
 mod render;
@@ -49,6 +50,8 @@ enum Command {
     Certs(certs::Args),
     /// etcd snapshots (save and download) and restore after a loss of quorum (docs/restore.md).
     Etcd(etcd::Args),
+    /// Prometheus for the cluster: `monitoring render` writes the scrape configuration and alert rules.
+    Monitoring(monitoring::Args),
     /// Write a commented example inventory to start from.
     Init(init::Args),
     /// The release files the hosts need (`list`) and offline bundles of them (`fetch -o DIR`).
@@ -63,6 +66,21 @@ struct InventoryArg {
     /// The inventory file (YAML, apiVersion kubeha/v1alpha1).
     #[arg(short = 'i', long = "inventory", value_name = "FILE")]
     path: PathBuf,
+}
+
+/// Shared `--templates DIR` argument of the commands that render.
+#[derive(clap::Args)]
+struct TemplatesArg {
+    /// Folder of NAME.tera files that replace built-in templates of the same name (e.g. haproxy/haproxy.cfg.tera,
+    /// monitoring/rules.yml.tera).
+    #[arg(long = "templates", value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl TemplatesArg {
+    fn load(&self) -> Result<crate::render::templates::Templates, crate::render::templates::TemplateError> {
+        crate::render::templates::Templates::load(self.dir.as_deref())
+    }
 }
 
 #[derive(Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -108,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Etcd(args) => etcd::run(args),
         Command::Artifacts(args) => artifacts::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Monitoring(args) => monitoring::run(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

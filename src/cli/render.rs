@@ -1,6 +1,6 @@
 //! `kubeha render`: every configuration file, laid out as DIR/<host>/<path on host> and DIR/_cluster/.
-use super::{InventoryArg, Outcome, report};
-use crate::render::{self, secrets::Secrets, templates::Templates};
+use super::{InventoryArg, Outcome, TemplatesArg, report};
+use crate::render::{self, secrets::Secrets};
 use anyhow::Context;
 use std::path::PathBuf;
 
@@ -11,9 +11,8 @@ pub struct Args {
     /// Folder to write; replaced if an earlier render made it, refused if it holds anything else.
     #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
     output: PathBuf,
-    /// Folder of NAME.tera files that replace built-in templates of the same name (e.g. haproxy/haproxy.cfg.tera).
-    #[arg(long, value_name = "DIR")]
-    templates: Option<PathBuf>,
+    #[command(flatten)]
+    templates: TemplatesArg,
     /// YAML/JSON file with the cluster's secrets (bootstrapToken, certificateKey, caCertHash, vrrpAuthPass,
     /// etcdClusterToken). Without it, throwaway secrets are generated for this render only.
     #[arg(long, value_name = "FILE")]
@@ -22,10 +21,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
-    let templates = match &args.templates {
-        Some(dir) => Templates::with_overrides(dir)?,
-        None => Templates::builtin()?,
-    };
+    let templates = args.templates.load()?;
     let secrets = match &args.secrets {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read secrets file {}", path.display()))?;
@@ -43,7 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let files = render::render(&inv, &secrets, &templates)?;
     render::write_tree(&files, &args.output)?;
     for name in &templates.overridden {
-        println!("template {name}: from {}", args.templates.as_deref().unwrap_or_else(|| std::path::Path::new("")).display());
+        println!("template {name}: from {}", args.templates.dir.as_deref().unwrap_or_else(|| std::path::Path::new("")).display());
     }
     let secret_files = files.iter().filter(|f| f.is_secret()).count();
     println!(

@@ -249,7 +249,12 @@ mod tests {
         assert_eq!(cp2.scripts().last().map(String::as_str), Some("kubeadm join --config /srv/join.yaml"));
         let action = Action::StartLoadBalancer { files: vec![], services: vec!["haproxy"], restart: false };
         run(&Step { id: "lb/cp-2".into(), host: "cp-2".into(), action, reason: "r".into() }, &ctx).await.expect("lb step");
-        assert_eq!(cp2.scripts().last().map(String::as_str), Some("systemctl enable haproxy.service >/dev/null 2>&1; systemctl start haproxy.service"));
+        assert_eq!(
+            cp2.scripts().last().map(String::as_str),
+            Some(
+                "systemctl daemon-reload; systemctl enable haproxy.service kubeha-metrics.socket >/dev/null 2>&1; systemctl start haproxy.service && systemctl start kubeha-metrics.socket"
+            )
+        );
     }
 
     #[tokio::test]

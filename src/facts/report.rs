@@ -113,7 +113,7 @@ cp2:
   clock offset    +1245 ms (±5 ms)
   systemd         yes
   software        containerd 1.7.22, etcd 3.5.16, haproxy unknown, keepalived absent, kubeadm 1.31.2, kubelet 1.31.2
-  ports           2379 listening, 2380 listening, 6443 listening, 8443 free, 10250 listening
+  ports           2379 listening, 2380 listening, 2381 free, 6443 listening, 8405 free, 8443 free, 9654 free, 10250 listening
   etcd data dir   yes
   /etc/kubernetes yes
 

@@ -3,12 +3,16 @@
 //!
 //! The clock comes first so it is sampled as close as possible to the moment we measure locally. Commands
 //! that may be missing are probed with `command -v`, never assumed; `ss` falls back to /proc/net/tcp{,6}.
+use crate::inventory::{ETCD_CLIENT_PORT, ETCD_PEER_PORT};
+use crate::render::context::{API_SERVER_PORT, ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT, KUBELET_PORT};
 
 use crate::paths::{ETCD_DATA_DIR, KUBERNETES_DIR};
 
-/// Ports whose listeners matter to an HA control plane: etcd client/peer, API server, HAProxy front end for
-/// the API, kubelet.
-pub const WATCHED_PORTS: [u16; 5] = [2379, 2380, 6443, 8443, 10250];
+/// Ports whose listeners matter to an HA control plane: etcd client/peer/metrics, API server, HAProxy's exporter
+/// and front end for the API, kubeha-metrics, kubelet. A stranger on the exporter's port would stop HAProxy from
+/// starting, so it is watched as closely as the API's.
+pub const WATCHED_PORTS: [u16; 8] =
+    [ETCD_CLIENT_PORT, ETCD_PEER_PORT, ETCD_METRICS_PORT, API_SERVER_PORT, HAPROXY_EXPORTER_PORT, 8443, KUBEHA_METRICS_PORT, KUBELET_PORT];
 
 /// Software whose installed version is reported.
 pub const SOFTWARE: [&str; 6] = ["etcd", "keepalived", "haproxy", "kubeadm", "kubelet", "containerd"];

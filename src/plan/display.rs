@@ -63,7 +63,8 @@ pub fn describe(action: &Action) -> String {
         Action::UpdateEtcdPeerUrl { member, id, peer_url } => format!("update etcd member {member} (ID {id}) to peer URL {peer_url}"),
         Action::ClearEtcdData { member } => format!("stop etcd on {member} and move its old data dir aside"),
         Action::StartLoadBalancer { services, restart, .. } => {
-            format!("configure and {} {}", if *restart { "reload (or start)" } else { "start" }, services.join(" and "))
+            let verb = if *restart { "reload (or start)" } else { "start" };
+            format!("configure and {verb} {}, then {}", services.join(" and "), crate::phases::loadbalancer::METRICS_SOCKET)
         }
         Action::CheckVip { vip } => format!("check that exactly one control plane holds the VIP {vip}"),
         Action::PlaceFiles { files: f } => format!("write {}", files(f)),

@@ -4,8 +4,8 @@ use super::observed::Observed;
 use crate::facts::HostFacts;
 use crate::facts::observe::HostState;
 use crate::inventory::{Host, Inventory};
-use crate::paths::{ADMIN_CONF, ETCD_UNIT, HAPROXY_CONFIG, KUBELET_CONF};
-use crate::render::context::API_SERVER_PORT;
+use crate::paths::{ADMIN_CONF, ETCD_UNIT, HAPROXY_CONFIG, KUBEHA_METRICS_SOCKET, KUBELET_CONF};
+use crate::render::context::{API_SERVER_PORT, ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT, KUBELET_PORT};
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -106,9 +106,12 @@ fn ours(inv: &Inventory, h: &Host, port: u16, state: &HostState) -> bool {
     let lb_port = inv.load_balancer.vrrp().map(|v| v.port);
     match port {
         // kubeha's etcd unit may be "activating" (waiting for peers), not active: the port is still its own.
-        2379 | 2380 => h.is_control_plane() && state.has(ETCD_UNIT),
+        2379 | 2380 | ETCD_METRICS_PORT => h.is_control_plane() && state.has(ETCD_UNIT),
+        HAPROXY_EXPORTER_PORT => h.is_control_plane() && state.has(HAPROXY_CONFIG) && state.is_active("haproxy"),
+        // systemd listens for kubeha-metrics; the unit's state is not probed, its file is.
+        KUBEHA_METRICS_PORT => h.is_control_plane() && state.has(KUBEHA_METRICS_SOCKET),
         p if p == API_SERVER_PORT => h.is_control_plane() && state.has(ADMIN_CONF),
-        10250 => state.has(KUBELET_CONF),
+        KUBELET_PORT => state.has(KUBELET_CONF),
         p if Some(p) == lb_port => h.is_control_plane() && state.has(HAPROXY_CONFIG) && state.is_active("haproxy"),
         _ => false,
     }

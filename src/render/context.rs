@@ -5,14 +5,28 @@ use crate::inventory::{ETCD_CLIENT_PORT, Host, Inventory, REGION_LABEL, TaintEff
 use serde::Serialize;
 use std::net::IpAddr;
 
-use crate::paths::{CHECK_SCRIPT, ETCD_BINARY, ETCD_DATA_DIR, ETCD_PKI_DIR};
+use crate::paths::{CHECK_SCRIPT, ETCD_BINARY, ETCD_DATA_DIR, ETCD_PKI_DIR, KUBEHA_METRICS_SCRIPT, METRICS_TEXTFILE_DIR};
 pub const API_SERVER_PORT: u16 = 6443;
+/// etcd's plain-HTTP listener for /metrics and /health only (no keys, no API): what Prometheus scrapes, so
+/// the scraper needs no etcd client certificate (one would let it read and write every key).
+pub const ETCD_METRICS_PORT: u16 = 2381;
+/// HAProxy's built-in Prometheus exporter, on a frontend of its own so the API frontend stays pure TCP.
+pub const HAPROXY_EXPORTER_PORT: u16 = 8405;
+pub const KUBELET_PORT: u16 = 10250;
+/// kubeha-metrics, the socket-activated script on each control plane (templates/monitoring/kubeha-metrics.sh).
+pub const KUBEHA_METRICS_PORT: u16 = 9654;
+
 /// `host:port`, with brackets for IPv6 so the port is not read as part of the address.
 pub fn host_port(host: &str, port: u16) -> String {
     match host.parse::<IpAddr>() {
         Ok(IpAddr::V6(_)) => format!("[{host}]:{port}"),
         _ => format!("{host}:{port}"),
     }
+}
+
+/// Where Prometheus scrapes this member's metrics.
+pub fn metrics_url(h: &Host) -> String {
+    format!("http://{}", std::net::SocketAddr::new(h.address, ETCD_METRICS_PORT))
 }
 
 #[derive(Serialize)]
@@ -23,7 +37,8 @@ pub struct EtcdConfig {
     pub peer_url: String,
     pub client_url: String,
     pub listen_client_urls: String,
-    pub metrics_url: &'static str,
+    /// The host's address for Prometheus, and loopback for a local `curl` on the host.
+    pub listen_metrics_urls: String,
     /// Members that exist when this one starts: itself plus the ones before it. kubeha grows etcd one
     /// member at a time, so member k joins a cluster of k-1 (state `existing`) and only the first member of a
     /// new cluster is `new` (see `etcd_config`).
@@ -55,7 +70,7 @@ pub fn etcd_config(inv: &Inventory, host: &Host, secrets: &Secrets, cluster: Etc
         peer_url: host.peer_url(),
         client_url: host.client_url(),
         listen_client_urls: format!("{},https://127.0.0.1:{ETCD_CLIENT_PORT}", host.client_url()),
-        metrics_url: "http://127.0.0.1:2381",
+        listen_metrics_urls: format!("{},http://127.0.0.1:{ETCD_METRICS_PORT}", metrics_url(host)),
         initial_cluster: initial.join(","),
         initial_cluster_state: if position == 0 && cluster == EtcdCluster::New { "new" } else { "existing" },
         cluster_token: secrets.etcd_cluster_token.clone(),
@@ -134,9 +149,24 @@ pub fn check_script(inv: &Inventory) -> Option<CheckScript> {
     Some(CheckScript { url: format!("https://{}/healthz", host_port("127.0.0.1", vrrp.port)) })
 }
 
+/// kubeha-metrics: installed with keepalived (the VIP it reports lives there), by the load-balancer phase.
+#[derive(Serialize)]
+pub struct KubehaMetrics {
+    pub port: u16,
+    pub vip: String,
+    pub textfile_dir: &'static str,
+    pub script: &'static str,
+}
+
+pub fn kubeha_metrics(inv: &Inventory) -> Option<KubehaMetrics> {
+    let vrrp = inv.load_balancer.vrrp()?;
+    Some(KubehaMetrics { port: KUBEHA_METRICS_PORT, vip: vrrp.vip.to_string(), textfile_dir: METRICS_TEXTFILE_DIR, script: KUBEHA_METRICS_SCRIPT })
+}
+
 #[derive(Serialize)]
 pub struct Haproxy {
     pub port: u16,
+    pub exporter_port: u16,
     pub backends: Vec<Backend>,
 }
 
@@ -149,7 +179,7 @@ pub struct Backend {
 pub fn haproxy(inv: &Inventory) -> Option<Haproxy> {
     let vrrp = inv.load_balancer.vrrp()?;
     let backends = inv.control_planes().map(|h| Backend { name: h.name.clone(), address: host_port(&h.address.to_string(), API_SERVER_PORT) }).collect();
-    Some(Haproxy { port: vrrp.port, backends })
+    Some(Haproxy { port: vrrp.port, exporter_port: HAPROXY_EXPORTER_PORT, backends })
 }
 
 #[derive(Serialize)]

@@ -73,12 +73,18 @@ struct Renderer<'a> {
 
 impl Renderer<'_> {
     fn add<C: Serialize>(&mut self, target: &Target, (path, group): (&str, Group), mode: u32, template: &'static str, context: &C) -> Result<(), RenderError> {
-        let failed = |message: String| RenderError::Render { template, target: target_name(target), message };
-        let ctx = tera::Context::from_serialize(context).map_err(|e| failed(templates::error_chain(&e)))?;
-        let contents = self.templates.tera.render(template, &ctx).map_err(|e| failed(templates::error_chain(&e)))?;
-        self.files.push(RenderedFile { target: target.clone(), path: path.to_string(), mode, group, template, contents: ensure_newline(contents) });
+        let contents = render_template(self.templates, template, &target_name(target), context)?;
+        self.files.push(RenderedFile { target: target.clone(), path: path.to_string(), mode, group, template, contents });
         Ok(())
     }
+}
+
+/// One template with its typed context, ending in a newline; `target` names what it is for in errors.
+pub fn render_template<C: Serialize>(templates: &Templates, template: &'static str, target: &str, context: &C) -> Result<String, RenderError> {
+    let failed = |message: String| RenderError::Render { template, target: target.to_string(), message };
+    let ctx = tera::Context::from_serialize(context).map_err(|e| failed(templates::error_chain(&e)))?;
+    let contents = templates.tera.render(template, &ctx).map_err(|e| failed(templates::error_chain(&e)))?;
+    Ok(ensure_newline(contents))
 }
 
 fn ensure_newline(mut text: String) -> String {
@@ -161,6 +167,11 @@ fn host_files(
         }
         if let Some(h) = context::haproxy(inv) {
             r.add(target, (paths::HAPROXY_CONFIG, Group::LoadBalancer), PUBLIC, "haproxy/haproxy.cfg", &h)?;
+        }
+        if let Some(m) = context::kubeha_metrics(inv) {
+            r.add(target, (paths::KUBEHA_METRICS_SCRIPT, Group::LoadBalancer), EXECUTABLE, "monitoring/kubeha-metrics.sh", &m)?;
+            r.add(target, (paths::KUBEHA_METRICS_SOCKET, Group::LoadBalancer), PUBLIC, "systemd/kubeha-metrics.socket", &m)?;
+            r.add(target, (paths::KUBEHA_METRICS_SERVICE, Group::LoadBalancer), PUBLIC, "systemd/kubeha-metrics@.service", &m)?;
         }
     }
     let kubeadm_file = (paths::KUBEADM_CONFIG, Group::Kubeadm);

@@ -23,6 +23,13 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "cni/flannel.yaml",
     "cni/calico.yaml",
     "cni/cilium-values.yaml",
+    "monitoring/prometheus.yml",
+    "monitoring/rules.yml",
+    "monitoring/prometheus-rbac.yaml",
+    "monitoring/README.md",
+    "monitoring/kubeha-metrics.sh",
+    "systemd/kubeha-metrics.socket",
+    "systemd/kubeha-metrics@.service",
 );
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +51,14 @@ pub struct Templates {
 impl Templates {
     pub fn builtin() -> Result<Self, TemplateError> {
         Self::from_sources(BUILTIN.iter().map(|(n, s)| ((*n).to_string(), (*s).to_string())).collect(), Vec::new())
+    }
+
+    /// The built-in templates, or those with the overrides of `dir` when the user gave one (`--templates`).
+    pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        match dir {
+            Some(dir) => Self::with_overrides(dir),
+            None => Self::builtin(),
+        }
     }
 
     /// Built-in templates, with any `NAME.tera` found under `dir` replacing the built-in of that name. A file

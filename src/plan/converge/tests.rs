@@ -1184,3 +1184,27 @@ fn the_json_plan_shows_modes_in_octal() {
     let json = serde_json::to_value(Action::FixFileModes { files: vec![mode(SERVER_KEY, 0o600)] }).unwrap();
     assert_eq!(json, serde_json::json!({"type": "fixFileModes", "files": [{"path": SERVER_KEY, "mode": "0600"}]}));
 }
+
+/// The monitoring ports kubeha's own services listen on are theirs on a converged control plane; on a host
+/// kubeha has not set up, a listener there is a stranger that would keep HAProxy (8405) or etcd (2381) from
+/// starting, and the plan stops before touching anything.
+#[test]
+fn monitoring_ports_are_ours_once_converged_and_a_stranger_s_before() {
+    use crate::render::context::{ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT};
+    let inv = lab();
+    let d = desired_existing(&inv, &ClusterState::create(&inv).unwrap());
+    let mut o = converged_and_asked(&inv, &d);
+    for port in [ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT] {
+        o.facts.get_mut("cp-1").unwrap().listening.insert(port, true);
+    }
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(!plan.findings.iter().any(|f| f.problem.contains("in use")), "{:?}", plan.findings);
+
+    let mut fresh = Observed::default();
+    let mut facts = control_plane_facts("cp-1", false);
+    facts.listening.insert(HAPROXY_EXPORTER_PORT, true);
+    fresh.facts.insert("cp-1".into(), facts);
+    let plan = converge(&inv, &d, &fresh, "observed");
+    let finding = plan.findings.iter().find(|f| f.host == "cp-1" && f.problem.contains("port 8405 is in use")).unwrap_or_else(|| panic!("{:?}", plan.findings));
+    assert!(finding.fatal, "{finding:?}");
+}
