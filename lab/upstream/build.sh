@@ -128,7 +128,9 @@ prune_except() { # KEEP
   local old
   for old in "$cache"/upstream/*; do
     [[ -d "$old" && "$old" != "$1" ]] || continue
-    if ! cat /proc/[0-9]*/mountinfo 2>/dev/null | grep -qF " $old "; then
+    # grep reads the files itself: behind a pipe, `grep -q` ends at the first match, cat dies of SIGPIPE, and
+    # under pipefail the pipeline "fails" exactly when the folder IS mounted (that removed a running lab's).
+    if ! grep -qsF " $old " /proc/[0-9]*/mountinfo; then
       rm -rf "$old"
     fi
   done

