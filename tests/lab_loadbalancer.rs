@@ -39,7 +39,8 @@ async fn one_vip_holder_and_failover_on_power_loss() {
     let vrrp = inv.load_balancer.vrrp().unwrap().clone();
     let hosts = lab::connect(inv.control_planes(), inv).await;
     let rendered = lab::rendered(inv, &Secrets::generate("lab").unwrap());
-    let lb_files = |host: &str| lab::files_of(&rendered, host, |t| t.starts_with("keepalived/") || t.starts_with("haproxy/"));
+    // Selected by the renderer's group, as the planner does: the load balancer's files now include kubeha-metrics.
+    let lb_files = |host: &str| lab::files_of(&rendered, host, ::kubeha::render::Group::LoadBalancer);
     for name in ["cp-1", "cp-2", "cp-3"] {
         assert!(loadbalancer::apply(hosts[name].as_ref(), &lb_files(name)).await.unwrap(), "{name}: first apply writes files");
         let listening = hosts[name].run(&Remote::script(format!("ss -Hltn 'sport = :{}'", vrrp.port))).await.unwrap().stdout_text();

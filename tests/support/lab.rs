@@ -40,8 +40,9 @@ pub async fn connect(hosts: impl Iterator<Item = &inventory::Host>, inv: &Invent
 }
 
 /// Rendered files of one host whose template matches.
-pub fn files_of<'a>(rendered: &'a [RenderedFile], host: &str, template: impl Fn(&str) -> bool) -> Vec<&'a RenderedFile> {
-    rendered.iter().filter(|f| f.target == Target::Host(host.into()) && template(f.template)).collect()
+/// The files of `host` in the renderer's `group`: the same set the planner places for that group's phase.
+pub fn files_of<'a>(rendered: &'a [RenderedFile], host: &str, group: render::Group) -> Vec<&'a RenderedFile> {
+    rendered.iter().filter(|f| f.target == Target::Host(host.into()) && f.group == group).collect()
 }
 
 pub fn rendered(inv: &Inventory, secrets: &render::secrets::Secrets) -> Vec<RenderedFile> {
