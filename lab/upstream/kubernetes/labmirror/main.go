@@ -39,7 +39,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, listener, newHandler(*root, log.New(os.Stderr, "", 0))); err != nil {
+	if err := serve(ctx, listener, newHandler(*root, log.New(os.Stderr, "", log.LstdFlags|log.LUTC))); err != nil {
 		log.Fatalf("kubeha-lab-mirror: %v", err)
 	}
 }
