@@ -42,10 +42,7 @@ fn wait_for_listener(port: u16) {
 
 /// (status, body) of a GET with curl, bounded in time.
 fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", &format!("http://127.0.0.1:{port}/{path}")])
-        .output()
-        .unwrap();
+    let out = Command::new("curl").args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", &format!("http://127.0.0.1:{port}/{path}")]).output().unwrap();
     assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
     let split = out.stdout.iter().rposition(|b| *b == b'\n').unwrap();
     (String::from_utf8_lossy(&out.stdout[split + 1..]).parse().unwrap(), out.stdout[..split].to_vec())
@@ -78,7 +75,7 @@ fn the_mirror_starts_serves_is_replaced_and_stops() {
 
     // A crashed run's leftover, started by hand under the unit's name, is recognised and kept as it is.
     let leftover = service(first);
-    let leftover_process = Command::new(build.join(mirror::PROGRAM))
+    let mut leftover_process = Command::new(build.join(mirror::PROGRAM))
         .args(["-name", &unit, "-root", &leftover.root.to_string_lossy(), "-listen", &format!("127.0.0.1:{first}")])
         .stderr(Stdio::null())
         .spawn()
@@ -105,6 +102,7 @@ fn the_mirror_starts_serves_is_replaced_and_stops() {
     let now = mirror::running(&unit);
     assert_eq!(now.len(), 1);
     assert_ne!(now[0], leftover_pid);
+    assert!(leftover_process.wait().unwrap().success(), "the leftover ends cleanly on SIGTERM");
     assert_eq!(get(second, &format!("{kubeadm}.sha256")).0, 200);
     assert!(TcpListener::bind(("127.0.0.1", first)).is_ok(), "the old port is free again");
 

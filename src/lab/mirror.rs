@@ -51,7 +51,7 @@ fn loopback_port(url: &str) -> Result<Option<u16>> {
     if parsed.scheme() != "http" || !loopback {
         return Ok(None);
     }
-    if parsed.path().trim_end_matches('/') != "" {
+    if !parsed.path().trim_end_matches('/').is_empty() {
         bail!("spec.artifacts.mirror {url}: the lab's mirror serves its files at the root; drop the path {}", parsed.path());
     }
     match parsed.port() {
@@ -113,7 +113,8 @@ impl Service {
 /// anything else (another build folder, another port, a crashed run's leftover) is stopped and started again.
 /// Returns whether it was started.
 pub fn ensure(service: &Service) -> Result<bool> {
-    let manifest = std::fs::read(service.root.join(MANIFEST)).with_context(|| format!("cannot read {}/{MANIFEST}; lab/upstream/build.sh writes it", service.root.display()))?;
+    let manifest = std::fs::read(service.root.join(MANIFEST))
+        .with_context(|| format!("cannot read {}/{MANIFEST}; lab/upstream/build.sh writes it", service.root.display()))?;
     let ours = running(&service.unit);
     if ours.len() == 1 && system::cmdline(ours[0]).as_ref() == Some(&service.argv) && answers(service.address(), &manifest) {
         return Ok(false);
@@ -155,11 +156,7 @@ pub fn stop(unit: &str) {
 /// The processes that are a mirror started under this unit name: the program, with `-name UNIT` in its
 /// arguments. Nothing else is ever signalled.
 pub fn running(unit: &str) -> Vec<u32> {
-    system::pids()
-        .into_iter()
-        .filter(|p| system::alive(*p))
-        .filter(|p| system::cmdline(*p).is_some_and(|args| is_mirror_named(&args, unit)))
-        .collect()
+    system::pids().into_iter().filter(|p| system::alive(*p)).filter(|p| system::cmdline(*p).is_some_and(|args| is_mirror_named(&args, unit))).collect()
 }
 
 fn is_mirror_named(args: &[String], unit: &str) -> bool {
@@ -275,11 +272,7 @@ mod tests {
     fn build_sh_lays_out_the_paths_the_catalogue_downloads() {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/upstream/build.sh");
         for (k8s, etcd, arch) in [(Version::new(1, 36, 3), Version::new(3, 6, 16), Arch::Amd64), (Version::new(1, 37, 2), Version::new(3, 7, 1), Arch::Arm64)] {
-            let out = Command::new("bash")
-                .arg(&script)
-                .args(["--mirror-manifest", &format!("v{k8s}"), &format!("v{etcd}"), arch.name()])
-                .output()
-                .unwrap();
+            let out = Command::new("bash").arg(&script).args(["--mirror-manifest", &format!("v{k8s}"), &format!("v{etcd}"), arch.name()]).output().unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             let mut laid_out: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
             let mut downloaded: Vec<String> = [(Kind::Etcd, etcd), (Kind::Kubeadm, k8s), (Kind::Kubelet, k8s), (Kind::Kubectl, k8s)]
