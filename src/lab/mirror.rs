@@ -150,6 +150,8 @@ pub fn stop(unit: &str) {
         for pid in &pids {
             system::signal(*pid, Signal::SIGKILL);
         }
+        // Gone before the caller checks its port.
+        wait_until(STOP_WITHIN, || pids.iter().all(|p| !system::alive(*p)));
     }
 }
 
@@ -196,6 +198,8 @@ fn start(service: &Service) -> Result<()> {
 /// being readable by another user.
 const HARDENING: &[&str] = &[
     "Description=kubeha lab download mirror",
+    // systemd-run then fails, with the reason, when the program cannot be executed.
+    "Type=exec",
     "CapabilityBoundingSet=",
     "AmbientCapabilities=",
     "NoNewPrivileges=yes",
