@@ -373,7 +373,8 @@ mod tests {
             &crate::inventory::PathContext { inventory_dir: ".".into(), home: None },
         );
         let errors: Vec<(String, Option<u32>)> = loaded.diagnostics.iter().map(|d| (d.to_string(), d.mark.map(|m| m.line))).collect();
-        let expected = "spec.artifacts.preinstalled[1]: unknown value \"cni\", expected one of etcd, kubeadm, kubelet, kubectl, crictl, cniPlugins, containerd, runc";
+        let expected =
+            "spec.artifacts.preinstalled[1]: unknown value \"cni\", expected one of etcd, kubeadm, kubelet, kubectl, crictl, cniPlugins, containerd, runc";
         assert_eq!(errors, [(expected.to_string(), Some(9))]);
     }
 

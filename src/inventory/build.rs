@@ -169,7 +169,15 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         load_balancer: None,
         concurrency: DEFAULT_CONCURRENCY,
         certificates: Certificates { renew_before_days: DEFAULT_RENEW_BEFORE_DAYS },
-        artifacts: ArtifactsDraft { arch: Arch::Amd64, source: ArtifactSource::Upstream, crictl: None, containerd: None, runc: None, cni_plugins: None, preinstalled: Default::default() },
+        artifacts: ArtifactsDraft {
+            arch: Arch::Amd64,
+            source: ArtifactSource::Upstream,
+            crictl: None,
+            containerd: None,
+            runc: None,
+            cni_plugins: None,
+            preinstalled: Default::default(),
+        },
         hosts: Vec::new(),
         hosts_mark: node.mark,
     };

@@ -22,7 +22,14 @@ pub fn package_manager(os_id: &str) -> Option<&'static str> {
 pub fn install_reason(artifact: &Artifact, installed: Option<&Installed>) -> Option<String> {
     let Some(have) = installed else { return Some(format!("{} {} missing", artifact.name(), artifact.version)) };
     if have.record.version != artifact.version || have.record.arch != artifact.arch.name() {
-        return Some(format!("{} {} ({}) installed, {} ({}) wanted", artifact.name(), have.record.version, have.record.arch, artifact.version, artifact.arch.name()));
+        return Some(format!(
+            "{} {} ({}) installed, {} ({}) wanted",
+            artifact.name(),
+            have.record.version,
+            have.record.arch,
+            artifact.version,
+            artifact.arch.name()
+        ));
     }
     let expected: Vec<String> = artifact.kind.provides().iter().map(|p| artifact.kind.install_path(p)).collect();
     let recorded: Vec<&str> = have.record.programs.iter().map(|p| p.path.as_str()).collect();
@@ -33,7 +40,9 @@ pub fn install_reason(artifact: &Artifact, installed: Option<&Installed>) -> Opt
     match changed.as_slice() {
         [] => None,
         [one] => Some(format!("{one} differs from the {} {} kubeha installed (changed on the host)", artifact.name(), artifact.version)),
-        [first, rest @ ..] => Some(format!("{first} and {} more programs differ from the {} {} kubeha installed", rest.len(), artifact.name(), artifact.version)),
+        [first, rest @ ..] => {
+            Some(format!("{first} and {} more programs differ from the {} {} kubeha installed", rest.len(), artifact.name(), artifact.version))
+        }
     }
 }
 

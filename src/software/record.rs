@@ -25,7 +25,10 @@ pub struct Record {
 impl Record {
     /// The file's text: `artifact <version> <arch> <sha256>`, then `program <sha256> <path>` per program.
     pub fn to_text(&self) -> String {
-        let mut s = format!("# kubeha's software phase installed these; the state probe compares the programs with them\nartifact {} {} {}\n", self.version, self.arch, self.sha256);
+        let mut s = format!(
+            "# kubeha's software phase installed these; the state probe compares the programs with them\nartifact {} {} {}\n",
+            self.version, self.arch, self.sha256
+        );
         for p in &self.programs {
             s.push_str(&format!("program {} {}\n", p.sha256, p.path));
         }
