@@ -88,6 +88,17 @@ pub fn etcd_unit() -> EtcdUnit {
 }
 
 #[derive(Serialize)]
+pub struct KubeletUnit {
+    pub binary: String,
+}
+
+/// The kubelet's unit when kubeha installs the kubelet; a site whose packages carry it has their unit.
+pub fn kubelet_unit(inv: &Inventory) -> Option<KubeletUnit> {
+    use crate::artifacts::catalogue::Kind;
+    (!inv.artifacts.preinstalled.contains(&Kind::Kubelet)).then(|| KubeletUnit { binary: Kind::Kubelet.install_path("kubelet") })
+}
+
+#[derive(Serialize)]
 pub struct EtcdctlEnv {
     pub endpoints: String,
     pub pki_dir: &'static str,

@@ -30,6 +30,8 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "monitoring/kubeha-metrics.sh",
     "systemd/kubeha-metrics.socket",
     "systemd/kubeha-metrics@.service",
+    "systemd/kubelet.service",
+    "systemd/kubelet-kubeadm.conf",
 );
 
 #[derive(Debug, thiserror::Error)]
