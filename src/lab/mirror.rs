@@ -290,6 +290,26 @@ mod tests {
         }
     }
 
+    /// The version a lab wrapper module's go.mod requires of `module` (what build.sh builds).
+    fn required(go_mod: &str, module: &str) -> String {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(go_mod)).unwrap();
+        text.lines().find_map(|l| l.trim().strip_prefix(&format!("{module} "))).unwrap().trim().to_string()
+    }
+
+    /// inventories/lab.yaml downloads from the lab's mirror exactly what the lab builds: its versions follow the
+    /// Go modules, and what the lab does not build is preinstalled.
+    #[test]
+    fn the_lab_inventory_downloads_only_what_the_lab_builds() {
+        let inv = crate::inventory::load(Path::new("inventories/lab.yaml")).unwrap().inventory.unwrap();
+        let wanted = Wanted::from_inventory(&inv).unwrap().expect("the lab inventory names the lab's mirror");
+        assert_eq!(wanted.port, 18480);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/upstream/build.sh");
+        let kubernetes = required("lab/upstream/kubernetes/go.mod", "k8s.io/kubernetes");
+        let etcd = required("lab/upstream/etcd/go.mod", "go.etcd.io/etcd/server/v3");
+        let out = Command::new("bash").arg(&script).args(["--mirror-manifest", &kubernetes, &etcd, inv.artifacts.arch.name()]).output().unwrap();
+        assert!(missing(&wanted, &String::from_utf8(out.stdout).unwrap()).is_empty(), "{:?} built, {:?} wanted", (kubernetes, etcd), wanted.paths);
+    }
+
     #[test]
     fn only_a_plain_http_loopback_mirror_is_the_lab_s() {
         assert_eq!(loopback_port("http://127.0.0.1:18480").unwrap(), Some(18480));
