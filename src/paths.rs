@@ -42,6 +42,11 @@ pub const SOFTWARE_STAGED_DIR: &str = "/var/lib/kubeha/software/staged";
 pub const KUBELET_UNIT: &str = "/etc/systemd/system/kubelet.service";
 pub const KUBELET_KUBEADM_DROPIN: &str = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf";
 
+/// Where the CNI plugins go (containernetworking's default, where every CNI's manifests expect them).
+pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+pub const CONTAINERD_UNIT: &str = "/etc/systemd/system/containerd.service";
+
 pub fn software_record(kind_name: &str) -> String {
     format!("{SOFTWARE_DIR}/{kind_name}.installed")
 }

@@ -33,7 +33,7 @@ impl Kind {
     /// kubeha's units (etcd, kubelet) run it from.
     pub fn install_path(self, program: &str) -> String {
         match self {
-            Kind::CniPlugins => format!("/opt/cni/bin/{program}"),
+            Kind::CniPlugins => format!("{}/{program}", crate::paths::CNI_BIN_DIR),
             Kind::Runc => "/usr/local/sbin/runc".into(),
             _ => format!("/usr/local/bin/{program}"),
         }
@@ -186,6 +186,16 @@ fn join(base: &str, path: &str) -> String {
 /// another endpoint means the operator brings the runtime (the lab does: its own CRI runtime).
 const CONTAINERD_ENDPOINTS: &[&str] = &["unix:///var/run/containerd/containerd.sock", "unix:///run/containerd/containerd.sock"];
 
+/// Whether the kubelets talk to containerd (then kubeha installs and configures it, unless preinstalled).
+pub fn talks_to_containerd(inv: &Inventory) -> bool {
+    CONTAINERD_ENDPOINTS.contains(&inv.kubernetes.container_runtime_endpoint.as_str())
+}
+
+/// Whether kubeha runs the hosts' containerd: installs it, renders its config and unit, starts it.
+pub fn installs_containerd(inv: &Inventory) -> bool {
+    talks_to_containerd(inv) && !inv.artifacts.preinstalled.contains(&Kind::Containerd)
+}
+
 /// Every file the inventory's hosts need from kubeha, in install order (etcd first, the runtime last): what
 /// `spec.artifacts.preinstalled` names is the site's own and left out.
 pub fn needed(inv: &Inventory) -> Vec<Artifact> {
@@ -210,7 +220,7 @@ fn every_needed(inv: &Inventory) -> Vec<Artifact> {
     }
     out.push(file(Kind::Crictl, v.crictl, arch, all.clone()));
     out.push(file(Kind::CniPlugins, v.cni_plugins, arch, all.clone()));
-    if CONTAINERD_ENDPOINTS.contains(&inv.kubernetes.container_runtime_endpoint.as_str()) {
+    if talks_to_containerd(inv) {
         out.push(file(Kind::Containerd, v.containerd, arch, all.clone()));
         out.push(file(Kind::Runc, v.runc, arch, all));
     }

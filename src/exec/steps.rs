@@ -2,7 +2,7 @@
 //! Every step is idempotent on its own (uploads skip identical files, membership changes check first,
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
-use crate::paths::CNI_APPLIED;
+use crate::paths::{CNI_APPLIED, CONTAINERD_UNIT, KUBELET_UNIT};
 use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot, software};
 use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
@@ -93,8 +93,9 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             let install = software::Install { artifacts, staged, packages, os_id: ctx.os_ids.get(host).map(String::as_str) };
             let mut changed = software::install(t, &ctx.inv, &ctx.artifacts, &install).await.map_err(fail)?;
             changed |= ctx.place(host, files).await?;
-            if !files.is_empty() || !restart.is_empty() {
-                software::kubelet_units(t, restart.contains(&"kubelet")).await.map_err(fail)?;
+            if changed || !restart.is_empty() {
+                let ours = |unit: &str| ctx.desired.file(host, unit).is_some();
+                software::units(t, ours(KUBELET_UNIT), ours(CONTAINERD_UNIT), restart).await.map_err(fail)?;
             }
             Ok(changed)
         }

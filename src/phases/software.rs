@@ -182,11 +182,20 @@ pub fn swap_staged_etcd() -> (String, String) {
     (before, after)
 }
 
-/// After the units are written: systemd reads them, the kubelet is enabled (kubeadm starts it), and
-/// restarted when it ran on what was just replaced.
-pub async fn kubelet_units(t: &dyn Transport, restart: bool) -> Result<(), SshError> {
-    let restart = if restart { " && systemctl restart kubelet.service" } else { "" };
-    t.run(&Command::script(format!("systemctl daemon-reload && systemctl enable kubelet.service >/dev/null 2>&1{restart}"))).await.map(|_| ())
+/// After the units are written: systemd reads them, the kubelet is enabled (kubeadm starts it), containerd
+/// is enabled and started when kubeha runs it, and `restart` restarted (they ran on what was replaced).
+pub async fn units(t: &dyn Transport, kubelet: bool, containerd: bool, restart: &[&str]) -> Result<(), SshError> {
+    let mut script = String::from("set -e\nsystemctl daemon-reload\n");
+    if kubelet {
+        script.push_str("systemctl enable kubelet.service >/dev/null 2>&1\n");
+    }
+    if containerd {
+        script.push_str("systemctl enable --now containerd.service >/dev/null 2>&1\n");
+    }
+    for unit in restart {
+        script.push_str(&format!("systemctl restart {}.service\n", quote::quote(unit)));
+    }
+    t.run(&Command::script(script).timeout(Duration::from_secs(120))).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -87,7 +87,8 @@ fn host_findings(inv: &Inventory, h: &Host, facts: &HostFacts, state: &HostState
     }
     let endpoint = &inv.kubernetes.container_runtime_endpoint;
     let socket = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
-    if !facts.has_socket(socket) {
+    // A containerd kubeha installs starts in the software phase; any other runtime must serve already.
+    if !facts.has_socket(socket) && !crate::artifacts::catalogue::installs_containerd(inv) {
         finding(
             true,
             format!("no container runtime socket at {socket} (spec.kubernetes.containerRuntimeEndpoint {endpoint})"),

@@ -161,6 +161,10 @@ fn host_files(
         r.add(target, (paths::KUBELET_UNIT, Group::Software), PUBLIC, "systemd/kubelet.service", &unit)?;
         r.add(target, (paths::KUBELET_KUBEADM_DROPIN, Group::Software), PUBLIC, "systemd/kubelet-kubeadm.conf", &unit)?;
     }
+    if let Some(c) = context::containerd(inv) {
+        r.add(target, (paths::CONTAINERD_CONFIG, Group::Software), PUBLIC, "containerd/config.toml", &c)?;
+        r.add(target, (paths::CONTAINERD_UNIT, Group::Software), PUBLIC, "systemd/containerd.service", &c)?;
+    }
     if host.is_control_plane() {
         r.add(target, (paths::ETCD_CONFIG, Group::Etcd), PUBLIC, "etcd/etcd.conf.yml", &context::etcd_config(inv, host, secrets, etcd))?;
         r.add(target, (paths::ETCD_UNIT, Group::Etcd), PUBLIC, "systemd/etcd.service", &context::etcd_unit())?;

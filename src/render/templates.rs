@@ -32,6 +32,8 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "systemd/kubeha-metrics@.service",
     "systemd/kubelet.service",
     "systemd/kubelet-kubeadm.conf",
+    "systemd/containerd.service",
+    "containerd/config.toml",
 );
 
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use super::{Builder, step};
 use crate::artifacts::catalogue::{self, Artifact, Kind};
 use crate::facts::HostFacts;
 use crate::inventory::{Host, Version};
-use crate::paths::KUBELET_CONF;
+use crate::paths::{CONTAINERD_CONFIG, CONTAINERD_UNIT, KUBELET_CONF, KUBELET_KUBEADM_DROPIN, KUBELET_UNIT};
 use crate::plan::{Action, Finding};
 use crate::render::Group;
 
@@ -40,8 +40,10 @@ impl Builder<'_> {
         let state = self.observed.host(&h.name);
         let facts = self.observed.facts.get(&h.name);
         let joined = state.has(KUBELET_CONF);
-        let (mut artifacts, mut staged, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
-        for a in catalogue::needed_on(self.inv, &h.name) {
+        let (mut artifacts, mut staged, mut reasons, mut missing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let wanted = catalogue::needed_on(self.inv, &h.name);
+        for a in &wanted {
+            let a = a.clone();
             let installed = state.software.get(&a.kind);
             let found = installed.map(|i| i.record.version.to_string()).or_else(|| probed_version(facts, a.kind));
             let Some(mut why) = crate::software::install_reason(&a, installed) else { continue };
@@ -54,7 +56,11 @@ impl Builder<'_> {
                 self.findings.push(refusal);
                 continue;
             }
-            reasons.push(why);
+            if installed.is_none() && found.is_none() {
+                missing.push(a.name());
+            } else {
+                reasons.push(why);
+            }
             // A running member keeps running its binary until its gated restart swaps the new one in.
             if a.kind == Kind::Etcd && state.is_active("etcd") {
                 self.etcd_swaps.insert(h.name.clone(), a.version);
@@ -62,6 +68,11 @@ impl Builder<'_> {
             } else {
                 artifacts.push(a.label());
             }
+        }
+        match missing.len() {
+            0 => {}
+            n if n == wanted.len() => reasons.insert(0, "nothing installed by kubeha yet".into()),
+            _ => reasons.insert(0, format!("{} missing", missing.join(", "))),
         }
         let files = match self.stale(&h.name, Group::Software) {
             Some((files, why)) => {
@@ -71,8 +82,18 @@ impl Builder<'_> {
             None => Vec::new(),
         };
         let packages = self.missing_packages(h, facts, &mut reasons);
-        let kubelet_changed = artifacts.iter().any(|l| l.starts_with("kubelet ")) || !files.is_empty();
-        let restart = if kubelet_changed && state.is_active("kubelet") { vec!["kubelet"] } else { Vec::new() };
+        // A running service restarts when its program or unit changed (kubeadm starts the kubelet; the
+        // executor starts a containerd that does not run yet).
+        let changed = |programs: &[&str], units: &[&str]| {
+            artifacts.iter().any(|l| programs.iter().any(|p| l.starts_with(&format!("{p} ")))) || files.iter().any(|f| units.contains(&f.as_str()))
+        };
+        let mut restart = Vec::new();
+        if state.is_active("containerd") && changed(&["containerd", "runc"], &[CONTAINERD_CONFIG, CONTAINERD_UNIT]) {
+            restart.push("containerd");
+        }
+        if state.is_active("kubelet") && changed(&["kubelet"], &[KUBELET_UNIT, KUBELET_KUBEADM_DROPIN]) {
+            restart.push("kubelet");
+        }
         if reasons.is_empty() {
             return None;
         }
