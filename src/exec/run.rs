@@ -1,13 +1,14 @@
 //! Runs a plan: phases in order; within a phase, steps in order or in parallel up to the plan's limit. Each
 //! completed step goes to the journal before the next starts. The first failure, Ctrl-C, or the loss of the
 //! cluster lock stops the run at a safe point: steps already running finish, no new step starts, and the
-//! summary says what the next run does.
+//! summary says what the next run does. A second Ctrl-C abandons the steps under way too, journalled as such.
 use super::clock;
 use super::lock::Fence;
 use super::output::{Progress, StepOutcome};
 use super::redact::Redactor;
 use super::rundir::{Journal, JournalEntry};
-use super::steps::{self, StepContext};
+use super::steps::{self, StepContext, StepError};
+use super::stop::Stop;
 use crate::plan::{Execution, Phase, Plan, Step, describe};
 use serde::Serialize;
 use std::sync::Arc;
@@ -21,8 +22,8 @@ pub struct Executor {
     pub progress: Progress,
     pub journal: Journal,
     pub redactor: Arc<Redactor>,
-    /// Set by Ctrl-C: finish what runs, start nothing new.
-    pub stop: Arc<AtomicBool>,
+    /// Set by Ctrl-C: finish what runs, start nothing new; the second time, abandon what runs.
+    pub stop: Stop,
     /// Set when the cluster lock is lost: the same stop, since another run may now be changing the cluster.
     pub fence: Fence,
 }
@@ -56,7 +57,7 @@ pub struct Summary {
 
 struct Done {
     step: Step,
-    result: Result<bool, String>,
+    result: Result<bool, StepError>,
     seconds: f64,
 }
 
@@ -88,14 +89,16 @@ impl Executor {
                 }
                 match &d.result {
                     Ok(changed) => summary.changed += usize::from(*changed),
+                    Err(StepError::Interrupted) => summary.interrupted = true,
                     Err(error) if summary.failure.is_none() => {
-                        summary.failure = Some(Failure { step: d.step.id.clone(), host: d.step.host.clone(), error: error.clone(), next: next_run(&d.step) });
+                        let (step, host) = (d.step.id.clone(), d.step.host.clone());
+                        summary.failure = Some(Failure { step, host, error: self.redactor.scrub(&error.to_string()), next: next_run(&d.step, error) });
                     }
                     Err(_) => {}
                 }
             }
             summary.critical_path_seconds += phase_path;
-            if summary.failure.is_some() {
+            if summary.failure.is_some() || summary.interrupted {
                 break;
             }
             if done.len() < phase.steps.len() {
@@ -119,7 +122,7 @@ impl Executor {
 
     /// Checked before every step starts (the safe points): Ctrl-C, or a cluster lock this run no longer holds.
     fn halted(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || self.fence.lost().is_some()
+        self.stop.requested() || self.fence.lost().is_some()
     }
 
     fn record(&self, entry: &JournalEntry) {
@@ -185,7 +188,11 @@ impl Executor {
     async fn run_step(&self, step: &Step) -> Done {
         self.progress.step_started(Some(&step.host), &step.id, &describe(&step.action));
         let started = Instant::now();
-        let result = steps::run(step, &self.ctx).await.map_err(|e| self.redactor.scrub(&e.0));
+        // Every step is idempotent, so abandoning one midway leaves what the next run's probe will find.
+        let result = tokio::select! {
+            result = steps::run(step, &self.ctx) => result,
+            () = self.stop.now() => Err(StepError::Interrupted),
+        };
         let seconds = started.elapsed().as_secs_f64();
         let host = Some(step.host.clone());
         match &result {
@@ -195,16 +202,18 @@ impl Executor {
                 self.record(&JournalEntry::StepDone { step_id: step.id.clone(), host, changed: *changed, at: clock::now(), seconds });
             }
             Err(error) => {
+                let error = self.redactor.scrub(&error.to_string());
                 self.progress.step_finished(Some(&step.host), &step.id, &StepOutcome::Failed(error.clone()));
-                self.record(&JournalEntry::StepFailed { step_id: step.id.clone(), host, error: error.clone(), at: clock::now() });
+                self.record(&JournalEntry::StepFailed { step_id: step.id.clone(), host, error, at: clock::now() });
             }
         }
         Done { step: step.clone(), result, seconds }
     }
 }
 
-/// What a failure at `step` leaves behind and what the next `kubeha apply` does about it.
-fn next_run(step: &Step) -> String {
+/// What a failure at `step` leaves behind, what to fix first given the kind of `error`, and what the next
+/// `kubeha apply` does about it.
+fn next_run(step: &Step, error: &StepError) -> String {
     use crate::plan::Action::*;
     let tail = "The next `kubeha apply` probes the hosts again and continues from what is in place.";
     let state = match &step.action {
@@ -223,7 +232,34 @@ fn next_run(step: &Step) -> String {
         }
         _ => "Hosts keep the files placed so far; nothing was removed.",
     };
-    format!("{state} {tail}")
+    match fix_first(&step.host, error) {
+        Some(fix) => format!("{state} {fix} {tail}"),
+        None => format!("{state} {tail}"),
+    }
+}
+
+/// What the operator should fix before running again, where the kind of error says more than its message.
+fn fix_first(host: &str, error: &StepError) -> Option<String> {
+    use crate::phases::etcd::EtcdStepError;
+    if let Some(ssh) = error.ssh().filter(|e| !matches!(e, crate::ssh::SshError::CommandFailed { .. })) {
+        let host = ssh.host();
+        return Some(format!("{host} could not be used over SSH ({}): fix that first; `kubeha facts` shows when every host answers.", ssh.kind()));
+    }
+    match error {
+        StepError::Etcd(EtcdStepError::Gate(_)) => {
+            Some("etcd was not healthy enough for the next change: `kubeha status` shows which member is down or behind; the gate passes once it is back.".into())
+        }
+        StepError::Snapshot(_) => {
+            Some(format!("No snapshot, so no membership change after it: check the free space in {} on {host}.", crate::paths::SNAPSHOT_DIR))
+        }
+        StepError::Timeout { what, within, look, .. } => {
+            Some(format!("{what} was still not as expected after {} s: the cause is in {host}'s logs ({look}).", within.as_secs()))
+        }
+        StepError::Verification { .. } => {
+            Some("Every step ran, but the cluster failed a final check: `kubeha verify` repeats the checks and `kubeha status` shows etcd and the VIP.".into())
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -280,7 +316,7 @@ mod tests {
         let run_dir = RunDir::create(state_dir, "lab", "r1").unwrap();
         let journal = run_dir.journal().unwrap();
         let progress = Progress::new(ProgressMode::Quiet, redactor.clone());
-        (Executor { ctx: Arc::new(ctx), progress, journal, redactor, stop: Arc::default(), fence }, run_dir.journal_path())
+        (Executor { ctx: Arc::new(ctx), progress, journal, redactor, stop: Stop::default(), fence }, run_dir.journal_path())
     }
 
     #[tokio::test]
