@@ -241,19 +241,24 @@ struct NodeAddress {
     address: String,
 }
 
-fn node_list(json: &str) -> Result<NodeList, String> {
-    serde_json::from_str(json).map_err(|e| format!("kubectl get nodes -o json: {e}"))
+fn node_list(json: &str) -> Result<NodeList, NodeListError> {
+    serde_json::from_str(json).map_err(NodeListError)
 }
 
+/// `kubectl get nodes -o json` printed something that is not a node list.
+#[derive(Debug, thiserror::Error)]
+#[error("kubectl get nodes -o json: {0}")]
+pub struct NodeListError(serde_json::Error);
+
 /// Registered nodes and their labels, from `kubectl get nodes -o json`.
-pub fn parse_nodes(json: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
+pub fn parse_nodes(json: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, NodeListError> {
     Ok(node_list(json)?.items.into_iter().map(|n| (n.metadata.name, n.metadata.labels)).collect())
 }
 
 /// The nodes whose Ready condition is not True, each with what its kubelet says (the condition's message,
 /// e.g. "container runtime network not ready"), from the same output. A node without the condition yet
 /// (just registered) is not Ready.
-pub fn parse_not_ready(json: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_not_ready(json: &str) -> Result<BTreeMap<String, String>, NodeListError> {
     Ok(node_list(json)?
         .items
         .into_iter()
@@ -294,7 +299,7 @@ mod tests {
         let nodes = parse_nodes(json).unwrap();
         assert_eq!(nodes["cp-1"]["topology.kubernetes.io/zone"], "az-a");
         assert!(nodes["wk-1"].is_empty());
-        assert!(parse_nodes("not json").unwrap_err().starts_with("kubectl get nodes"));
+        assert!(parse_nodes("not json").unwrap_err().to_string().starts_with("kubectl get nodes"));
         let with_status = r#"{"items":[{"metadata":{"name":"wk-1"},"status":{"addresses":[{"type":"Hostname","address":"wk-1"},{"type":"InternalIP","address":"198.18.0.21"}]}},{"metadata":{"name":"wk-2"}}]}"#;
         let addresses = parse_node_addresses(with_status);
         assert_eq!(addresses.len(), 1);

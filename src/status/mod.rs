@@ -238,7 +238,7 @@ pub fn report(inv: &Inventory, file: &str, seen: &Observations) -> Report {
 }
 
 fn member_state(view: &View, m: &Member) -> (EtcdState, Option<String>) {
-    let health = view.healthy(m).err();
+    let health = view.healthy(m).err().map(|e| e.to_string());
     if m.is_learner {
         return (EtcdState::Learner, health);
     }

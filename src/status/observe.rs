@@ -24,7 +24,7 @@ pub async fn observe(inv: &Inventory) -> Observations {
         if cps.is_empty() {
             return Err("no control plane is reachable over SSH".to_string());
         }
-        etcd::view_from_any(&cps).await
+        etcd::view_from_any(&cps).await.map_err(|e| e.to_string())
     };
     let (etcd, vip, certs) = tokio::join!(etcd, vip, super::certs::probe_all(&hosts));
     Observations { unreachable, etcd, vip, certs, now: time::OffsetDateTime::now_utc().unix_timestamp() }
