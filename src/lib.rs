@@ -16,4 +16,6 @@ pub mod render;
 pub mod ssh;
 pub mod state;
 pub mod status;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod topology;

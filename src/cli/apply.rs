@@ -1,6 +1,6 @@
 //! `kubeha apply`: probe, plan, show, confirm, then execute under the cluster lock, with a journal and
 //! per-host logs in a run folder. `--dry-run` stops after showing the plan (= `kubeha plan`).
-use super::{InventoryArg, Exit, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::exec::live::{self, Hosts, Planned};
 use crate::exec::logged::Logged;
 use crate::exec::output::{Progress, ProgressMode};

@@ -1,5 +1,5 @@
 //! `kubeha artifacts list|fetch`: the release files an inventory's hosts need, and an offline bundle of them.
-use super::{InventoryArg, Exit, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::artifacts::{self, Via, bundle, listing};
 use crate::inventory::ArtifactSource;
 use clap::Subcommand;

@@ -1,5 +1,5 @@
 //! `kubeha check`: validation plus the failure-domain verdicts.
-use super::{InventoryArg, Exit, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::inventory::{self, Inventory, Severity};
 use crate::topology::{self, Analysis};
 use serde_json::json;

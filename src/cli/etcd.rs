@@ -1,6 +1,6 @@
 //! `kubeha etcd snapshot` (take one on a healthy member and download it) and `kubeha etcd restore` (rebuild
 //! etcd from a snapshot after it lost quorum). docs/restore.md is the operator's procedure around them.
-use super::{InventoryArg, Exit, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::digest::sha256_hex;
 use crate::etcd::gate::working_quorum;
 use crate::etcd::snapshot::RestoreSpec;

@@ -1,5 +1,5 @@
 //! `kubeha facts`: read-only probes of every host over SSH, in parallel.
-use super::{InventoryArg, Exit, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::ssh::HostTarget;
 use crate::ssh::targets::{connect_options, target};
 

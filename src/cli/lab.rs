@@ -1,5 +1,5 @@
 //! `kubeha lab`: local machines for trying kubeha (systemd-nspawn, root only).
-use super::{InventoryArg, Exit, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::inventory::Inventory;
 use crate::lab::{self, layout::Layout};
 use clap::Subcommand;

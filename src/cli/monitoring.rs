@@ -1,6 +1,6 @@
 //! `kubeha monitoring render`: the Prometheus configuration, alert rules and scrape identity of a cluster,
 //! written into a folder (offline: nothing is asked of the hosts).
-use super::{InventoryArg, Exit, TemplatesArg, report};
+use super::{Exit, InventoryArg, TemplatesArg, report};
 use crate::monitoring::{self, output};
 use std::path::PathBuf;
 

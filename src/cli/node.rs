@@ -4,7 +4,7 @@
 //! on the edited inventory reaches the same cluster, and a node command interrupted at any point is resumed
 //! by running it (or `apply`) again.
 use super::apply::{self, Request, RunOptions};
-use super::{InventoryArg, Exit, report};
+use super::{Exit, InventoryArg, report};
 use crate::exec::live::Planned;
 use crate::inventory::Inventory;
 use crate::plan::{Action, Plan};

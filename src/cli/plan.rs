@@ -1,6 +1,6 @@
 //! `kubeha plan`: the exact steps `apply` would run now, each with its reason, from the hosts' current
 //! state over SSH (read-only, no lock); `--offline` plans a fresh cluster from the inventory alone.
-use super::{InventoryArg, Exit, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::exec::live;
 use crate::exec::redact::Redactor;
 use crate::plan;
@@ -20,7 +20,12 @@ pub struct Args {
 }
 
 fn detailed_exitcode_help() -> String {
-    format!("Exit {} when the cluster is converged, {} when there are changes to apply, {} on errors.", Exit::Success.code(), Exit::PlanHasChanges.code(), Exit::Failed.code())
+    format!(
+        "Exit {} when the cluster is converged, {} when there are changes to apply, {} on errors.",
+        Exit::Success.code(),
+        Exit::PlanHasChanges.code(),
+        Exit::Failed.code()
+    )
 }
 
 pub fn run(args: Args) -> anyhow::Result<Exit> {

@@ -1,5 +1,5 @@
 //! `kubeha render`: every configuration file, laid out as DIR/<host>/<path on host> and DIR/_cluster/.
-use super::{InventoryArg, Exit, TemplatesArg, report};
+use super::{Exit, InventoryArg, TemplatesArg, report};
 use crate::render::{self, secrets::Secrets};
 use anyhow::Context;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! `kubeha verify`: the final verification of apply, on demand, read-only.
-use super::{InventoryArg, Exit, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::exec::live;
 use crate::phases::verify;
 

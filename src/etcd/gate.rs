@@ -260,46 +260,9 @@ pub fn evaluate(gate: &Gate, view: &View) -> Result<(), GateFailure> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A member whose URLs carry its name (test fixtures of this module and of `leader`).
-    pub(crate) fn member(id: u64, name: &str, learner: bool) -> Member {
-        Member {
-            id,
-            name: name.into(),
-            peer_urls: vec![format!("https://{name}:2380")],
-            client_urls: vec![format!("https://{name}:2379")],
-            is_learner: learner,
-        }
-    }
-
-    /// The view of `members` with `leader` leading and `unhealthy` not answering.
-    pub(crate) fn view(members: &[Member], leader: u64, unhealthy: &[&str]) -> View {
-        View {
-            statuses: members
-                .iter()
-                .filter(|m| !unhealthy.contains(&m.name.as_str()))
-                .map(|m| EndpointStatus {
-                    endpoint: m.client_urls[0].clone(),
-                    cluster_id: 0,
-                    member_id: m.id,
-                    leader,
-                    raft_index: 9,
-                    raft_applied_index: 9,
-                    is_learner: m.is_learner,
-                    version: "3.4.23".into(),
-                    errors: vec![],
-                })
-                .collect(),
-            health: members
-                .iter()
-                .map(|m| EndpointHealth { endpoint: m.client_urls[0].clone(), healthy: !unhealthy.contains(&m.name.as_str()), error: None })
-                .collect(),
-            members: members.to_vec(),
-            cluster_id: 0,
-        }
-    }
+    use crate::test_support::{member, view};
 
     fn names(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()
@@ -308,13 +271,13 @@ pub(crate) mod tests {
     #[test]
     fn a_healthy_cluster_passes() {
         let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
-        assert_eq!(evaluate(&Gate::new(GateWhen::Before, "add d", &names(&["a", "b", "c"])), &view(&ms, 2, &[])), Ok(()));
+        assert_eq!(evaluate(&Gate::new(GateWhen::Before, "add d", &names(&["a", "b", "c"])), &view(ms.to_vec(), 2, &[])), Ok(()));
     }
 
     #[test]
     fn every_problem_is_named() {
         let ms = [member(1, "a", false), member(2, "b", false), member(4, "x", false), member(5, "", true)];
-        let err = evaluate(&Gate::new(GateWhen::Before, "add d", &names(&["a", "b", "c"])), &view(&ms, 1, &["b"])).unwrap_err();
+        let err = evaluate(&Gate::new(GateWhen::Before, "add d", &names(&["a", "b", "c"])), &view(ms.to_vec(), 1, &["b"])).unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("quorum gate before add d not met"), "{text}");
         assert!(text.contains("member b is unhealthy"), "{text}");
@@ -329,10 +292,10 @@ pub(crate) mod tests {
         let voters = names(&["a", "b", "c"]);
         let gate = Gate::new(GateWhen::Before, "remove b", &voters).tolerating(&names(&["b", "z"]));
         assert_eq!(gate.may_be_down, names(&["b"]));
-        assert_eq!(evaluate(&gate, &view(&ms, 1, &["b"])), Ok(()));
-        let err = evaluate(&gate, &view(&ms, 1, &["c"])).unwrap_err();
-        assert_eq!(err.reasons, vec!["member c is unhealthy (reports unhealthy)".to_string()]);
-        let down_two = view(&ms, 1, &["b", "c"]);
+        assert_eq!(evaluate(&gate, &view(ms.to_vec(), 1, &["b"])), Ok(()));
+        let err = evaluate(&gate, &view(ms.to_vec(), 1, &["c"])).unwrap_err();
+        assert_eq!(err.reasons, vec!["member c is unhealthy (context deadline exceeded)".to_string()]);
+        let down_two = view(ms.to_vec(), 1, &["b", "c"]);
         assert!(!down_two.has_quorum());
         assert_eq!(down_two.unhealthy_voters(), names(&["b", "c"]));
         assert!(evaluate(&gate, &down_two).is_err());
@@ -341,17 +304,17 @@ pub(crate) mod tests {
     #[test]
     fn working_quorum_needs_a_healthy_majority_and_a_leader() {
         let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false), member(4, "d", true)];
-        assert_eq!(working_quorum(&view(&ms, 2, &["c"])), Ok("2 of 3 voting members are healthy and b leads".into()));
-        let lost = working_quorum(&view(&ms, 0, &["b", "c"])).unwrap_err();
+        assert_eq!(working_quorum(&view(ms.to_vec(), 2, &["c"])), Ok("2 of 3 voting members are healthy and b leads".into()));
+        let lost = working_quorum(&view(ms.to_vec(), 0, &["b", "c"])).unwrap_err();
         assert!(lost.to_string().starts_with("only 1 of 3 voting members are healthy, 2 are needed (not healthy: b, c)"), "{lost}");
-        assert_eq!(working_quorum(&view(&ms, 0, &[])), Err(NoWorkingQuorum::NoLeader));
+        assert_eq!(working_quorum(&view(ms.to_vec(), 0, &[])), Err(NoWorkingQuorum::NoLeader));
         assert!(working_quorum(&View::default()).is_err());
     }
 
     #[test]
     fn lost_quorum_and_leaderless_are_reported() {
         let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
-        let err = evaluate(&Gate::new(GateWhen::After, "add c", &names(&["a", "b", "c"])), &view(&ms, 0, &["b", "c"])).unwrap_err();
+        let err = evaluate(&Gate::new(GateWhen::After, "add c", &names(&["a", "b", "c"])), &view(ms.to_vec(), 0, &["b", "c"])).unwrap_err();
         assert!(err.reasons.iter().any(|r| r == "only 1 of 3 voting members are healthy: quorum is lost"), "{err}");
         assert!(err.reasons.iter().any(|r| r == "the reported leader is not a voting member"), "{err}");
     }
@@ -396,7 +359,7 @@ pub(crate) mod tests {
     #[test]
     fn a_member_answering_for_another_cluster_fails_the_gate() {
         let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
-        let mut v = view(&ms, 2, &[]);
+        let mut v = view(ms.to_vec(), 2, &[]);
         v.cluster_id = 0xcd;
         for s in &mut v.statuses {
             s.cluster_id = 0xcd;

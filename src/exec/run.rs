@@ -246,9 +246,9 @@ fn fix_first(host: &str, error: &StepError) -> Option<String> {
         return Some(format!("{host} could not be used over SSH ({}): fix that first; `kubeha facts` shows when every host answers.", ssh.kind()));
     }
     match error {
-        StepError::Etcd(EtcdStepError::Gate(_)) => {
-            Some("etcd was not healthy enough for the next change: `kubeha status` shows which member is down or behind; the gate passes once it is back.".into())
-        }
+        StepError::Etcd(EtcdStepError::Gate(_)) => Some(
+            "etcd was not healthy enough for the next change: `kubeha status` shows which member is down or behind; the gate passes once it is back.".into(),
+        ),
         StepError::Snapshot(_) => {
             Some(format!("No snapshot, so no membership change after it: check the free space in {} on {host}.", crate::paths::SNAPSHOT_DIR))
         }
@@ -307,7 +307,7 @@ mod tests {
 
     /// The executor, and its journal's path.
     fn executor(host: Arc<LosesTheLock>, state_dir: &std::path::Path) -> (Executor, std::path::PathBuf) {
-        let inv = crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap();
+        let inv = crate::test_support::lab();
         let secrets = crate::state::ClusterState::create(&inv).unwrap().secrets;
         let fence = host.fence.clone();
         let hosts = std::collections::HashMap::from([("cp-1".to_string(), host as Arc<dyn Transport>)]);

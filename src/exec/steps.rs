@@ -3,13 +3,13 @@
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
 use crate::paths::CNI_APPLIED;
+use crate::phases::etcd::EtcdStepError;
+use crate::phases::retire::ResetError;
+use crate::phases::snapshot::SnapshotError;
 use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot};
 use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
 use crate::render::secrets::Secrets;
-use crate::phases::etcd::EtcdStepError;
-use crate::phases::retire::ResetError;
-use crate::phases::snapshot::SnapshotError;
 use crate::ssh::{SshError, Transport};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -211,7 +211,12 @@ async fn wait_for_one_vip_holder(ctx: &StepContext, vip: std::net::IpAddr) -> Re
         }
         if started.elapsed() > VIP_WITHIN {
             let who = if holders.is_empty() { "no control plane".to_string() } else { holders.join(" and ") };
-            return Err(StepError::Timeout { what: format!("VIP {vip}"), within: VIP_WITHIN, last: format!("held by {who}"), look: "keepalived: journalctl -u keepalived" });
+            return Err(StepError::Timeout {
+                what: format!("VIP {vip}"),
+                within: VIP_WITHIN,
+                last: format!("held by {who}"),
+                look: "keepalived: journalctl -u keepalived",
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -224,7 +229,7 @@ mod tests {
     use crate::ssh::fake::{Recorded, RecordingTransport};
 
     fn context(host: &Arc<RecordingTransport>) -> StepContext {
-        let inv = crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap();
+        let inv = crate::test_support::lab();
         let state = crate::state::ClusterState::create(&inv).unwrap();
         let rendered = crate::render::render(&inv, &state.secrets, &crate::render::templates::Templates::builtin().unwrap()).unwrap();
         let desired = Desired::build(&inv, &rendered, &state);

@@ -2,8 +2,8 @@
 //! owner of every file holding a secret (see `secret_files`), whether its services run, and the host's
 //! addresses (who holds the VIP). One exec per host, parsed by a pure function; the planner
 //! compares this with what it would render.
-pub use super::secret_files::FileMeta;
 use super::parse::ProbeOutputError;
+pub use super::secret_files::FileMeta;
 use super::secret_files::{self, STAT};
 use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME};
 use crate::ssh::{Command, SshError, Transport, quote};

@@ -2,8 +2,8 @@
 //! list of them, the shell that reports their mode and owner (absent files skipped), and its parser. The
 //! state probe embeds the same lines (the planner tightens any that others could read); `verify` runs them
 //! alone, read-only, one exec per host.
-use crate::paths::{ETCD_PKI_DIR, ETCDCTL_ENV, KEEPALIVED_CONFIG, KUBEADM_CONFIG, KUBELET_PKI_DIR, KUBERNETES_DIR, KUBERNETES_PKI_DIR, STATE_FILE};
 use super::parse::ProbeOutputError;
+use crate::paths::{ETCD_PKI_DIR, ETCDCTL_ENV, KEEPALIVED_CONFIG, KUBEADM_CONFIG, KUBELET_PKI_DIR, KUBERNETES_DIR, KUBERNETES_PKI_DIR, STATE_FILE};
 use crate::ssh::{Command, SshError, Transport};
 use std::time::Duration;
 

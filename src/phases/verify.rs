@@ -298,9 +298,7 @@ mod tests {
         assert_eq!(parse_stats_csv(with_addr), [state("cp-1", "UP", Some("198.18.0.11:6443"))]);
     }
 
-    fn lab() -> Inventory {
-        crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap()
-    }
+    use crate::test_support::lab;
 
     /// The HAProxy check of a whole verification, each control plane's status page answering `csvs`.
     async fn haproxy_with(csvs: &[(&str, &str)]) -> Check {
