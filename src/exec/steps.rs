@@ -242,6 +242,22 @@ mod tests {
         effects.iter().position(what).unwrap_or_else(|| panic!("not recorded: {effects:?}"))
     }
 
+    /// The dispatch keeps the kind of a failure, which the advice after a failed run branches on.
+    #[tokio::test]
+    async fn a_step_s_failure_keeps_its_kind_and_names_its_host() {
+        let lost = SshError::Disconnected { host: "cp-1".into(), command: Some("modprobe".into()), detail: "reset by peer".into() };
+        let cp1 = Arc::new(RecordingTransport::new("cp-1").respond("modprobe", Err(lost)));
+        let ctx = context(&cp1);
+        let on = |host: &str, action| Step { id: "s".into(), host: host.into(), action, reason: "r".into() };
+        let configure = || Action::ConfigureHost { files: Vec::new() };
+        let err = run(&on("cp-1", configure()), &ctx).await.unwrap_err();
+        assert!(matches!(err.ssh(), Some(SshError::Disconnected { .. })), "{err:?}");
+        let err = run(&on("cp-9", configure()), &ctx).await.unwrap_err();
+        assert!(matches!(err, StepError::Other(_)) && err.to_string() == "cp-9: no connection (the host is not in this run)", "{err}");
+        let err = run(&on("cp-1", Action::PlaceFiles { files: vec!["/etc/nowhere".into()] }), &ctx).await.unwrap_err();
+        assert_eq!(err.to_string(), "cp-1: no desired contents for /etc/nowhere");
+    }
+
     #[tokio::test]
     async fn an_init_after_an_unfinished_one_resets_then_places_the_ca_then_inits() {
         let cp1 = Arc::new(RecordingTransport::new("cp-1"));
