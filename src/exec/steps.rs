@@ -4,6 +4,7 @@
 use crate::inventory::Inventory;
 use crate::paths::CNI_APPLIED;
 use crate::phases::etcd::EtcdStepError;
+use crate::phases::kubeadm::ReadyError;
 use crate::phases::retire::ResetError;
 use crate::phases::snapshot::SnapshotError;
 use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot};
@@ -49,6 +50,18 @@ pub enum StepError {
     /// or a refusal of the host's own (another machine at a leaving host's address).
     #[error("{0}")]
     Other(String),
+}
+
+impl From<ReadyError> for StepError {
+    fn from(e: ReadyError) -> Self {
+        match e {
+            ReadyError::Ssh(e) => StepError::Ssh(e),
+            // An API server that does not get ready is the kubelet's or a static pod's story.
+            ReadyError::NotReady { host, what, within, last } => {
+                StepError::Timeout { what: format!("{host}: {what}"), within, last, look: "journalctl -u kubelet; crictl ps -a" }
+            }
+        }
+    }
 }
 
 impl From<ResetError> for StepError {

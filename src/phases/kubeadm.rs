@@ -60,8 +60,18 @@ pub fn readyz(endpoint: &str) -> Command {
     Command::script(format!("curl -sS --max-time 5 --cacert {KUBERNETES_CA_CERT} {url}"))
 }
 
+/// A wait for an API server that did not end well: the host could not be asked, or the wait ran out.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// `last` is the last answer seen.
+    #[error("{host}: {what}: not ready within {} s: {last}", within.as_secs())]
+    NotReady { host: String, what: String, within: Duration, last: String },
+}
+
 /// Waits until /readyz answers `ok` through the endpoint and `node` is registered.
-pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result<(), SshError> {
+pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result<(), ReadyError> {
     wait_until_ready(t, endpoint, Some(node)).await
 }
 
@@ -69,13 +79,13 @@ pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result
 /// only once this server serves like the others. /readyz is enough: until its RBAC caches are filled an API
 /// server refuses even the anonymous /readyz request (kube-apiserver 1.36 answers any request in its first
 /// second with Forbidden, measured on the lab), so "ok" means it authorizes the cluster admin too.
-pub async fn wait_own_api_ready(t: &dyn Transport, address: &str) -> Result<(), SshError> {
+pub async fn wait_own_api_ready(t: &dyn Transport, address: &str) -> Result<(), ReadyError> {
     let endpoint = crate::render::context::host_port(address, crate::render::context::API_SERVER_PORT);
     wait_until_ready(t, &endpoint, None).await
 }
 
 /// Waits until /readyz answers `ok` at `endpoint` and, when given, `node` is registered.
-async fn wait_until_ready(t: &dyn Transport, endpoint: &str, node: Option<&str>) -> Result<(), SshError> {
+async fn wait_until_ready(t: &dyn Transport, endpoint: &str, node: Option<&str>) -> Result<(), ReadyError> {
     let started = Instant::now();
     loop {
         let ready = t.exec(&readyz(endpoint)).await?;
@@ -90,12 +100,7 @@ async fn wait_until_ready(t: &dyn Transport, endpoint: &str, node: Option<&str>)
             format!("/readyz through {endpoint}: {}{}", ready.stdout_text().trim(), String::from_utf8_lossy(&ready.stderr).trim())
         };
         if started.elapsed() > READY_WITHIN {
-            return Err(SshError::CommandFailed {
-                host: t.host().into(),
-                command: format!("wait for /readyz through {endpoint}"),
-                status: ready.status,
-                stderr: format!("not ready within {} s: {last}", READY_WITHIN.as_secs()),
-            });
+            return Err(ReadyError::NotReady { host: t.host().into(), what: format!("/readyz through {endpoint}"), within: READY_WITHIN, last });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -128,7 +133,7 @@ pub fn restart_script(renew_certs: bool) -> String {
 
 /// Renews kubeadm's certificates (when asked), restarts the static pods, and waits for this node's own
 /// API server (at `address`) to answer /readyz: the next control plane restarts only then.
-pub async fn restart_control_plane(t: &dyn Transport, renew_certs: bool, address: &str) -> Result<(), SshError> {
+pub async fn restart_control_plane(t: &dyn Transport, renew_certs: bool, address: &str) -> Result<(), ReadyError> {
     t.run(&Command::script(restart_script(renew_certs)).timeout(KUBEADM_TIMEOUT)).await?;
     wait_own_api_ready(t, address).await
 }
