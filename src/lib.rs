@@ -13,6 +13,7 @@ pub mod phases;
 pub mod pki;
 pub mod plan;
 pub mod render;
+pub mod software;
 pub mod ssh;
 pub mod state;
 pub mod status;

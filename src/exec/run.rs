@@ -255,6 +255,10 @@ fn fix_first(host: &str, error: &StepError) -> Option<String> {
         StepError::Timeout { what, within, look, .. } => {
             Some(format!("{what} was still not as expected after {} s: the cause is in {host}'s logs ({look}).", within.as_secs()))
         }
+        StepError::Software(crate::phases::software::SoftwareError::Artifact(_)) => Some(
+            "The release file could not be obtained or verified on this machine, so nothing of it reached the host: `kubeha artifacts fetch` says why; without internet access, an offline bundle (`kubeha artifacts fetch -o DIR` elsewhere) works."
+                .into(),
+        ),
         StepError::Verification { .. } => {
             Some("Every step ran, but the cluster failed a final check: `kubeha verify` repeats the checks and `kubeha status` shows etcd and the VIP.".into())
         }
@@ -339,7 +343,7 @@ mod tests {
         let inv = crate::test_support::lab();
         let secrets = crate::state::ClusterState::create(&inv).unwrap().secrets;
         let hosts = hosts.iter().map(|h| (h.host().to_string(), h.clone() as Arc<dyn Transport>)).collect();
-        let ctx = StepContext { inv: Arc::new(inv), desired: Arc::default(), hosts, secrets: Arc::new(secrets) };
+        let ctx = StepContext::new(Arc::new(inv), Arc::default(), hosts, Arc::new(secrets));
         let redactor = Arc::new(Redactor::new(Vec::new()));
         let run_dir = RunDir::create(state_dir, "lab", "r1").unwrap();
         let journal = run_dir.journal().unwrap();

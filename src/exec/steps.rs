@@ -2,12 +2,13 @@
 //! Every step is idempotent on its own (uploads skip identical files, membership changes check first,
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
-use crate::paths::CNI_APPLIED;
+use crate::paths::{CNI_APPLIED, CONTAINERD_UNIT, KUBELET_UNIT};
 use crate::phases::etcd::EtcdStepError;
 use crate::phases::kubeadm::ReadyError;
 use crate::phases::retire::ResetError;
 use crate::phases::snapshot::SnapshotError;
-use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot};
+use crate::phases::software::SoftwareError;
+use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot, software};
 use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
 use crate::render::secrets::Secrets;
@@ -23,6 +24,10 @@ pub struct StepContext {
     pub hosts: HashMap<String, Arc<dyn Transport>>,
     /// The cluster's secrets (the bootstrap token for RefreshJoinToken); Debug never shows them.
     pub secrets: Arc<Secrets>,
+    /// The run's artifacts, obtained on this machine when a software step first needs each.
+    pub artifacts: Arc<software::Store>,
+    /// Each host's os-release ID from the facts (which package manager installs HAProxy and keepalived).
+    pub os_ids: HashMap<String, String>,
 }
 
 /// Why a step failed, by kind, so that the advice after a failed run can say what to fix. Every message
@@ -37,6 +42,9 @@ pub enum StepError {
     Etcd(#[from] EtcdStepError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// A release file could not be obtained on this machine, or installed on the host.
+    #[error(transparent)]
+    Software(#[from] SoftwareError),
     /// A wait that ran out: `last` is what was seen last, `look` where to look for why.
     #[error("{what}: {last} after {} s ({look})", within.as_secs())]
     Timeout { what: String, within: Duration, last: String, look: &'static str },
@@ -77,13 +85,28 @@ impl StepError {
     /// The SSH error under this one, whichever phase met it.
     pub fn ssh(&self) -> Option<&SshError> {
         match self {
-            StepError::Ssh(e) | StepError::Etcd(EtcdStepError::Ssh(e)) | StepError::Snapshot(SnapshotError::Ssh(e)) => Some(e),
+            StepError::Ssh(e)
+            | StepError::Etcd(EtcdStepError::Ssh(e))
+            | StepError::Snapshot(SnapshotError::Ssh(e))
+            | StepError::Software(SoftwareError::Ssh(e)) => Some(e),
             _ => None,
         }
     }
 }
 
 impl StepContext {
+    /// A context whose artifacts come from the inventory's source through the operator's cache.
+    pub fn new(inv: Arc<Inventory>, desired: Arc<Desired>, hosts: HashMap<String, Arc<dyn Transport>>, secrets: Arc<Secrets>) -> Self {
+        let artifacts = Arc::new(software::Store::for_inventory(&inv));
+        Self { inv, desired, hosts, secrets, artifacts, os_ids: HashMap::new() }
+    }
+
+    /// With each host's os-release ID, from the facts the plan was made with.
+    pub fn with_os_ids(mut self, observed: &crate::plan::Observed) -> Self {
+        self.os_ids = observed.facts.iter().map(|(h, f)| (h.clone(), f.os_id.clone())).collect();
+        self
+    }
+
     fn transport(&self, host: &str) -> Result<&dyn Transport, StepError> {
         self.hosts.get(host).map(|t| t.as_ref()).ok_or_else(|| StepError::Other(format!("{host}: no connection (the host is not in this run)")))
     }
@@ -127,9 +150,19 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             Ok(changed)
         }
         Action::InstallEtcdFiles { files, .. } => ctx.place(host, files).await,
+        Action::InstallSoftware { artifacts, staged, files, packages, restart } => {
+            let install = software::Install { artifacts, staged, packages, os_id: ctx.os_ids.get(host).map(String::as_str) };
+            let mut changed = software::install(t, &ctx.inv, &ctx.artifacts, &install).await?;
+            changed |= ctx.place(host, files).await?;
+            if changed || !restart.is_empty() {
+                let ours = |unit: &str| ctx.desired.file(host, unit).is_some();
+                software::units(t, ours(KUBELET_UNIT), ours(CONTAINERD_UNIT), restart).await?;
+            }
+            Ok(changed)
+        }
         Action::FixFileModes { files } => files::set_modes(t, files).await.map_err(StepError::from),
-        Action::StartEtcdMember { restart, initial_cluster, initial_cluster_state, .. } => {
-            etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == "new").await.map(|_| true).map_err(StepError::from)
+        Action::StartEtcdMember { restart, initial_cluster, initial_cluster_state, binary, .. } => {
+            etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == "new", binary.is_some()).await.map(|_| true).map_err(StepError::from)
         }
         Action::AddEtcdLearner { member, peer_url } => etcd::add_learner(t, member, peer_url).await.map(|_| true).map_err(StepError::from),
         Action::WaitLearnerCaughtUp { member } => etcd::wait_caught_up(t, member).await.map(|_| false).map_err(StepError::from),
@@ -247,7 +280,7 @@ mod tests {
         let rendered = crate::render::render(&inv, &state.secrets, &crate::render::templates::Templates::builtin().unwrap()).unwrap();
         let desired = Desired::build(&inv, &rendered, &state);
         let hosts = HashMap::from([(host.host().to_string(), host.clone() as Arc<dyn Transport>)]);
-        StepContext { inv: Arc::new(inv), desired: Arc::new(desired), hosts, secrets: Arc::new(state.secrets.clone()) }
+        StepContext::new(Arc::new(inv), Arc::new(desired), hosts, Arc::new(state.secrets.clone()))
     }
 
     /// Where in the recorded effects the first one matching `what` is.

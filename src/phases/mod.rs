@@ -7,4 +7,5 @@ pub mod loadbalancer;
 pub mod restore;
 pub mod retire;
 pub mod snapshot;
+pub mod software;
 pub mod verify;

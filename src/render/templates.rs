@@ -30,6 +30,10 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "monitoring/kubeha-metrics.sh",
     "systemd/kubeha-metrics.socket",
     "systemd/kubeha-metrics@.service",
+    "systemd/kubelet.service",
+    "systemd/kubelet-kubeadm.conf",
+    "systemd/containerd.service",
+    "containerd/config.toml",
 );
 
 #[derive(Debug, thiserror::Error)]
