@@ -63,7 +63,7 @@ pub struct View {
 }
 
 /// Every reason a gate is not met, each naming the member and what to do.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("quorum gate {when} {change} not met: {}", reasons.join("; "))]
 pub struct GateFailure {
     pub when: &'static str,

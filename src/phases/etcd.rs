@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const RECONFIGURE_WITHIN: Duration = Duration::from_secs(60);
 const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum EtcdStepError {
     #[error(transparent)]
     Ssh(#[from] SshError),
@@ -145,7 +145,7 @@ pub async fn view_from_any(members: &[&dyn Transport]) -> Result<View, NoView> {
 }
 
 /// Why no member gave a view: the error of the last one asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum NoView {
     #[error("no control plane to ask")]
     NoneToAsk,

@@ -20,13 +20,23 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+/// Why `status` has no view of etcd.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum EtcdUnasked {
+    #[error("no control plane is reachable over SSH")]
+    NoControlPlaneReachable,
+    /// Every reachable control plane was asked; the last one's answer.
+    #[error(transparent)]
+    NoAnswer(#[from] crate::phases::etcd::NoView),
+}
+
 /// What was seen on the live cluster.
 #[derive(Clone, Debug)]
 pub struct Observations {
     /// Hosts that could not be reached over SSH, with why (the message without the host's name).
     pub unreachable: BTreeMap<String, String>,
     /// etcd's view from the first reachable control plane whose member answered, or why none did.
-    pub etcd: Result<View, String>,
+    pub etcd: Result<View, EtcdUnasked>,
     /// Per reachable control plane: whether it holds the VIP, or why that could not be told. Empty when the
     /// load balancer is not keepalived-haproxy (then kubeha runs no VIP).
     pub vip: BTreeMap<String, Result<bool, String>>,
@@ -206,12 +216,12 @@ pub fn report(inv: &Inventory, file: &str, seen: &Observations) -> Report {
         target.extend(expiry::warning(c, seen.now));
     }
     let votes = view.map(votes);
-    let etcd = EtcdSummary { error: seen.etcd.as_ref().err().cloned(), votes: votes.clone() };
+    let etcd = EtcdSummary { error: seen.etcd.as_ref().err().map(ToString::to_string), votes: votes.clone() };
     let domains = votes.as_ref().map(|votes| domains(inv, &hosts, votes)).unwrap_or_default();
 
     let verdict = match &votes {
         None => {
-            problems.insert(0, format!("etcd could not be asked: {}", seen.etcd.as_ref().err().map_or("", String::as_str)));
+            problems.insert(0, format!("etcd could not be asked: {}", seen.etcd.as_ref().err().map(ToString::to_string).unwrap_or_default()));
             Verdict::EtcdUnavailable
         }
         Some(v) if v.more_losses_tolerated < 0 => {

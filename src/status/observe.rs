@@ -1,7 +1,7 @@
 //! Gathering what `status` reports on, read-only: one SSH connection per host (unreachable hosts are
 //! recorded, not fatal), etcd's view from a reachable control plane, and who holds the VIP. No lock is
 //! taken: status must work while an apply runs, and most of all when a cluster is half gone.
-use super::Observations;
+use super::{EtcdUnasked, Observations};
 use crate::exec::live;
 use crate::inventory::Inventory;
 use crate::phases::{etcd, loadbalancer};
@@ -22,9 +22,9 @@ pub async fn observe(inv: &Inventory) -> Observations {
     };
     let etcd = async {
         if cps.is_empty() {
-            return Err("no control plane is reachable over SSH".to_string());
+            return Err(EtcdUnasked::NoControlPlaneReachable);
         }
-        etcd::view_from_any(&cps).await.map_err(|e| e.to_string())
+        Ok(etcd::view_from_any(&cps).await?)
     };
     let (etcd, vip, certs) = tokio::join!(etcd, vip, super::certs::probe_all(&hosts));
     Observations { unreachable, etcd, vip, certs, now: time::OffsetDateTime::now_utc().unix_timestamp() }

@@ -52,8 +52,14 @@ fn all_members(inv: &Inventory) -> Vec<Member> {
     inv.control_planes().map(|h| member_named(inv, &h.name, false)).collect()
 }
 
+/// The last control plane asked, `host`, answered with `message`.
+fn no_answer(host: &str, message: &str) -> EtcdUnasked {
+    let last = crate::phases::etcd::EtcdStepError::Etcd { host: host.into(), message: message.into() };
+    EtcdUnasked::NoAnswer(crate::phases::etcd::NoView::Last(Box::new(last)))
+}
+
 /// SSH to every host but `unreachable`; the VIP on `holders` among the reachable control planes.
-fn seen(inv: &Inventory, etcd: Result<View, String>, unreachable: &[&str], holders: &[&str]) -> Observations {
+fn seen(inv: &Inventory, etcd: Result<View, EtcdUnasked>, unreachable: &[&str], holders: &[&str]) -> Observations {
     let reachable_cps = inv.control_planes().filter(|h| !unreachable.contains(&h.name.as_str()));
     Observations {
         unreachable: unreachable.iter().map(|h| (h.to_string(), "timed out after 15s while connecting".to_string())).collect(),
@@ -208,7 +214,7 @@ fn a_control_plane_that_is_no_member_is_missing() {
 #[test]
 fn etcd_unavailable_is_told_apart_from_quorum_lost() {
     let inv = lab();
-    let r = report(&inv, FILE, &seen(&inv, Err("cp-3: etcdctl member list failed: context deadline exceeded".into()), &["cp-1", "cp-2"], &["cp-3"]));
+    let r = report(&inv, FILE, &seen(&inv, Err(no_answer("cp-3", "etcdctl member list failed: context deadline exceeded")), &["cp-1", "cp-2"], &["cp-3"]));
     assert_eq!(r.verdict, Verdict::EtcdUnavailable);
     assert!(r.etcd.votes.is_none() && r.domains.is_empty());
     assert_eq!(r.etcd.error.as_deref(), Some("cp-3: etcdctl member list failed: context deadline exceeded"));
@@ -272,7 +278,7 @@ fn json_is_camel_case_and_omits_what_does_not_apply() {
     assert_eq!(json["domains"][0]["kind"], "zone");
     assert_eq!(json["vip"]["holders"][0], "cp-1");
     assert!(json.get("wayOut").is_none());
-    let lost = report(&inv, FILE, &seen(&inv, Err("no control plane is reachable over SSH".into()), &["cp-1", "cp-2", "cp-3"], &[]));
+    let lost = report(&inv, FILE, &seen(&inv, Err(EtcdUnasked::NoControlPlaneReachable), &["cp-1", "cp-2", "cp-3"], &[]));
     let json = serde_json::to_value(&lost).unwrap();
     assert_eq!(json["verdict"], "etcdUnavailable");
     assert_eq!(json["etcd"], serde_json::json!({"error": "no control plane is reachable over SSH"}));
