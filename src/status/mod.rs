@@ -15,6 +15,7 @@ use crate::etcd::quorum;
 use crate::etcd::status::Member;
 use crate::inventory::{Host, Inventory};
 use crate::pki::expiry::{self, Level};
+use crate::ssh::SshError;
 use crate::topology::{self, DomainKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -39,7 +40,7 @@ pub struct Observations {
     pub etcd: Result<View, EtcdUnasked>,
     /// Per reachable control plane: whether it holds the VIP, or why that could not be told. Empty when the
     /// load balancer is not keepalived-haproxy (then kubeha runs no VIP).
-    pub vip: BTreeMap<String, Result<bool, String>>,
+    pub vip: BTreeMap<String, Result<bool, SshError>>,
     /// Per reachable host: its certificates (see `certs check`), and the time their days left count from.
     pub certs: certs::Seen,
     pub now: i64,
@@ -339,7 +340,7 @@ fn vip_status(address: IpAddr, seen: &Observations, problems: &mut Vec<String>) 
     let holders: Vec<String> = seen.vip.iter().filter(|(_, r)| matches!(r, Ok(true))).map(|(h, _)| h.clone()).collect();
     for (host, result) in &seen.vip {
         if let Err(e) = result {
-            problems.push(format!("{host}: cannot tell whether it holds the VIP: {e}"));
+            problems.push(format!("{host}: cannot tell whether it holds the VIP: {}", observe::short(e)));
         }
     }
     match holders.len() {

@@ -16,7 +16,7 @@ pub async fn observe(inv: &Inventory) -> Observations {
         let mut seen = BTreeMap::new();
         let Some(vrrp) = inv.load_balancer.vrrp() else { return seen };
         for t in &cps {
-            seen.insert(t.host().to_string(), loadbalancer::holds_vip(*t, vrrp.vip).await.map_err(|e| short(&e)));
+            seen.insert(t.host().to_string(), loadbalancer::holds_vip(*t, vrrp.vip).await);
         }
         seen
     };

@@ -234,11 +234,17 @@ fn vip_nowhere_twice_or_unknown_degrades() {
     assert_eq!(r.problems, ["the VIP 198.18.0.100 is held by cp-1 and cp-3 at once"]);
     assert_eq!(r.vip.as_ref().unwrap().holders, ["cp-1", "cp-3"]);
     let mut s = seen(&inv, healthy(), &[], &["cp-1"]);
-    s.vip.insert("cp-2".into(), Err("`ip -o addr show` failed".into()));
+    let failed = SshError::CommandFailed {
+        host: "cp-2".into(),
+        command: "ip -o addr show".into(),
+        status: crate::ssh::ExitStatus::Code(1),
+        stderr: "no such device".into(),
+    };
+    s.vip.insert("cp-2".into(), Err(failed));
     let r = report(&inv, FILE, &s);
     assert_eq!(
         (r.verdict, r.problems.as_slice()),
-        (Verdict::Degraded, ["cp-2: cannot tell whether it holds the VIP: `ip -o addr show` failed".to_string()].as_slice())
+        (Verdict::Degraded, ["cp-2: cannot tell whether it holds the VIP: `ip -o addr show` failed with exit status 1: no such device".to_string()].as_slice())
     );
     assert_eq!(host(&r, "cp-2").vip_holder, None);
 }
