@@ -81,6 +81,11 @@ impl Executor {
             self.progress.phase_finished();
             let mut phase_path = 0.0f64;
             for d in &done {
+                // An abandoned step did not run to its end: the run is interrupted, the step not counted.
+                if matches!(d.result, Err(StepError::Interrupted)) {
+                    summary.interrupted = true;
+                    continue;
+                }
                 summary.steps_run += 1;
                 summary.serial_seconds += d.seconds;
                 match phase.execution {
@@ -89,7 +94,6 @@ impl Executor {
                 }
                 match &d.result {
                     Ok(changed) => summary.changed += usize::from(*changed),
-                    Err(StepError::Interrupted) => summary.interrupted = true,
                     Err(error) if summary.failure.is_none() => {
                         let (step, host) = (d.step.id.clone(), d.step.host.clone());
                         summary.failure = Some(Failure { step, host, error: self.redactor.scrub(&error.to_string()), next: next_run(&d.step, error) });
@@ -438,6 +442,7 @@ mod tests {
         stop.request();
         let summary = tokio::time::timeout(Duration::from_secs(10), run).await.expect("the run ends without its hanging steps").unwrap();
         assert!(summary.interrupted && summary.failure.is_none(), "{summary:?}");
+        assert_eq!(summary.steps_run, 0, "abandoned steps are not counted as run");
         assert_eq!(hosts[2].commands(), 0, "nothing started after the stop");
         let abandoned = "abandoned by Ctrl-C while it ran; the next apply runs it again";
         let mut journal = journal(&journal_path);
