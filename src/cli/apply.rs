@@ -1,6 +1,6 @@
 //! `kubeha apply`: probe, plan, show, confirm, then execute under the cluster lock, with a journal and
 //! per-host logs in a run folder. `--dry-run` stops after showing the plan (= `kubeha plan`).
-use super::{Exit, InventoryArg, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, exit, report};
 use crate::exec::live::{self, Hosts, Planned};
 use crate::exec::logged::Logged;
 use crate::exec::output::{Progress, ProgressMode};
@@ -19,6 +19,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
+#[command(after_help = exit::help(&[
+    (Exit::Success, "converged (or, with --dry-run, planned)"),
+    (Exit::Failed, "refused (preflight, a gate, the lock, no confirmation) or failed at a step: the message says what the next run does"),
+    (Exit::Usage, "bad usage"),
+    (Exit::Interrupted, "stopped by Ctrl-C after the steps under way (a second Ctrl-C abandons them); the next apply continues"),
+]))]
 pub struct Args {
     #[command(flatten)]
     inventory: InventoryArg,
