@@ -16,13 +16,13 @@ pub const CLUSTER_ID: u64 = 0xc1a5_7e12;
 
 /// A member whose URLs carry its name (`https://NAME:2380`): for rules that never look at addresses.
 pub fn member(id: u64, name: &str, learner: bool) -> Member {
-    at(id, name, name, learner)
+    member_at(id, name, name, learner)
 }
 
 /// Member `i` of the lab, at the address of the lab's cp-`i` (198.18.0.1`i`), so that the identity rule
 /// matches it to that host when `name` is its name.
 pub fn lab_member(i: u64, name: &str, learner: bool) -> Member {
-    at(i, name, &format!("198.18.0.1{i}"), learner)
+    member_at(i, name, &format!("198.18.0.1{i}"), learner)
 }
 
 /// The member an inventory host becomes: its name and its peer and client URLs.
@@ -30,7 +30,8 @@ pub fn host_member(id: u64, host: &Host) -> Member {
     Member { id, name: host.name.clone(), peer_urls: vec![host.peer_url()], client_urls: vec![host.client_url()], is_learner: false }
 }
 
-fn at(id: u64, name: &str, address: &str, learner: bool) -> Member {
+/// A member with its peer (2380) and client (2379) URLs at `address`.
+pub fn member_at(id: u64, name: &str, address: &str, learner: bool) -> Member {
     Member {
         id,
         name: name.into(),

@@ -3,7 +3,7 @@
 use super::*;
 use crate::etcd::status::EndpointHealth;
 use crate::inventory::{self, PathContext};
-use crate::test_support::{host_member, view};
+use crate::test_support::{host_member, member_at, view};
 use proptest::prelude::*;
 
 const FILE: &str = "inventories/t.yaml";
@@ -38,14 +38,9 @@ fn member_named(inv: &Inventory, name: &str, learner: bool) -> Member {
     if learner { Member { name: String::new(), is_learner: true, ..member } } else { member }
 }
 
+/// A member at an address no inventory host has.
 fn foreign_member(id: u64, name: &str) -> Member {
-    Member {
-        id,
-        name: name.into(),
-        peer_urls: vec![format!("https://10.9.9.{id}:2380")],
-        client_urls: vec![format!("https://10.9.9.{id}:2379")],
-        is_learner: false,
-    }
+    member_at(id, name, &format!("10.9.9.{id}"), false)
 }
 
 fn all_members(inv: &Inventory) -> Vec<Member> {
