@@ -542,7 +542,7 @@ mod tests {
 
     /// The VIP wait's message is unchanged by the move to a typed Timeout.
     #[test]
-    fn a_timeout_says_what_what_it_saw_last_and_where_to_look() {
+    fn a_timeout_says_what_it_waited_for_what_it_saw_last_and_where_to_look() {
         let e = StepError::Timeout {
             what: "VIP 198.18.0.100".into(),
             within: Duration::from_secs(30),
