@@ -17,4 +17,6 @@ pub mod software;
 pub mod ssh;
 pub mod state;
 pub mod status;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod topology;

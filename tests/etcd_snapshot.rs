@@ -104,7 +104,7 @@ async fn snapshot_save_download_and_one_member_restore_over_ssh() {
     c.stop(2);
     let lost = working_quorum(&c.view()).unwrap_err();
     // The survivor answers, but without a quorum its own health check fails too.
-    assert!(lost.starts_with("only 0 of 3 voting members are healthy, 2 are needed"), "{lost}");
+    assert!(lost.to_string().starts_with("only 0 of 3 voting members are healthy, 2 are needed"), "{lost}");
     c.stop(0);
 
     // The restore's data steps on the seed, over SSH.

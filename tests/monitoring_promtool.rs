@@ -7,11 +7,11 @@
 //! Which failure-domain alerts fire is not written by hand: `kubeha status`'s own report for the same situation
 //! says which domains' loss would lose quorum, so the rules and `status` cannot drift apart unnoticed.
 use assert_cmd::Command;
-use kubeha::etcd::gate::View;
-use kubeha::etcd::status::{EndpointHealth, EndpointStatus, Member};
+use kubeha::etcd::status::Member;
 use kubeha::inventory::{self, Host, Inventory};
 use kubeha::monitoring::scrape::{self, APISERVER_JOB, ETCD_JOB, HAPROXY_JOB, KUBEHA_METRICS_JOB, KUBELET_JOB};
 use kubeha::render::context::{self, API_SERVER_PORT, ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT, KUBELET_PORT};
+use kubeha::test_support::{host_member, view};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -144,37 +144,9 @@ fn expected_alert(rules: &[Rule], alert: &str, e: &Expected) -> Value {
 
 /// `kubeha status`'s report with `down` unhealthy (not answering): the domains whose loss would then lose quorum.
 fn status_domains_that_would_lose_quorum(inv: &Inventory, down: &[&str]) -> Vec<(String, String)> {
-    let members: Vec<Member> = inv
-        .control_planes()
-        .enumerate()
-        .map(|(i, h)| Member { id: i as u64 + 1, name: h.name.clone(), peer_urls: vec![h.peer_url()], client_urls: vec![h.client_url()], is_learner: false })
-        .collect();
+    let members: Vec<Member> = inv.control_planes().enumerate().map(|(i, h)| host_member(i as u64 + 1, h)).collect();
     let leader = members.iter().find(|m| !down.contains(&m.name.as_str())).map_or(0, |m| m.id);
-    let answering = || members.iter().filter(|m| !down.contains(&m.name.as_str()));
-    let view = View {
-        cluster_id: 0,
-        statuses: answering()
-            .map(|m| EndpointStatus {
-                endpoint: m.client_urls[0].clone(),
-                cluster_id: 0,
-                member_id: m.id,
-                leader,
-                raft_index: 100,
-                raft_applied_index: 100,
-                is_learner: false,
-                version: "3.6.16".into(),
-                errors: vec![],
-            })
-            .collect(),
-        health: members
-            .iter()
-            .map(|m| {
-                let up = !down.contains(&m.name.as_str());
-                EndpointHealth { endpoint: m.client_urls[0].clone(), healthy: up, error: (!up).then(|| "context deadline exceeded".into()) }
-            })
-            .collect(),
-        members: members.clone(),
-    };
+    let view = view(members, leader, down);
     let seen = kubeha::status::Observations { unreachable: BTreeMap::new(), etcd: Ok(view), vip: BTreeMap::new(), certs: BTreeMap::new(), now: 0 };
     let report = kubeha::status::report(inv, "t.yaml", &seen);
     report.domains.iter().filter(|d| d.more_losses_if_lost < 0).map(|d| (d.kind.name().to_string(), d.name.clone())).collect()

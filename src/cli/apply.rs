@@ -1,6 +1,6 @@
 //! `kubeha apply`: probe, plan, show, confirm, then execute under the cluster lock, with a journal and
 //! per-host logs in a run folder. `--dry-run` stops after showing the plan (= `kubeha plan`).
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, exit, report};
 use crate::exec::live::{self, Hosts, Planned};
 use crate::exec::logged::Logged;
 use crate::exec::output::{Progress, ProgressMode};
@@ -8,6 +8,7 @@ use crate::exec::redact::Redactor;
 use crate::exec::run::{Executor, Summary};
 use crate::exec::rundir::{self, JournalEntry, RunDir};
 use crate::exec::steps::StepContext;
+use crate::exec::stop::Stop;
 use crate::exec::{clock, lock};
 use crate::inventory::{Host, Inventory};
 use crate::plan;
@@ -16,9 +17,14 @@ use crate::ssh::Transport;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(clap::Args)]
+#[command(after_help = exit::help(&[
+    (Exit::Success, "converged (or, with --dry-run, planned)"),
+    (Exit::Failed, "refused (preflight, a gate, the lock, no confirmation) or failed at a step: the message says what the next run does"),
+    (Exit::Usage, "bad usage"),
+    (Exit::Interrupted, "stopped by Ctrl-C after the steps under way (a second Ctrl-C abandons them); the next apply continues"),
+]))]
 pub struct Args {
     #[command(flatten)]
     inventory: InventoryArg,
@@ -48,11 +54,8 @@ pub struct RunOptions {
     output: OutputFormat,
 }
 
-/// Exit code after Ctrl-C, as shells report a SIGINT death.
-const EXIT_INTERRUPTED: u8 = 130;
-
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let command = format!("apply -i {}", args.inventory.path.display());
     converge(Request { inv: Arc::new(inv), command, leaving_known: Vec::new(), intent: Box::new(|_| Ok(())) }, &args.run)
 }
@@ -70,12 +73,12 @@ pub struct Request {
 
 pub type Intent = dyn Fn(&Planned) -> anyhow::Result<()> + Send + Sync;
 
-pub fn converge(request: Request, options: &RunOptions) -> anyhow::Result<Outcome> {
+pub fn converge(request: Request, options: &RunOptions) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(locked(request, options))
 }
 
-async fn locked(request: Request, args: &RunOptions) -> anyhow::Result<Outcome> {
+async fn locked(request: Request, args: &RunOptions) -> anyhow::Result<Exit> {
     let inv = request.inv.clone();
     let raw = live::connect_all(&inv, "this run").await?;
     let base = args.state_dir.clone().unwrap_or_else(rundir::default_base);
@@ -104,7 +107,7 @@ async fn locked(request: Request, args: &RunOptions) -> anyhow::Result<Outcome> 
 }
 
 /// `held`: the operator as the lock names them, and the lock's fence (never set for a dry run).
-async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::path::Path, held: (String, lock::Fence)) -> anyhow::Result<Outcome> {
+async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::path::Path, held: (String, lock::Fence)) -> anyhow::Result<Exit> {
     let (operator, fence) = held;
     let inv = &request.inv;
     let planned = live::plan(inv, raw, &Templates::builtin()?, &request.leaving_known).await?;
@@ -114,11 +117,11 @@ async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::
         (request.intent)(&planned).map_err(|e| anyhow::anyhow!("{}", redactor.scrub(&format!("{e:#}"))))?;
     }
     if planned.plan.blocked() || args.dry_run {
-        return Ok(if planned.plan.blocked() { Outcome::Findings } else { Outcome::Success });
+        return Ok(if planned.plan.blocked() { Exit::Failed } else { Exit::Success });
     }
     if planned.plan.changes() > 0 && !args.yes && !confirm(&planned.plan)? {
         eprintln!("nothing was changed");
-        return Ok(Outcome::Findings);
+        return Ok(Exit::Failed);
     }
 
     // The run folder exists only for runs that change something: plans and refused runs leave none.
@@ -129,34 +132,24 @@ async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::
         hosts.insert(name.clone(), Arc::new(Logged::new(t.clone(), run_dir.host_log(name)?)) as Arc<dyn Transport>);
     }
     journal.append(&JournalEntry::Started { run_id: run_dir.run_id().to_string(), command: request.command.clone(), operator, at: clock::now() })?;
-    let stop_flag = Arc::new(AtomicBool::new(false));
-    tokio::spawn(on_ctrl_c(stop_flag.clone()));
+    let stop = Stop::default();
+    stop.on_ctrl_c();
     let executor = Executor {
         ctx: Arc::new(StepContext::new(inv.clone(), Arc::new(planned.desired), hosts, Arc::new(planned.state.secrets.clone())).with_os_ids(&planned.observed)),
         progress: Progress::new(ProgressMode::detect(), redactor.clone()),
         journal,
         redactor,
-        stop: stop_flag,
+        stop,
         fence,
     };
     let summary = executor.execute(&planned.plan).await;
     report_summary(&summary, run_dir.path(), args.output)?;
     Ok(match (&summary.failure, summary.interrupted) {
-        (Some(_), _) => Outcome::Findings,
-        (None, true) if summary.lock_lost.is_some() => Outcome::Findings,
-        (None, true) => Outcome::Exit(EXIT_INTERRUPTED),
-        (None, false) => Outcome::Success,
+        (Some(_), _) => Exit::Failed,
+        (None, true) if summary.lock_lost.is_some() => Exit::Failed,
+        (None, true) => Exit::Interrupted,
+        (None, false) => Exit::Success,
     })
-}
-
-async fn on_ctrl_c(stop: Arc<AtomicBool>) {
-    if tokio::signal::ctrl_c().await.is_ok() {
-        stop.store(true, Ordering::SeqCst);
-        eprintln!("\nstopping after the steps under way (Ctrl-C again to abort at once; the next apply resumes either way)");
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(i32::from(EXIT_INTERRUPTED));
-        }
-    }
 }
 
 fn confirm(plan: &plan::Plan) -> anyhow::Result<bool> {

@@ -1,5 +1,5 @@
 //! `kubeha artifacts list|fetch`: the release files an inventory's hosts need, and an offline bundle of them.
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::artifacts::{self, Via, bundle, listing};
 use crate::inventory::ArtifactSource;
 use clap::Subcommand;
@@ -38,7 +38,7 @@ struct FetchArgs {
     output: PathBuf,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     match args.command {
         ArtifactsCommand::List(a) => list(a),
         ArtifactsCommand::Fetch(a) => fetch(a),
@@ -53,8 +53,8 @@ fn source_name(source: &ArtifactSource) -> &'static str {
     }
 }
 
-fn list(args: ListArgs) -> anyhow::Result<Outcome> {
-    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+fn list(args: ListArgs) -> anyhow::Result<Exit> {
+    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let listed = listing::list(&inv)?;
     match args.output {
         OutputFormat::Json => {
@@ -82,11 +82,11 @@ fn list(args: ListArgs) -> anyhow::Result<Outcome> {
             println!("{}: {} artifact(s) from {}", loaded.file, listed.len(), source_name(&inv.artifacts.source));
         }
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }
 
-fn fetch(args: FetchArgs) -> anyhow::Result<Outcome> {
-    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+fn fetch(args: FetchArgs) -> anyhow::Result<Exit> {
+    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let options = artifacts::Options::standard()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let obtained = runtime.block_on(artifacts::obtain(&inv, &options))?;
@@ -110,5 +110,5 @@ fn fetch(args: FetchArgs) -> anyhow::Result<Outcome> {
         manifest.display(),
         args.output.display()
     );
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }

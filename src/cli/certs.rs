@@ -1,10 +1,7 @@
 //! `kubeha certs check`: every certificate kubeha, kubeadm or the kubelet manages, with its expiry,
 //! read-only and without the cluster lock (like `status`).
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, exit, report};
 use crate::status::certs::{self, CertVerdict};
-
-/// Like `status`'s degraded: still working, act soon. Scripts (cron, monitoring) tell it from "act now".
-const EXIT_EXPIRING: u8 = 2;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,12 +12,13 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Command {
     /// List every certificate on every host with its subject, expiry, days left and owner, soonest first.
-    #[command(after_help = "\
-Exit codes:
-  0  every certificate is valid for 30 days or more
-  1  a certificate has expired, or a host's certificates could not be read (or the inventory is invalid)
-  2  a certificate expires within 30 days (all still valid): `kubeha apply` renews kubeha's and kubeadm's
- 64  bad usage")]
+    // Like `status`'s degraded, expiring is still working, act soon: scripts (cron, monitoring) tell it from "act now".
+    #[command(after_help = exit::help(&[
+        (Exit::Success, "every certificate is valid for 30 days or more"),
+        (Exit::Failed, "a certificate has expired, or a host's certificates could not be read (or the inventory is invalid)"),
+        (Exit::CertsExpiring, "a certificate expires within 30 days (all still valid): `kubeha apply` renews kubeha's and kubeadm's"),
+        (Exit::Usage, "bad usage"),
+    ]))]
     Check(CheckArgs),
 }
 
@@ -33,9 +31,9 @@ struct CheckArgs {
     output: OutputFormat,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Command::Check(args) = args.command;
-    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let seen = runtime.block_on(certs::observe_certs(&inv));
     let report = certs::report(&inv.name, &seen, time::OffsetDateTime::now_utc().unix_timestamp());
@@ -44,8 +42,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(match report.verdict {
-        CertVerdict::Ok => Outcome::Success,
-        CertVerdict::Expiring => Outcome::Exit(EXIT_EXPIRING),
-        CertVerdict::Failed => Outcome::Findings,
+        CertVerdict::Ok => Exit::Success,
+        CertVerdict::Expiring => Exit::CertsExpiring,
+        CertVerdict::Failed => Exit::Failed,
     })
 }

@@ -1,5 +1,5 @@
 //! `kubeha check`: validation plus the failure-domain verdicts.
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::inventory::{self, Inventory, Severity};
 use crate::topology::{self, Analysis};
 use serde_json::json;
@@ -15,7 +15,7 @@ pub struct Args {
     output: OutputFormat,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     let loaded = inventory::load(&args.inventory.path)?;
     let analysis = loaded.inventory.as_ref().map(topology::analyse);
     let mut diagnostics = loaded.diagnostics.clone();
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             println!("{}: {}", loaded.file, verdict_line(errors, warnings, args.strict));
         }
     }
-    Ok(if errors == 0 { Outcome::Success } else { Outcome::Findings })
+    Ok(if errors == 0 { Exit::Success } else { Exit::Failed })
 }
 
 fn verdict_line(errors: usize, warnings: usize, strict: bool) -> String {

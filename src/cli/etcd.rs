@@ -1,6 +1,6 @@
 //! `kubeha etcd snapshot` (take one on a healthy member and download it) and `kubeha etcd restore` (rebuild
 //! etcd from a snapshot after it lost quorum). docs/restore.md is the operator's procedure around them.
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::digest::sha256_hex;
 use crate::etcd::gate::working_quorum;
 use crate::etcd::snapshot::RestoreSpec;
@@ -75,12 +75,12 @@ struct RestoreArgs {
 /// A restored one-member etcd elects itself within seconds; beyond this something is wrong with it.
 const RESTORED_HEALTHY_WITHIN: Duration = Duration::from_secs(90);
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     let path = match &args.command {
         EtcdCommand::Snapshot(a) => &a.inventory.path,
         EtcdCommand::Restore(a) => &a.inventory.path,
     };
-    let Some((_, inv)) = report::load_valid(path)? else { return Ok(Outcome::Findings) };
+    let Some((_, inv)) = report::load_valid(path)? else { return Ok(Exit::Failed) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.command {
         EtcdCommand::Snapshot(a) => runtime.block_on(take_snapshot(&inv, &a)),
@@ -121,7 +121,7 @@ struct SnapshotReport<'a> {
 
 /// No cluster lock: a snapshot changes no membership and may run beside an apply (whose own snapshots go to
 /// the same folder; rotation never removes the newest files, so neither run removes the other's).
-async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<Outcome> {
+async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<Exit> {
     // Checked first so that a refused run leaves no snapshot behind; checked again when writing.
     if args.out.symlink_metadata().is_ok() && !args.force {
         bail!("{} exists; pass --force to replace it", args.out.display());
@@ -178,7 +178,7 @@ async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<O
             }
         }
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }
 
 /// Writes `bytes` to `out` with mode 0600 from the first byte on: into a temporary file next to it, then
@@ -208,7 +208,7 @@ fn stamp() -> String {
     time::OffsetDateTime::now_utc().format(format).unwrap_or_else(|_| crate::exec::lock::now_unix().to_string())
 }
 
-async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result<Outcome> {
+async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result<Exit> {
     let bytes = std::fs::read(&args.snapshot).with_context(|| format!("cannot read the snapshot {}", args.snapshot.display()))?;
     if bytes.is_empty() {
         bail!("{} is empty: not an etcd snapshot", args.snapshot.display());
@@ -254,7 +254,7 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
     eprintln!("  Every write made after the snapshot was taken is lost.");
     if !args.yes && !confirm(&inv.name)? {
         eprintln!("nothing was changed");
-        return Ok(Outcome::Findings);
+        return Ok(Exit::Failed);
     }
 
     // The usual lock wants a majority of the control planes, which is exactly what a cluster without quorum
@@ -299,7 +299,7 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
         println!("Next: run `kubeha apply -i {inventory}` to add {} back one at a time{unreachable}.", others.join(", "));
         println!("Then restart the Kubernetes control plane and run `kubeha verify -i {inventory}` (docs/restore.md).");
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }
 
 /// When a restore may replace a running etcd: only after it lost quorum, unless `force`.

@@ -1,5 +1,5 @@
 //! `kubeha facts`: read-only probes of every host over SSH, in parallel.
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::ssh::HostTarget;
 use crate::ssh::targets::{connect_options, target};
 
@@ -14,8 +14,8 @@ pub struct Args {
     output: OutputFormat,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let targets: Vec<HostTarget> = inv.hosts.iter().map(target).collect();
     let options = connect_options(&inv, args.accept_new_host_keys);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -26,9 +26,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let failed = crate::facts::report::failed_hosts(&reports);
     if failed.is_empty() {
-        Ok(Outcome::Success)
+        Ok(Exit::Success)
     } else {
         eprintln!("error: {} of {} hosts failed: {}", failed.len(), reports.len(), failed.join(", "));
-        Ok(Outcome::Findings)
+        Ok(Exit::Failed)
     }
 }

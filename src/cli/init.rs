@@ -1,5 +1,5 @@
 //! `kubeha init`: a commented example inventory that passes `kubeha check`, to edit from.
-use super::Outcome;
+use super::Exit;
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,10 +16,10 @@ pub struct Args {
     force: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Some(path) = args.output else {
         print!("{EXAMPLE}");
-        return Ok(Outcome::Success);
+        return Ok(Exit::Success);
     };
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
@@ -33,5 +33,5 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     })?;
     file.write_all(EXAMPLE.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}: edit the hosts, then `kubeha check -i {}`", path.display(), path.display());
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }

@@ -1,5 +1,5 @@
 //! `kubeha lab`: local machines for trying kubeha (systemd-nspawn, root only).
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::inventory::Inventory;
 use crate::lab::{self, layout::Layout};
 use clap::Subcommand;
@@ -50,7 +50,7 @@ fn load(arg: &InventoryArg) -> anyhow::Result<Option<(Inventory, Layout)>> {
     Ok(Some((inv, layout)))
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     let arg = match &args.command {
         LabCommand::Up(i) | LabCommand::Down(i) => i,
         LabCommand::Status { inventory, .. }
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         | LabCommand::Partition { inventory, .. }
         | LabCommand::Heal { inventory, .. } => inventory,
     };
-    let Some((inv, layout)) = load(arg)? else { return Ok(Outcome::Findings) };
+    let Some((inv, layout)) = load(arg)? else { return Ok(Exit::Failed) };
     match args.command {
         LabCommand::Up(_) => {
             let ssh: Vec<_> = inv.hosts.iter().map(|h| (h.name.clone(), h.ssh.identity_file.clone(), h.ssh.known_hosts_file.clone())).collect();
@@ -122,5 +122,5 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             println!("{host}: link restored");
         }
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }

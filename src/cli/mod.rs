@@ -1,10 +1,11 @@
 //! Command-line surface: one file per command. Each turns its arguments into a call of the library and
-//! returns an [`Outcome`]; exit codes are decided here and nowhere else.
+//! returns an [`Exit`]; exit codes are mapped here and nowhere else, from the table in exit.rs.
 mod apply;
 mod artifacts;
 mod certs;
 mod check;
 mod etcd;
+mod exit;
 mod facts;
 mod init;
 mod lab;
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "kubeha", version, about = "Provision highly-available Kubernetes clusters from one inventory, over SSH")]
-#[command(after_help = "Exit codes: 0 success (warnings allowed), 1 errors found or the command failed, 64 bad usage.")]
+#[command(after_help = exit::help_all())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,26 +91,15 @@ enum OutputFormat {
     Json,
 }
 
-/// What a command achieved; mapped to an exit code in one place.
-pub enum Outcome {
-    Success,
-    /// The command ran and found problems (invalid inventory, warnings under --strict).
-    Findings,
-    /// A specific exit code: `plan --detailed-exitcode` (2 = changes pending), 130 after Ctrl-C.
-    Exit(u8),
-}
-
-const EXIT_FAILED: u8 = 1;
-/// sysexits' EX_USAGE: keeps 2 free for "changes pending" in a later `plan --detailed-exitcode`.
-const EXIT_USAGE: u8 = 64;
+pub use exit::Exit;
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let exit = if e.use_stderr() { Exit::Usage } else { Exit::Success };
             let _ = e.print();
-            return ExitCode::from(code);
+            return exit.into();
         }
     };
     let result = match cli.command {
@@ -129,12 +119,10 @@ pub fn main() -> ExitCode {
         Command::Monitoring(args) => monitoring::run(args),
     };
     match result {
-        Ok(Outcome::Success) => ExitCode::SUCCESS,
-        Ok(Outcome::Findings) => ExitCode::from(EXIT_FAILED),
-        Ok(Outcome::Exit(code)) => ExitCode::from(code),
+        Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_FAILED)
+            Exit::Failed.into()
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `kubeha monitoring render`: the Prometheus configuration, alert rules and scrape identity of a cluster,
 //! written into a folder (offline: nothing is asked of the hosts).
-use super::{InventoryArg, Outcome, TemplatesArg, report};
+use super::{Exit, InventoryArg, TemplatesArg, report};
 use crate::monitoring::{self, output};
 use std::path::PathBuf;
 
@@ -33,9 +33,9 @@ struct RenderArgs {
     templates: TemplatesArg,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Command::Render(args) = args.command;
-    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let templates = args.templates.load()?;
     let files = monitoring::render(&inv, &templates)?;
     let written = output::write(&files, &args.output)?;
@@ -47,5 +47,5 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     for path in &written.kept {
         println!("kept {} (mode 0600)", args.output.join(path).display());
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }

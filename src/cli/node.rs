@@ -4,7 +4,7 @@
 //! on the edited inventory reaches the same cluster, and a node command interrupted at any point is resumed
 //! by running it (or `apply`) again.
 use super::apply::{self, Request, RunOptions};
-use super::{InventoryArg, Outcome, report};
+use super::{Exit, InventoryArg, report};
 use crate::exec::live::Planned;
 use crate::inventory::Inventory;
 use crate::plan::{Action, Plan};
@@ -51,10 +51,10 @@ enum NodeCommand {
     },
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     match args.command {
         NodeCommand::Add { host, inventory, run } => {
-            let Some(inv) = load(&inventory)? else { return Ok(Outcome::Findings) };
+            let Some(inv) = load(&inventory)? else { return Ok(Exit::Failed) };
             if !inv.hosts.iter().any(|h| h.name == host) {
                 anyhow::bail!(
                     "{host} is not in {}: add its entry (name, address, roles, zone) first, then run `kubeha node add {host}`",
@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             apply::converge(Request { inv: Arc::new(inv), command, leaving_known: Vec::new(), intent: Box::new(intent) }, &run)
         }
         NodeCommand::Replace { old, new, inventory, run } => {
-            let Some(inv) = load(&inventory)? else { return Ok(Outcome::Findings) };
+            let Some(inv) = load(&inventory)? else { return Ok(Exit::Failed) };
             let file = inventory.path.display().to_string();
             if inv.hosts.iter().any(|h| h.name == old) {
                 anyhow::bail!("{file} still lists {old}; in a replace, {new}'s entry takes the place of {old}'s (remove {old} from {file})");
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             apply::converge(Request { inv: Arc::new(inv), command, leaving_known: Vec::new(), intent: Box::new(intent) }, &run)
         }
         NodeCommand::Remove { host, inventory, run } => {
-            let Some(mut inv) = load(&inventory)? else { return Ok(Outcome::Findings) };
+            let Some(mut inv) = load(&inventory)? else { return Ok(Exit::Failed) };
             let file = inventory.path.display().to_string();
             let entry = inv.hosts.iter().position(|h| h.name == host).map(|i| inv.hosts.remove(i));
             if inv.control_planes().next().is_none() {
@@ -106,7 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 only_changes(&p.plan, &[host.as_str()], &[], "node remove")
             };
             let outcome = apply::converge(Request { inv: Arc::new(inv), command, leaving_known: entry.into_iter().collect(), intent: Box::new(intent) }, &run)?;
-            if listed && matches!(outcome, Outcome::Success) {
+            if listed && matches!(outcome, Exit::Success) {
                 eprintln!("note: {file} still lists {reminder}; delete its entry, or the next `kubeha apply` adds it back");
             }
             Ok(outcome)

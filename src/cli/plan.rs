@@ -1,6 +1,6 @@
 //! `kubeha plan`: the exact steps `apply` would run now, each with its reason, from the hosts' current
 //! state over SSH (read-only, no lock); `--offline` plans a fresh cluster from the inventory alone.
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::exec::live;
 use crate::exec::redact::Redactor;
 use crate::plan;
@@ -13,17 +13,23 @@ pub struct Args {
     /// Plan from the inventory alone, assuming every host is fresh (no SSH).
     #[arg(long)]
     offline: bool,
-    /// Exit 0 when the cluster is converged, 2 when there are changes to apply, 1 on errors.
-    #[arg(long)]
+    #[arg(long, help = detailed_exitcode_help())]
     detailed_exitcode: bool,
     #[arg(long, value_enum, default_value_t)]
     output: OutputFormat,
 }
 
-const EXIT_CHANGES_PENDING: u8 = 2;
+fn detailed_exitcode_help() -> String {
+    format!(
+        "Exit {} when the cluster is converged, {} when there are changes to apply, {} on errors.",
+        Exit::Success.code(),
+        Exit::PlanHasChanges.code(),
+        Exit::Failed.code()
+    )
+}
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let (plan, redactor) = if args.offline {
         (plan::offline(&inv)?, Redactor::default())
     } else {
@@ -39,8 +45,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         OutputFormat::Json => println!("{}", redactor.scrub(&serde_json::to_string_pretty(&plan)?)),
     }
     Ok(match (plan.blocked(), args.detailed_exitcode && plan.changes() > 0) {
-        (true, _) => Outcome::Findings,
-        (false, true) => Outcome::Exit(EXIT_CHANGES_PENDING),
-        (false, false) => Outcome::Success,
+        (true, _) => Exit::Failed,
+        (false, true) => Exit::PlanHasChanges,
+        (false, false) => Exit::Success,
     })
 }

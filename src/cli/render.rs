@@ -1,5 +1,5 @@
 //! `kubeha render`: every configuration file, laid out as DIR/<host>/<path on host> and DIR/_cluster/.
-use super::{InventoryArg, Outcome, TemplatesArg, report};
+use super::{Exit, InventoryArg, TemplatesArg, report};
 use crate::render::{self, secrets::Secrets};
 use anyhow::Context;
 use std::path::PathBuf;
@@ -19,8 +19,8 @@ pub struct Args {
     secrets: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let templates = args.templates.load()?;
     let secrets = match &args.secrets {
         Some(path) => {
@@ -50,5 +50,5 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         args.output.display(),
         secret_files
     );
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }

@@ -1,19 +1,16 @@
 //! `kubeha status`: the cluster's health and how many more losses it can take, read-only and without the
 //! cluster lock (it is what an operator runs while something is wrong, possibly while an apply runs).
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, exit, report};
 use crate::status::{self, Verdict};
 
-/// Degraded is not failed: scripts and fault drills tell "something is down but quorum holds" from "act now".
-const EXIT_DEGRADED: u8 = 2;
-
+// Degraded is not failed: scripts and fault drills tell "something is down but quorum holds" from "act now".
 #[derive(clap::Args)]
-#[command(after_help = "\
-Exit codes:
-  0  healthy: every host reachable, every control plane a healthy etcd voter, one leader, the VIP on one host
-  1  quorum lost, or etcd could not be asked at all (or the inventory is invalid)
-  2  degraded but quorum holds: a host or member down, a learner, a member not in the inventory,
-     no leader, the VIP on no control plane or on two
- 64  bad usage")]
+#[command(after_help = exit::help(&[
+    (Exit::Success, "healthy: every host reachable, every control plane a healthy etcd voter, one leader, the VIP on one host"),
+    (Exit::Failed, "quorum lost, or etcd could not be asked at all (or the inventory is invalid)"),
+    (Exit::Degraded, "degraded but quorum holds: a host or member down, a learner, a member not in the inventory,\nno leader, the VIP on no control plane or on two"),
+    (Exit::Usage, "bad usage"),
+]))]
 pub struct Args {
     #[command(flatten)]
     inventory: InventoryArg,
@@ -22,8 +19,8 @@ pub struct Args {
     output: OutputFormat,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let seen = runtime.block_on(status::observe(&inv));
     let report = status::report(&inv, &loaded.file, &seen);
@@ -32,8 +29,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(match report.verdict {
-        Verdict::Healthy => Outcome::Success,
-        Verdict::Degraded => Outcome::Exit(EXIT_DEGRADED),
-        Verdict::QuorumLost | Verdict::EtcdUnavailable => Outcome::Findings,
+        Verdict::Healthy => Exit::Success,
+        Verdict::Degraded => Exit::Degraded,
+        Verdict::QuorumLost | Verdict::EtcdUnavailable => Exit::Failed,
     })
 }

@@ -1,5 +1,5 @@
 //! `kubeha verify`: the final verification of apply, on demand, read-only.
-use super::{InventoryArg, Outcome, OutputFormat, report};
+use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::exec::live;
 use crate::phases::verify;
 
@@ -11,8 +11,8 @@ pub struct Args {
     output: OutputFormat,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Outcome::Findings) };
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let (hosts, unreachable) = live::connect(&inv).await;
@@ -33,6 +33,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&checks)?),
         }
-        Ok(if checks.iter().all(|c| c.ok) { Outcome::Success } else { Outcome::Findings })
+        Ok(if checks.iter().all(|c| c.ok) { Exit::Success } else { Exit::Failed })
     })
 }

@@ -63,7 +63,7 @@ pub struct View {
 }
 
 /// Every reason a gate is not met, each naming the member and what to do.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("quorum gate {when} {change} not met: {}", reasons.join("; "))]
 pub struct GateFailure {
     pub when: &'static str,
@@ -106,44 +106,69 @@ impl View {
     }
 
     /// Whether `m` answered both status and health without errors; Err says how it failed.
-    pub fn healthy(&self, m: &Member) -> Result<(), String> {
+    pub fn healthy(&self, m: &Member) -> Result<(), Unhealthy> {
         // A member whose endpoint answers for another cluster lost its data and bootstrapped a cluster of
         // its own: it is not a working member of this one, whatever its health says.
         let foreign = self.statuses.iter().find(|s| m.client_urls.contains(&s.endpoint) && !self.same_cluster(s));
         if let Some(s) = foreign {
-            return Err(format!("its endpoint answers for another etcd cluster (cluster ID {:x}, this one is {:x})", s.cluster_id, self.cluster_id));
+            return Err(Unhealthy::OtherCluster { theirs: s.cluster_id, ours: self.cluster_id });
         }
         let health = self.health.iter().find(|h| m.client_urls.contains(&h.endpoint));
         let status = self.statuses.iter().find(|s| s.member_id == m.id);
         match (health, status) {
-            (Some(h), _) if !h.healthy => Err(h.error.clone().unwrap_or_else(|| "reports unhealthy".into())),
-            (_, Some(s)) if !s.errors.is_empty() => Err(s.errors.join(", ")),
+            (Some(h), _) if !h.healthy => Err(Unhealthy::Reports(h.error.clone())),
+            (_, Some(s)) if !s.errors.is_empty() => Err(Unhealthy::StatusErrors(s.errors.clone())),
             (Some(_), Some(_)) => Ok(()),
-            _ => Err("does not answer".into()),
+            _ => Err(Unhealthy::NoAnswer),
         }
     }
+}
+
+/// Why a member does not count as healthy.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("its endpoint answers for another etcd cluster (cluster ID {theirs:x}, this one is {ours:x})")]
+    OtherCluster { theirs: u64, ours: u64 },
+    /// etcd's health check said so, with its reason when it gave one.
+    #[error("{}", .0.as_deref().unwrap_or("reports unhealthy"))]
+    Reports(Option<String>),
+    #[error("{}", .0.join(", "))]
+    StatusErrors(Vec<String>),
+    #[error("does not answer")]
+    NoAnswer,
+}
+
+/// Why etcd, as seen, cannot commit writes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoWorkingQuorum {
+    #[error("etcd lists no voting member")]
+    NoVoters,
+    #[error("only {healthy} of {voting} voting members are healthy, {needed} are needed (not healthy: {})", down.join(", "))]
+    TooFewHealthy { healthy: usize, voting: usize, needed: usize, down: Vec<String> },
+    #[error("the healthy members do not agree on a leader")]
+    NoLeader,
 }
 
 /// Whether etcd, as seen in `view`, still works: a majority of its voting members healthy, and one leader
 /// that is a voting member. Ok describes it; Err says what is missing. (A gate asks more: the exact voters of
 /// the inventory and no learner; a restore only needs to know whether the cluster can still commit writes.)
-pub fn working_quorum(view: &View) -> Result<String, String> {
+pub fn working_quorum(view: &View) -> Result<String, NoWorkingQuorum> {
     let voting: Vec<&Member> = view.members.iter().filter(|m| !m.is_learner).collect();
     if voting.is_empty() {
-        return Err("etcd lists no voting member".into());
+        return Err(NoWorkingQuorum::NoVoters);
     }
     let healthy: Vec<&&Member> = voting.iter().filter(|m| view.healthy(m).is_ok()).collect();
     let needed = quorum::quorum(voting.len());
     if healthy.len() < needed {
         let down: Vec<String> = voting.iter().filter(|m| view.healthy(m).is_err()).map(|m| m.label()).collect();
-        return Err(format!("only {} of {} voting members are healthy, {needed} are needed (not healthy: {})", healthy.len(), voting.len(), down.join(", ")));
+        return Err(NoWorkingQuorum::TooFewHealthy { healthy: healthy.len(), voting: voting.len(), needed, down });
     }
     let leaders: std::collections::BTreeSet<u64> = view.statuses.iter().filter(|s| healthy.iter().any(|m| m.id == s.member_id)).map(|s| s.leader).collect();
     let leader = match (leaders.len(), leaders.iter().next()) {
         (1, Some(id)) => voting.iter().find(|m| m.id == *id).map(|m| m.label()),
         _ => None,
     };
-    let Some(leader) = leader else { return Err("the healthy members do not agree on a leader".into()) };
+    let Some(leader) = leader else { return Err(NoWorkingQuorum::NoLeader) };
     Ok(format!("{} of {} voting members are healthy and {leader} leads", healthy.len(), voting.len()))
 }
 
@@ -235,46 +260,9 @@ pub fn evaluate(gate: &Gate, view: &View) -> Result<(), GateFailure> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A member whose URLs carry its name (test fixtures of this module and of `leader`).
-    pub(crate) fn member(id: u64, name: &str, learner: bool) -> Member {
-        Member {
-            id,
-            name: name.into(),
-            peer_urls: vec![format!("https://{name}:2380")],
-            client_urls: vec![format!("https://{name}:2379")],
-            is_learner: learner,
-        }
-    }
-
-    /// The view of `members` with `leader` leading and `unhealthy` not answering.
-    pub(crate) fn view(members: &[Member], leader: u64, unhealthy: &[&str]) -> View {
-        View {
-            statuses: members
-                .iter()
-                .filter(|m| !unhealthy.contains(&m.name.as_str()))
-                .map(|m| EndpointStatus {
-                    endpoint: m.client_urls[0].clone(),
-                    cluster_id: 0,
-                    member_id: m.id,
-                    leader,
-                    raft_index: 9,
-                    raft_applied_index: 9,
-                    is_learner: m.is_learner,
-                    version: "3.4.23".into(),
-                    errors: vec![],
-                })
-                .collect(),
-            health: members
-                .iter()
-                .map(|m| EndpointHealth { endpoint: m.client_urls[0].clone(), healthy: !unhealthy.contains(&m.name.as_str()), error: None })
-                .collect(),
-            members: members.to_vec(),
-            cluster_id: 0,
-        }
-    }
+    use crate::test_support::{member, view};
 
     fn names(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()
@@ -283,13 +271,13 @@ pub(crate) mod tests {
     #[test]
     fn a_healthy_cluster_passes() {
         let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
-        assert_eq!(evaluate(&Gate::new(GateWhen::Before, "add d", &names(&["a", "b", "c"])), &view(&ms, 2, &[])), Ok(()));
+        assert_eq!(evaluate(&Gate::new(GateWhen::Before, "add d", &names(&["a", "b", "c"])), &view(ms.to_vec(), 2, &[])), Ok(()));
     }
 
     #[test]
     fn every_problem_is_named() {
         let ms = [member(1, "a", false), member(2, "b", false), member(4, "x", false), member(5, "", true)];
-        let err = evaluate(&Gate::new(GateWhen::Before, "add d", &names(&["a", "b", "c"])), &view(&ms, 1, &["b"])).unwrap_err();
+        let err = evaluate(&Gate::new(GateWhen::Before, "add d", &names(&["a", "b", "c"])), &view(ms.to_vec(), 1, &["b"])).unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("quorum gate before add d not met"), "{text}");
         assert!(text.contains("member b is unhealthy"), "{text}");
@@ -304,10 +292,10 @@ pub(crate) mod tests {
         let voters = names(&["a", "b", "c"]);
         let gate = Gate::new(GateWhen::Before, "remove b", &voters).tolerating(&names(&["b", "z"]));
         assert_eq!(gate.may_be_down, names(&["b"]));
-        assert_eq!(evaluate(&gate, &view(&ms, 1, &["b"])), Ok(()));
-        let err = evaluate(&gate, &view(&ms, 1, &["c"])).unwrap_err();
-        assert_eq!(err.reasons, vec!["member c is unhealthy (reports unhealthy)".to_string()]);
-        let down_two = view(&ms, 1, &["b", "c"]);
+        assert_eq!(evaluate(&gate, &view(ms.to_vec(), 1, &["b"])), Ok(()));
+        let err = evaluate(&gate, &view(ms.to_vec(), 1, &["c"])).unwrap_err();
+        assert_eq!(err.reasons, vec!["member c is unhealthy (context deadline exceeded)".to_string()]);
+        let down_two = view(ms.to_vec(), 1, &["b", "c"]);
         assert!(!down_two.has_quorum());
         assert_eq!(down_two.unhealthy_voters(), names(&["b", "c"]));
         assert!(evaluate(&gate, &down_two).is_err());
@@ -316,17 +304,17 @@ pub(crate) mod tests {
     #[test]
     fn working_quorum_needs_a_healthy_majority_and_a_leader() {
         let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false), member(4, "d", true)];
-        assert_eq!(working_quorum(&view(&ms, 2, &["c"])), Ok("2 of 3 voting members are healthy and b leads".into()));
-        let lost = working_quorum(&view(&ms, 0, &["b", "c"])).unwrap_err();
-        assert!(lost.starts_with("only 1 of 3 voting members are healthy, 2 are needed (not healthy: b, c)"), "{lost}");
-        assert_eq!(working_quorum(&view(&ms, 0, &[])), Err("the healthy members do not agree on a leader".into()));
+        assert_eq!(working_quorum(&view(ms.to_vec(), 2, &["c"])), Ok("2 of 3 voting members are healthy and b leads".into()));
+        let lost = working_quorum(&view(ms.to_vec(), 0, &["b", "c"])).unwrap_err();
+        assert!(lost.to_string().starts_with("only 1 of 3 voting members are healthy, 2 are needed (not healthy: b, c)"), "{lost}");
+        assert_eq!(working_quorum(&view(ms.to_vec(), 0, &[])), Err(NoWorkingQuorum::NoLeader));
         assert!(working_quorum(&View::default()).is_err());
     }
 
     #[test]
     fn lost_quorum_and_leaderless_are_reported() {
         let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
-        let err = evaluate(&Gate::new(GateWhen::After, "add c", &names(&["a", "b", "c"])), &view(&ms, 0, &["b", "c"])).unwrap_err();
+        let err = evaluate(&Gate::new(GateWhen::After, "add c", &names(&["a", "b", "c"])), &view(ms.to_vec(), 0, &["b", "c"])).unwrap_err();
         assert!(err.reasons.iter().any(|r| r == "only 1 of 3 voting members are healthy: quorum is lost"), "{err}");
         assert!(err.reasons.iter().any(|r| r == "the reported leader is not a voting member"), "{err}");
     }
@@ -371,7 +359,7 @@ pub(crate) mod tests {
     #[test]
     fn a_member_answering_for_another_cluster_fails_the_gate() {
         let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
-        let mut v = view(&ms, 2, &[]);
+        let mut v = view(ms.to_vec(), 2, &[]);
         v.cluster_id = 0xcd;
         for s in &mut v.statuses {
             s.cluster_id = 0xcd;

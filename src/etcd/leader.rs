@@ -51,12 +51,12 @@ pub fn leader(view: &View) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::gate::tests::{member, view as gate_view};
+    use crate::test_support::{member, view as gate_view};
 
     /// cp-1..cp-3 with `leader` leading, `learner` a learner and `down` not answering.
     fn view(leader: u64, learner: Option<u64>, down: &[&str]) -> View {
         let members: Vec<_> = (1..=3).map(|i| member(i, &format!("cp-{i}"), Some(i) == learner)).collect();
-        gate_view(&members, leader, down)
+        gate_view(members, leader, down)
     }
 
     #[test]

@@ -59,10 +59,9 @@ mod tests {
         (1..=n).map(|i| (format!("cp-{i}"), format!("https://198.18.0.1{i}:2380"))).collect()
     }
 
-    fn member(i: usize, name: &str, learner: bool) -> Member {
-        Member { id: i as u64, name: name.into(), peer_urls: vec![format!("https://198.18.0.1{i}:2380")], client_urls: vec![], is_learner: learner }
-    }
+    use crate::test_support::lab_member as member;
 
+    /// Membership rules read the member list only.
     fn view(members: Vec<Member>) -> View {
         View { members, ..View::default() }
     }

@@ -9,3 +9,4 @@ pub mod redact;
 pub mod run;
 pub mod rundir;
 pub mod steps;
+pub mod stop;

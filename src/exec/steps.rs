@@ -3,11 +3,16 @@
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
 use crate::paths::{CNI_APPLIED, CONTAINERD_UNIT, KUBELET_UNIT};
+use crate::phases::etcd::EtcdStepError;
+use crate::phases::kubeadm::ReadyError;
+use crate::phases::retire::ResetError;
+use crate::phases::snapshot::SnapshotError;
+use crate::phases::software::SoftwareError;
 use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot, software};
 use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
 use crate::render::secrets::Secrets;
-use crate::ssh::Transport;
+use crate::ssh::{SshError, Transport};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,12 +30,68 @@ pub struct StepContext {
     pub os_ids: HashMap<String, String>,
 }
 
-/// A step's failure, as text meant for the operator (scrubbed by the caller).
-#[derive(Debug)]
-pub struct StepError(pub String);
+/// Why a step failed, by kind, so that the advice after a failed run can say what to fix. Every message
+/// names the host and what was being done; the caller scrubs secrets before anyone sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The host could not be reached, or a command on it failed.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// etcd refused a change, or a quorum gate did not pass.
+    #[error(transparent)]
+    Etcd(#[from] EtcdStepError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// A release file could not be obtained on this machine, or installed on the host.
+    #[error(transparent)]
+    Software(#[from] SoftwareError),
+    /// A wait that ran out: `last` is what was seen last, `look` where to look for why.
+    #[error("{what}: {last} after {} s ({look})", within.as_secs())]
+    Timeout { what: String, within: Duration, last: String, look: &'static str },
+    /// The final checks of a run, each "name: detail".
+    #[error("verification failed: {}", failed.join("; "))]
+    Verification { failed: Vec<String> },
+    /// Abandoned by a second Ctrl-C while it ran; not a failure of the step.
+    #[error("abandoned by Ctrl-C while it ran; the next apply runs it again")]
+    Interrupted,
+    /// What this run lacks to carry out the step (a host it has no connection to, a file it did not render),
+    /// or a refusal of the host's own (another machine at a leaving host's address).
+    #[error("{0}")]
+    Other(String),
+}
 
-fn fail(e: impl std::fmt::Display) -> StepError {
-    StepError(e.to_string())
+impl From<ReadyError> for StepError {
+    fn from(e: ReadyError) -> Self {
+        match e {
+            ReadyError::Ssh(e) => StepError::Ssh(e),
+            // An API server that does not get ready is the kubelet's or a static pod's story.
+            ReadyError::NotReady { host, what, within, last } => {
+                StepError::Timeout { what: format!("{host}: {what}"), within, last, look: "journalctl -u kubelet; crictl ps -a" }
+            }
+        }
+    }
+}
+
+impl From<ResetError> for StepError {
+    fn from(e: ResetError) -> Self {
+        match e {
+            ResetError::Ssh(e) => StepError::Ssh(e),
+            other => StepError::Other(other.to_string()),
+        }
+    }
+}
+
+impl StepError {
+    /// The SSH error under this one, whichever phase met it.
+    pub fn ssh(&self) -> Option<&SshError> {
+        match self {
+            StepError::Ssh(e)
+            | StepError::Etcd(EtcdStepError::Ssh(e))
+            | StepError::Snapshot(SnapshotError::Ssh(e))
+            | StepError::Software(SoftwareError::Ssh(e)) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl StepContext {
@@ -47,7 +108,7 @@ impl StepContext {
     }
 
     fn transport(&self, host: &str) -> Result<&dyn Transport, StepError> {
-        self.hosts.get(host).map(|t| t.as_ref()).ok_or_else(|| StepError(format!("{host}: no connection (the host is not in this run)")))
+        self.hosts.get(host).map(|t| t.as_ref()).ok_or_else(|| StepError::Other(format!("{host}: no connection (the host is not in this run)")))
     }
 
     /// Places the desired files at `paths` on `host`; true when any changed.
@@ -55,15 +116,15 @@ impl StepContext {
         let t = self.transport(host)?;
         let mut specs = Vec::new();
         for p in paths {
-            let f = self.desired.file(host, p).ok_or_else(|| StepError(format!("{host}: no desired contents for {p}")))?;
+            let f = self.desired.file(host, p).ok_or_else(|| StepError::Other(format!("{host}: no desired contents for {p}")))?;
             specs.push(files::FileSpec { path: &f.path, contents: &f.contents, mode: f.mode });
         }
-        files::place_all(t, &specs).await.map_err(fail)
+        Ok(files::place_all(t, &specs).await?)
     }
 
     /// The bootstrap token as (id, secret); the cluster state validated its format when it was read.
     fn token(&self) -> Result<(&str, &str), StepError> {
-        self.secrets.bootstrap_token.split_once('.').ok_or_else(|| StepError("the cluster state's bootstrap token is not <id>.<secret>".into()))
+        self.secrets.bootstrap_token.split_once('.').ok_or_else(|| StepError::Other("the cluster state's bootstrap token is not <id>.<secret>".into()))
     }
 
     /// The files a kubeadm step needs, after `kubeadm reset -f` when an earlier attempt left files behind.
@@ -71,7 +132,7 @@ impl StepContext {
     /// deleted it, kubeadm init made a new CA, and every join file's CA pin failed.
     async fn reset_then_place(&self, host: &str, reset_first: bool, paths: &[String]) -> Result<bool, StepError> {
         if reset_first {
-            kubeadm::reset(self.transport(host)?, &self.inv.kubernetes.container_runtime_endpoint).await.map_err(fail)?;
+            kubeadm::reset(self.transport(host)?, &self.inv.kubernetes.container_runtime_endpoint).await?;
         }
         self.place(host, paths).await
     }
@@ -85,81 +146,81 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         Action::StoreClusterState { files } | Action::PlaceFiles { files } => ctx.place(host, files).await,
         Action::ConfigureHost { files } => {
             let changed = ctx.place(host, files).await?;
-            phases::host::load(t).await.map_err(fail)?;
+            phases::host::load(t).await?;
             Ok(changed)
         }
         Action::InstallEtcdFiles { files, .. } => ctx.place(host, files).await,
         Action::InstallSoftware { artifacts, staged, files, packages, restart } => {
             let install = software::Install { artifacts, staged, packages, os_id: ctx.os_ids.get(host).map(String::as_str) };
-            let mut changed = software::install(t, &ctx.inv, &ctx.artifacts, &install).await.map_err(fail)?;
+            let mut changed = software::install(t, &ctx.inv, &ctx.artifacts, &install).await?;
             changed |= ctx.place(host, files).await?;
             if changed || !restart.is_empty() {
                 let ours = |unit: &str| ctx.desired.file(host, unit).is_some();
-                software::units(t, ours(KUBELET_UNIT), ours(CONTAINERD_UNIT), restart).await.map_err(fail)?;
+                software::units(t, ours(KUBELET_UNIT), ours(CONTAINERD_UNIT), restart).await?;
             }
             Ok(changed)
         }
-        Action::FixFileModes { files } => files::set_modes(t, files).await.map_err(fail),
+        Action::FixFileModes { files } => files::set_modes(t, files).await.map_err(StepError::from),
         Action::StartEtcdMember { restart, initial_cluster, initial_cluster_state, binary, .. } => {
-            etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == "new", binary.is_some()).await.map(|_| true).map_err(fail)
+            etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == "new", binary.is_some()).await.map(|_| true).map_err(StepError::from)
         }
-        Action::AddEtcdLearner { member, peer_url } => etcd::add_learner(t, member, peer_url).await.map(|_| true).map_err(fail),
-        Action::WaitLearnerCaughtUp { member } => etcd::wait_caught_up(t, member).await.map(|_| false).map_err(fail),
-        Action::PromoteEtcdLearner { member } => etcd::promote(t, member).await.map(|_| true).map_err(fail),
-        Action::Gate(g) => etcd::gate(t, g).await.map(|_| false).map_err(fail),
-        Action::EtcdSnapshot { reason } => snapshot::save(t, reason).await.map(|_| false).map_err(fail),
-        Action::MoveEtcdLeader { from } => etcd::move_leader_away(t, from).await.map_err(fail),
-        Action::RemoveEtcdMember { id, .. } => etcd::remove(t, id).await.map(|_| true).map_err(fail),
-        Action::UpdateEtcdPeerUrl { id, peer_url, .. } => etcd::update_peer_url(t, id, peer_url).await.map_err(fail),
-        Action::ClearEtcdData { .. } => etcd::clear_data(t).await.map(|_| true).map_err(fail),
+        Action::AddEtcdLearner { member, peer_url } => etcd::add_learner(t, member, peer_url).await.map(|_| true).map_err(StepError::from),
+        Action::WaitLearnerCaughtUp { member } => etcd::wait_caught_up(t, member).await.map(|_| false).map_err(StepError::from),
+        Action::PromoteEtcdLearner { member } => etcd::promote(t, member).await.map(|_| true).map_err(StepError::from),
+        Action::Gate(g) => etcd::gate(t, g).await.map(|_| false).map_err(StepError::from),
+        Action::EtcdSnapshot { reason } => snapshot::save(t, reason).await.map(|_| false).map_err(StepError::from),
+        Action::MoveEtcdLeader { from } => etcd::move_leader_away(t, from).await.map_err(StepError::from),
+        Action::RemoveEtcdMember { id, .. } => etcd::remove(t, id).await.map(|_| true).map_err(StepError::from),
+        Action::UpdateEtcdPeerUrl { id, peer_url, .. } => etcd::update_peer_url(t, id, peer_url).await.map_err(StepError::from),
+        Action::ClearEtcdData { .. } => etcd::clear_data(t).await.map(|_| true).map_err(StepError::from),
         Action::StartLoadBalancer { files, services, restart } => {
             let changed = ctx.place(host, files).await?;
-            loadbalancer::start(t, services, changed || *restart).await.map_err(fail)?;
+            loadbalancer::start(t, services, changed || *restart).await?;
             Ok(true)
         }
         Action::CheckVip { vip } => wait_for_one_vip_holder(ctx, *vip).await.map(|_| false),
         Action::KubeadmInit { config, files, reset_first } => {
             ctx.reset_then_place(host, *reset_first, files).await?;
-            kubeadm::init(t, config).await.map(|_| true).map_err(fail)
+            kubeadm::init(t, config).await.map(|_| true).map_err(StepError::from)
         }
         Action::UploadKubeadmConfig { files } => {
             ctx.place(host, files).await?;
-            kubeadm::upload_config(t).await.map(|_| true).map_err(fail)
+            kubeadm::upload_config(t).await.map(|_| true).map_err(StepError::from)
         }
-        Action::UploadCerts { config } => kubeadm::upload_certs(t, config).await.map(|_| true).map_err(fail),
+        Action::UploadCerts { config } => kubeadm::upload_certs(t, config).await.map(|_| true).map_err(StepError::from),
         Action::KubeadmJoinControlPlane { config, files, reset_first } | Action::KubeadmJoinWorker { config, files, reset_first } => {
             ctx.reset_then_place(host, *reset_first, files).await?;
-            kubeadm::join(t, config).await.map(|_| true).map_err(fail)
+            kubeadm::join(t, config).await.map(|_| true).map_err(StepError::from)
         }
         Action::WaitApiReady { endpoint, node } => {
-            kubeadm::wait_ready(t, endpoint, node).await.map_err(fail)?;
+            kubeadm::wait_ready(t, endpoint, node).await?;
             let own = ctx.inv.hosts.iter().find(|h| h.name == *node).filter(|h| h.is_control_plane());
             if let Some(h) = own {
-                kubeadm::wait_own_api_ready(t, &h.address.to_string()).await.map_err(fail)?;
+                kubeadm::wait_own_api_ready(t, &h.address.to_string()).await?;
             }
             Ok(false)
         }
         Action::RestartControlPlane { node, renew_certs } => {
-            let address = ctx.inv.host(node).map(|h| h.address.to_string()).ok_or_else(|| StepError(format!("{node}: not in the inventory")))?;
-            kubeadm::restart_control_plane(t, *renew_certs, &address).await.map(|_| true).map_err(fail)
+            let address = ctx.inv.host(node).map(|h| h.address.to_string()).ok_or_else(|| StepError::Other(format!("{node}: not in the inventory")))?;
+            kubeadm::restart_control_plane(t, *renew_certs, &address).await.map(|_| true).map_err(StepError::from)
         }
         Action::ApplyCni { manifest } => {
             ctx.place(host, std::slice::from_ref(manifest)).await?;
-            kubeadm::apply_manifest(t, manifest).await.map_err(fail)?;
+            kubeadm::apply_manifest(t, manifest).await?;
             // Recorded only after kubectl succeeded: a kill in between re-applies, which is harmless.
             ctx.place(host, &[CNI_APPLIED.to_string()]).await?;
             Ok(true)
         }
-        Action::LabelNode { node, labels } => kubeadm::label(t, node, labels).await.map(|_| true).map_err(fail),
+        Action::LabelNode { node, labels } => kubeadm::label(t, node, labels).await.map(|_| true).map_err(StepError::from),
         Action::RefreshJoinToken { valid_minutes } => {
             let (id, secret) = ctx.token()?;
             let expires = crate::exec::clock::timestamp(time::OffsetDateTime::now_utc() + Duration::from_secs(u64::from(*valid_minutes) * 60));
-            kubeadm::refresh_token(t, id, secret, &expires).await.map(|_| true).map_err(fail)
+            kubeadm::refresh_token(t, id, secret, &expires).await.map(|_| true).map_err(StepError::from)
         }
-        Action::DeleteJoinToken => kubeadm::delete_token(t, ctx.token()?.0).await.map(|_| true).map_err(fail),
-        Action::RemoveNode { node } => retire::remove_node(t, node).await.map(|_| true).map_err(fail),
+        Action::DeleteJoinToken => kubeadm::delete_token(t, ctx.token()?.0).await.map(|_| true).map_err(StepError::from),
+        Action::RemoveNode { node } => retire::remove_node(t, node).await.map(|_| true).map_err(StepError::from),
         Action::ResetHost { machine_id, .. } => {
-            retire::reset(t, machine_id.as_deref(), &ctx.inv.kubernetes.container_runtime_endpoint).await.map(|_| true).map_err(fail)
+            retire::reset(t, machine_id.as_deref(), &ctx.inv.kubernetes.container_runtime_endpoint).await.map(|_| true).map_err(StepError::from)
         }
         Action::Verify { checks } => {
             let failed: Vec<String> = phases::verify::run_until_ok(&ctx.inv, &ctx.hosts, checks, VERIFY_WITHIN)
@@ -168,7 +229,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
                 .filter(|c| !c.ok)
                 .map(|c| format!("{}: {}", c.name, c.detail))
                 .collect();
-            if failed.is_empty() { Ok(false) } else { Err(StepError(format!("verification failed: {}", failed.join("; ")))) }
+            if failed.is_empty() { Ok(false) } else { Err(StepError::Verification { failed }) }
         }
     }
 }
@@ -187,7 +248,7 @@ async fn wait_for_one_vip_holder(ctx: &StepContext, vip: std::net::IpAddr) -> Re
     loop {
         let mut holders = Vec::new();
         for h in ctx.inv.control_planes() {
-            if loadbalancer::holds_vip(ctx.transport(&h.name)?, vip).await.map_err(fail)? {
+            if loadbalancer::holds_vip(ctx.transport(&h.name)?, vip).await? {
                 holders.push(h.name.clone());
             }
         }
@@ -196,7 +257,12 @@ async fn wait_for_one_vip_holder(ctx: &StepContext, vip: std::net::IpAddr) -> Re
         }
         if started.elapsed() > VIP_WITHIN {
             let who = if holders.is_empty() { "no control plane".to_string() } else { holders.join(" and ") };
-            return Err(StepError(format!("VIP {vip}: held by {who} after {} s (keepalived: journalctl -u keepalived)", VIP_WITHIN.as_secs())));
+            return Err(StepError::Timeout {
+                what: format!("VIP {vip}"),
+                within: VIP_WITHIN,
+                last: format!("held by {who}"),
+                look: "keepalived: journalctl -u keepalived",
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -209,7 +275,7 @@ mod tests {
     use crate::ssh::fake::{Recorded, RecordingTransport};
 
     fn context(host: &Arc<RecordingTransport>) -> StepContext {
-        let inv = crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap();
+        let inv = crate::test_support::lab();
         let state = crate::state::ClusterState::create(&inv).unwrap();
         let rendered = crate::render::render(&inv, &state.secrets, &crate::render::templates::Templates::builtin().unwrap()).unwrap();
         let desired = Desired::build(&inv, &rendered, &state);
@@ -220,6 +286,22 @@ mod tests {
     /// Where in the recorded effects the first one matching `what` is.
     fn position(effects: &[Recorded], what: impl Fn(&Recorded) -> bool) -> usize {
         effects.iter().position(what).unwrap_or_else(|| panic!("not recorded: {effects:?}"))
+    }
+
+    /// The dispatch keeps the kind of a failure, which the advice after a failed run branches on.
+    #[tokio::test]
+    async fn a_step_s_failure_keeps_its_kind_and_names_its_host() {
+        let lost = SshError::Disconnected { host: "cp-1".into(), command: Some("modprobe".into()), detail: "reset by peer".into() };
+        let cp1 = Arc::new(RecordingTransport::new("cp-1").respond("modprobe", Err(lost)));
+        let ctx = context(&cp1);
+        let on = |host: &str, action| Step { id: "s".into(), host: host.into(), action, reason: "r".into() };
+        let configure = || Action::ConfigureHost { files: Vec::new() };
+        let err = run(&on("cp-1", configure()), &ctx).await.unwrap_err();
+        assert!(matches!(err.ssh(), Some(SshError::Disconnected { .. })), "{err:?}");
+        let err = run(&on("cp-9", configure()), &ctx).await.unwrap_err();
+        assert!(matches!(err, StepError::Other(_)) && err.to_string() == "cp-9: no connection (the host is not in this run)", "{err}");
+        let err = run(&on("cp-1", Action::PlaceFiles { files: vec!["/etc/nowhere".into()] }), &ctx).await.unwrap_err();
+        assert_eq!(err.to_string(), "cp-1: no desired contents for /etc/nowhere");
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! owner of every file holding a secret (see `secret_files`), whether its services run, and the host's
 //! addresses (who holds the VIP). One exec per host, parsed by a pure function; the planner
 //! compares this with what it would render.
+use super::parse::ProbeOutputError;
 pub use super::secret_files::FileMeta;
 use super::secret_files::{self, STAT};
 use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME};
@@ -101,13 +102,13 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
 
 /// Parses the script's output. A line it does not understand is an error (a probe that printed something
 /// unexpected is not a probe to plan from), and so is a missing `end`: the output was cut short.
-pub fn parse(output: &str) -> Result<HostState, String> {
+pub fn parse(output: &str) -> Result<HostState, ProbeOutputError> {
     let mut state = HostState::default();
     let mut complete = false;
     for line in output.lines() {
-        let bad = || format!("cannot understand {line:?}");
+        let bad = || ProbeOutputError::NotUnderstood(line.to_string());
         if complete {
-            return Err(format!("{} after the end", bad()));
+            return Err(ProbeOutputError::AfterTheEnd(line.to_string()));
         }
         if let Some(rest) = line.strip_prefix("file ") {
             let mut words = rest.splitn(5, ' ');
@@ -148,7 +149,7 @@ pub fn parse(output: &str) -> Result<HostState, String> {
             _ => return Err(bad()),
         }
     }
-    if complete { Ok(state) } else { Err("the output was cut short".into()) }
+    if complete { Ok(state) } else { Err(ProbeOutputError::CutShort) }
 }
 
 /// Runs the script on one host (as root: some files are 0600).
@@ -180,7 +181,7 @@ mod tests {
         assert!(s.is_active("etcd") && !s.is_active("haproxy") && !s.is_active("keepalived") && !s.is_active("kubelet"));
         assert!(s.addresses.contains(&"198.18.0.100".parse().unwrap()));
         assert_eq!(s.addresses.len(), 3);
-        assert_eq!(parse("unit etcd active\n").unwrap_err(), "the output was cut short");
+        assert_eq!(parse("unit etcd active\n").unwrap_err(), ProbeOutputError::CutShort);
     }
 
     /// A line the parser does not understand is an error, never skipped: a file left out would look absent.
@@ -197,7 +198,7 @@ mod tests {
             "addr not-an-address".to_string(),
         ] {
             let err = parse(&format!("{bad}\nend\n")).unwrap_err();
-            assert!(err.contains("cannot understand"), "{bad}: {err}");
+            assert_eq!(err, ProbeOutputError::NotUnderstood(bad.clone()), "{bad}: {err}");
         }
         assert!(parse("end\nunit etcd active\n").is_err(), "nothing after the end");
         let commented = parse("etcd-initial-cluster-state existing # set by kubeha\nend\n").unwrap();

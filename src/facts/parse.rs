@@ -2,6 +2,18 @@
 //! (fixtures/) and on hand-written edge cases.
 use std::collections::BTreeMap;
 
+/// Why the output of a line-per-fact probe (the state probe, the secret files probe) is not one to plan
+/// from: a line it does not understand, or no `end` line, which means the output was cut short.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeOutputError {
+    #[error("cannot understand {0:?}")]
+    NotUnderstood(String),
+    #[error("cannot understand {0:?} after the end")]
+    AfterTheEnd(String),
+    #[error("the output was cut short")]
+    CutShort,
+}
+
 /// The probe output split into its `@@kubeha NAME@@` sections (name -> body).
 #[derive(Debug, Default)]
 pub struct Sections {

@@ -2,6 +2,7 @@
 //! list of them, the shell that reports their mode and owner (absent files skipped), and its parser. The
 //! state probe embeds the same lines (the planner tightens any that others could read); `verify` runs them
 //! alone, read-only, one exec per host.
+use super::parse::ProbeOutputError;
 use crate::paths::{ETCD_PKI_DIR, ETCDCTL_ENV, KEEPALIVED_CONFIG, KUBEADM_CONFIG, KUBELET_PKI_DIR, KUBERNETES_DIR, KUBERNETES_PKI_DIR, STATE_FILE};
 use crate::ssh::{Command, SshError, Transport};
 use std::time::Duration;
@@ -74,20 +75,21 @@ pub fn parse_line(rest: &str) -> Option<(String, FileMeta)> {
 }
 
 /// Parses `lines()` output followed by `end`: the secret files found, or the first line not understood.
-pub fn parse(output: &str) -> Result<Vec<(String, FileMeta)>, String> {
+pub fn parse(output: &str) -> Result<Vec<(String, FileMeta)>, ProbeOutputError> {
     let mut found = Vec::new();
     for line in output.lines() {
+        let bad = || ProbeOutputError::NotUnderstood(line.to_string());
         match line.split_once(' ') {
-            Some(("secret", rest)) => found.push(parse_line(rest).ok_or_else(|| format!("cannot understand {line:?}"))?),
+            Some(("secret", rest)) => found.push(parse_line(rest).ok_or_else(bad)?),
             None if line == "end" => {
                 found.sort_by(|a, b| a.0.cmp(&b.0));
                 found.dedup_by(|a, b| a.0 == b.0);
                 return Ok(found);
             }
-            _ => return Err(format!("cannot understand {line:?}")),
+            _ => return Err(bad()),
         }
     }
-    Err("the output was cut short".into())
+    Err(ProbeOutputError::CutShort)
 }
 
 /// The secret files of one host with their modes and owners; read-only, one exec (as root: some are 0600).

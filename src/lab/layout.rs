@@ -144,10 +144,7 @@ mod tests {
     use super::*;
     use crate::inventory::{self, PathContext};
 
-    fn lab() -> Inventory {
-        let loaded = inventory::load(Path::new("inventories/lab.yaml")).unwrap();
-        loaded.inventory.unwrap()
-    }
+    use crate::test_support::lab;
 
     #[test]
     fn lab_inventory_is_one_segment_with_a_free_gateway() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const RECONFIGURE_WITHIN: Duration = Duration::from_secs(60);
 const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum EtcdStepError {
     #[error(transparent)]
     Ssh(#[from] SshError),
@@ -133,15 +133,24 @@ pub async fn holds_kubernetes_data(t: &dyn Transport) -> Result<bool, EtcdStepEr
 }
 
 /// The view from the first of `members` whose local etcd answers, or the last reason none did.
-pub async fn view_from_any(members: &[&dyn Transport]) -> Result<View, String> {
-    let mut last = String::from("no control plane to ask");
+pub async fn view_from_any(members: &[&dyn Transport]) -> Result<View, NoView> {
+    let mut last = NoView::NoneToAsk;
     for t in members {
         match view(*t).await {
             Ok(v) => return Ok(v),
-            Err(e) => last = e.to_string(),
+            Err(e) => last = NoView::Last(Box::new(e)),
         }
     }
     Err(last)
+}
+
+/// Why no member gave a view: the error of the last one asked.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum NoView {
+    #[error("no control plane to ask")]
+    NoneToAsk,
+    #[error(transparent)]
+    Last(Box<EtcdStepError>),
 }
 
 pub async fn gate(t: &dyn Transport, gate: &Gate) -> Result<(), EtcdStepError> {

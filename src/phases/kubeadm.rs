@@ -60,8 +60,18 @@ pub fn readyz(endpoint: &str) -> Command {
     Command::script(format!("curl -sS --max-time 5 --cacert {KUBERNETES_CA_CERT} {url}"))
 }
 
+/// A wait for an API server that did not end well: the host could not be asked, or the wait ran out.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// `last` is the last answer seen.
+    #[error("{host}: {what}: not ready within {} s: {last}", within.as_secs())]
+    NotReady { host: String, what: String, within: Duration, last: String },
+}
+
 /// Waits until /readyz answers `ok` through the endpoint and `node` is registered.
-pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result<(), SshError> {
+pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result<(), ReadyError> {
     wait_until_ready(t, endpoint, Some(node)).await
 }
 
@@ -69,13 +79,13 @@ pub async fn wait_ready(t: &dyn Transport, endpoint: &str, node: &str) -> Result
 /// only once this server serves like the others. /readyz is enough: until its RBAC caches are filled an API
 /// server refuses even the anonymous /readyz request (kube-apiserver 1.36 answers any request in its first
 /// second with Forbidden, measured on the lab), so "ok" means it authorizes the cluster admin too.
-pub async fn wait_own_api_ready(t: &dyn Transport, address: &str) -> Result<(), SshError> {
+pub async fn wait_own_api_ready(t: &dyn Transport, address: &str) -> Result<(), ReadyError> {
     let endpoint = crate::render::context::host_port(address, crate::render::context::API_SERVER_PORT);
     wait_until_ready(t, &endpoint, None).await
 }
 
 /// Waits until /readyz answers `ok` at `endpoint` and, when given, `node` is registered.
-async fn wait_until_ready(t: &dyn Transport, endpoint: &str, node: Option<&str>) -> Result<(), SshError> {
+async fn wait_until_ready(t: &dyn Transport, endpoint: &str, node: Option<&str>) -> Result<(), ReadyError> {
     let started = Instant::now();
     loop {
         let ready = t.exec(&readyz(endpoint)).await?;
@@ -90,12 +100,7 @@ async fn wait_until_ready(t: &dyn Transport, endpoint: &str, node: Option<&str>)
             format!("/readyz through {endpoint}: {}{}", ready.stdout_text().trim(), String::from_utf8_lossy(&ready.stderr).trim())
         };
         if started.elapsed() > READY_WITHIN {
-            return Err(SshError::CommandFailed {
-                host: t.host().into(),
-                command: format!("wait for /readyz through {endpoint}"),
-                status: ready.status,
-                stderr: format!("not ready within {} s: {last}", READY_WITHIN.as_secs()),
-            });
+            return Err(ReadyError::NotReady { host: t.host().into(), what: format!("/readyz through {endpoint}"), within: READY_WITHIN, last });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -128,7 +133,7 @@ pub fn restart_script(renew_certs: bool) -> String {
 
 /// Renews kubeadm's certificates (when asked), restarts the static pods, and waits for this node's own
 /// API server (at `address`) to answer /readyz: the next control plane restarts only then.
-pub async fn restart_control_plane(t: &dyn Transport, renew_certs: bool, address: &str) -> Result<(), SshError> {
+pub async fn restart_control_plane(t: &dyn Transport, renew_certs: bool, address: &str) -> Result<(), ReadyError> {
     t.run(&Command::script(restart_script(renew_certs)).timeout(KUBEADM_TIMEOUT)).await?;
     wait_own_api_ready(t, address).await
 }
@@ -241,19 +246,24 @@ struct NodeAddress {
     address: String,
 }
 
-fn node_list(json: &str) -> Result<NodeList, String> {
-    serde_json::from_str(json).map_err(|e| format!("kubectl get nodes -o json: {e}"))
+fn node_list(json: &str) -> Result<NodeList, NodeListError> {
+    serde_json::from_str(json).map_err(NodeListError)
 }
 
+/// `kubectl get nodes -o json` printed something that is not a node list.
+#[derive(Debug, thiserror::Error)]
+#[error("kubectl get nodes -o json: {0}")]
+pub struct NodeListError(serde_json::Error);
+
 /// Registered nodes and their labels, from `kubectl get nodes -o json`.
-pub fn parse_nodes(json: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
+pub fn parse_nodes(json: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, NodeListError> {
     Ok(node_list(json)?.items.into_iter().map(|n| (n.metadata.name, n.metadata.labels)).collect())
 }
 
 /// The nodes whose Ready condition is not True, each with what its kubelet says (the condition's message,
 /// e.g. "container runtime network not ready"), from the same output. A node without the condition yet
 /// (just registered) is not Ready.
-pub fn parse_not_ready(json: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_not_ready(json: &str) -> Result<BTreeMap<String, String>, NodeListError> {
     Ok(node_list(json)?
         .items
         .into_iter()
@@ -294,7 +304,7 @@ mod tests {
         let nodes = parse_nodes(json).unwrap();
         assert_eq!(nodes["cp-1"]["topology.kubernetes.io/zone"], "az-a");
         assert!(nodes["wk-1"].is_empty());
-        assert!(parse_nodes("not json").unwrap_err().starts_with("kubectl get nodes"));
+        assert!(parse_nodes("not json").unwrap_err().to_string().starts_with("kubectl get nodes"));
         let with_status = r#"{"items":[{"metadata":{"name":"wk-1"},"status":{"addresses":[{"type":"Hostname","address":"wk-1"},{"type":"InternalIP","address":"198.18.0.21"}]}},{"metadata":{"name":"wk-2"}}]}"#;
         let addresses = parse_node_addresses(with_status);
         assert_eq!(addresses.len(), 1);

@@ -122,7 +122,7 @@ async fn nodes_ready_check(inv: &Inventory, first: Option<&dyn Transport>) -> Re
     match t.run(&kubeadm::kubectl("get nodes -o json")).await {
         Ok(out) => {
             let json = out.stdout_text();
-            kubeadm::parse_nodes(&json).and_then(|nodes| nodes_check(inv, &nodes)).and_then(|seen| ready_check(&seen, &json))
+            kubeadm::parse_nodes(&json).map_err(|e| e.to_string()).and_then(|nodes| nodes_check(inv, &nodes)).and_then(|seen| ready_check(&seen, &json))
         }
         Err(e) => Err(e.to_string()),
     }
@@ -178,7 +178,7 @@ fn tail(errors: &[String]) -> String {
 
 async fn etcd_check(cps: &[&Arc<dyn Transport>], gate: &Gate) -> Result<String, String> {
     let members: Vec<&dyn Transport> = cps.iter().map(|t| t.as_ref()).collect();
-    let view = etcd::view_from_any(&members).await?;
+    let view = etcd::view_from_any(&members).await.map_err(|e| e.to_string())?;
     evaluate(gate, &view).map(|_| "all members answer".to_string()).map_err(|e| e.to_string())
 }
 
@@ -202,7 +202,7 @@ fn nodes_check(inv: &Inventory, nodes: &std::collections::BTreeMap<String, std::
 /// Every registered node Ready: a node whose kubelet cannot run pods (runtime or network not ready, kubelet
 /// stopped) is named with what its kubelet reports.
 fn ready_check(registered: &str, json: &str) -> Result<String, String> {
-    let not_ready = kubeadm::parse_not_ready(json)?;
+    let not_ready = kubeadm::parse_not_ready(json).map_err(|e| e.to_string())?;
     if not_ready.is_empty() {
         return Ok(format!("{registered}, all Ready"));
     }
@@ -298,9 +298,7 @@ mod tests {
         assert_eq!(parse_stats_csv(with_addr), [state("cp-1", "UP", Some("198.18.0.11:6443"))]);
     }
 
-    fn lab() -> Inventory {
-        crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap()
-    }
+    use crate::test_support::lab;
 
     /// The HAProxy check of a whole verification, each control plane's status page answering `csvs`.
     async fn haproxy_with(csvs: &[(&str, &str)]) -> Check {

@@ -1,9 +1,6 @@
 use super::*;
-use crate::inventory;
 
-fn lab() -> Inventory {
-    inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap()
-}
+use crate::test_support::lab;
 
 #[test]
 fn a_new_state_pins_its_own_kubernetes_ca_and_covers_every_member() {

@@ -4,6 +4,7 @@ use super::display::{align, section};
 use crate::facts::certs::{self, HostCerts};
 use crate::inventory::Inventory;
 use crate::pki::expiry::{self, Level, Owner, WARN_DAYS};
+use crate::ssh::SshError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -59,7 +60,7 @@ pub struct Unknown {
 }
 
 /// Per host of the inventory: what its probe found, or why it could not be asked.
-pub type Seen = BTreeMap<String, Result<HostCerts, String>>;
+pub type Seen = BTreeMap<String, Result<HostCerts, SshError>>;
 
 pub fn report(cluster: &str, seen: &Seen, now: i64) -> CertReport {
     let mut certificates = Vec::new();
@@ -67,7 +68,8 @@ pub fn report(cluster: &str, seen: &Seen, now: i64) -> CertReport {
     let mut warnings = Vec::new();
     for (host, result) in seen {
         match result {
-            Err(problem) => unknown.push(Unknown { host: host.clone(), path: None, problem: problem.clone() }),
+            // The host is named beside the problem: the SSH error's own host prefix would repeat it.
+            Err(e) => unknown.push(Unknown { host: host.clone(), path: None, problem: super::observe::short(e) }),
             Ok(found) => {
                 for (path, problem) in &found.unreadable {
                     unknown.push(Unknown { host: host.clone(), path: Some(path.clone()), problem: problem.clone() });
@@ -127,7 +129,7 @@ pub fn text(r: &CertReport) -> String {
 /// Every reachable host's certificates (in parallel), the unreachable ones with why.
 pub async fn observe_certs(inv: &Inventory) -> Seen {
     let (hosts, unreachable) = crate::exec::live::connect(inv).await;
-    let mut seen: Seen = unreachable.iter().map(|e| (e.host().to_string(), Err(super::observe::short(e)))).collect();
+    let mut seen: Seen = unreachable.into_iter().map(|e| (e.host().to_string(), Err(e))).collect();
     seen.extend(probe_all(&hosts).await);
     seen
 }
@@ -137,7 +139,7 @@ pub async fn probe_all(hosts: &crate::exec::live::Hosts) -> Seen {
     let mut tasks = tokio::task::JoinSet::new();
     for (name, t) in hosts {
         let (name, t) = (name.clone(), t.clone());
-        tasks.spawn(async move { (name, certs::probe(t.as_ref()).await.map_err(|e| e.to_string())) });
+        tasks.spawn(async move { (name, certs::probe(t.as_ref()).await) });
     }
     let mut seen = Seen::new();
     while let Some(joined) = tasks.join_next().await {
@@ -187,10 +189,11 @@ mod tests {
         assert_eq!(report("lab", &gone, NOW).verdict, CertVerdict::Failed);
 
         let mut unreachable = soon.clone();
-        unreachable.insert("cp-3".into(), Err("Connection refused".into()));
+        let refused = SshError::Refused { host: "cp-3".into(), address: "198.18.0.13".into(), port: 22, detail: "198.18.0.13:22: Connection refused".into() };
+        unreachable.insert("cp-3".into(), Err(refused));
         let r = report("lab", &unreachable, NOW);
         assert_eq!(r.verdict, CertVerdict::Failed);
-        assert_eq!(r.unknown[0].host, "cp-3");
+        assert_eq!((r.unknown[0].host.as_str(), r.unknown[0].problem.as_str()), ("cp-3", "Connection refused"));
     }
 
     #[test]

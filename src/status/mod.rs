@@ -15,10 +15,21 @@ use crate::etcd::quorum;
 use crate::etcd::status::Member;
 use crate::inventory::{Host, Inventory};
 use crate::pki::expiry::{self, Level};
+use crate::ssh::SshError;
 use crate::topology::{self, DomainKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+/// Why `status` has no view of etcd.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum EtcdUnasked {
+    #[error("no control plane is reachable over SSH")]
+    NoControlPlaneReachable,
+    /// Every reachable control plane was asked; the last one's answer.
+    #[error(transparent)]
+    NoAnswer(#[from] crate::phases::etcd::NoView),
+}
 
 /// What was seen on the live cluster.
 #[derive(Clone, Debug)]
@@ -26,10 +37,10 @@ pub struct Observations {
     /// Hosts that could not be reached over SSH, with why (the message without the host's name).
     pub unreachable: BTreeMap<String, String>,
     /// etcd's view from the first reachable control plane whose member answered, or why none did.
-    pub etcd: Result<View, String>,
+    pub etcd: Result<View, EtcdUnasked>,
     /// Per reachable control plane: whether it holds the VIP, or why that could not be told. Empty when the
     /// load balancer is not keepalived-haproxy (then kubeha runs no VIP).
-    pub vip: BTreeMap<String, Result<bool, String>>,
+    pub vip: BTreeMap<String, Result<bool, SshError>>,
     /// Per reachable host: its certificates (see `certs check`), and the time their days left count from.
     pub certs: certs::Seen,
     pub now: i64,
@@ -206,12 +217,12 @@ pub fn report(inv: &Inventory, file: &str, seen: &Observations) -> Report {
         target.extend(expiry::warning(c, seen.now));
     }
     let votes = view.map(votes);
-    let etcd = EtcdSummary { error: seen.etcd.as_ref().err().cloned(), votes: votes.clone() };
+    let etcd = EtcdSummary { error: seen.etcd.as_ref().err().map(ToString::to_string), votes: votes.clone() };
     let domains = votes.as_ref().map(|votes| domains(inv, &hosts, votes)).unwrap_or_default();
 
     let verdict = match &votes {
         None => {
-            problems.insert(0, format!("etcd could not be asked: {}", seen.etcd.as_ref().err().map_or("", String::as_str)));
+            problems.insert(0, format!("etcd could not be asked: {}", seen.etcd.as_ref().err().map(ToString::to_string).unwrap_or_default()));
             Verdict::EtcdUnavailable
         }
         Some(v) if v.more_losses_tolerated < 0 => {
@@ -238,7 +249,7 @@ pub fn report(inv: &Inventory, file: &str, seen: &Observations) -> Report {
 }
 
 fn member_state(view: &View, m: &Member) -> (EtcdState, Option<String>) {
-    let health = view.healthy(m).err();
+    let health = view.healthy(m).err().map(|e| e.to_string());
     if m.is_learner {
         return (EtcdState::Learner, health);
     }
@@ -329,7 +340,7 @@ fn vip_status(address: IpAddr, seen: &Observations, problems: &mut Vec<String>) 
     let holders: Vec<String> = seen.vip.iter().filter(|(_, r)| matches!(r, Ok(true))).map(|(h, _)| h.clone()).collect();
     for (host, result) in &seen.vip {
         if let Err(e) = result {
-            problems.push(format!("{host}: cannot tell whether it holds the VIP: {e}"));
+            problems.push(format!("{host}: cannot tell whether it holds the VIP: {}", observe::short(e)));
         }
     }
     match holders.len() {

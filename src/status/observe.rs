@@ -1,7 +1,7 @@
 //! Gathering what `status` reports on, read-only: one SSH connection per host (unreachable hosts are
 //! recorded, not fatal), etcd's view from a reachable control plane, and who holds the VIP. No lock is
 //! taken: status must work while an apply runs, and most of all when a cluster is half gone.
-use super::Observations;
+use super::{EtcdUnasked, Observations};
 use crate::exec::live;
 use crate::inventory::Inventory;
 use crate::phases::{etcd, loadbalancer};
@@ -16,15 +16,15 @@ pub async fn observe(inv: &Inventory) -> Observations {
         let mut seen = BTreeMap::new();
         let Some(vrrp) = inv.load_balancer.vrrp() else { return seen };
         for t in &cps {
-            seen.insert(t.host().to_string(), loadbalancer::holds_vip(*t, vrrp.vip).await.map_err(|e| short(&e)));
+            seen.insert(t.host().to_string(), loadbalancer::holds_vip(*t, vrrp.vip).await);
         }
         seen
     };
     let etcd = async {
         if cps.is_empty() {
-            return Err("no control plane is reachable over SSH".to_string());
+            return Err(EtcdUnasked::NoControlPlaneReachable);
         }
-        etcd::view_from_any(&cps).await
+        Ok(etcd::view_from_any(&cps).await?)
     };
     let (etcd, vip, certs) = tokio::join!(etcd, vip, super::certs::probe_all(&hosts));
     Observations { unreachable, etcd, vip, certs, now: time::OffsetDateTime::now_utc().unix_timestamp() }

@@ -1,8 +1,9 @@
 //! The report against the situations an operator meets: all well, a member down, a zone down, quorum lost,
 //! an unfinished add, a member nobody declared, etcd not answering, the VIP nowhere or twice.
 use super::*;
-use crate::etcd::status::{EndpointHealth, EndpointStatus};
+use crate::etcd::status::EndpointHealth;
 use crate::inventory::{self, PathContext};
+use crate::test_support::{host_member, member_at, view};
 use proptest::prelude::*;
 
 const FILE: &str = "inventories/t.yaml";
@@ -32,60 +33,28 @@ fn lab() -> Inventory {
 /// The member for inventory host `name`, with id = its position among the control planes + 1.
 fn member_named(inv: &Inventory, name: &str, learner: bool) -> Member {
     let (i, h) = inv.control_planes().enumerate().find(|(_, h)| h.name == name).unwrap();
-    Member {
-        id: i as u64 + 1,
-        name: if learner { String::new() } else { name.into() },
-        peer_urls: vec![h.peer_url()],
-        client_urls: vec![h.client_url()],
-        is_learner: learner,
-    }
+    let member = host_member(i as u64 + 1, h);
+    // A learner that has not started has no name yet.
+    if learner { Member { name: String::new(), is_learner: true, ..member } } else { member }
 }
 
+/// A member at an address no inventory host has.
 fn foreign_member(id: u64, name: &str) -> Member {
-    Member {
-        id,
-        name: name.into(),
-        peer_urls: vec![format!("https://10.9.9.{id}:2380")],
-        client_urls: vec![format!("https://10.9.9.{id}:2379")],
-        is_learner: false,
-    }
-}
-
-/// As etcdctl reports it: members in `down` miss from `endpoint status` and are unhealthy in `endpoint
-/// health`; every answering member names `leader` (0 = none).
-fn view(members: Vec<Member>, down: &[&str], leader: u64) -> View {
-    let is_down = |m: &Member| down.contains(&m.label().as_str());
-    View {
-        statuses: members
-            .iter()
-            .filter(|m| !is_down(m))
-            .map(|m| EndpointStatus {
-                endpoint: m.client_urls[0].clone(),
-                cluster_id: 0,
-                member_id: m.id,
-                leader,
-                raft_index: 100,
-                raft_applied_index: 100,
-                is_learner: m.is_learner,
-                version: "3.6.14".into(),
-                errors: vec![],
-            })
-            .collect(),
-        health: members
-            .iter()
-            .map(|m| EndpointHealth { endpoint: m.client_urls[0].clone(), healthy: !is_down(m), error: is_down(m).then(|| "context deadline exceeded".into()) })
-            .collect(),
-        members,
-        cluster_id: 0,
-    }
+    member_at(id, name, &format!("10.9.9.{id}"), false)
 }
 
 fn all_members(inv: &Inventory) -> Vec<Member> {
     inv.control_planes().map(|h| member_named(inv, &h.name, false)).collect()
 }
 
+/// The last control plane asked, `host`, answered with `message`.
+fn no_answer(host: &str, message: &str) -> EtcdUnasked {
+    let last = crate::phases::etcd::EtcdStepError::Etcd { host: host.into(), message: message.into() };
+    EtcdUnasked::NoAnswer(crate::phases::etcd::NoView::Last(Box::new(last)))
+}
+
 /// SSH to every host but `unreachable`; the VIP on `holders` among the reachable control planes.
-fn seen(inv: &Inventory, etcd: Result<View, String>, unreachable: &[&str], holders: &[&str]) -> Observations {
+fn seen(inv: &Inventory, etcd: Result<View, EtcdUnasked>, unreachable: &[&str], holders: &[&str]) -> Observations {
     let reachable_cps = inv.control_planes().filter(|h| !unreachable.contains(&h.name.as_str()));
     Observations {
         unreachable: unreachable.iter().map(|h| (h.to_string(), "timed out after 15s while connecting".to_string())).collect(),
@@ -116,7 +85,7 @@ fn votes(r: &Report) -> (usize, usize, usize, i64) {
 #[test]
 fn three_healthy_control_planes() {
     let inv = lab();
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &[], 1)), &[], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 1, &[])), &[], &["cp-1"]));
     assert_eq!(r.verdict, Verdict::Healthy, "{:?}", r.problems);
     assert!(r.problems.is_empty() && r.way_out.is_none() && r.foreign_members.is_empty());
     assert_eq!(votes(&r), (3, 3, 2, 1));
@@ -143,7 +112,7 @@ fn three_healthy_control_planes() {
 #[test]
 fn one_dead_control_plane_degrades_and_leaves_no_margin() {
     let inv = lab();
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &["cp-2"], 1)), &["cp-2"], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 1, &["cp-2"])), &["cp-2"], &["cp-1"]));
     assert_eq!(r.verdict, Verdict::Degraded);
     assert_eq!(votes(&r), (3, 2, 2, 0));
     let cp2 = host(&r, "cp-2");
@@ -168,7 +137,7 @@ fn one_dead_control_plane_degrades_and_leaves_no_margin() {
 #[test]
 fn five_members_with_a_whole_zone_of_two_dead_hold_quorum_with_no_margin() {
     let inv = inventory(&[("az-a", None), ("az-a", None), ("az-b", None), ("az-b", None), ("az-c", None)], &[], false);
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &["cp-3", "cp-4"], 1)), &["cp-3", "cp-4"], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 1, &["cp-3", "cp-4"])), &["cp-3", "cp-4"], &["cp-1"]));
     assert_eq!(r.verdict, Verdict::Degraded, "quorum holds");
     assert_eq!(votes(&r), (5, 3, 3, 0), "0 more losses");
     let by_zone: Vec<(&str, usize, usize, i64)> = r.domains.iter().map(|d| (d.name.as_str(), d.voters, d.healthy_voters, d.more_losses_if_lost)).collect();
@@ -179,7 +148,7 @@ fn five_members_with_a_whole_zone_of_two_dead_hold_quorum_with_no_margin() {
 #[test]
 fn quorum_lost_names_the_way_out() {
     let inv = lab();
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &["cp-2", "cp-3"], 0)), &["cp-2", "cp-3"], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 0, &["cp-2", "cp-3"])), &["cp-2", "cp-3"], &["cp-1"]));
     assert_eq!(r.verdict, Verdict::QuorumLost);
     assert_eq!(votes(&r), (3, 1, 2, -1));
     assert_eq!(r.problems[0], "quorum lost: 1 of 3 voting members healthy, 2 needed");
@@ -187,7 +156,7 @@ fn quorum_lost_names_the_way_out() {
     assert_eq!(r.way_out.as_deref(), Some("restore from a snapshot: kubeha etcd restore -i inventories/t.yaml --snapshot SNAPSHOT (see docs/restore.md)"));
     assert!(r.domains.iter().all(|d| d.more_losses_if_lost < 0 && d.sentence.starts_with("quorum is already lost")));
     // cp-1 answers status but, without quorum, not health: it counts as unhealthy too.
-    let alone = view(all_members(&inv), &["cp-2", "cp-3"], 0);
+    let alone = view(all_members(&inv), 0, &["cp-2", "cp-3"]);
     let mut v = alone.clone();
     v.health[0] = EndpointHealth { endpoint: v.health[0].endpoint.clone(), healthy: false, error: Some("context deadline exceeded".into()) };
     let r = report(&inv, FILE, &seen(&inv, Ok(v), &["cp-2", "cp-3"], &[]));
@@ -199,7 +168,7 @@ fn quorum_lost_names_the_way_out() {
 fn an_unstarted_learner_is_matched_by_peer_url_and_does_not_vote() {
     let inv = lab();
     let members = vec![member_named(&inv, "cp-1", false), member_named(&inv, "cp-2", false), member_named(&inv, "cp-3", true)];
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(members, &["unstarted member https://198.18.0.13:2380"], 1)), &[], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(members, 1, &["unstarted member https://198.18.0.13:2380"])), &[], &["cp-1"]));
     assert_eq!(r.verdict, Verdict::Degraded);
     assert_eq!(votes(&r), (2, 2, 2, 0), "a learner neither votes nor counts for quorum");
     assert_eq!(host(&r, "cp-3").etcd, Some(EtcdState::Learner));
@@ -214,7 +183,7 @@ fn a_member_outside_the_inventory_is_listed_and_counts_for_quorum() {
     let inv = lab();
     let mut members = all_members(&inv);
     members.push(foreign_member(0xdead, "old-cp"));
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(members.clone(), &["old-cp"], 1)), &[], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(members.clone(), 1, &["old-cp"])), &[], &["cp-1"]));
     assert_eq!(r.verdict, Verdict::Degraded);
     assert_eq!(votes(&r), (4, 3, 3, 0), "the foreign voter raises the quorum to 3");
     assert_eq!(r.foreign_members.len(), 1);
@@ -222,7 +191,7 @@ fn a_member_outside_the_inventory_is_listed_and_counts_for_quorum() {
     assert_eq!((f.name.as_str(), f.id.as_str(), f.state), ("old-cp", "dead", EtcdState::Unhealthy));
     assert!(r.problems.contains(&"old-cp: etcd member that is not in the inventory".to_string()), "{:?}", r.problems);
     // Healthy, it still degrades the cluster: nobody declared it.
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(members, &[], 1)), &[], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(members, 1, &[])), &[], &["cp-1"]));
     assert_eq!((r.verdict, votes(&r)), (Verdict::Degraded, (4, 4, 3, 1)));
 }
 
@@ -230,7 +199,7 @@ fn a_member_outside_the_inventory_is_listed_and_counts_for_quorum() {
 fn a_control_plane_that_is_no_member_is_missing() {
     let inv = lab();
     let members = vec![member_named(&inv, "cp-1", false), member_named(&inv, "cp-2", false)];
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(members, &[], 2)), &[], &["cp-3"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(members, 2, &[])), &[], &["cp-3"]));
     assert_eq!((r.verdict, votes(&r)), (Verdict::Degraded, (2, 2, 2, 0)));
     assert_eq!(host(&r, "cp-3").etcd, Some(EtcdState::Missing));
     assert_eq!(host(&r, "cp-2").etcd, Some(EtcdState::Leader));
@@ -240,7 +209,7 @@ fn a_control_plane_that_is_no_member_is_missing() {
 #[test]
 fn etcd_unavailable_is_told_apart_from_quorum_lost() {
     let inv = lab();
-    let r = report(&inv, FILE, &seen(&inv, Err("cp-3: etcdctl member list failed: context deadline exceeded".into()), &["cp-1", "cp-2"], &["cp-3"]));
+    let r = report(&inv, FILE, &seen(&inv, Err(no_answer("cp-3", "etcdctl member list failed: context deadline exceeded")), &["cp-1", "cp-2"], &["cp-3"]));
     assert_eq!(r.verdict, Verdict::EtcdUnavailable);
     assert!(r.etcd.votes.is_none() && r.domains.is_empty());
     assert_eq!(r.etcd.error.as_deref(), Some("cp-3: etcdctl member list failed: context deadline exceeded"));
@@ -253,18 +222,24 @@ fn etcd_unavailable_is_told_apart_from_quorum_lost() {
 #[test]
 fn vip_nowhere_twice_or_unknown_degrades() {
     let inv = lab();
-    let healthy = || Ok(view(all_members(&inv), &[], 1));
+    let healthy = || Ok(view(all_members(&inv), 1, &[]));
     let r = report(&inv, FILE, &seen(&inv, healthy(), &[], &[]));
     assert_eq!((r.verdict, r.problems.as_slice()), (Verdict::Degraded, ["no reachable control plane holds the VIP 198.18.0.100".to_string()].as_slice()));
     let r = report(&inv, FILE, &seen(&inv, healthy(), &[], &["cp-1", "cp-3"]));
     assert_eq!(r.problems, ["the VIP 198.18.0.100 is held by cp-1 and cp-3 at once"]);
     assert_eq!(r.vip.as_ref().unwrap().holders, ["cp-1", "cp-3"]);
     let mut s = seen(&inv, healthy(), &[], &["cp-1"]);
-    s.vip.insert("cp-2".into(), Err("`ip -o addr show` failed".into()));
+    let failed = SshError::CommandFailed {
+        host: "cp-2".into(),
+        command: "ip -o addr show".into(),
+        status: crate::ssh::ExitStatus::Code(1),
+        stderr: "no such device".into(),
+    };
+    s.vip.insert("cp-2".into(), Err(failed));
     let r = report(&inv, FILE, &s);
     assert_eq!(
         (r.verdict, r.problems.as_slice()),
-        (Verdict::Degraded, ["cp-2: cannot tell whether it holds the VIP: `ip -o addr show` failed".to_string()].as_slice())
+        (Verdict::Degraded, ["cp-2: cannot tell whether it holds the VIP: `ip -o addr show` failed with exit status 1: no such device".to_string()].as_slice())
     );
     assert_eq!(host(&r, "cp-2").vip_holder, None);
 }
@@ -272,7 +247,7 @@ fn vip_nowhere_twice_or_unknown_degrades() {
 #[test]
 fn an_external_load_balancer_has_no_vip_to_check() {
     let inv = inventory(&[("a", None), ("b", None), ("c", None)], &[], true);
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &[], 3)), &[], &[]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 3, &[])), &[], &[]));
     assert_eq!(r.verdict, Verdict::Healthy, "{:?}", r.problems);
     assert!(r.vip.is_none() && r.hosts.iter().all(|h| h.vip_holder.is_none()));
     assert_eq!(r.etcd.votes.as_ref().unwrap().leader.as_deref(), Some("cp-3"));
@@ -281,7 +256,7 @@ fn an_external_load_balancer_has_no_vip_to_check() {
 #[test]
 fn no_leader_with_quorum_is_degraded() {
     let inv = lab();
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &[], 0)), &[], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 0, &[])), &[], &["cp-1"]));
     assert_eq!(r.verdict, Verdict::Degraded);
     assert_eq!(r.problems, ["no member reports itself leader (an election may be under way)"]);
     assert!(r.etcd.votes.as_ref().unwrap().leader.is_none());
@@ -290,7 +265,7 @@ fn no_leader_with_quorum_is_degraded() {
 #[test]
 fn json_is_camel_case_and_omits_what_does_not_apply() {
     let inv = lab();
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &["cp-2"], 1)), &["cp-2"], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 1, &["cp-2"])), &["cp-2"], &["cp-1"]));
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["verdict"], "degraded");
     assert_eq!(json["etcd"]["moreLossesTolerated"], 0);
@@ -304,7 +279,7 @@ fn json_is_camel_case_and_omits_what_does_not_apply() {
     assert_eq!(json["domains"][0]["kind"], "zone");
     assert_eq!(json["vip"]["holders"][0], "cp-1");
     assert!(json.get("wayOut").is_none());
-    let lost = report(&inv, FILE, &seen(&inv, Err("no control plane is reachable over SSH".into()), &["cp-1", "cp-2", "cp-3"], &[]));
+    let lost = report(&inv, FILE, &seen(&inv, Err(EtcdUnasked::NoControlPlaneReachable), &["cp-1", "cp-2", "cp-3"], &[]));
     let json = serde_json::to_value(&lost).unwrap();
     assert_eq!(json["verdict"], "etcdUnavailable");
     assert_eq!(json["etcd"], serde_json::json!({"error": "no control plane is reachable over SSH"}));
@@ -316,7 +291,7 @@ fn text_is_aligned_and_says_what_losing_each_domain_does() {
     let inv = lab();
     let mut members = all_members(&inv);
     members.push(foreign_member(0xdead, "old-cp"));
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(members, &["cp-2"], 1)), &["cp-2"], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(members, 1, &["cp-2"])), &["cp-2"], &["cp-1"]));
     let table = "\
 HOST    ROLE           ZONE  RACK  SSH  ETCD       VIP  NOTE
 cp-1    control-plane  az-a  r1    ok   leader     yes
@@ -329,13 +304,13 @@ old-cp  -              -     -     -    follower   -    not in the inventory (me
     assert!(text(&r).contains(table), "{}", text(&r));
     assert!(text(&r).contains("etcd: 3 of 4 voting members healthy, quorum 3, leader cp-1: tolerates 0 more member losses\n"), "{}", text(&r));
 
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &["cp-2", "cp-3"], 0)), &["cp-2", "cp-3"], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 0, &["cp-2", "cp-3"])), &["cp-2", "cp-3"], &["cp-1"]));
     let t = text(&r);
     assert!(t.starts_with("cluster t: QUORUM LOST\netcd: 1 of 3 voting members healthy, quorum 2: 1 short of quorum\n"), "{t}");
     assert!(t.ends_with("\nWay out: restore from a snapshot: kubeha etcd restore -i inventories/t.yaml --snapshot SNAPSHOT (see docs/restore.md)\n"), "{t}");
     assert!(!t.contains("If a whole domain is lost now"), "says nothing new once quorum is lost: {t}");
 
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &["cp-2"], 1)), &["cp-2"], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 1, &["cp-2"])), &["cp-2"], &["cp-1"]));
     assert_eq!(
         text(&r),
         "\
@@ -371,7 +346,7 @@ fn regions_get_a_column_and_verdicts_only_when_there_are_several() {
     for (h, region) in inv.hosts.iter_mut().zip(["eu", "eu", "us", "eu", "us"]) {
         h.region = Some(region.into());
     }
-    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &[], 1)), &[], &["cp-1"]));
+    let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 1, &[])), &[], &["cp-1"]));
     assert_eq!(r.domains[0].kind, DomainKind::Region);
     assert_eq!(r.domains[0].sentence, "losing region eu now would lose quorum");
     assert_eq!(r.domains[1].sentence, "losing region us now leaves 0 more losses");
@@ -388,7 +363,7 @@ proptest! {
         let inv = inventory(&cps, &[], false);
         let down: Vec<String> = zones.iter().enumerate().filter(|(_, (_, up))| !up).map(|(i, _)| format!("cp-{}", i + 1)).collect();
         let down_refs: Vec<&str> = down.iter().map(String::as_str).collect();
-        let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), &down_refs, 1)), &[], &["cp-1"]));
+        let r = report(&inv, FILE, &seen(&inv, Ok(view(all_members(&inv), 1, &down_refs)), &[], &["cp-1"]));
         let healthy = zones.iter().filter(|(_, up)| *up).count();
         prop_assert_eq!(votes(&r).1, healthy);
         prop_assert_eq!(r.verdict == Verdict::QuorumLost, 2 * healthy <= zones.len());
@@ -406,7 +381,7 @@ fn certificates_warn_under_30_days_and_fail_once_expired() {
     use crate::facts::certs::HostCerts;
     use crate::pki::expiry::{Cert, Parsed};
     let inv = lab();
-    let mut s = seen(&inv, Ok(view(all_members(&inv), &[], 1)), &[], &["cp-1"]);
+    let mut s = seen(&inv, Ok(view(all_members(&inv), 1, &[])), &[], &["cp-1"]);
     s.now = 1_800_000_000;
     let cert = |path: &str, days: i64| {
         Cert::new("cp-2", path, Parsed { subject: "x".into(), not_before: s.now - 86_400, not_after: s.now + days * 86_400 + 1, ca: false })

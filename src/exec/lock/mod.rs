@@ -122,8 +122,12 @@ impl ClusterLock {
 /// Takes the lock on the control planes, in the order given (inventory order). `control_planes` holds every
 /// control plane, with its transport or the reason it is unreachable.
 pub async fn acquire(control_planes: &[Connection], me: Holder, force_unlock: bool) -> Result<ClusterLock, LockError> {
-    let rule = Rule { name: "a majority", needed: quorum::quorum(control_planes.len()) };
-    acquire_in(LOCK_DIR, control_planes, rule, me, force_unlock).await
+    acquire_in(LOCK_DIR, control_planes, majority(control_planes.len()), me, force_unlock).await
+}
+
+/// The rule of `acquire`: as etcd's quorum, so that two runs can never both hold the cluster.
+fn majority(control_planes: usize) -> Rule {
+    Rule { name: "a majority", needed: quorum::quorum(control_planes) }
 }
 
 /// Takes the lock on every control plane given (all must be taken): `etcd restore` passes the reachable

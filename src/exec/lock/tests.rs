@@ -38,7 +38,17 @@ impl Site {
     }
 
     async fn acquire(&self, me: &Holder, force_unlock: bool) -> Result<ClusterLock, LockError> {
-        acquire_in(DIR, &self.connections(), Rule { name: "a majority", needed: 2 }, me.clone(), force_unlock).await
+        acquire_in(DIR, &self.connections(), majority(3), me.clone(), force_unlock).await
+    }
+
+    /// `acquire`'s majority rule with the hosts `down` unreachable before the run starts (no connection).
+    async fn acquire_with_down(&self, down: &[usize], me: &Holder) -> Result<ClusterLock, LockError> {
+        let mut connections = self.connections();
+        for i in down {
+            let host = self.hosts[*i].host().to_string();
+            connections[*i].1 = Err(SshError::Refused { host, address: "198.18.0.1".into(), port: 22, detail: "Connection refused".into() });
+        }
+        acquire_in(DIR, &connections, majority(connections.len()), me.clone(), false).await
     }
 
     fn record(&self, host: usize) -> Option<String> {
@@ -304,6 +314,34 @@ async fn release_goes_past_unreachable_hosts_and_leaves_other_runs_records() {
     assert!(err.starts_with("the cluster lock could not be released on cp-1: connection lost: no route to host"), "{err}");
     assert!(site.record(1).unwrap().contains(&thief.run_id), "another run's record stays");
     assert!(!site.dir(2).exists(), "ours is gone past the unreachable host");
+}
+
+#[tokio::test]
+async fn a_majority_takes_the_lock_past_an_unreachable_host_and_a_minority_is_refused_leaving_nothing() {
+    let site = Site::three();
+    let me = run_on("ops", 1);
+    let lock = site.acquire_with_down(&[2], &me).await.unwrap();
+    assert_eq!(lock.hosts(), ["cp-1", "cp-2"]);
+    assert!(!site.dir(2).exists(), "no lock directory on the host it could not reach");
+    lock.release().await.unwrap();
+
+    let refused = site.acquire_with_down(&[1, 2], &me).await.err().unwrap();
+    assert!(matches!(refused, LockError::NoMajority { needed: 2, total: 3, reached: 1, .. }), "{refused}");
+    let text = refused.to_string();
+    assert!(text.starts_with("the cluster lock needs a majority of the control planes (2 of 3); only 1 could be locked: cp-2: "), "{text}");
+    assert!((0..3).all(|i| !site.dir(i).exists()), "a refused run gives back what it took: {text}");
+}
+
+#[tokio::test]
+async fn a_refusal_on_a_later_host_gives_back_the_earlier_ones_and_leaves_the_holder_s_record() {
+    let site = Site::three();
+    let other = run_on("ops-2", 7);
+    site.write_record(1, &holder_json(&other));
+    let refused = site.acquire(&run_on("ops-1", 1), false).await.err().unwrap();
+    assert!(matches!(refused, LockError::Held { ref host, .. } if host == "cp-2"), "{refused}");
+    assert!(!site.dir(0).exists(), "cp-1, taken before cp-2 refused, is given back");
+    assert!(site.record(1).unwrap().contains(&other.run_id), "the holder's record stays");
+    assert!(!site.dir(2).exists(), "nothing is tried after a refusal");
 }
 
 #[test]

@@ -1,11 +1,8 @@
 use super::*;
-use crate::inventory;
 use crate::pki::discovery_hash;
 use std::process::Command;
 
-fn lab() -> Inventory {
-    inventory::load(std::path::Path::new("inventories/lab.yaml")).unwrap().inventory.unwrap()
-}
+use crate::test_support::lab;
 
 fn openssl(args: &[&str], input: Option<&[u8]>) -> (bool, String) {
     use std::io::Write;

@@ -1,15 +1,12 @@
 //! The planner against partial states: what a killed or interrupted run leaves behind, and a converged cluster.
 use super::*;
 use crate::etcd::gate::View;
-use crate::etcd::status::{EndpointHealth, EndpointStatus, Member};
+use crate::etcd::status::Member;
 use crate::facts::observe::{self, FileMeta, HostState};
 use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, STATE_FILE};
 use crate::render::context;
 use crate::state::ClusterState;
-
-fn lab() -> Inventory {
-    crate::inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml"))).unwrap().inventory.unwrap()
-}
+use crate::test_support::{lab, lab_member as member};
 
 fn desired(inv: &Inventory) -> Desired {
     desired_with(inv, &ClusterState::create(inv).unwrap())
@@ -20,38 +17,10 @@ fn desired_with(inv: &Inventory, state: &ClusterState) -> Desired {
     Desired::build(inv, &rendered, state)
 }
 
-fn member(i: u64, name: &str, learner: bool) -> Member {
-    let address = format!("198.18.0.1{i}");
-    Member {
-        id: i,
-        name: name.into(),
-        peer_urls: vec![format!("https://{address}:2380")],
-        client_urls: vec![format!("https://{address}:2379")],
-        is_learner: learner,
-    }
-}
-
+/// Every member healthy, cp-1 (id 1) leading.
 fn view(members: Vec<Member>) -> View {
-    let statuses = members
-        .iter()
-        .map(|m| EndpointStatus {
-            endpoint: m.client_urls[0].clone(),
-            cluster_id: CLUSTER,
-            member_id: m.id,
-            leader: 1,
-            raft_index: 100,
-            raft_applied_index: 100,
-            is_learner: m.is_learner,
-            version: "3.5.24".into(),
-            errors: vec![],
-        })
-        .collect();
-    let health = members.iter().map(|m| EndpointHealth { endpoint: m.client_urls[0].clone(), healthy: true, error: None }).collect();
-    View { cluster_id: CLUSTER, members, statuses, health }
+    crate::test_support::view(members, 1, &[])
 }
-
-/// The lab cluster's etcd cluster ID in these fakes.
-const CLUSTER: u64 = 0xc1a5_7e12;
 
 /// What the member on each of `hosts` answers to `member list`: the view's cluster and members.
 fn answers(v: &View, hosts: &[&str]) -> std::collections::BTreeMap<String, crate::etcd::status::MemberList> {
