@@ -11,6 +11,18 @@ pub fn lab() -> Inventory {
     crate::inventory::load(path).expect("inventories/lab.yaml loads").inventory.expect("inventories/lab.yaml is valid")
 }
 
+/// inventories/lab.yaml without its `spec.artifacts` block (and the comment above it), for tests that write
+/// their own.
+pub fn lab_yaml_without_artifacts() -> String {
+    let lab = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml")).unwrap();
+    let lines: Vec<&str> = lab.lines().collect();
+    let start = lines.iter().position(|l| *l == "  artifacts:").expect("the lab inventory has spec.artifacts");
+    let first = (0..start).rev().take_while(|i| lines[*i].starts_with("  #")).last().unwrap_or(start);
+    let end = start + 1 + lines[start + 1..].iter().take_while(|l| l.starts_with("    ")).count();
+    let kept: Vec<&str> = lines[..first].iter().chain(&lines[end..]).copied().collect();
+    kept.join("\n") + "\n"
+}
+
 /// The etcd cluster ID of every fixture view.
 pub const CLUSTER_ID: u64 = 0xc1a5_7e12;
 

@@ -16,7 +16,7 @@ const ATTEMPTS: u32 = 3;
 
 /// The lab inventory with containerd as the runtime (so all eight artifacts are needed) and `artifacts` added.
 fn inventory_yaml(artifacts: &str) -> String {
-    std::fs::read_to_string("inventories/lab.yaml").unwrap().replace("    containerRuntimeEndpoint: unix:///run/kubeha-lab-cri/cri.sock\n", "").replacen(
+    kubeha::test_support::lab_yaml_without_artifacts().replace("    containerRuntimeEndpoint: unix:///run/kubeha-lab-cri/cri.sock\n", "").replacen(
         "spec:\n",
         &format!("spec:\n  artifacts:\n{artifacts}"),
         1,

@@ -348,7 +348,7 @@ mod tests {
     }
 
     fn inventory(extra: &str, endpoint: Option<&str>) -> Inventory {
-        let mut yaml = crate::inventory::lab_yaml_without_artifacts().replacen("spec:\n", &format!("spec:\n{extra}"), 1);
+        let mut yaml = crate::test_support::lab_yaml_without_artifacts().replacen("spec:\n", &format!("spec:\n{extra}"), 1);
         yaml = match endpoint {
             Some(e) => yaml.replace("unix:///run/kubeha-lab-cri/cri.sock", e),
             None => yaml.replace("    containerRuntimeEndpoint: unix:///run/kubeha-lab-cri/cri.sock\n", ""),
@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(Kind::Etcd.install_path("etcd"), crate::paths::ETCD_BINARY, "kubeha's etcd unit runs what the software phase installs");
         let loaded = crate::inventory::parse(
             "t.yaml".into(),
-            crate::inventory::lab_yaml_without_artifacts().replacen("spec:\n", "spec:\n  artifacts: {preinstalled: [crictl, cni]}\n", 1),
+            crate::test_support::lab_yaml_without_artifacts().replacen("spec:\n", "spec:\n  artifacts: {preinstalled: [crictl, cni]}\n", 1),
             &crate::inventory::PathContext { inventory_dir: ".".into(), home: None },
         );
         let errors: Vec<(String, Option<u32>)> = loaded.diagnostics.iter().map(|d| (d.to_string(), d.mark.map(|m| m.line))).collect();
