@@ -2,6 +2,7 @@
 //! returns an [`Outcome`]; exit codes are decided here and nowhere else.
 mod apply;
 mod artifacts;
+mod backups;
 mod certs;
 mod check;
 mod etcd;

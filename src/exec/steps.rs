@@ -3,7 +3,7 @@
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
 use crate::paths::CNI_APPLIED;
-use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot};
+use crate::phases::{self, backup, etcd, files, kubeadm, loadbalancer, retire, snapshot};
 use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
 use crate::render::secrets::Secrets;
@@ -91,6 +91,11 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             loadbalancer::start(t, services, changed || *restart).await.map_err(fail)?;
             Ok(true)
         }
+        Action::InstallEtcdBackup { files, restart } => {
+            let changed = ctx.place(host, files).await?;
+            backup::enable_timer(t, changed || *restart).await.map(|_| true).map_err(fail)
+        }
+        Action::RunEtcdBackup => backup::run_now(t).await.map(|_| true).map_err(fail),
         Action::CheckVip { vip } => wait_for_one_vip_holder(ctx, *vip).await.map(|_| false),
         Action::KubeadmInit { config, files, reset_first } => {
             ctx.reset_then_place(host, *reset_first, files).await?;

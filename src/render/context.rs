@@ -5,7 +5,10 @@ use crate::inventory::{ETCD_CLIENT_PORT, Host, Inventory, REGION_LABEL, TaintEff
 use serde::Serialize;
 use std::net::IpAddr;
 
-use crate::paths::{CHECK_SCRIPT, ETCD_BINARY, ETCD_DATA_DIR, ETCD_PKI_DIR, KUBEHA_METRICS_SCRIPT, METRICS_TEXTFILE_DIR};
+use crate::paths::{
+    CHECK_SCRIPT, ETCD_BACKUP_SCRIPT, ETCD_BACKUP_STATUS, ETCD_BACKUP_TEXTFILE, ETCD_BINARY, ETCD_DATA_DIR, ETCD_PKI_DIR, ETCDCTL_ENV, KUBEHA_METRICS_SCRIPT,
+    METRICS_TEXTFILE_DIR,
+};
 pub const API_SERVER_PORT: u16 = 6443;
 /// etcd's plain-HTTP listener for /metrics and /health only (no keys, no API): what Prometheus scrapes, so
 /// the scraper needs no etcd client certificate (one would let it read and write every key).
@@ -91,6 +94,40 @@ pub fn etcd_unit() -> EtcdUnit {
 pub struct EtcdctlEnv {
     pub endpoints: String,
     pub pki_dir: &'static str,
+}
+
+/// The etcd backup script and its units (templates/etcd/etcd-backup.sh, systemd/kubeha-etcd-backup.*).
+#[derive(Serialize)]
+pub struct EtcdBackup {
+    pub script: &'static str,
+    pub dir: String,
+    pub keep: usize,
+    pub etcdctl_env: &'static str,
+    /// The member's own client URL: leadership is asked of this member, and the snapshot taken from it.
+    pub endpoint: String,
+    pub status_file: &'static str,
+    pub textfile: &'static str,
+    pub metric: &'static str,
+    pub calendar: String,
+    pub randomized_delay_seconds: u64,
+}
+
+/// None when backups are off (`spec.etcd.backup.enabled: false`).
+pub fn etcd_backup(inv: &Inventory, host: &Host) -> Option<EtcdBackup> {
+    let b = inv.etcd.backup.as_ref()?;
+    Some(EtcdBackup {
+        script: ETCD_BACKUP_SCRIPT,
+        dir: b.dir.clone(),
+        keep: b.keep,
+        etcdctl_env: ETCDCTL_ENV,
+        endpoint: host.client_url(),
+        status_file: ETCD_BACKUP_STATUS,
+        textfile: ETCD_BACKUP_TEXTFILE,
+        metric: crate::monitoring::rules::BACKUP_METRIC,
+        calendar: b.schedule.calendar.clone(),
+        // At most a minute, and a small part of the period for short ones (20 s for `minutely`'s 2 min limit).
+        randomized_delay_seconds: (b.schedule.max_age_seconds / 6).clamp(1, 60),
+    })
 }
 
 pub fn etcdctl_env(inv: &Inventory) -> EtcdctlEnv {

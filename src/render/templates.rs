@@ -30,6 +30,9 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "monitoring/kubeha-metrics.sh",
     "systemd/kubeha-metrics.socket",
     "systemd/kubeha-metrics@.service",
+    "etcd/etcd-backup.sh",
+    "systemd/kubeha-etcd-backup.service",
+    "systemd/kubeha-etcd-backup.timer",
 );
 
 #[derive(Debug, thiserror::Error)]

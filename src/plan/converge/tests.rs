@@ -87,7 +87,7 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
             s.meta.insert(p.into(), root_owned(0o600));
             s.secret_files.insert(p.into());
         }
-        for u in ["etcd", "haproxy", "keepalived", "kubelet"] {
+        for u in ["etcd", "haproxy", "keepalived", "kubelet", crate::phases::backup::TIMER] {
             s.active.insert(u.into(), true);
         }
         o.hosts.insert(h.name.clone(), s);
