@@ -159,6 +159,39 @@ pub fn parse_listing(output: &str) -> Result<HostBackups, String> {
     Ok(out)
 }
 
+/// "45 s", "12 min", "3 h 5 min", "2 d 4 h": an age as people on call read it.
+pub fn age_text(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3_600 => format!("{} min", s / 60),
+        3_600..86_400 if s % 3_600 < 60 => format!("{} h", s / 3_600),
+        3_600..86_400 => format!("{} h {} min", s / 3_600, s % 3_600 / 60),
+        _ if s % 86_400 < 3_600 => format!("{} d", s / 86_400),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
+/// Whether the cluster's newest backup (over every control plane's status) is younger than `max_age`
+/// seconds: what `verify` checks and `status` warns about. Ok says which one it is; Err why it does not do.
+/// No backup at all is an Err as well: `apply` runs the first one when it installs the timer, so a cluster
+/// without one has a timer that fails (the errors are quoted) or none installed.
+pub fn freshness(statuses: &[(String, BackupStatus)], now: i64, max_age: u64) -> Result<String, String> {
+    let limit = age_text(i64::try_from(max_age).unwrap_or(i64::MAX));
+    let failures: Vec<String> =
+        statuses.iter().filter_map(|(h, s)| s.last_error.as_ref().filter(|_| s.result.as_deref() == Some("failed")).map(|e| format!("{h}: {e}"))).collect();
+    let failed = if failures.is_empty() { String::new() } else { format!("; last run failed on {}", failures.join("; ")) };
+    let Some((host, newest)) = newest(statuses.iter().map(|(h, s)| (h.as_str(), s))) else {
+        return Err(format!("no control plane has a successful etcd backup{failed}"));
+    };
+    let age = now - newest.unix;
+    let what = format!("{} on {host}, {} old (revision {})", newest.file, age_text(age), newest.revision);
+    if age > i64::try_from(max_age).unwrap_or(i64::MAX) {
+        return Err(format!("the newest etcd backup is {what}: older than the {limit} limit{failed}"));
+    }
+    Ok(format!("newest {what}, limit {limit}{failed}"))
+}
+
 /// What `pull` does with one backup found on a control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PullChoice {
@@ -262,6 +295,30 @@ mod tests {
         assert!(matches!(&choices[1], PullChoice::Copy { host, backup } if host == "cp-1" && backup.name == b), "a differing local file is replaced");
         assert!(matches!(&choices[2], PullChoice::Copy { host, backup } if host == "cp-2" && backup.name == c));
         assert!(matches!(&choices[3], PullChoice::Skip { name, .. } if name == d), "never copied unchecked");
+    }
+
+    fn succeeded(unix: i64, revision: i64) -> BackupStatus {
+        let file = format!("etcd-20261203T140000Z-r{revision}.db");
+        let last = LastSuccess { time: String::new(), unix, file, size: 1, revision, total_keys: 1, sha256: String::new() };
+        BackupStatus { result: Some("ok".into()), last_success: Some(last), ..BackupStatus::default() }
+    }
+
+    #[test]
+    fn freshness_looks_at_the_newest_backup_of_all_control_planes() {
+        let now = 1_000_000;
+        let failed = BackupStatus { result: Some("failed".into()), last_error: Some("etcd has no leader".into()), ..BackupStatus::default() };
+        let skipped = BackupStatus { result: Some("skipped".into()), ..BackupStatus::default() };
+        let fresh = [("cp-1".to_string(), succeeded(now - 9_000, 10)), ("cp-2".to_string(), succeeded(now - 600, 20)), ("cp-3".to_string(), skipped.clone())];
+        assert_eq!(freshness(&fresh, now, 7_200).unwrap(), "newest etcd-20261203T140000Z-r20.db on cp-2, 10 min old (revision 20), limit 2 h");
+        let stale = [("cp-1".to_string(), succeeded(now - 9_000, 10)), ("cp-2".to_string(), failed.clone())];
+        assert_eq!(
+            freshness(&stale, now, 7_200).unwrap_err(),
+            "the newest etcd backup is etcd-20261203T140000Z-r10.db on cp-1, 2 h 30 min old (revision 10): older than the 2 h limit; last run failed on cp-2: etcd has no leader"
+        );
+        assert_eq!(freshness(&[("cp-1".to_string(), skipped)], now, 7_200).unwrap_err(), "no control plane has a successful etcd backup");
+        assert_eq!(freshness(&[], now, 7_200).unwrap_err(), "no control plane has a successful etcd backup");
+        let ages: Vec<String> = [59, 61, 7_200, 9_000, 172_800, 90_000].into_iter().map(age_text).collect();
+        assert_eq!(ages, ["59 s", "1 min", "2 h", "2 h 30 min", "2 d", "1 d 1 h"]);
     }
 
     #[test]

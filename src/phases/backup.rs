@@ -58,6 +58,16 @@ pub async fn list(t: &dyn Transport, dir: &str) -> Result<HostBackups, BackupErr
     backup::parse_listing(&out.stdout_text()).map_err(|message| BackupError::Failed { host: t.host().into(), message })
 }
 
+/// The status file the script left on `t`; None before its first run.
+pub async fn read_status(t: &dyn Transport) -> Result<Option<backup::BackupStatus>, BackupError> {
+    let script = format!("cat -- {} 2>/dev/null || true", quote(ETCD_BACKUP_STATUS));
+    let text = t.run(&Command::script(script).timeout(SHORT)).await?.stdout_text();
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    backup::parse_status(&text).map(Some).map_err(|message| BackupError::Failed { host: t.host().into(), message })
+}
+
 /// The bytes of one backup, checked against the digest of its `.sha256`. Held in memory, as a snapshot
 /// download is: etcd's database quota bounds it (2 GB by default).
 pub async fn download(t: &dyn Transport, dir: &str, b: &RemoteBackup) -> Result<Vec<u8>, BackupError> {
