@@ -1,7 +1,7 @@
 //! `kubeha etcd backups list` (what the backup timer left on each control plane) and `kubeha etcd backups pull`
 //! (copy the backups not yet in a local folder off the cluster, checksum-verified, with the same retention
 //! there). Read-only on the hosts; no cluster lock, as for `etcd snapshot`.
-use super::{InventoryArg, OutputFormat};
+use super::{InventoryArg, Outcome, OutputFormat};
 use crate::etcd::backup::{self, HostBackups, PullChoice};
 use crate::exec::live;
 use crate::inventory::{Backup, Inventory};
@@ -46,13 +46,14 @@ impl BackupsCommand {
     }
 }
 
-pub async fn run(inv: &Inventory, command: &BackupsCommand) -> anyhow::Result<()> {
+/// `list` ends with Findings when a control plane could not be listed (the output says which and why).
+pub async fn run(inv: &Inventory, command: &BackupsCommand) -> anyhow::Result<Outcome> {
     let Some(config) = &inv.etcd.backup else {
         bail!("backups are off for cluster {} (spec.etcd.backup.enabled: false)", inv.name);
     };
     match command {
         BackupsCommand::List(a) => list(inv, config, a.output).await,
-        BackupsCommand::Pull(a) => pull(inv, config, &a.out).await,
+        BackupsCommand::Pull(a) => pull(inv, config, &a.out).await.map(|()| Outcome::Success),
     }
 }
 
@@ -85,13 +86,13 @@ async fn gather(inv: &Inventory, config: &Backup) -> Vec<(HostReport, Option<std
     out
 }
 
-async fn list(inv: &Inventory, config: &Backup, output: OutputFormat) -> anyhow::Result<()> {
+async fn list(inv: &Inventory, config: &Backup, output: OutputFormat) -> anyhow::Result<Outcome> {
     let reports: Vec<HostReport> = gather(inv, config).await.into_iter().map(|(r, _)| r).collect();
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
         OutputFormat::Text => print!("{}", table(&inv.name, config, &reports)),
     }
-    Ok(())
+    Ok(if reports.iter().any(|r| r.error.is_some()) { Outcome::Findings } else { Outcome::Success })
 }
 
 fn table(cluster: &str, config: &Backup, reports: &[HostReport]) -> String {

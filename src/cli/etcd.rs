@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.command {
         EtcdCommand::Snapshot(a) => runtime.block_on(take_snapshot(&inv, &a)),
         EtcdCommand::Restore(a) => runtime.block_on(restore_snapshot(&inv, &a)),
-        EtcdCommand::Backups { command } => runtime.block_on(super::backups::run(&inv, &command)).map(|()| Outcome::Success),
+        EtcdCommand::Backups { command } => runtime.block_on(super::backups::run(&inv, &command)),
     }
 }
 
