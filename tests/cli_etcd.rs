@@ -59,12 +59,10 @@ fn backups_list_names_each_control_plane_it_cannot_read() {
     let names: Vec<&str> = hosts.as_array().unwrap().iter().map(|h| h["host"].as_str().unwrap()).collect();
     assert_eq!(names, ["cp-1", "cp-2", "cp-3"]);
     assert!(hosts[0]["error"].as_str().unwrap().contains("refused"), "{hosts}");
-    kubeha()
-        .args(["etcd", "backups", "list", "-i"])
-        .arg(&inv)
-        .assert()
-        .code(1)
-        .stdout(predicate::str::contains("etcd backups of cluster lab in /var/lib/kubeha/etcd-backups (schedule hourly, keep 24)").and(predicate::str::contains("cp-2:\n  error: ")));
+    kubeha().args(["etcd", "backups", "list", "-i"]).arg(&inv).assert().code(1).stdout(
+        predicate::str::contains("etcd backups of cluster lab in /var/lib/kubeha/etcd-backups (schedule hourly, keep 24)")
+            .and(predicate::str::contains("cp-2:\n  error: ")),
+    );
 }
 
 #[test]
@@ -72,12 +70,24 @@ fn backups_pull_copies_nothing_when_no_control_plane_answers_and_refuses_when_ba
     let dir = tempfile::tempdir().unwrap();
     let inv = unreachable_inventory(dir.path(), "");
     let out = dir.path().join("pulled");
-    kubeha().args(["etcd", "backups", "pull", "-i"]).arg(&inv).arg("-o").arg(&out).assert().code(1).stderr(predicate::str::contains("no control plane could be listed; nothing was copied"));
+    kubeha()
+        .args(["etcd", "backups", "pull", "-i"])
+        .arg(&inv)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no control plane could be listed; nothing was copied"));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o700);
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
     let off = unreachable_inventory(dir.path(), "    backup: {enabled: false}\n");
-    kubeha().args(["etcd", "backups", "list", "-i"]).arg(&off).assert().code(1).stderr(predicate::str::contains("backups are off for cluster lab (spec.etcd.backup.enabled: false)"));
+    kubeha()
+        .args(["etcd", "backups", "list", "-i"])
+        .arg(&off)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("backups are off for cluster lab (spec.etcd.backup.enabled: false)"));
 }
 
 /// A pulled backup comes with its .sha256: restore checks it before it touches anything.
@@ -94,7 +104,10 @@ fn restore_checks_the_sha256_beside_a_backup_first() {
         c.args(["etcd", "restore", "--yes", "-i"]).arg(&inv).arg("--snapshot").arg(&backup);
         c
     };
-    restore().assert().code(1).stderr(predicate::str::contains("says 0000").and(predicate::str::contains("the file is damaged or not the one the checksum is for")));
+    restore()
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("says 0000").and(predicate::str::contains("the file is damaged or not the one the checksum is for")));
     std::fs::write(&checksum, format!("{}  etcd-20261203T140000Z-r42.db\n", kubeha::digest::sha256_hex(b"snapshot bytes"))).unwrap();
     // The checksum passes; the restore then goes on to the hosts (none answers here).
     restore().assert().code(1).stderr(predicate::str::contains("sha256 matches").and(predicate::str::contains("no control plane is reachable")));

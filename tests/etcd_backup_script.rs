@@ -142,7 +142,10 @@ fn the_rendered_backup_script_snapshots_on_the_leader_verifies_rotates_and_repor
     let status = run.status();
     assert_eq!((status.result.as_deref(), status.last_error.as_deref()), (Some("ok"), None));
     let success = status.last_success.clone().unwrap();
-    assert_eq!((success.file.as_str(), success.revision, success.size, success.sha256.as_str()), (name.as_str(), parsed.revision, bytes.len() as u64, sha256_hex(&bytes).as_str()));
+    assert_eq!(
+        (success.file.as_str(), success.revision, success.size, success.sha256.as_str()),
+        (name.as_str(), parsed.revision, bytes.len() as u64, sha256_hex(&bytes).as_str())
+    );
     assert_eq!(success.total_keys, verified["totalKey"].as_u64().unwrap());
     assert!(success.unix >= before && success.unix <= before + 60, "{} vs {before}", success.unix);
     let prom = std::fs::read_to_string(run.textfile()).unwrap();
@@ -202,5 +205,9 @@ fn the_rendered_backup_script_snapshots_on_the_leader_verifies_rotates_and_repor
     assert_eq!(status.last_error.as_deref(), Some("etcdutl snapshot status: Error: invalid database"), "{status:?}");
     assert_eq!(run.snapshots(), kept, "no new backup");
     assert_eq!(run.files().len(), 4, "no partial snapshot or checksum left: {:?}", run.files());
-    assert_eq!(std::fs::read_to_string(run.textfile()).unwrap().lines().last().unwrap(), format!("{metric} {}", newest.unix), "the textfile still says the last success");
+    assert_eq!(
+        std::fs::read_to_string(run.textfile()).unwrap().lines().last().unwrap(),
+        format!("{metric} {}", newest.unix),
+        "the textfile still says the last success"
+    );
 }

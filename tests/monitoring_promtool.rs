@@ -175,7 +175,14 @@ fn status_domains_that_would_lose_quorum(inv: &Inventory, down: &[&str]) -> Vec<
             .collect(),
         members: members.clone(),
     };
-    let seen = kubeha::status::Observations { unreachable: BTreeMap::new(), etcd: Ok(view), vip: BTreeMap::new(), certs: BTreeMap::new(), backups: BTreeMap::new(), now: 0 };
+    let seen = kubeha::status::Observations {
+        unreachable: BTreeMap::new(),
+        etcd: Ok(view),
+        vip: BTreeMap::new(),
+        certs: BTreeMap::new(),
+        backups: BTreeMap::new(),
+        now: 0,
+    };
     let report = kubeha::status::report(inv, "t.yaml", &seen);
     report.domains.iter().filter(|d| d.more_losses_if_lost < 0).map(|d| (d.kind.name().to_string(), d.name.clone())).collect()
 }

@@ -147,7 +147,13 @@ pub fn parse_listing(output: &str) -> Result<HostBackups, String> {
         };
         let Some(parsed) = BackupName::parse(name) else { continue };
         let size_bytes = size.parse().map_err(|_| format!("cannot understand the size in {line:?}"))?;
-        out.backups.push(RemoteBackup { name: name.to_string(), taken_at: parsed.taken_at(), revision: parsed.revision, size_bytes, sha256: parse_checksum(sha) });
+        out.backups.push(RemoteBackup {
+            name: name.to_string(),
+            taken_at: parsed.taken_at(),
+            revision: parsed.revision,
+            size_bytes,
+            sha256: parse_checksum(sha),
+        });
     }
     out.backups.sort_by(|a, b| a.name.cmp(&b.name));
     if !status.trim().is_empty() {

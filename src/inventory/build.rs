@@ -406,9 +406,8 @@ fn backup(node: &Node, diags: &mut Diagnostics) -> Option<Backup> {
         }
     }
     let period = schedule::shorthand_period(&out.schedule.calendar);
-    let max_age = f.optional("maxAge").and_then(|n| {
-        reader::parsed(n, &f.child_path("maxAge"), "a duration like 90m, 26h or 8d", diags, schedule::parse_duration)
-    });
+    let max_age =
+        f.optional("maxAge").and_then(|n| reader::parsed(n, &f.child_path("maxAge"), "a duration like 90m, 26h or 8d", diags, schedule::parse_duration));
     out.schedule.max_age_seconds = match (max_age, period) {
         (Some(m), _) => m.value,
         (None, Some(p)) => schedule::PERIODS_BEFORE_STALE * p,
@@ -429,10 +428,10 @@ fn backup(node: &Node, diags: &mut Diagnostics) -> Option<Backup> {
             out.keep = k.value;
         }
     }
-    if let Some(d) = f.optional("dir").and_then(|n| reader::text(n, &f.child_path("dir"), diags)) {
-        if checks::backup_dir(&d, &f.child_path("dir"), diags) {
-            out.dir = d.value.trim_end_matches('/').to_string();
-        }
+    if let Some(d) = f.optional("dir").and_then(|n| reader::text(n, &f.child_path("dir"), diags))
+        && checks::backup_dir(&d, &f.child_path("dir"), diags)
+    {
+        out.dir = d.value.trim_end_matches('/').to_string();
     }
     enabled.then_some(out)
 }

@@ -177,7 +177,10 @@ pub fn backup_dir(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> b
         diags.error(
             path,
             Some(v.mark),
-            format!("invalid value {:?}: expected an absolute folder like /var/lib/kubeha/etcd-backups (letters, digits, / . _ - only, not / itself, no ..)", v.value),
+            format!(
+                "invalid value {:?}: expected an absolute folder like /var/lib/kubeha/etcd-backups (letters, digits, / . _ - only, not / itself, no ..)",
+                v.value
+            ),
         );
     }
     ok

@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(daily.schedule.max_age_seconds, 2 * 86_400, "two periods");
         let free = with_backup("    backup:\n      schedule: \"*-*-* 00/6:00:00\"\n      maxAge: 13h\n      keep: 8\n      dir: /srv/etcd-backups/\n");
         let free = free.inventory.unwrap().etcd.backup.unwrap();
-        assert_eq!((free.schedule.calendar.as_str(), free.schedule.max_age_seconds, free.keep, free.dir.as_str()), ("*-*-* 00/6:00:00", 46_800, 8, "/srv/etcd-backups"));
+        assert_eq!(
+            (free.schedule.calendar.as_str(), free.schedule.max_age_seconds, free.keep, free.dir.as_str()),
+            ("*-*-* 00/6:00:00", 46_800, 8, "/srv/etcd-backups")
+        );
         assert!(line("enabled: false").inventory.unwrap().etcd.backup.is_none());
     }
 

@@ -83,7 +83,15 @@ mod tests {
             result: Some("ok".into()),
             message: Some("saved".into()),
             last_error: None,
-            last_success: Some(LastSuccess { time: String::new(), unix: now - 720, file: "etcd-20261203T140000Z-r41.db".into(), size: 1, revision: 41, total_keys: 3, sha256: String::new() }),
+            last_success: Some(LastSuccess {
+                time: String::new(),
+                unix: now - 720,
+                file: "etcd-20261203T140000Z-r41.db".into(),
+                size: 1,
+                revision: 41,
+                total_keys: 3,
+                sha256: String::new(),
+            }),
         };
         let skipped = BackupStatus { result: Some("skipped".into()), message: Some("skipped: not the leader".into()), last_success: None, ..ok.clone() };
         let seen: Seen = BTreeMap::from([("cp-1".to_string(), Ok(Some(ok))), ("cp-2".to_string(), Ok(Some(skipped))), ("cp-3".to_string(), Ok(None))]);
