@@ -96,6 +96,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             backup::enable_timer(t, changed || *restart).await.map(|_| true).map_err(fail)
         }
         Action::RunEtcdBackup => backup::run_now(t).await.map(|_| true).map_err(fail),
+        Action::RemoveEtcdBackup => backup::remove(t).await.map(|_| true).map_err(fail),
         Action::CheckVip { vip } => wait_for_one_vip_holder(ctx, *vip).await.map(|_| false),
         Action::KubeadmInit { config, files, reset_first } => {
             ctx.reset_then_place(host, *reset_first, files).await?;

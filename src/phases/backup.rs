@@ -3,7 +3,7 @@
 //! `kubeha etcd backups list|pull`. The pure rules are in `etcd::backup`.
 use crate::digest::sha256_hex;
 use crate::etcd::backup::{self, HostBackups, RemoteBackup};
-use crate::paths::ETCD_BACKUP_STATUS;
+use crate::paths::{ETCD_BACKUP_SCRIPT, ETCD_BACKUP_SERVICE, ETCD_BACKUP_STATUS, ETCD_BACKUP_TIMER};
 use crate::ssh::{Command, SshError, Transport, quote::quote};
 use std::time::Duration;
 
@@ -26,6 +26,14 @@ pub enum BackupError {
 pub async fn enable_timer(t: &dyn Transport, restart: bool) -> Result<(), SshError> {
     let verb = if restart { "restart" } else { "start" };
     let script = format!("systemctl daemon-reload && systemctl enable {TIMER} >/dev/null 2>&1 && systemctl {verb} {TIMER}");
+    t.run(&Command::script(script)).await.map(|_| ())
+}
+
+/// Stops and disables the timer and removes the script and units; the backups and the status file stay (the
+/// operator decides about data, and `kubeha etcd backups list` still finds them once backups are on again).
+pub async fn remove(t: &dyn Transport) -> Result<(), SshError> {
+    let files = [ETCD_BACKUP_TIMER, ETCD_BACKUP_SERVICE, ETCD_BACKUP_SCRIPT].map(quote).join(" ");
+    let script = format!("systemctl disable --now {TIMER} >/dev/null 2>&1; rm -f -- {files} && systemctl daemon-reload");
     t.run(&Command::script(script)).await.map(|_| ())
 }
 
@@ -97,6 +105,16 @@ mod tests {
         let scripts = fake.scripts();
         assert_eq!(scripts[0], format!("systemctl daemon-reload && systemctl enable {TIMER} >/dev/null 2>&1 && systemctl restart {TIMER}"));
         assert!(scripts[1].ends_with(&format!("systemctl start {TIMER}")), "{}", scripts[1]);
+    }
+
+    #[tokio::test]
+    async fn turning_backups_off_removes_the_timer_and_its_files_but_no_backup() {
+        let fake = RecordingTransport::new("cp-1").on("systemctl", "");
+        remove(&fake).await.unwrap();
+        let script = &fake.scripts()[0];
+        assert!(script.starts_with(&format!("systemctl disable --now {TIMER} ")), "{script}");
+        assert!(script.contains(&format!("rm -f -- {ETCD_BACKUP_TIMER} {ETCD_BACKUP_SERVICE} {ETCD_BACKUP_SCRIPT} &&")), "{script}");
+        assert!(!script.contains("etcd-backups") && !script.contains(ETCD_BACKUP_STATUS), "{script}");
     }
 
     #[tokio::test]

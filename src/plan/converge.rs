@@ -756,10 +756,15 @@ impl Builder<'_> {
     /// time, the backup also runs once on every control plane (in order; the leader's run takes the snapshot,
     /// the others skip), so a new cluster has a backup at the end of its first apply and `verify` can say so.
     fn backup(&mut self) {
+        let mut steps = Vec::new();
         if self.inv.etcd.backup.is_none() {
+            for h in self.inv.control_planes().filter(|h| self.observed.host(&h.name).has(crate::paths::ETCD_BACKUP_TIMER)) {
+                let why = "spec.etcd.backup.enabled is false, but the backup timer is installed";
+                steps.push(step(format!("backup/{}/remove", h.name), &h.name, Action::RemoveEtcdBackup, why));
+            }
+            self.push("backup", "scheduled etcd backups turned off: the timer removed, the backups kept", Execution::Sequential, steps);
             return;
         }
-        let mut steps = Vec::new();
         let mut first_time = false;
         for h in self.inv.control_planes() {
             let state = self.observed.host(&h.name);

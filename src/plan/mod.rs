@@ -156,6 +156,9 @@ pub enum Action {
     /// Runs the backup once now (`systemctl start kubeha-etcd-backup.service`, waiting for it): a member that
     /// does not lead records the skip and succeeds.
     RunEtcdBackup,
+    /// Backups were turned off (`spec.etcd.backup.enabled: false`): the timer stopped and disabled, the script
+    /// and units removed. The backups already taken stay in their folder.
+    RemoveEtcdBackup,
     /// Files whose change needs no action beyond placing them.
     PlaceFiles {
         files: Vec<String>,
