@@ -169,7 +169,7 @@ async fn pull(inv: &Inventory, config: &Backup, out: &Path) -> anyhow::Result<()
     }
     let local = local_backups(out)?;
     let (mut copied, mut skipped, mut failed) = (0, 0, 0);
-    for choice in backup::plan_pull(&remote_lists, &local) {
+    for choice in backup::plan_pull(&remote_lists, &local, config.keep) {
         match choice {
             PullChoice::Skip { name, reason } => {
                 println!("skipped {name}: {reason}");

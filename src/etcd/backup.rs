@@ -208,14 +208,23 @@ pub enum PullChoice {
 }
 
 /// The pull of the backups of every control plane into a folder that holds `local` (name -> sha256 of the
-/// file there): each name once (the same snapshot seen on two hosts is copied from the first), skipped when
-/// the folder has it with the digest its `.sha256` states, and never copied without a `.sha256` to check.
-pub fn plan_pull(remote: &[(String, Vec<RemoteBackup>)], local: &BTreeMap<String, String>) -> Vec<PullChoice> {
+/// file there) and keeps `keep`: each name once (the same snapshot seen on two hosts is copied from the
+/// first), skipped when the folder has it with the digest its `.sha256` states, or when it would not be among
+/// the newest `keep` afterwards (retention would delete it at once), and never copied without a `.sha256`.
+pub fn plan_pull(remote: &[(String, Vec<RemoteBackup>)], local: &BTreeMap<String, String>, keep: usize) -> Vec<PullChoice> {
+    let mut all: Vec<&String> = local.keys().chain(remote.iter().flat_map(|(_, list)| list.iter().map(|b| &b.name))).collect();
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    all.dedup();
+    let wanted: std::collections::BTreeSet<&String> = all.into_iter().take(keep.max(1)).collect();
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for (host, backups) in remote {
         for b in backups {
             if !seen.insert(b.name.clone()) {
+                continue;
+            }
+            if !wanted.contains(&b.name) {
+                out.push(PullChoice::Skip { name: b.name.clone(), reason: "older than the newest `keep` backups: retention would delete it" });
                 continue;
             }
             out.push(match (&b.sha256, local.get(&b.name)) {
@@ -295,12 +304,18 @@ mod tests {
             ("cp-2".to_string(), vec![backup(b, Some("22")), backup(c, Some("33")), backup(d, None)]),
         ];
         let local = BTreeMap::from([(a.to_string(), "11".to_string()), (b.to_string(), "stale".to_string())]);
-        let choices = plan_pull(&remote, &local);
+        let choices = plan_pull(&remote, &local, 10);
         assert_eq!(choices.len(), 4, "{choices:?}");
         assert_eq!(choices[0], PullChoice::Skip { name: a.into(), reason: "already here, sha256 matches" });
         assert!(matches!(&choices[1], PullChoice::Copy { host, backup } if host == "cp-1" && backup.name == b), "a differing local file is replaced");
         assert!(matches!(&choices[2], PullChoice::Copy { host, backup } if host == "cp-2" && backup.name == c));
         assert!(matches!(&choices[3], PullChoice::Skip { name, .. } if name == d), "never copied unchecked");
+        // Keeping 2, only the two newest over the folder and the hosts are worth copying.
+        let choices = plan_pull(&remote, &local, 2);
+        let copied: Vec<&str> =
+            choices.iter().filter_map(|c| if let PullChoice::Copy { backup, .. } = c { Some(backup.name.as_str()) } else { None }).collect();
+        assert_eq!(copied, [c]);
+        assert!(choices.contains(&PullChoice::Skip { name: a.into(), reason: "older than the newest `keep` backups: retention would delete it" }));
     }
 
     fn succeeded(unix: i64, revision: i64) -> BackupStatus {
