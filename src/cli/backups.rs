@@ -2,13 +2,12 @@
 //! (copy the backups not yet in a local folder off the cluster, checksum-verified, with the same retention
 //! there). Read-only on the hosts; no cluster lock, as for `etcd snapshot`.
 use super::{InventoryArg, Outcome, OutputFormat};
-use crate::etcd::backup::{self, HostBackups, PullChoice};
+use crate::etcd::backup::HostBackups;
 use crate::exec::live;
 use crate::inventory::{Backup, Inventory};
 use crate::phases::backup as remote;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand)]
@@ -135,120 +134,32 @@ fn last_run(found: &HostBackups) -> String {
     }
 }
 
-/// The backups in `dir` by name, with the digest of each (read from the file itself, not its .sha256: what
-/// decides a skip is what is really there).
-fn local_backups(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if backup::is_backup_name(&name) && entry.file_type()?.is_file() {
-            let bytes = std::fs::read(entry.path()).with_context(|| format!("cannot read {}", entry.path().display()))?;
-            out.insert(name, crate::digest::sha256_hex(&bytes));
-        }
-    }
-    Ok(out)
-}
-
 async fn pull(inv: &Inventory, config: &Backup, out: &Path) -> anyhow::Result<()> {
-    create_private_dir(out)?;
-    let gathered = gather(inv, config).await;
-    let mut remote_lists = Vec::new();
-    let mut transports = BTreeMap::new();
-    for (report, t) in &gathered {
-        match (&report.found, t) {
-            (Some(found), Some(t)) => {
-                remote_lists.push((report.host.clone(), found.backups.clone()));
-                transports.insert(report.host.clone(), t.clone());
-            }
-            _ => eprintln!("warning: {}: {}", report.host, report.error.as_deref().unwrap_or("no listing")),
-        }
+    let (hosts, unreachable) = live::connect(inv).await;
+    for e in &unreachable {
+        eprintln!("warning: {e}");
     }
-    if remote_lists.is_empty() {
-        bail!("no control plane could be listed; nothing was copied");
+    let connected: Vec<(String, &dyn crate::ssh::Transport)> =
+        inv.control_planes().filter_map(|h| hosts.get(&h.name).map(|t| (h.name.clone(), t.as_ref()))).collect();
+    let (report, problems) = crate::backups::pull(&connected, &config.dir, config.keep, out).await?;
+    for p in &problems {
+        eprintln!("warning: {p}");
     }
-    let local = local_backups(out)?;
-    let (mut copied, mut skipped, mut failed) = (0, 0, 0);
-    for choice in backup::plan_pull(&remote_lists, &local, config.keep) {
-        match choice {
-            PullChoice::Skip { name, reason } => {
-                println!("skipped {name}: {reason}");
-                skipped += 1;
-            }
-            PullChoice::Copy { host, backup: b } => {
-                let Some(t) = transports.get(&host) else { continue };
-                match remote::download(t.as_ref(), &config.dir, &b).await {
-                    Ok(bytes) => {
-                        let sha = b.sha256.clone().unwrap_or_default();
-                        place_verified(out, &b.name, &bytes, &sha)?;
-                        println!("copied  {} from {host} ({} bytes, revision {}, sha256 {sha})", b.name, bytes.len(), b.revision);
-                        copied += 1;
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        failed += 1;
-                    }
-                }
-            }
-        }
+    for c in &report.copied {
+        println!("copied  {} from {} ({} bytes, revision {}, sha256 {})", c.name, c.host, c.size_bytes, c.revision, c.sha256);
     }
-    let names: Vec<String> = local_backups(out)?.into_keys().collect();
-    let pruned = backup::to_prune(&names, config.keep);
-    for name in &pruned {
-        for file in [name.clone(), backup::checksum_name(name)] {
-            match std::fs::remove_file(out.join(&file)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot remove {}", out.join(&file).display()))),
-            }
-        }
+    for (name, reason) in &report.skipped {
+        println!("skipped {name}: {reason}");
+    }
+    for name in &report.pruned {
         println!("pruned  {name} (keep {})", config.keep);
     }
-    println!("{copied} copied, {skipped} skipped, {} pruned into {}", pruned.len(), out.display());
-    if failed > 0 {
-        bail!("{failed} backups could not be copied (see above); those copied are complete and verified");
+    for f in &report.failed {
+        eprintln!("error: {f}");
+    }
+    println!("{} copied, {} skipped, {} pruned into {}", report.copied.len(), report.skipped.len(), report.pruned.len(), out.display());
+    if !report.failed.is_empty() {
+        bail!("{} backups could not be copied (see above); those copied are complete and verified", report.failed.len());
     }
     Ok(())
-}
-
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))
-}
-
-/// The backup and its .sha256 into `dir`: each written 0600 to a temporary name and renamed, checksum first,
-/// so the folder never holds a backup under its name without its checksum, or half of one.
-fn place_verified(dir: &Path, name: &str, bytes: &[u8], sha256: &str) -> anyhow::Result<()> {
-    if crate::digest::sha256_hex(bytes) != sha256 {
-        bail!("{name}: the downloaded bytes do not match its .sha256 {sha256}; not written");
-    }
-    let checksum = format!("{sha256}  {name}\n");
-    super::etcd::write_private(&dir.join(backup::checksum_name(name)), checksum.as_bytes(), true)?;
-    super::etcd::write_private(&dir.join(name), bytes, true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pulled_files_are_private_and_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let name = "etcd-20261203T140000Z-r3.db";
-        let sha = crate::digest::sha256_hex(b"snapshot");
-        place_verified(dir.path(), name, b"snapshot", &sha).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        for f in [name.to_string(), backup::checksum_name(name)] {
-            assert_eq!(std::fs::metadata(dir.path().join(&f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
-        }
-        assert_eq!(std::fs::read_to_string(dir.path().join(backup::checksum_name(name))).unwrap(), format!("{sha}  {name}\n"));
-        assert_eq!(local_backups(dir.path()).unwrap().get(name), Some(&sha));
-        let err = place_verified(dir.path(), "etcd-20261203T150000Z-r4.db", b"other", &sha).unwrap_err().to_string();
-        assert!(err.contains("do not match"), "{err}");
-        assert!(!dir.path().join("etcd-20261203T150000Z-r4.db").exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
-    }
 }

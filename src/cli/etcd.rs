@@ -189,21 +189,9 @@ async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<O
     Ok(Outcome::Success)
 }
 
-/// Writes `bytes` to `out` with mode 0600 from the first byte on: into a temporary file next to it, then
-/// linked into place (which fails if `out` appeared meanwhile) or, with `force`, renamed over it.
-pub(super) fn write_private(out: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file_name = out.file_name().with_context(|| format!("{}: not a file name", out.display()))?;
-    let tmp = out.with_file_name(format!(".{}.kubeha-{}.part", file_name.to_string_lossy(), std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        if force { std::fs::rename(&tmp, out) } else { std::fs::hard_link(&tmp, out) }
-    };
-    let result = write();
-    let _ = std::fs::remove_file(&tmp);
-    match result {
+/// `bytes` to `out`, mode 0600 and whole (`private_file::write`); an existing `out` only replaced with `force`.
+fn write_private(out: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
+    match crate::private_file::write(out, bytes, force) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!("{} exists; pass --force to replace it", out.display()),
         Err(e) => Err(anyhow::Error::new(e).context(format!("cannot write {}", out.display()))),
