@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures `kubeha apply` on the lab (3 control planes + 2 workers, 2 cores here): a full apply on fresh
 # machines, a no-op re-apply, SSH connections per host per run (counted by each machine's sshd), and the
-# critical path of the plan against the wall time. Needs root; removes the lab at the end.
+# critical path of the plan against the wall time, and the software phase (per host: time of the first install,
+# bytes uploaded; whether the no-op run had any software step). Needs root; removes the lab at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 inventory=inventories/lab.yaml
@@ -34,7 +35,8 @@ t4=$(now)
 $kubeha plan --detailed-exitcode -i $inventory >/dev/null 2>&1 || true
 t5=$(now)
 
-python3 - "$state/full.json" "$state/noop.json" "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$before" "$after" <<'PY'
+journals=$(find "$state" -name journal.jsonl -printf '%T@ %p\n' | sort -n | cut -d' ' -f2 | tr '\n' ' ')
+python3 - "$state/full.json" "$state/noop.json" "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$before" "$after" "$journals" <<'PY'
 import json, sys
 full, noop = (json.load(open(p)) for p in sys.argv[1:3])
 t0, t1, t2, t3, t4, t5 = map(float, sys.argv[3:9])
@@ -47,4 +49,30 @@ print(f"no-op re-apply:  {t3 - t2:6.1f} s wall ({noop['changed']} changed)")
 print(f"plan (no-op):    {t5 - t4:6.1f} s wall")
 conns = {h: int(after[h]) - int(before[h]) - 1 for h in before}
 print("SSH connections per host during the full apply:", ", ".join(f"{h} {n}" for h, n in conns.items()))
+# The software phase, from the full run's journal (the first run folder) and the no-op run's.
+runs = sys.argv[11].split()
+def software_steps(journal):
+    steps = [json.loads(l) for l in open(journal) if '"stepDone"' in l]
+    return {s["stepId"].split("/", 1)[1]: s["seconds"] for s in steps if s["stepId"].startswith("software/")}
+first = software_steps(runs[0]) if runs else {}
+print("software phase, first install:", ", ".join(f"{h} {s:.1f} s" for h, s in sorted(first.items())) or "no software step")
+print("software steps in the no-op run:", len(software_steps(runs[1])) if len(runs) > 1 else 0)
 PY
+# Bytes each host received (kubeha uploads each of its artifacts once per host), from a bundle fetched from the
+# lab's loopback mirror: that fetch is also the download time of a bundle.
+b0=$(now)
+XDG_CACHE_HOME=$state/cache $kubeha artifacts fetch -i $inventory -o "$state/bundle" >/dev/null
+b1=$(now)
+$kubeha artifacts list -i $inventory --output json | python3 -c '
+import json, os, sys, collections
+bundle, seconds = sys.argv[1], float(sys.argv[2])
+manifest = {(e["name"], e["version"]): e for e in json.load(open(os.path.join(bundle, "manifest.json")))["artifacts"]}
+per_host, total = collections.Counter(), 0
+for a in json.load(sys.stdin)["artifacts"]:
+    size = os.path.getsize(os.path.join(bundle, manifest[(a["name"], a["version"])]["file"]))
+    total += size
+    for h in a["hosts"]:
+        per_host[h] += size
+print(f"bundle download from the loopback mirror: {total / 2**20:.0f} MiB in {seconds:.1f} s")
+print("bytes uploaded per host:", ", ".join(f"{h} {n / 2**20:.0f} MiB" for h, n in per_host.items()))
+' "$state/bundle" "$(python3 -c "print($b1 - $b0)")"

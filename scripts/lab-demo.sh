@@ -6,6 +6,7 @@
 # removes the machines afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/become-root.sh
 scripts/packages.sh debootstrap systemd-container iproute2 openssh-client
 cargo build --release --locked
 kubeha=target/release/kubeha

@@ -5,6 +5,7 @@
 # cached under /var/lib/kubeha/lab/cache; some 10 to 20 minutes the first time on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/become-root.sh
 
 # debootstrap, systemd-container, iproute2: the lab's machines; openssh-client: SSH to them in tests;
 # openssh-server, sudo: the SSH transport's tests against real sshd (started by the tests on loopback);

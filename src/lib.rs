@@ -15,6 +15,7 @@ pub mod pki;
 pub mod plan;
 pub mod private_file;
 pub mod render;
+pub mod software;
 pub mod ssh;
 pub mod state;
 pub mod status;

@@ -41,6 +41,26 @@ pub const ETCD_UNIT: &str = "/etc/systemd/system/etcd.service";
 pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
 pub const ETCD_BINARY: &str = "/usr/local/bin/etcd";
 
+/// What kubeha installed on a host (the software phase): one record per artifact kind, `<kind>.installed`,
+/// naming the artifact's version and checksum and the sha256 of every program taken from it.
+pub const SOFTWARE_DIR: &str = "/var/lib/kubeha/software";
+/// Where a program waits that cannot replace the running one yet (etcd on a running member: swapped in by its
+/// restart between quorum gates), with the record that becomes `<kind>.installed` once it runs.
+pub const SOFTWARE_STAGED_DIR: &str = "/var/lib/kubeha/software/staged";
+/// The kubelet's unit and kubeadm's drop-in for it, as kubeadm's packages ship them (the software phase
+/// installs the kubelet without packages).
+pub const KUBELET_UNIT: &str = "/etc/systemd/system/kubelet.service";
+pub const KUBELET_KUBEADM_DROPIN: &str = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf";
+
+/// Where the CNI plugins go (containernetworking's default, where every CNI's manifests expect them).
+pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+pub const CONTAINERD_UNIT: &str = "/etc/systemd/system/containerd.service";
+
+pub fn software_record(kind_name: &str) -> String {
+    format!("{SOFTWARE_DIR}/{kind_name}.installed")
+}
+
 pub const SYSCTL_CONF: &str = "/etc/sysctl.d/90-kubeha.conf";
 pub const MODULES_LOAD_CONF: &str = "/etc/modules-load.d/kubeha.conf";
 

@@ -172,6 +172,15 @@ fn apply_converges_is_idempotent_survives_the_vip_holder_and_sigkill() {
     let again = summary(&apply(state.path()));
     assert_eq!(again["changed"], 0, "a second apply changes nothing: {again}");
 
+    // The software phase checks programs by checksum: one changed on a host since is installed again.
+    assert!(ssh("198.18.0.21", "printf x >> /usr/local/bin/kubectl").status.success());
+    let plan = kubeha(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(text(&plan).contains("/usr/local/bin/kubectl differs from the kubectl 1.36.3 kubeha installed"), "{}", text(&plan));
+    let fixed = summary(&apply(state.path()));
+    assert_eq!(fixed["changed"], 1, "only wk-1's software step: {fixed}");
+    assert!(text(&ssh("198.18.0.21", "kubectl version --client")).contains("v1.36.3"));
+
     // Secrets never reach the operator's disk or output.
     let state_file: serde_json::Value = serde_json::from_slice(&ssh("198.18.0.11", "cat /etc/kubeha/cluster-state.json").stdout).unwrap();
     let secrets: Vec<&str> = ["bootstrapToken", "certificateKey"].iter().filter_map(|k| state_file["secrets"][k].as_str()).collect();

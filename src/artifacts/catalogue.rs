@@ -19,6 +19,26 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 8] = [Kind::Etcd, Kind::Kubeadm, Kind::Kubelet, Kind::Kubectl, Kind::Crictl, Kind::CniPlugins, Kind::Containerd, Kind::Runc];
+
+    /// How the inventory spells it (`spec.artifacts.preinstalled`, like the keys of `spec.artifacts.versions`).
+    pub fn inventory_name(self) -> &'static str {
+        match self {
+            Kind::CniPlugins => "cniPlugins",
+            other => other.name(),
+        }
+    }
+
+    /// Where a program of this kind goes on a host: where upstream's install instructions put it, and where
+    /// kubeha's units (etcd, kubelet) run it from.
+    pub fn install_path(self, program: &str) -> String {
+        match self {
+            Kind::CniPlugins => format!("{}/{program}", crate::paths::CNI_BIN_DIR),
+            Kind::Runc => "/usr/local/sbin/runc".into(),
+            _ => format!("/usr/local/bin/{program}"),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Etcd => "etcd",
@@ -166,8 +186,30 @@ fn join(base: &str, path: &str) -> String {
 /// another endpoint means the operator brings the runtime (the lab does: its own CRI runtime).
 const CONTAINERD_ENDPOINTS: &[&str] = &["unix:///var/run/containerd/containerd.sock", "unix:///run/containerd/containerd.sock"];
 
-/// Every file the inventory's hosts need, in install order (etcd first, the runtime last).
+/// Whether the kubelets talk to containerd (then kubeha installs and configures it, unless preinstalled).
+pub fn talks_to_containerd(inv: &Inventory) -> bool {
+    CONTAINERD_ENDPOINTS.contains(&inv.kubernetes.container_runtime_endpoint.as_str())
+}
+
+/// Whether kubeha runs the hosts' containerd: installs it, renders its config and unit, starts it.
+pub fn installs_containerd(inv: &Inventory) -> bool {
+    talks_to_containerd(inv) && !inv.artifacts.preinstalled.contains(&Kind::Containerd)
+}
+
+/// Every file the inventory's hosts need from kubeha, in install order (etcd first, the runtime last): what
+/// `spec.artifacts.preinstalled` names is the site's own and left out.
 pub fn needed(inv: &Inventory) -> Vec<Artifact> {
+    let mut all = every_needed(inv);
+    all.retain(|a| !inv.artifacts.preinstalled.contains(&a.kind));
+    all
+}
+
+/// The artifacts `host` gets from kubeha, in install order.
+pub fn needed_on(inv: &Inventory, host: &str) -> Vec<Artifact> {
+    needed(inv).into_iter().filter(|a| a.hosts.iter().any(|h| h == host)).collect()
+}
+
+fn every_needed(inv: &Inventory) -> Vec<Artifact> {
     let arch = inv.artifacts.arch;
     let v = inv.artifacts.versions;
     let control_planes: Vec<String> = inv.control_planes().map(|h| h.name.clone()).collect();
@@ -178,7 +220,7 @@ pub fn needed(inv: &Inventory) -> Vec<Artifact> {
     }
     out.push(file(Kind::Crictl, v.crictl, arch, all.clone()));
     out.push(file(Kind::CniPlugins, v.cni_plugins, arch, all.clone()));
-    if CONTAINERD_ENDPOINTS.contains(&inv.kubernetes.container_runtime_endpoint.as_str()) {
+    if talks_to_containerd(inv) {
         out.push(file(Kind::Containerd, v.containerd, arch, all.clone()));
         out.push(file(Kind::Runc, v.runc, arch, all));
     }
@@ -306,7 +348,7 @@ mod tests {
     }
 
     fn inventory(extra: &str, endpoint: Option<&str>) -> Inventory {
-        let mut yaml = std::fs::read_to_string("inventories/lab.yaml").unwrap().replacen("spec:\n", &format!("spec:\n{extra}"), 1);
+        let mut yaml = crate::inventory::lab_yaml_without_artifacts().replacen("spec:\n", &format!("spec:\n{extra}"), 1);
         yaml = match endpoint {
             Some(e) => yaml.replace("unix:///run/kubeha-lab-cri/cri.sock", e),
             None => yaml.replace("    containerRuntimeEndpoint: unix:///run/kubeha-lab-cri/cri.sock\n", ""),
@@ -326,6 +368,24 @@ mod tests {
         // Defaults: crictl follows Kubernetes' minor, the runtime versions are pinned in inventory::support.
         assert_eq!(needed[4].version, Version::new(1, 36, 0));
         assert_eq!(needed[6].version, crate::inventory::support::DEFAULT_CONTAINERD_VERSION);
+    }
+
+    #[test]
+    fn what_the_site_preinstalls_is_neither_fetched_nor_installed() {
+        let inv = inventory("  artifacts: {preinstalled: [crictl, cniPlugins, etcd]}\n", None);
+        let names: Vec<&str> = needed(&inv).iter().map(Artifact::name).collect();
+        assert_eq!(names, ["kubeadm", "kubelet", "kubectl", "containerd", "runc"]);
+        assert!(needed_on(&inv, "cp-1").iter().all(|a| a.kind != Kind::Etcd));
+        assert_eq!(Kind::Etcd.install_path("etcd"), crate::paths::ETCD_BINARY, "kubeha's etcd unit runs what the software phase installs");
+        let loaded = crate::inventory::parse(
+            "t.yaml".into(),
+            crate::inventory::lab_yaml_without_artifacts().replacen("spec:\n", "spec:\n  artifacts: {preinstalled: [crictl, cni]}\n", 1),
+            &crate::inventory::PathContext { inventory_dir: ".".into(), home: None },
+        );
+        let errors: Vec<(String, Option<u32>)> = loaded.diagnostics.iter().map(|d| (d.to_string(), d.mark.map(|m| m.line))).collect();
+        let expected =
+            "spec.artifacts.preinstalled[1]: unknown value \"cni\", expected one of etcd, kubeadm, kubelet, kubectl, crictl, cniPlugins, containerd, runc";
+        assert_eq!(errors, [(expected.to_string(), Some(9))]);
     }
 
     #[test]

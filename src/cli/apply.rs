@@ -132,7 +132,7 @@ async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::
     let stop_flag = Arc::new(AtomicBool::new(false));
     tokio::spawn(on_ctrl_c(stop_flag.clone()));
     let executor = Executor {
-        ctx: Arc::new(StepContext { inv: inv.clone(), desired: Arc::new(planned.desired), hosts, secrets: Arc::new(planned.state.secrets.clone()) }),
+        ctx: Arc::new(StepContext::new(inv.clone(), Arc::new(planned.desired), hosts, Arc::new(planned.state.secrets.clone())).with_os_ids(&planned.observed)),
         progress: Progress::new(ProgressMode::detect(), redactor.clone()),
         journal,
         redactor,

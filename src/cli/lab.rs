@@ -12,9 +12,10 @@ pub struct Args {
 
 #[derive(Subcommand)]
 enum LabCommand {
-    /// Create (or complete) one machine per inventory host; running machines are kept.
+    /// Create (or complete) one machine per inventory host; running machines are kept. Serves the lab's
+    /// download mirror on loopback when spec.artifacts.mirror is http://127.0.0.1:PORT.
     Up(InventoryArg),
-    /// Stop every machine, unmount, remove bridges and the lab's state; safe to repeat.
+    /// Stop the mirror and every machine, unmount, remove bridges and the lab's state; safe to repeat.
     Down(InventoryArg),
     /// Show every machine: running, link, SSH, memory.
     Status {
@@ -61,7 +62,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.command {
         LabCommand::Up(_) => {
             let ssh: Vec<_> = inv.hosts.iter().map(|h| (h.name.clone(), h.ssh.identity_file.clone(), h.ssh.known_hosts_file.clone())).collect();
-            let report = lab::up(&layout, &ssh)?;
+            let mirror = lab::mirror::Wanted::from_inventory(&inv)?;
+            let report = lab::up(&layout, &ssh, mirror.as_ref())?;
             for w in &report.warnings {
                 eprintln!("warning: {w}");
             }
@@ -69,6 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 println!("image built in {:.1} s", report.image_seconds);
             }
             println!("upstream programs {} (built or verified in {:.1} s)", report.upstream.display(), report.upstream_seconds);
+            if let Some(m) = &report.mirror {
+                let how = if m.started { "started" } else { "kept running" };
+                println!("mirror {} serves {} ({} {how})", m.url, m.root.display(), m.unit);
+            }
             println!(
                 "lab {}: {} machines running ({} booted, {} kept) in {:.1} s; SSH key {}, known_hosts {}",
                 layout.cluster,

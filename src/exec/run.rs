@@ -275,7 +275,7 @@ mod tests {
         let secrets = crate::state::ClusterState::create(&inv).unwrap().secrets;
         let fence = host.fence.clone();
         let hosts = std::collections::HashMap::from([("cp-1".to_string(), host as Arc<dyn Transport>)]);
-        let ctx = StepContext { inv: Arc::new(inv), desired: Arc::default(), hosts, secrets: Arc::new(secrets) };
+        let ctx = StepContext::new(Arc::new(inv), Arc::default(), hosts, Arc::new(secrets));
         let redactor = Arc::new(Redactor::new(Vec::new()));
         let run_dir = RunDir::create(state_dir, "lab", "r1").unwrap();
         let journal = run_dir.journal().unwrap();

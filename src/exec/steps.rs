@@ -2,8 +2,8 @@
 //! Every step is idempotent on its own (uploads skip identical files, membership changes check first,
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
-use crate::paths::CNI_APPLIED;
-use crate::phases::{self, backup, etcd, files, kubeadm, loadbalancer, retire, snapshot};
+use crate::paths::{CNI_APPLIED, CONTAINERD_UNIT, KUBELET_UNIT};
+use crate::phases::{self, backup, etcd, files, kubeadm, loadbalancer, retire, snapshot, software};
 use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
 use crate::render::secrets::Secrets;
@@ -19,6 +19,10 @@ pub struct StepContext {
     pub hosts: HashMap<String, Arc<dyn Transport>>,
     /// The cluster's secrets (the bootstrap token for RefreshJoinToken); Debug never shows them.
     pub secrets: Arc<Secrets>,
+    /// The run's artifacts, obtained on this machine when a software step first needs each.
+    pub artifacts: Arc<software::Store>,
+    /// Each host's os-release ID from the facts (which package manager installs HAProxy and keepalived).
+    pub os_ids: HashMap<String, String>,
 }
 
 /// A step's failure, as text meant for the operator (scrubbed by the caller).
@@ -30,6 +34,18 @@ fn fail(e: impl std::fmt::Display) -> StepError {
 }
 
 impl StepContext {
+    /// A context whose artifacts come from the inventory's source through the operator's cache.
+    pub fn new(inv: Arc<Inventory>, desired: Arc<Desired>, hosts: HashMap<String, Arc<dyn Transport>>, secrets: Arc<Secrets>) -> Self {
+        let artifacts = Arc::new(software::Store::for_inventory(&inv));
+        Self { inv, desired, hosts, secrets, artifacts, os_ids: HashMap::new() }
+    }
+
+    /// With each host's os-release ID, from the facts the plan was made with.
+    pub fn with_os_ids(mut self, observed: &crate::plan::Observed) -> Self {
+        self.os_ids = observed.facts.iter().map(|(h, f)| (h.clone(), f.os_id.clone())).collect();
+        self
+    }
+
     fn transport(&self, host: &str) -> Result<&dyn Transport, StepError> {
         self.hosts.get(host).map(|t| t.as_ref()).ok_or_else(|| StepError(format!("{host}: no connection (the host is not in this run)")))
     }
@@ -73,9 +89,19 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             Ok(changed)
         }
         Action::InstallEtcdFiles { files, .. } => ctx.place(host, files).await,
+        Action::InstallSoftware { artifacts, staged, files, packages, restart } => {
+            let install = software::Install { artifacts, staged, packages, os_id: ctx.os_ids.get(host).map(String::as_str) };
+            let mut changed = software::install(t, &ctx.inv, &ctx.artifacts, &install).await.map_err(fail)?;
+            changed |= ctx.place(host, files).await?;
+            if changed || !restart.is_empty() {
+                let ours = |unit: &str| ctx.desired.file(host, unit).is_some();
+                software::units(t, ours(KUBELET_UNIT), ours(CONTAINERD_UNIT), restart).await.map_err(fail)?;
+            }
+            Ok(changed)
+        }
         Action::FixFileModes { files } => files::set_modes(t, files).await.map_err(fail),
-        Action::StartEtcdMember { restart, initial_cluster, initial_cluster_state, .. } => {
-            etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == "new").await.map(|_| true).map_err(fail)
+        Action::StartEtcdMember { restart, initial_cluster, initial_cluster_state, binary, .. } => {
+            etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == "new", binary.is_some()).await.map(|_| true).map_err(fail)
         }
         Action::AddEtcdLearner { member, peer_url } => etcd::add_learner(t, member, peer_url).await.map(|_| true).map_err(fail),
         Action::WaitLearnerCaughtUp { member } => etcd::wait_caught_up(t, member).await.map(|_| false).map_err(fail),
@@ -194,7 +220,7 @@ mod tests {
         let rendered = crate::render::render(&inv, &state.secrets, &crate::render::templates::Templates::builtin().unwrap()).unwrap();
         let desired = Desired::build(&inv, &rendered, &state);
         let hosts = HashMap::from([(host.host().to_string(), host.clone() as Arc<dyn Transport>)]);
-        StepContext { inv: Arc::new(inv), desired: Arc::new(desired), hosts, secrets: Arc::new(state.secrets.clone()) }
+        StepContext::new(Arc::new(inv), Arc::new(desired), hosts, Arc::new(state.secrets.clone()))
     }
 
     /// Where in the recorded effects the first one matching `what` is.

@@ -25,6 +25,8 @@ pub struct HostState {
     /// The `initial-cluster-state` etcd.conf.yml says (`new` or `existing`); None without that file. Not part
     /// of the runtime digest, but a member of an existing cluster must never say `new` (see `ETCD_CONFIG`).
     pub etcd_initial_cluster_state: Option<String>,
+    /// What the software phase installed, with each program's checksum now (see `software::record`).
+    pub software: BTreeMap<crate::artifacts::catalogue::Kind, crate::software::Installed>,
 }
 
 impl HostState {
@@ -93,6 +95,7 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
         s.push_str(&format!("printf 'unit %s %s\\n' {} \"$(systemctl is-active {unit} 2>/dev/null || true)\"\n", quote::quote(u)));
     }
     s.push_str(&secret_files::lines());
+    s.push_str(&crate::software::record::probe_script());
     s.push_str("ip -o addr show 2>/dev/null | awk '{print \"addr \" $4}'\necho end\n");
     s
 }
@@ -124,6 +127,10 @@ pub fn parse(output: &str) -> Result<HostState, String> {
         // The value is the rest of the line: whatever the config says, an operator's comment included.
         if let Some(value) = line.strip_prefix("etcd-initial-cluster-state ") {
             state.etcd_initial_cluster_state = Some(value.trim().to_string());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("software ") {
+            crate::software::record::parse_line(rest, &mut state.software).ok_or_else(bad)?;
             continue;
         }
         if let Some(rest) = line.strip_prefix("secret ") {

@@ -6,6 +6,7 @@ use super::reader::{self, Fields, Located, join};
 use super::schedule;
 use super::support;
 use super::yaml::Node;
+use crate::artifacts::catalogue::Kind;
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,7 +18,7 @@ pub const KIND: &str = "Cluster";
 const ROOT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 const METADATA_FIELDS: &[&str] = &["name"];
 const SPEC_FIELDS: &[&str] = &["kubernetes", "etcd", "controlPlane", "ssh", "concurrency", "certificates", "artifacts", "hosts"];
-const ARTIFACTS_FIELDS: &[&str] = &["arch", "mirror", "bundle", "versions"];
+const ARTIFACTS_FIELDS: &[&str] = &["arch", "mirror", "bundle", "versions", "preinstalled"];
 const ARTIFACT_VERSIONS_FIELDS: &[&str] = &["crictl", "containerd", "runc", "cniPlugins"];
 const CERTIFICATES_FIELDS: &[&str] = &["renewBefore"];
 const KUBERNETES_FIELDS: &[&str] =
@@ -126,6 +127,7 @@ pub struct ArtifactsDraft {
     pub containerd: Option<Version>,
     pub runc: Option<Version>,
     pub cni_plugins: Option<Version>,
+    pub preinstalled: std::collections::BTreeSet<Kind>,
 }
 
 pub fn inventory(root: &Node, paths: &PathContext, diags: &mut Diagnostics) -> Option<Inventory> {
@@ -175,7 +177,15 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         load_balancer: None,
         concurrency: DEFAULT_CONCURRENCY,
         certificates: Certificates { renew_before_days: DEFAULT_RENEW_BEFORE_DAYS },
-        artifacts: ArtifactsDraft { arch: Arch::Amd64, source: ArtifactSource::Upstream, crictl: None, containerd: None, runc: None, cni_plugins: None },
+        artifacts: ArtifactsDraft {
+            arch: Arch::Amd64,
+            source: ArtifactSource::Upstream,
+            crictl: None,
+            containerd: None,
+            runc: None,
+            cni_plugins: None,
+            preinstalled: Default::default(),
+        },
         hosts: Vec::new(),
         hosts_mark: node.mark,
     };
@@ -298,6 +308,15 @@ fn artifacts(node: &Node, paths: &PathContext, out: &mut ArtifactsDraft, diags: 
     {
         for (key, slot) in [("crictl", &mut out.crictl), ("containerd", &mut out.containerd), ("runc", &mut out.runc), ("cniPlugins", &mut out.cni_plugins)] {
             *slot = v.optional(key).and_then(|n| version(n, &v.child_path(key), diags)).map(|l| l.value);
+        }
+    }
+    if let Some(n) = f.optional("preinstalled") {
+        let path = f.child_path("preinstalled");
+        for (i, item) in reader::list(n, &path, diags).unwrap_or_default().iter().enumerate() {
+            let choices: Vec<(&str, Kind)> = Kind::ALL.iter().map(|k| (k.inventory_name(), *k)).collect();
+            if let Some(kind) = reader::choice(item, &format!("{path}[{i}]"), &choices, diags) {
+                out.preinstalled.insert(kind.value);
+            }
         }
     }
 }
@@ -732,6 +751,7 @@ fn finish(d: SpecDraft) -> Option<Inventory> {
             runc: a.runc.unwrap_or(support::DEFAULT_RUNC_VERSION),
             cni_plugins: a.cni_plugins.unwrap_or(support::DEFAULT_CNI_PLUGINS_VERSION),
         },
+        preinstalled: a.preinstalled,
     };
     Some(Inventory {
         name: d.name?,

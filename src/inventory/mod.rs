@@ -85,12 +85,25 @@ pub fn parse(file: String, source: String, paths: &PathContext) -> Loaded {
     Loaded { file, source, inventory, diagnostics: diags.into_sorted() }
 }
 
+/// inventories/lab.yaml without its `spec.artifacts` block (and the comment above it), for tests that write
+/// their own.
+#[cfg(test)]
+pub(crate) fn lab_yaml_without_artifacts() -> String {
+    let lab = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml")).unwrap();
+    let lines: Vec<&str> = lab.lines().collect();
+    let start = lines.iter().position(|l| *l == "  artifacts:").expect("the lab inventory has spec.artifacts");
+    let first = (0..start).rev().take_while(|i| lines[*i].starts_with("  #")).last().unwrap_or(start);
+    let end = start + 1 + lines[start + 1..].iter().take_while(|l| l.starts_with("    ")).count();
+    let kept: Vec<&str> = lines[..first].iter().chain(&lines[end..]).copied().collect();
+    kept.join("\n") + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn with_certificates(extra: &str) -> Loaded {
-        let lab = std::fs::read_to_string("inventories/lab.yaml").unwrap();
+        let lab = lab_yaml_without_artifacts();
         let yaml = lab.replacen("spec:\n", &format!("spec:\n{extra}"), 1);
         parse("t.yaml".into(), yaml, &PathContext { inventory_dir: ".".into(), home: None })
     }

@@ -30,6 +30,10 @@ pub struct Artifacts {
     pub arch: Arch,
     pub source: ArtifactSource,
     pub versions: ComponentVersions,
+    /// What the hosts already have (`spec.artifacts.preinstalled`): kubeha neither downloads nor installs these,
+    /// and preflight requires them on the hosts instead. For sites whose images or packages carry some programs
+    /// (the lab's runtime needs neither crictl nor the CNI plugins).
+    pub preinstalled: std::collections::BTreeSet<crate::artifacts::catalogue::Kind>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -38,6 +38,16 @@ pub const DEFAULT_RUNC_VERSION: Version = Version::new(1, 3, 3);
 /// The containernetworking/plugins release (bridge, portmap, loopback, host-local ... that the CNIs call).
 pub const DEFAULT_CNI_PLUGINS_VERSION: Version = Version::new(1, 8, 0);
 
+/// The sandbox ("pause") image kubeadm of a Kubernetes minor expects (cmd/kubeadm/app/constants PauseVersion;
+/// 1.36's read from the v1.36.3 source, 1.35's from kubeadm's 1.35 release; 1.37 assumed unchanged until
+/// checked). containerd pins it; kubeadm's preflight warns when the runtime's differs.
+pub fn sandbox_image(kubernetes: Version) -> &'static str {
+    match (kubernetes.major, kubernetes.minor) {
+        (1, 35) => "registry.k8s.io/pause:3.10.1",
+        _ => "registry.k8s.io/pause:3.10.2",
+    }
+}
+
 pub fn minors_list(minors: &[(u32, u32)]) -> String {
     minors.iter().map(|(a, b)| format!("{a}.{b}")).collect::<Vec<_>>().join(", ")
 }

@@ -1,8 +1,11 @@
 //! Local lab of real machines: systemd-nspawn machines booting a Debian image with real systemd, sshd,
 //! keepalived and HAProxy, and etcd, kubeadm, the kubelet and the control-plane programs built from their Go
-//! modules (upstream.rs), one machine per inventory host, on bridges in 198.18.0.0/15.
+//! modules (upstream.rs), one machine per inventory host, on bridges in 198.18.0.0/15. The operator side
+//! serves those builds on loopback in the upstream download layout (mirror.rs), for the inventory's
+//! `spec.artifacts.mirror`.
 pub mod layout;
 mod machine;
+pub mod mirror;
 mod network;
 mod rootfs;
 mod state;
@@ -30,13 +33,16 @@ pub struct UpReport {
     /// The folder of the upstream programs the machines run, and the time spent building or verifying it.
     pub upstream: PathBuf,
     pub upstream_seconds: f64,
+    /// The download mirror serving that build, when the inventory's `spec.artifacts.mirror` is the lab's.
+    pub mirror: Option<mirror::Served>,
     pub kept: Vec<String>,
     pub booted: Vec<String>,
     pub seconds: f64,
     pub warnings: Vec<String>,
 }
 
-pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)]) -> Result<UpReport> {
+/// `mirror`: what the inventory's `spec.artifacts.mirror` asks of the lab (`mirror::Wanted::from_inventory`).
+pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)], mirror: Option<&mirror::Wanted>) -> Result<UpReport> {
     system::require_root()?;
     system::require_tools()?;
     let started = Instant::now();
@@ -44,6 +50,8 @@ pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)]) -> Resu
     let image_seconds = started.elapsed().as_secs_f64();
     let upstream = upstream::ensure(&layout.cache_dir())?;
     std::fs::create_dir_all(layout.state_dir()).with_context(|| format!("cannot create {}", layout.state_dir().display()))?;
+    // Before the machines: a mirror that cannot serve (its port taken) fails `lab up` before anything boots.
+    let served = mirror.map(|wanted| mirror::serve(&layout.cluster, &upstream.dir, wanted, layout.state_dir().join("mirror.log"))).transpose()?;
     let public_key = ensure_key(layout)?;
     for s in &layout.segments {
         network::ensure(layout, s)?;
@@ -55,12 +63,20 @@ pub fn up(layout: &Layout, inventory_ssh: &[(String, PathBuf, PathBuf)]) -> Resu
         image_seconds,
         upstream: upstream.dir.clone(),
         upstream_seconds: upstream.seconds,
+        mirror: served,
         kept: vec![],
         booted: vec![],
         seconds: 0.0,
         warnings: ssh_warnings(layout, inventory_ssh),
     };
     report.warnings.extend(inotify);
+    if let Some(served) = report.mirror.as_ref().filter(|s| !s.missing.is_empty()) {
+        report.warnings.push(format!(
+            "the lab's mirror does not serve {} (it serves the lab's own builds of etcd and Kubernetes only); downloads of them from {} will fail",
+            served.missing.join(", "),
+            served.url
+        ));
+    }
     for m in &layout.machines {
         if let Some(s) = state.machines.get(&m.name).filter(|s| machine::running(s) && owned(layout, &m.name, s)) {
             // A machine on another build of the upstream programs is rebooted with the new one bound in (its
@@ -178,10 +194,11 @@ fn wait_for_ssh_on(machines: &[&layout::Machine]) -> Result<()> {
     Ok(())
 }
 
-/// Stops every machine of the lab (recorded or found by name), unmounts, removes bridges and state.
-/// Safe to run any number of times, and after a crash.
+/// Stops the lab's mirror and every machine of the lab (recorded or found by name), unmounts, removes bridges
+/// and state. Safe to run any number of times, and after a crash.
 pub fn down(layout: &Layout) -> Result<Vec<String>> {
     system::require_root()?;
+    mirror::stop(&mirror::unit_name(&layout.cluster));
     let state = LabState::load(&layout.state_file()).unwrap_or_default();
     let mut names: Vec<String> = layout.machines.iter().map(|m| m.name.clone()).collect();
     names.extend(state.machines.keys().cloned());

@@ -38,16 +38,15 @@ pub const PACKAGES: &[&str] = &[
 /// Where the machines see the upstream programs (a read-only bind of the cache's build).
 pub const UPSTREAM_MOUNT: &str = "/opt/kubeha-lab/upstream";
 
-/// The upstream programs linked into /usr/local/bin, where kubeha's units (etcd) and kubeadm's (kubelet)
-/// run them on real hosts too.
-pub const UPSTREAM_PROGRAMS: &[&str] =
-    &["etcd", "etcdctl", "etcdutl", "kubeadm", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kubeha-lab-cri"];
+/// The upstream programs linked into /usr/local/bin: the lab's CRI runtime, and the control-plane programs
+/// it runs for the images of kubeadm's static pods (etc/kubeha-lab-cri/images.json). Not etcd, kubeadm, the
+/// kubelet or kubectl: kubeha's software phase installs those from the lab's mirror, as on any host.
+pub const UPSTREAM_PROGRAMS: &[&str] = &["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeha-lab-cri"];
 
-/// The lab's own files in every machine (lab/machine): the kubelet's units as kubeadm's packages ship them,
-/// the lab's CRI runtime and what a kubelet needs inside systemd-nspawn. Path in the image, mode, content.
+/// The lab's own files in every machine (lab/machine): the lab's CRI runtime, the lab's drop-in for the
+/// kubelet kubeha installs, and what a kubelet needs inside systemd-nspawn. Path in the image, mode, content.
 const MACHINE_FILES: &[(&str, u32, &str)] = &[
-    ("etc/systemd/system/kubelet.service", 0o644, include_str!("../../lab/machine/kubelet.service")),
-    ("etc/systemd/system/kubelet.service.d/10-kubeadm.conf", 0o644, include_str!("../../lab/machine/10-kubeadm.conf")),
+    ("etc/systemd/system/kubelet.service.d/20-kubeha-lab.conf", 0o644, include_str!("../../lab/machine/20-kubeha-lab.conf")),
     ("etc/systemd/system/kubeha-lab-cri.service", 0o644, include_str!("../../lab/machine/kubeha-lab-cri.service")),
     ("etc/systemd/system/kubeha-lab-sysctl.service", 0o644, include_str!("../../lab/machine/kubeha-lab-sysctl.service")),
     ("usr/local/lib/kubeha-lab/sysctl-copies", 0o755, include_str!("../../lab/machine/sysctl-copies")),
@@ -57,7 +56,7 @@ const MACHINE_FILES: &[(&str, u32, &str)] = &[
 ];
 
 /// Bumped when `prepare` changes what it does to the image, so old caches are not reused.
-const SETUP_REVISION: u32 = 3;
+const SETUP_REVISION: u32 = 4;
 
 pub fn cache_key() -> String {
     let files: String = MACHINE_FILES.iter().map(|(path, mode, content)| format!("{path}:{mode:o}:{}", short_hash(content))).collect::<Vec<_>>().join(",");
@@ -112,11 +111,7 @@ fn prepare(root: &Path) -> Result<()> {
         std::fs::write(&target, content)?;
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))?;
     }
-    // The kubelet is enabled as kubeadm's packages leave it: it restarts until kubeadm has configured it.
-    run(
-        "chroot",
-        &[&root_s, "systemctl", "enable", "systemd-networkd.service", "ssh.service", "kubeha-lab-sysctl.service", "kubeha-lab-cri.service", "kubelet.service"],
-    )?;
+    run("chroot", &[&root_s, "systemctl", "enable", "systemd-networkd.service", "ssh.service", "kubeha-lab-sysctl.service", "kubeha-lab-cri.service"])?;
     for entry in std::fs::read_dir(root.join("etc/ssh"))? {
         let path = entry?.path();
         if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ssh_host_")) {

@@ -30,7 +30,9 @@ pub enum EtcdStepError {
 /// serves, its config is set to `existing`: from then on the cluster exists, and should this member's data
 /// directory ever be lost, etcd must fail to start rather than bootstrap a second cluster of one (etcd reads
 /// the setting only when the data directory is empty, so the change needs no restart).
-pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&str>, bootstrap: bool) -> Result<(), EtcdStepError> {
+/// `swap`: the software phase staged a new etcd binary here; it goes in just before the (re)start and is
+/// recorded as installed once the unit runs on it.
+pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&str>, bootstrap: bool, swap: bool) -> Result<(), EtcdStepError> {
     let verb = if restart { "restart" } else { "start" };
     let existing = "s|^initial-cluster-state:.*|initial-cluster-state: \"existing\"|";
     let join = initial_cluster.map_or(String::new(), |ic| {
@@ -38,8 +40,9 @@ pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&st
         format!("sed -i -e {} -e {} {ETCD_CONFIG} && ", quote::quote(&lines[0]), quote::quote(&lines[1]))
     });
     let settle = if bootstrap && initial_cluster.is_none() { format!(" && sed -i -e {} {ETCD_CONFIG}", quote::quote(existing)) } else { String::new() };
+    let (swap_in, record) = if swap { super::software::swap_staged_etcd() } else { (String::new(), String::new()) };
     let script = format!(
-        "{join}systemctl daemon-reload && systemctl enable etcd.service >/dev/null 2>&1; {{ systemctl {verb} etcd.service{settle}; }} || \
+        "{swap_in}{join}systemctl daemon-reload && systemctl enable etcd.service >/dev/null 2>&1; {{ systemctl {verb} etcd.service{settle}{record}; }} || \
          {{ status=$?; journalctl -u etcd.service -n 12 --no-pager -o cat >&2; exit $status; }}"
     );
     let out = t.exec(&Command::script(script).timeout(Duration::from_secs(120))).await?;
@@ -285,8 +288,8 @@ mod tests {
     #[tokio::test]
     async fn a_bootstrapped_member_s_config_says_existing_once_it_serves() {
         let fake = RecordingTransport::new("cp-1").on("systemctl", "");
-        start(&fake, false, None, true).await.unwrap();
-        start(&fake, true, None, false).await.unwrap();
+        start(&fake, false, None, true, false).await.unwrap();
+        start(&fake, true, None, false, false).await.unwrap();
         let scripts = fake.scripts();
         let edit = format!("systemctl start etcd.service && sed -i -e 's|^initial-cluster-state:.*|initial-cluster-state: \"existing\"|' {ETCD_CONFIG}");
         assert!(scripts[0].contains(&edit), "{}", scripts[0]);

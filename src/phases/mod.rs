@@ -8,4 +8,5 @@ pub mod loadbalancer;
 pub mod restore;
 pub mod retire;
 pub mod snapshot;
+pub mod software;
 pub mod verify;

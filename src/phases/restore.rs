@@ -95,7 +95,7 @@ pub async fn restore(t: &dyn Transport, layout: &Layout, tool: Tool, bump_revisi
 /// returns its revision and key count.
 pub async fn start(t: &dyn Transport, layout: &Layout, name: &str, within: Duration) -> Result<KeyCount, SnapshotError> {
     // The restored member holds the cluster from now on: its config is set to `existing` once it serves.
-    member::start(t, false, None, true).await.map_err(|e| failed(t, "systemctl start etcd.service", e.to_string()))?;
+    member::start(t, false, None, true, false).await.map_err(|e| failed(t, "systemctl start etcd.service", e.to_string()))?;
     let gate = Gate::new(GateWhen::After, format!("restore on {name}"), &[name.to_string()]);
     let started = Instant::now();
     loop {

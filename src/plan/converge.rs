@@ -17,10 +17,11 @@ use crate::render::{self, Group};
 use std::collections::BTreeSet;
 
 pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: &'static str) -> Plan {
-    let mut b = Builder { inv, desired, observed, findings: preflight::check(inv, observed), phases: Vec::new() };
+    let mut b = Builder { inv, desired, observed, findings: preflight::check(inv, observed), phases: Vec::new(), etcd_swaps: Default::default() };
     b.refuse_renames();
     b.state();
     b.hosts();
+    b.software();
     b.etcd();
     b.load_balancer();
     b.readdressed_nodes();
@@ -68,6 +69,8 @@ struct Builder<'a> {
     observed: &'a Observed,
     findings: Vec<Finding>,
     phases: Vec<Phase>,
+    /// Members whose new etcd binary the software phase staged: their restart between gates swaps it in.
+    etcd_swaps: std::collections::BTreeMap<String, crate::inventory::Version>,
 }
 
 /// A host the cluster knows as `old`, listed in the inventory as `new` at the same address.
@@ -300,17 +303,26 @@ impl Builder<'_> {
             // A lost member was removed above: from here on it is a host to add.
             let member = self.observed.member_of(h).filter(|_| !lost_names.contains(&m));
             let active = running.contains(&m);
+            // The member's one start or restart in this plan swaps in the etcd binary the software phase staged.
+            let binary = self.etcd_swaps.get(&m).map(|v| v.to_string());
             let start = |state: &'static str, restart: bool| Action::StartEtcdMember {
                 member: m.clone(),
                 initial_cluster_state: state,
                 restart,
                 initial_cluster: None,
+                binary: binary.clone(),
             };
             // etcd refuses to join unless its initial cluster lists exactly the current members and itself.
             let join = {
                 let mut listed: Vec<String> = voters.iter().filter(|n| **n != m).map(|n| format!("{n}={}", self.peer_of(n))).collect();
                 listed.push(format!("{m}={}", h.peer_url()));
-                Action::StartEtcdMember { member: m.clone(), initial_cluster_state: "existing", restart: false, initial_cluster: Some(listed.join(",")) }
+                Action::StartEtcdMember {
+                    member: m.clone(),
+                    initial_cluster_state: "existing",
+                    restart: false,
+                    initial_cluster: Some(listed.join(",")),
+                    binary: binary.clone(),
+                }
             };
             match member {
                 None if voters.is_empty() => {
@@ -358,6 +370,9 @@ impl Builder<'_> {
                     install(&mut steps);
                     if !active {
                         steps.push(step(id("start"), &m, join, "learner not running"));
+                    } else if let Some(v) = &binary {
+                        // A learner does not vote: its restart needs no gate of its own.
+                        steps.push(step(id("restart"), &m, start("existing", true), format!("etcd {v} staged")));
                     }
                     self.promote(&mut steps, &m, &checker, &mut voters, "a learner from an unfinished run");
                 }
@@ -383,8 +398,8 @@ impl Builder<'_> {
                     steps.push(step(id("gate-after"), &checker, gate(GateWhen::After, &change, &voters), "quorum check"));
                 }
                 Some(_) => match (&stale, active) {
-                    (None, true) => {}
-                    (Some((files, why)), true) if !self.etcd_needs_restart(&m) => {
+                    (None, true) if binary.is_none() => {}
+                    (Some((files, why)), true) if binary.is_none() && !self.etcd_needs_restart(&m) => {
                         let why = match self.bootstrap_state_change(&m) {
                             // etcd reads initial-cluster-state only when its data directory is empty, so the running
                             // member needs no restart: the rewrite matters only if its data is ever lost, and then
@@ -394,14 +409,20 @@ impl Builder<'_> {
                         };
                         steps.push(step(id("files"), &m, Action::InstallEtcdFiles { member: m.clone(), files: files.clone() }, why));
                     }
-                    (Some(_), true) => {
+                    (_, true) => {
                         let change = format!("restart {m}");
+                        let files_changed = stale.is_some() && self.etcd_needs_restart(&m);
+                        let why = match &binary {
+                            Some(v) if files_changed => format!("its files changed and etcd {v} is staged"),
+                            Some(v) => format!("etcd {v} is staged (the running member still runs its old binary)"),
+                            None => "its files changed".to_string(),
+                        };
                         steps.push(step(id("gate-before"), &checker, gate(GateWhen::Before, &change, &voters), "quorum check"));
                         if checker != m {
                             steps.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: m.clone() }, "it is about to restart"));
                         }
                         install(&mut steps);
-                        steps.push(step(id("restart"), &m, start("existing", true), "its files changed"));
+                        steps.push(step(id("restart"), &m, start("existing", true), why));
                         steps.push(step(id("gate-after"), &checker, gate(GateWhen::After, &change, &voters), "quorum check"));
                     }
                     (_, false) => {
@@ -990,5 +1011,6 @@ fn gate(when: GateWhen, change: &str, voters: &[String]) -> Action {
     Action::Gate(Gate::new(when, change, voters))
 }
 
+mod software;
 #[cfg(test)]
 mod tests;

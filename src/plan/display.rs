@@ -48,11 +48,36 @@ pub fn describe(action: &Action) -> String {
         Action::StoreClusterState { .. } => "store the cluster state (0600)".to_string(),
         Action::ConfigureHost { files: f } => format!("write {} and load them", f.join(", ")),
         Action::InstallEtcdFiles { member, files: f } => format!("install {} of etcd member {member} (keys 0600)", files(f)),
-        Action::StartEtcdMember { member, initial_cluster_state, restart, .. } => match (*initial_cluster_state, restart) {
-            (_, true) => format!("restart etcd member {member}"),
-            ("new", _) => format!("start etcd member {member} as a new cluster of one"),
-            _ => format!("start etcd member {member} into the existing cluster"),
-        },
+        Action::StartEtcdMember { member, initial_cluster_state, restart, binary, .. } => {
+            let what = match (*initial_cluster_state, restart) {
+                (_, true) => format!("restart etcd member {member}"),
+                ("new", _) => format!("start etcd member {member} as a new cluster of one"),
+                _ => format!("start etcd member {member} into the existing cluster"),
+            };
+            match binary {
+                Some(version) => format!("swap in the staged etcd {version}, {what}"),
+                None => what,
+            }
+        }
+        Action::InstallSoftware { artifacts, staged, files: f, packages, restart } => {
+            let mut parts = Vec::new();
+            if !artifacts.is_empty() {
+                parts.push(format!("install {} (checksum-verified, uploaded from this machine)", artifacts.join(", ")));
+            }
+            if !staged.is_empty() {
+                parts.push(format!("stage {} for its restart (checksum-verified, uploaded from this machine)", staged.join(", ")));
+            }
+            if !f.is_empty() {
+                parts.push(format!("write {}", files(f)));
+            }
+            if !packages.is_empty() {
+                parts.push(format!("install the packages {}", packages.join(", ")));
+            }
+            if !restart.is_empty() {
+                parts.push(format!("restart {}", restart.join(", ")));
+            }
+            parts.join("; ")
+        }
         Action::AddEtcdLearner { member, peer_url } => format!("add {member} as a non-voting learner ({peer_url})"),
         Action::WaitLearnerCaughtUp { member } => format!("wait until learner {member} has caught up with the leader"),
         Action::PromoteEtcdLearner { member } => format!("promote {member} to a voting member"),

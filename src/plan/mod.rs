@@ -83,6 +83,22 @@ pub enum Action {
     ConfigureHost {
         files: Vec<String>,
     },
+    /// Installs on one host what the software phase gives it: each artifact (by its label, `etcd 3.6.16
+    /// (amd64)`) obtained on the operator's machine, verified against its upstream checksum, uploaded, its
+    /// programs put in place atomically and recorded; `staged` ones (etcd on a running member) are uploaded
+    /// beside it and swapped in by the member's restart between quorum gates. Then the units in `files`, OS
+    /// `packages` from the host's package manager, and a restart of `restart` (a running kubelet).
+    InstallSoftware {
+        artifacts: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        staged: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        files: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        packages: Vec<&'static str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        restart: Vec<&'static str>,
+    },
     /// PKI, configuration, unit and etcdctl.env of one member.
     InstallEtcdFiles {
         member: String,
@@ -96,6 +112,10 @@ pub enum Action {
         /// written into its config just before the start, with initial-cluster-state existing.
         #[serde(skip_serializing_if = "Option::is_none")]
         initial_cluster: Option<String>,
+        /// The etcd version the software phase staged on this host: swapped in just before this start, and
+        /// recorded as installed once the member runs on it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        binary: Option<String>,
     },
     AddEtcdLearner {
         member: String,

@@ -1,6 +1,7 @@
 //! Preflight: what must hold on every host before kubeha changes any, judged from the facts (pure). Each
 //! finding names the host, the problem and the fix; a fatal one makes apply refuse before its first step.
 use super::observed::Observed;
+use crate::artifacts::catalogue::Kind;
 use crate::facts::HostFacts;
 use crate::facts::observe::HostState;
 use crate::inventory::{Host, Inventory};
@@ -53,11 +54,13 @@ fn host_findings(inv: &Inventory, h: &Host, facts: &HostFacts, state: &HostState
         );
     }
     let installed = |tool: &str| facts.software.get(tool).and_then(|v| v.as_deref());
-    let mut required = vec!["kubeadm", "kubelet"];
+    // Only what the site brings itself must be there already: the software phase installs the rest (and
+    // HAProxy and keepalived from the host's package manager).
+    let brought = |kind: Kind| inv.artifacts.preinstalled.contains(&kind);
+    let mut required: Vec<&str> = [(Kind::Kubeadm, "kubeadm"), (Kind::Kubelet, "kubelet")].into_iter().filter(|(k, _)| brought(*k)).map(|(_, t)| t).collect();
     if h.is_control_plane() {
-        required.push("etcd");
-        if inv.load_balancer.vrrp().is_some() {
-            required.extend(["haproxy", "keepalived"]);
+        if brought(Kind::Etcd) {
+            required.push("etcd");
         }
         if facts.cpus < MIN_CONTROL_PLANE_CPUS {
             finding(true, format!("{} CPU(s); a control plane needs at least {MIN_CONTROL_PLANE_CPUS}", facts.cpus), "give the machine more CPUs");
@@ -67,6 +70,7 @@ fn host_findings(inv: &Inventory, h: &Host, facts: &HostFacts, state: &HostState
             finding(true, format!("{mib} MiB memory; a control plane needs at least {MIN_CONTROL_PLANE_MEMORY_MIB} MiB"), "give the machine more memory");
         }
         if let Some(found) = installed("etcd")
+            && brought(Kind::Etcd)
             && found.split('.').take(2).ne(inv.etcd.version.to_string().split('.').take(2))
         {
             finding(
@@ -83,7 +87,8 @@ fn host_findings(inv: &Inventory, h: &Host, facts: &HostFacts, state: &HostState
     }
     let endpoint = &inv.kubernetes.container_runtime_endpoint;
     let socket = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
-    if !facts.has_socket(socket) {
+    // A containerd kubeha installs starts in the software phase; any other runtime must serve already.
+    if !facts.has_socket(socket) && !crate::artifacts::catalogue::installs_containerd(inv) {
         finding(
             true,
             format!("no container runtime socket at {socket} (spec.kubernetes.containerRuntimeEndpoint {endpoint})"),

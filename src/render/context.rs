@@ -91,6 +91,42 @@ pub fn etcd_unit() -> EtcdUnit {
 }
 
 #[derive(Serialize)]
+pub struct KubeletUnit {
+    pub binary: String,
+}
+
+/// The kubelet's unit when kubeha installs the kubelet; a site whose packages carry it has their unit.
+pub fn kubelet_unit(inv: &Inventory) -> Option<KubeletUnit> {
+    use crate::artifacts::catalogue::Kind;
+    (!inv.artifacts.preinstalled.contains(&Kind::Kubelet)).then(|| KubeletUnit { binary: Kind::Kubelet.install_path("kubelet") })
+}
+
+#[derive(Serialize)]
+pub struct Containerd {
+    pub version: String,
+    pub kubernetes_minor: String,
+    pub sandbox_image: &'static str,
+    pub binary: String,
+    pub runc: String,
+    pub cni_bin_dir: &'static str,
+}
+
+/// containerd's config and unit when kubeha installs containerd (the kubelets talk to it, and the site did
+/// not bring its own).
+pub fn containerd(inv: &Inventory) -> Option<Containerd> {
+    use crate::artifacts::catalogue::{self, Kind};
+    let k = inv.kubernetes.version;
+    catalogue::installs_containerd(inv).then(|| Containerd {
+        version: inv.artifacts.versions.containerd.to_string(),
+        kubernetes_minor: format!("{}.{}", k.major, k.minor),
+        sandbox_image: crate::inventory::support::sandbox_image(k),
+        binary: Kind::Containerd.install_path("containerd"),
+        runc: Kind::Runc.install_path("runc"),
+        cni_bin_dir: crate::paths::CNI_BIN_DIR,
+    })
+}
+
+#[derive(Serialize)]
 pub struct EtcdctlEnv {
     pub endpoints: String,
     pub pki_dir: &'static str,

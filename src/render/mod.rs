@@ -25,6 +25,8 @@ pub enum Target {
 pub enum Group {
     State,
     Host,
+    /// The units of programs the software phase installs (the kubelet's and kubeadm's drop-in for it).
+    Software,
     Etcd,
     LoadBalancer,
     Kubeadm,
@@ -157,6 +159,14 @@ fn host_files(
     let prerequisites = context::host_prerequisites(inv);
     r.add(target, (paths::SYSCTL_CONF, Group::Host), PUBLIC, "host/sysctl.conf", &prerequisites)?;
     r.add(target, (paths::MODULES_LOAD_CONF, Group::Host), PUBLIC, "host/modules-load.conf", &prerequisites)?;
+    if let Some(unit) = context::kubelet_unit(inv) {
+        r.add(target, (paths::KUBELET_UNIT, Group::Software), PUBLIC, "systemd/kubelet.service", &unit)?;
+        r.add(target, (paths::KUBELET_KUBEADM_DROPIN, Group::Software), PUBLIC, "systemd/kubelet-kubeadm.conf", &unit)?;
+    }
+    if let Some(c) = context::containerd(inv) {
+        r.add(target, (paths::CONTAINERD_CONFIG, Group::Software), PUBLIC, "containerd/config.toml", &c)?;
+        r.add(target, (paths::CONTAINERD_UNIT, Group::Software), PUBLIC, "systemd/containerd.service", &c)?;
+    }
     if host.is_control_plane() {
         r.add(target, (paths::ETCD_CONFIG, Group::Etcd), PUBLIC, "etcd/etcd.conf.yml", &context::etcd_config(inv, host, secrets, etcd))?;
         r.add(target, (paths::ETCD_UNIT, Group::Etcd), PUBLIC, "systemd/etcd.service", &context::etcd_unit())?;

@@ -1,4 +1,5 @@
 pub mod drill;
 pub mod etcd_cluster;
 pub mod lab;
+pub mod mirror;
 pub mod sshd;

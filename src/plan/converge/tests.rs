@@ -90,12 +90,28 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
         for u in ["etcd", "haproxy", "keepalived", "kubelet", crate::phases::backup::TIMER] {
             s.active.insert(u.into(), true);
         }
+        s.software = installed_as_wanted(inv, &h.name);
         o.hosts.insert(h.name.clone(), s);
     }
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
     o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
     o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), h.node_labels().into_iter().collect())).collect());
     o
+}
+
+/// What the software phase records on `host` once it installed everything the inventory gives it.
+fn installed_as_wanted(inv: &Inventory, host: &str) -> std::collections::BTreeMap<crate::artifacts::Kind, crate::software::Installed> {
+    use crate::software::record::{Program, Record};
+    crate::artifacts::catalogue::needed_on(inv, host)
+        .into_iter()
+        .map(|a| {
+            let programs: Vec<Program> =
+                a.kind.provides().iter().map(|p| Program { path: a.kind.install_path(p), sha256: crate::digest::sha256_hex(p.as_bytes()) }).collect();
+            let current = programs.iter().map(|p| (p.path.clone(), Some(p.sha256.clone()))).collect();
+            let record = Record { kind: a.kind, version: a.version, arch: a.arch.name().into(), sha256: "a".repeat(64), programs };
+            (a.kind, crate::software::Installed { record, current })
+        })
+        .collect()
 }
 
 fn root_owned(mode: u32) -> FileMeta {
@@ -1245,4 +1261,74 @@ fn the_backup_timer_is_installed_with_a_first_run_and_a_stopped_one_only_started
     }
     let plan = converge(&inv, &d, &o, "observed");
     assert_eq!(ids(&plan), ["backup/cp-2", "backup/cp-1/run", "backup/cp-2/run", "backup/cp-3/run", "verify"], "{}", text(&plan));
+}
+
+/// An etcd patch release in the inventory: each running member's new binary is staged by the software
+/// phase (etcdctl and etcdutl replaced at once) and swapped in by its restart, one member at a time between
+/// quorum gates, the member moving leadership away first.
+#[test]
+fn an_etcd_patch_release_is_staged_then_swapped_in_one_member_at_a_time_between_gates() {
+    let mut inv = lab();
+    let d = desired(&inv);
+    let o = converged(&inv, &d);
+    inv.etcd.version = crate::inventory::Version::new(3, 6, 17);
+    let plan = converge(&inv, &d, &o, "observed");
+    golden("an_etcd_patch_release_is_staged_then_swapped_in_one_member_at_a_time_between_gates", &plan);
+    assert!(!plan.blocked(), "{:?}", plan.findings);
+    let software: Vec<&Step> = plan.steps().filter(|s| s.id.starts_with("software/")).collect();
+    assert_eq!(software.iter().map(|s| s.host.as_str()).collect::<Vec<_>>(), ["cp-1", "cp-2", "cp-3"]);
+    for s in &software {
+        let Action::InstallSoftware { artifacts, staged, .. } = &s.action else { panic!("{s:?}") };
+        assert!(artifacts.is_empty() && staged == &["etcd 3.6.17 (amd64)"], "{s:?}");
+        assert_eq!(s.reason, "etcd 3.6.16 (amd64) installed, 3.6.17 (amd64) wanted");
+    }
+    for m in ["cp-1", "cp-2", "cp-3"] {
+        let restart = plan.steps().find(|s| s.id == format!("etcd/{m}/restart")).unwrap_or_else(|| panic!("{m} restarts"));
+        assert!(matches!(&restart.action, Action::StartEtcdMember { restart: true, binary: Some(v), .. } if v == "3.6.17"), "{restart:?}");
+    }
+    let etcd: Vec<&str> = ids(&plan).into_iter().filter(|i| i.starts_with("etcd/cp-2")).collect();
+    assert_eq!(etcd, ["etcd/cp-2/gate-before", "etcd/cp-2/move-leader", "etcd/cp-2/restart", "etcd/cp-2/gate-after"]);
+}
+
+/// Version changes the software phase must not make alone are refused before any step: a joined node's
+/// Kubernetes programs (an upgrade) and etcd across minors on a running member.
+#[test]
+fn a_kubernetes_version_change_or_an_etcd_minor_jump_on_a_running_cluster_is_refused() {
+    let mut inv = lab();
+    let d = desired(&inv);
+    let o = converged(&inv, &d);
+    inv.kubernetes.version = crate::inventory::Version::new(1, 36, 4);
+    inv.etcd.version = crate::inventory::Version::new(3, 7, 0);
+    let plan = converge(&inv, &d, &o, "observed");
+    assert!(plan.blocked());
+    let problems: Vec<String> = plan.findings.iter().filter(|f| f.fatal).map(|f| format!("{}: {}", f.host, f.problem)).collect();
+    assert!(problems.contains(&"wk-1: kubelet 1.36.3 runs this joined node, the inventory names 1.36.4".to_string()), "{problems:?}");
+    assert!(problems.contains(&"cp-2: etcd 3.6.16 runs on this member, the inventory names 3.7.0".to_string()), "{problems:?}");
+    assert!(plan.steps().all(|s| !s.id.starts_with("software/")), "nothing is installed instead");
+}
+
+/// A program replaced on the host since kubeha installed it is installed again; a running kubelet whose
+/// binary is replaced restarts; a host without HAProxy gets it from its package manager.
+#[test]
+fn a_changed_program_is_installed_again_and_a_running_kubelet_restarts() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    let wk1 = o.hosts.get_mut("wk-1").unwrap();
+    let kubelet = wk1.software.get_mut(&crate::artifacts::Kind::Kubelet).unwrap();
+    kubelet.current.insert("/usr/local/bin/kubelet".into(), Some("9".repeat(64)));
+    let mut facts = control_plane_facts("cp-3", true);
+    facts.os_id = "debian".into();
+    facts.software.insert("haproxy".into(), None);
+    o.facts.insert("cp-3".into(), facts);
+    let plan = converge(&inv, &d, &o, "observed");
+    golden("a_changed_program_is_installed_again_and_a_running_kubelet_restarts", &plan);
+    let step = plan.steps().find(|s| s.id == "software/wk-1").unwrap();
+    assert!(
+        matches!(&step.action, Action::InstallSoftware { artifacts, restart, .. } if artifacts == &["kubelet 1.36.3 (amd64)"] && restart == &["kubelet"]),
+        "{step:?}"
+    );
+    assert_eq!(step.reason, "/usr/local/bin/kubelet differs from the kubelet 1.36.3 kubeha installed (changed on the host)");
+    let step = plan.steps().find(|s| s.id == "software/cp-3").unwrap();
+    assert!(matches!(&step.action, Action::InstallSoftware { packages, artifacts, .. } if packages == &["haproxy"] && artifacts.is_empty()), "{step:?}");
 }

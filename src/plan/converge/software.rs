@@ -1,0 +1,153 @@
+//! The software phase: per host, what kubeha installs that is missing, of another version, or changed since
+//! kubeha installed it (see `software`). Runs before etcd, in parallel over hosts. A running etcd's binary
+//! is only staged here: the etcd phase swaps it in with a restart between quorum gates. A version change
+//! of a joined node's Kubernetes programs is an upgrade, which this phase refuses (it never mixes kubelet and
+//! API server versions behind the operator's back).
+use super::{Builder, step};
+use crate::artifacts::catalogue::{self, Artifact, Kind};
+use crate::facts::HostFacts;
+use crate::inventory::{Host, Version};
+use crate::paths::{CONTAINERD_CONFIG, CONTAINERD_UNIT, KUBELET_CONF, KUBELET_KUBEADM_DROPIN, KUBELET_UNIT};
+use crate::plan::{Action, Finding};
+use crate::render::Group;
+
+/// The OS packages a control plane needs under keepalived-haproxy, from the host's own package manager.
+pub const LOAD_BALANCER_PACKAGES: [&str; 2] = ["haproxy", "keepalived"];
+
+/// The name `facts` probes a kind's main program under (`--version`), when it does.
+fn probed_tool(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Etcd => Some("etcd"),
+        Kind::Kubeadm => Some("kubeadm"),
+        Kind::Kubelet => Some("kubelet"),
+        Kind::Containerd => Some("containerd"),
+        _ => None,
+    }
+}
+
+impl Builder<'_> {
+    pub(super) fn software(&mut self) {
+        let mut steps = Vec::new();
+        for h in &self.inv.hosts {
+            if let Some(s) = self.host_software(h) {
+                steps.push(s);
+            }
+        }
+        self.push("software", "programs and units kubeha installs, checksum-verified", self.parallel(), steps);
+    }
+
+    fn host_software(&mut self, h: &Host) -> Option<crate::plan::Step> {
+        let state = self.observed.host(&h.name);
+        let facts = self.observed.facts.get(&h.name);
+        let joined = state.has(KUBELET_CONF);
+        let (mut artifacts, mut staged, mut reasons, mut missing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let wanted = catalogue::needed_on(self.inv, &h.name);
+        for a in &wanted {
+            let a = a.clone();
+            let installed = state.software.get(&a.kind);
+            let found = installed.map(|i| i.record.version.to_string()).or_else(|| probed_version(facts, a.kind));
+            let Some(mut why) = crate::software::install_reason(&a, installed) else { continue };
+            if installed.is_none()
+                && let Some(v) = &found
+            {
+                why = format!("{} {v} found but not installed by kubeha, {} wanted", a.name(), a.version);
+            }
+            if let Some(refusal) = self.version_change_refused(h, &a, found.as_deref(), joined) {
+                self.findings.push(refusal);
+                continue;
+            }
+            if installed.is_none() && found.is_none() {
+                missing.push(a.name());
+            } else {
+                reasons.push(why);
+            }
+            // A running member keeps running its binary until its gated restart swaps the new one in.
+            if a.kind == Kind::Etcd && state.is_active("etcd") {
+                self.etcd_swaps.insert(h.name.clone(), a.version);
+                staged.push(a.label());
+            } else {
+                artifacts.push(a.label());
+            }
+        }
+        match missing.len() {
+            0 => {}
+            n if n == wanted.len() => reasons.insert(0, "nothing installed by kubeha yet".into()),
+            _ => reasons.insert(0, format!("{} missing", missing.join(", "))),
+        }
+        let files = match self.stale(&h.name, Group::Software) {
+            Some((files, why)) => {
+                reasons.push(why);
+                files
+            }
+            None => Vec::new(),
+        };
+        let packages = self.missing_packages(h, facts, &mut reasons);
+        // A running service restarts when its program or unit changed (kubeadm starts the kubelet; the
+        // executor starts a containerd that does not run yet).
+        let changed = |programs: &[&str], units: &[&str]| {
+            artifacts.iter().any(|l| programs.iter().any(|p| l.starts_with(&format!("{p} ")))) || files.iter().any(|f| units.contains(&f.as_str()))
+        };
+        let mut restart = Vec::new();
+        if state.is_active("containerd") && changed(&["containerd", "runc"], &[CONTAINERD_CONFIG, CONTAINERD_UNIT]) {
+            restart.push("containerd");
+        }
+        if state.is_active("kubelet") && changed(&["kubelet"], &[KUBELET_UNIT, KUBELET_KUBEADM_DROPIN]) {
+            restart.push("kubelet");
+        }
+        if reasons.is_empty() {
+            return None;
+        }
+        let action = Action::InstallSoftware { artifacts, staged, files, packages, restart };
+        Some(step(format!("software/{}", h.name), &h.name, action, reasons.join("; ")))
+    }
+
+    /// A version change the software phase must not make on its own: the Kubernetes programs of a joined
+    /// node (that is an upgrade: kubeadm upgrade first, kubelets after), or etcd across minor releases on a
+    /// running member (etcd upgrades one minor at a time, from the release its upgrade guide names).
+    fn version_change_refused(&self, h: &Host, a: &Artifact, found: Option<&str>, joined: bool) -> Option<Finding> {
+        let found = Version::parse(found?)?;
+        let refuse = |problem: String, fix: String| Some(Finding { host: h.name.clone(), problem, fix, fatal: true });
+        match a.kind {
+            Kind::Kubeadm | Kind::Kubelet | Kind::Kubectl if joined && found != a.version => refuse(
+                format!("{} {found} runs this joined node, the inventory names {}", a.name(), a.version),
+                format!(
+                    "changing the Kubernetes version of a running cluster is an upgrade (kubeadm upgrade on the control planes first), which kubeha does not do yet: set spec.kubernetes.version back to {found}"
+                ),
+            ),
+            Kind::Etcd if self.observed.host(&h.name).is_active("etcd") && (found.major, found.minor) != (a.version.major, a.version.minor) => refuse(
+                format!("etcd {found} runs on this member, the inventory names {}", a.version),
+                format!(
+                    "kubeha replaces a running etcd only by another patch release of its minor ({}.{}.x); set spec.etcd.version back to {found} or to a {}.{} release",
+                    found.major, found.minor, found.major, found.minor
+                ),
+            ),
+            _ => None,
+        }
+    }
+
+    fn missing_packages(&mut self, h: &Host, facts: Option<&HostFacts>, reasons: &mut Vec<String>) -> Vec<&'static str> {
+        let Some(facts) = facts else { return Vec::new() };
+        if !h.is_control_plane() || self.inv.load_balancer.vrrp().is_none() {
+            return Vec::new();
+        }
+        let missing: Vec<&'static str> = LOAD_BALANCER_PACKAGES.into_iter().filter(|p| facts.software.get(*p).is_none_or(Option::is_none)).collect();
+        if missing.is_empty() {
+            return missing;
+        }
+        if crate::software::package_manager(&facts.os_id).is_none() {
+            self.findings.push(Finding {
+                host: h.name.clone(),
+                problem: format!("{} not installed, and kubeha knows no package manager for {}", missing.join(" and "), facts.os_pretty_name),
+                fix: format!("install {} with the host's package manager, then run kubeha again", missing.join(" and ")),
+                fatal: true,
+            });
+            return Vec::new();
+        }
+        reasons.push(format!("{} not installed", missing.join(" and ")));
+        missing
+    }
+}
+
+fn probed_version(facts: Option<&HostFacts>, kind: Kind) -> Option<String> {
+    facts?.software.get(probed_tool(kind)?)?.clone().filter(|v| Version::parse(v).is_some())
+}
