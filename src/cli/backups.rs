@@ -67,26 +67,26 @@ struct HostReport {
 }
 
 /// Every control plane's listing, in inventory order; one that cannot be reached or read carries its error.
-async fn gather(inv: &Inventory, config: &Backup) -> Vec<(HostReport, Option<std::sync::Arc<dyn crate::ssh::Transport>>)> {
+async fn gather(inv: &Inventory, config: &Backup) -> Vec<HostReport> {
     let (hosts, unreachable) = live::connect(inv).await;
     let mut out = Vec::new();
     for h in inv.control_planes() {
         let Some(t) = hosts.get(&h.name) else {
             let why = unreachable.iter().find(|e| e.host() == h.name).map_or_else(|| "not connected".to_string(), |e| e.to_string());
-            out.push((HostReport { host: h.name.clone(), found: None, error: Some(why) }, None));
+            out.push(HostReport { host: h.name.clone(), found: None, error: Some(why) });
             continue;
         };
         let report = match remote::list(t.as_ref(), &config.dir).await {
             Ok(found) => HostReport { host: h.name.clone(), found: Some(found), error: None },
             Err(e) => HostReport { host: h.name.clone(), found: None, error: Some(e.to_string()) },
         };
-        out.push((report, Some(t.clone())));
+        out.push(report);
     }
     out
 }
 
 async fn list(inv: &Inventory, config: &Backup, output: OutputFormat) -> anyhow::Result<Outcome> {
-    let reports: Vec<HostReport> = gather(inv, config).await.into_iter().map(|(r, _)| r).collect();
+    let reports = gather(inv, config).await;
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
         OutputFormat::Text => print!("{}", table(&inv.name, config, &reports)),
@@ -117,20 +117,14 @@ fn table(cluster: &str, config: &Backup, reports: &[HostReport]) -> String {
     out
 }
 
-/// "ok at ..., saved ...", "skipped: not the leader at ...", "failed at ...: error", "never".
+/// What the last run did, as `kubeha status` says it.
 fn last_run(found: &HostBackups) -> String {
     if let Some(problem) = &found.status_problem {
         return problem.clone();
     }
-    let Some(s) = &found.status else { return "never (no status file)".into() };
-    let at = s.last_attempt.as_deref().unwrap_or("?");
-    let what = match (s.result.as_deref(), &s.last_error) {
-        (Some("failed"), Some(e)) => format!("failed at {at}: {e}"),
-        (result, _) => format!("{} at {at}: {}", result.unwrap_or("?"), s.message.as_deref().unwrap_or("")),
-    };
-    match &s.last_success {
-        Some(l) => format!("{what}; last success {} ({}, revision {})", l.time, l.file, l.revision),
-        None => format!("{what}; no success yet"),
+    match &found.status {
+        Some(s) => crate::status::backups::sentence(s, time::OffsetDateTime::now_utc().unix_timestamp()),
+        None => "never (no status file)".into(),
     }
 }
 

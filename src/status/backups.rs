@@ -53,7 +53,7 @@ pub fn summary(inv: &Inventory, seen: &Seen, now: i64) -> Option<BackupSummary> 
 }
 
 /// "last backup 12 min ago (revision 41, etcd-….db)", "last run failed at …: …", "skipped: not the leader …".
-fn sentence(s: &BackupStatus, now: i64) -> String {
+pub fn sentence(s: &BackupStatus, now: i64) -> String {
     let last = match &s.last_success {
         Some(l) => format!("last backup here {} ago (revision {}, {})", backup::age_text(now - l.unix), l.revision, l.file),
         None => "no backup taken here yet".to_string(),
