@@ -394,7 +394,8 @@ fn kubelet(node: &Node, path: &str, out: &mut Kubelet, diags: &mut Diagnostics) 
 }
 
 fn default_backup() -> Backup {
-    let max_age_seconds = schedule::PERIODS_BEFORE_STALE * schedule::shorthand_period(DEFAULT_BACKUP_SCHEDULE).unwrap_or(3_600);
+    // A shorthand, so it has a period (inventory::tests checks the default comes out as two hours).
+    let max_age_seconds = schedule::PERIODS_BEFORE_STALE * schedule::shorthand_period(DEFAULT_BACKUP_SCHEDULE).unwrap_or_default();
     Backup {
         schedule: Schedule { calendar: DEFAULT_BACKUP_SCHEDULE.into(), max_age_seconds },
         keep: DEFAULT_BACKUP_KEEP,
