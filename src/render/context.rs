@@ -465,6 +465,39 @@ pub fn cni(inv: &Inventory) -> Cni {
 mod tests {
     use super::kubelet_may_set;
 
+    /// The timer and script say what the inventory says: its schedule, retention, folder, and the member's
+    /// own client URL; a short schedule gets a short random delay.
+    #[test]
+    fn the_backup_files_follow_spec_etcd_backup() {
+        let mut inv = crate::inventory::load(std::path::Path::new("inventories/lab.yaml")).unwrap().inventory.unwrap();
+        let b = inv.etcd.backup.as_mut().unwrap();
+        b.schedule = crate::inventory::Schedule { calendar: "*-*-* 00/6:00:00".into(), max_age_seconds: 13 * 3_600 };
+        b.keep = 8;
+        b.dir = "/srv/etcd-backups".into();
+        let templates = crate::render::templates::Templates::builtin().unwrap();
+        let files = crate::render::render(&inv, &crate::render::secrets::Secrets::fixed_for_tests(), &templates).unwrap();
+        let on = |host: &str, path: &str| {
+            let target = crate::render::Target::Host(host.into());
+            files.iter().find(|f| f.target == target && f.path == path).unwrap().contents.clone()
+        };
+        let timer = on("cp-2", crate::paths::ETCD_BACKUP_TIMER);
+        assert!(timer.contains("\nOnCalendar=*-*-* 00/6:00:00\n") && timer.contains("\nRandomizedDelaySec=60\n"), "{timer}");
+        let script = on("cp-2", crate::paths::ETCD_BACKUP_SCRIPT);
+        for line in [
+            "BACKUP_DIR=\"${KUBEHA_BACKUP_DIR:-/srv/etcd-backups}\"",
+            "KEEP=\"${KUBEHA_BACKUP_KEEP:-8}\"",
+            "ENDPOINT=\"${KUBEHA_ETCD_ENDPOINT:-https://198.18.0.12:2379}\"",
+        ] {
+            assert!(script.contains(line), "{line}");
+        }
+        assert!(on("cp-1", crate::paths::ETCD_BACKUP_SERVICE).contains("\nExecStart=/usr/local/lib/kubeha/etcd-backup\n"));
+        inv.etcd.backup.as_mut().unwrap().schedule = crate::inventory::Schedule { calendar: "minutely".into(), max_age_seconds: 120 };
+        assert_eq!(super::etcd_backup(&inv, &inv.hosts[0]).unwrap().randomized_delay_seconds, 20);
+        inv.etcd.backup = None;
+        let files = crate::render::render(&inv, &crate::render::secrets::Secrets::fixed_for_tests(), &templates).unwrap();
+        assert!(!files.iter().any(|f| f.group == crate::render::Group::Backup), "backups off: nothing rendered");
+    }
+
     #[test]
     fn node_restriction_rules() {
         for ok in
