@@ -1,5 +1,6 @@
 //! kubeha: provisions highly-available Kubernetes clusters from one declarative inventory.
 pub mod artifacts;
+pub mod backups;
 pub mod cli;
 pub mod digest;
 pub mod etcd;
@@ -12,6 +13,7 @@ pub mod paths;
 pub mod phases;
 pub mod pki;
 pub mod plan;
+pub mod private_file;
 pub mod render;
 pub mod software;
 pub mod ssh;

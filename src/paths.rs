@@ -20,6 +20,16 @@ pub const CNI_APPLIED: &str = "/etc/kubeha/cni/applied";
 pub const LOCK_DIR: &str = "/var/lib/kubeha/lock";
 /// Snapshots kept on a voter, taken before membership changes or by `kubeha etcd snapshot`.
 pub const SNAPSHOT_DIR: &str = "/var/lib/kubeha/snapshots";
+/// Where the backup timer keeps its snapshots unless `spec.etcd.backup.dir` says otherwise.
+pub const DEFAULT_BACKUP_DIR: &str = "/var/lib/kubeha/etcd-backups";
+/// The backup timer (issue 16) on every control plane: its script, units, and the status file it leaves
+/// after every run (what `kubeha status`, `verify` and `etcd backups list` read).
+pub const ETCD_BACKUP_SCRIPT: &str = "/usr/local/lib/kubeha/etcd-backup";
+pub const ETCD_BACKUP_SERVICE: &str = "/etc/systemd/system/kubeha-etcd-backup.service";
+pub const ETCD_BACKUP_TIMER: &str = "/etc/systemd/system/kubeha-etcd-backup.timer";
+pub const ETCD_BACKUP_STATUS: &str = "/var/lib/kubeha/etcd-backup-status.json";
+/// The backup's Prometheus textfile, in METRICS_TEXTFILE_DIR.
+pub const ETCD_BACKUP_TEXTFILE: &str = "/var/lib/kubeha/metrics/etcd-backup.prom";
 /// Where `kubeha etcd restore` uploads the snapshot it restores.
 pub const RESTORE_DIR: &str = "/var/lib/kubeha/restore";
 
@@ -101,7 +111,8 @@ mod tests {
             assert!(p.starts_with(&format!("{KUBEHA_DIR}/")), "{p}");
         }
         assert!(CNI_APPLIED.starts_with(&format!("{CNI_DIR}/")));
-        for p in [LOCK_DIR, SNAPSHOT_DIR, RESTORE_DIR] {
+        assert!(ETCD_BACKUP_TEXTFILE.starts_with(&format!("{METRICS_TEXTFILE_DIR}/")) && ETCD_BACKUP_TEXTFILE.ends_with(".prom"));
+        for p in [LOCK_DIR, SNAPSHOT_DIR, RESTORE_DIR, DEFAULT_BACKUP_DIR, ETCD_BACKUP_STATUS] {
             assert!(p.starts_with("/var/lib/kubeha/"), "{p}");
         }
         assert_eq!(ETCD_CONFIG_RUNTIME, format!("{ETCD_CONFIG}#runtime"));

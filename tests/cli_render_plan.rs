@@ -15,13 +15,17 @@ fn mode(path: &std::path::Path) -> u32 {
 fn render_writes_every_host_with_private_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    kubeha().args(["render", "-i", "inventories/lab.yaml", "-o"]).arg(&out).assert().success().stdout(predicate::str::contains("wrote 53 files for 5 hosts"));
+    kubeha().args(["render", "-i", "inventories/lab.yaml", "-o"]).arg(&out).assert().success().stdout(predicate::str::contains("wrote 62 files for 5 hosts"));
     assert_eq!(mode(&out.join("cp-1/etc/kubeha/kubeadm.yaml")), 0o600);
     assert_eq!(mode(&out.join("cp-2/etc/keepalived/keepalived.conf")), 0o600);
     assert_eq!(mode(&out.join("cp-2/etc/keepalived/check_apiserver.sh")), 0o755);
     assert_eq!(mode(&out.join("cp-3/etc/haproxy/haproxy.cfg")), 0o644);
     assert!(out.join("_cluster/cni/flannel.yaml").exists());
     assert!(!out.join("wk-1/etc/etcd").exists(), "workers run no etcd");
+    assert_eq!(mode(&out.join("cp-1/usr/local/lib/kubeha/etcd-backup")), 0o755);
+    let timer = std::fs::read_to_string(out.join("cp-2/etc/systemd/system/kubeha-etcd-backup.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=hourly\n") && timer.contains("Persistent=true\n"), "{timer}");
+    assert!(!out.join("wk-1/usr/local/lib/kubeha/etcd-backup").exists(), "backups run on the control planes only");
     // Throwaway secrets differ per render; they must never be the test fixtures.
     let init = std::fs::read_to_string(out.join("cp-1/etc/kubeha/kubeadm.yaml")).unwrap();
     assert!(!init.contains("abcdef.0123456789abcdef"));
@@ -91,7 +95,10 @@ fn plan_offline_prints_the_gated_order() {
     let json = kubeha().args(["plan", "--offline", "-i", "inventories/prod-3az.yaml", "--output", "json"]).output().unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let phases: Vec<&str> = plan["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(phases, ["state", "host", "software", "etcd", "loadbalancer", "control-plane", "cni", "workers", "labels", "join-token-delete", "verify"]);
+    assert_eq!(
+        phases,
+        ["state", "host", "software", "etcd", "loadbalancer", "control-plane", "cni", "workers", "labels", "join-token-delete", "backup", "verify"]
+    );
 }
 
 /// Live planning needs every host; an unreachable one (here: nothing listens on loopback port 1) is named.

@@ -30,6 +30,11 @@ enum EtcdCommand {
     /// Rebuild etcd from a snapshot after it lost quorum: a one-member cluster on one control plane, which
     /// `kubeha apply` then grows back one member at a time. Every write made after the snapshot is lost.
     Restore(RestoreArgs),
+    /// The scheduled backups (`spec.etcd.backup`): list them, or pull them off the cluster.
+    Backups {
+        #[command(subcommand)]
+        command: super::backups::BackupsCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -55,7 +60,8 @@ struct SnapshotArgs {
 struct RestoreArgs {
     #[command(flatten)]
     inventory: InventoryArg,
-    /// The snapshot file (from `kubeha etcd snapshot`, or copied from /var/lib/kubeha/snapshots on a control plane).
+    /// The snapshot file: from `kubeha etcd snapshot`, `kubeha etcd backups pull`, or copied from a control plane
+    /// (/var/lib/kubeha/snapshots, or the backup folder). A FILE.sha256 beside it is checked first.
     #[arg(long, value_name = "FILE")]
     snapshot: PathBuf,
     /// The control plane that becomes the one-member cluster; default: the first reachable one in inventory order.
@@ -79,12 +85,14 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     let path = match &args.command {
         EtcdCommand::Snapshot(a) => &a.inventory.path,
         EtcdCommand::Restore(a) => &a.inventory.path,
+        EtcdCommand::Backups { command } => command.inventory(),
     };
     let Some((_, inv)) = report::load_valid(path)? else { return Ok(Exit::Failed) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.command {
         EtcdCommand::Snapshot(a) => runtime.block_on(take_snapshot(&inv, &a)),
         EtcdCommand::Restore(a) => runtime.block_on(restore_snapshot(&inv, &a)),
+        EtcdCommand::Backups { command } => runtime.block_on(super::backups::run(&inv, &command)),
     }
 }
 
@@ -181,25 +189,35 @@ async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<E
     Ok(Exit::Success)
 }
 
-/// Writes `bytes` to `out` with mode 0600 from the first byte on: into a temporary file next to it, then
-/// linked into place (which fails if `out` appeared meanwhile) or, with `force`, renamed over it.
+/// `bytes` to `out`, mode 0600 and whole (`private_file::write`); an existing `out` only replaced with `force`.
 fn write_private(out: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file_name = out.file_name().with_context(|| format!("{}: not a file name", out.display()))?;
-    let tmp = out.with_file_name(format!(".{}.kubeha-{}.part", file_name.to_string_lossy(), std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        if force { std::fs::rename(&tmp, out) } else { std::fs::hard_link(&tmp, out) }
-    };
-    let result = write();
-    let _ = std::fs::remove_file(&tmp);
-    match result {
+    match crate::private_file::write(out, bytes, force) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!("{} exists; pass --force to replace it", out.display()),
         Err(e) => Err(anyhow::Error::new(e).context(format!("cannot write {}", out.display()))),
     }
+}
+
+/// A backup (from the timer, or pulled) has its digest beside it in FILE.sha256: a file damaged since, or a
+/// checksum of another file, stops the restore before anything is touched. A snapshot without one is taken
+/// as it is (`kubeha etcd snapshot` writes none; its digest was checked at download).
+fn check_beside(snapshot: &Path, sha: &str) -> anyhow::Result<()> {
+    let mut beside = snapshot.as_os_str().to_owned();
+    beside.push(crate::etcd::backup::CHECKSUM_SUFFIX);
+    let beside = PathBuf::from(beside);
+    let text = match std::fs::read_to_string(&beside) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read {}", beside.display()))),
+    };
+    let Some(want) = crate::etcd::backup::parse_checksum(&text) else {
+        bail!("{}: not a sha256 checksum file (expected `<64 hex digits>  <name>`)", beside.display());
+    };
+    if want != sha {
+        bail!("{} has sha256 {sha}, but {} says {want}: the file is damaged or not the one the checksum is for", snapshot.display(), beside.display());
+    }
+    eprintln!("sha256 matches {}", beside.display());
+    Ok(())
 }
 
 /// `20261125T161702Z`: sorts like the time, and fits in a file name.
@@ -214,6 +232,7 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
         bail!("{} is empty: not an etcd snapshot", args.snapshot.display());
     }
     let sha = sha256_hex(&bytes);
+    check_beside(&args.snapshot, &sha)?;
     let (hosts, unreachable) = live::connect(inv).await;
     let (cps, down) = control_planes(inv, &hosts, &unreachable);
     let down_names: Vec<String> = inv.control_planes().filter(|h| !hosts.contains_key(&h.name)).map(|h| h.name.clone()).collect();

@@ -2,6 +2,7 @@
 //! returns an [`Exit`]; exit codes are mapped here and nowhere else, from the table in exit.rs.
 mod apply;
 mod artifacts;
+mod backups;
 mod certs;
 mod check;
 mod etcd;

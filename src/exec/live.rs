@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The units whose state the planner looks at.
-const UNITS: [&str; 5] = ["etcd", "haproxy", "keepalived", "kubelet", "containerd"];
+const UNITS: [&str; 6] = ["etcd", "haproxy", "keepalived", "kubelet", "containerd", crate::phases::backup::TIMER];
 
 pub type Hosts = HashMap<String, Arc<dyn Transport>>;
 

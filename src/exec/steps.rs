@@ -3,12 +3,13 @@
 //! starts of running services are no-ops), so a step that ran before a kill may run again safely.
 use crate::inventory::Inventory;
 use crate::paths::{CNI_APPLIED, CONTAINERD_UNIT, KUBELET_UNIT};
+use crate::phases::backup::BackupError;
 use crate::phases::etcd::EtcdStepError;
 use crate::phases::kubeadm::ReadyError;
 use crate::phases::retire::ResetError;
 use crate::phases::snapshot::SnapshotError;
 use crate::phases::software::SoftwareError;
-use crate::phases::{self, etcd, files, kubeadm, loadbalancer, retire, snapshot, software};
+use crate::phases::{self, backup, etcd, files, kubeadm, loadbalancer, retire, snapshot, software};
 use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
 use crate::render::secrets::Secrets;
@@ -45,6 +46,9 @@ pub enum StepError {
     /// A release file could not be obtained on this machine, or installed on the host.
     #[error(transparent)]
     Software(#[from] SoftwareError),
+    /// The backup timer's script failed when the plan ran it (after its install).
+    #[error(transparent)]
+    Backup(#[from] BackupError),
     /// A wait that ran out: `last` is what was seen last, `look` where to look for why.
     #[error("{what}: {last} after {} s ({look})", within.as_secs())]
     Timeout { what: String, within: Duration, last: String, look: &'static str },
@@ -178,6 +182,12 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             loadbalancer::start(t, services, changed || *restart).await?;
             Ok(true)
         }
+        Action::InstallEtcdBackup { files, restart } => {
+            let changed = ctx.place(host, files).await?;
+            backup::enable_timer(t, changed || *restart).await.map(|_| true).map_err(StepError::from)
+        }
+        Action::RunEtcdBackup => backup::run_now(t).await.map(|_| true).map_err(StepError::from),
+        Action::RemoveEtcdBackup => backup::remove(t).await.map(|_| true).map_err(StepError::from),
         Action::CheckVip { vip } => wait_for_one_vip_holder(ctx, *vip).await.map(|_| false),
         Action::KubeadmInit { config, files, reset_first } => {
             ctx.reset_then_place(host, *reset_first, files).await?;

@@ -91,8 +91,9 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
         ));
     }
     for u in units {
-        let q = quote::quote(u);
-        s.push_str(&format!("printf 'unit %s %s\\n' {q} \"$(systemctl is-active {q}.service 2>/dev/null || true)\"\n"));
+        // A bare name is a service; others say their type (`kubeha-etcd-backup.timer`).
+        let unit = if u.contains('.') { quote::quote(u) } else { quote::quote(&format!("{u}.service")) };
+        s.push_str(&format!("printf 'unit %s %s\\n' {} \"$(systemctl is-active {unit} 2>/dev/null || true)\"\n", quote::quote(u)));
     }
     s.push_str(&secret_files::lines());
     s.push_str(&crate::software::record::probe_script());

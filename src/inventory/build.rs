@@ -3,6 +3,7 @@ use super::checks;
 use super::diagnostic::{Diagnostics, Mark};
 use super::model::*;
 use super::reader::{self, Fields, Located, join};
+use super::schedule;
 use super::support;
 use super::yaml::Node;
 use crate::artifacts::catalogue::Kind;
@@ -24,7 +25,8 @@ const KUBERNETES_FIELDS: &[&str] =
     &["version", "podSubnet", "serviceSubnet", "dnsDomain", "cni", "cniVersion", "containerRuntimeEndpoint", "ignorePreflightErrors", "addons", "kubelet"];
 const ADDONS_FIELDS: &[&str] = &["coreDNS", "kubeProxy"];
 const KUBELET_FIELDS: &[&str] = &["cgroupDriver", "failCgroupV1", "cgroupsPerQOS", "enforceNodeAllocatable"];
-const ETCD_FIELDS: &[&str] = &["version"];
+const ETCD_FIELDS: &[&str] = &["version", "backup"];
+const BACKUP_FIELDS: &[&str] = &["enabled", "schedule", "keep", "dir", "maxAge"];
 const CONTROL_PLANE_FIELDS: &[&str] = &["loadBalancer"];
 const LOAD_BALANCER_FIELDS: &[&str] = &["mode", "vip", "port", "interface", "virtualRouterId", "endpoint"];
 const SSH_FIELDS: &[&str] = &["user", "port", "identityFile", "knownHostsFile", "become", "bastion"];
@@ -36,6 +38,10 @@ const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
 const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
 const DEFAULT_LB_PORT: u16 = 8443;
 const DEFAULT_CONCURRENCY: usize = 20;
+/// One backup an hour, a day of them kept on each control plane.
+const DEFAULT_BACKUP_SCHEDULE: &str = "hourly";
+const DEFAULT_BACKUP_KEEP: usize = 24;
+const MAX_BACKUP_KEEP: usize = 10_000;
 /// Three months: a renewal missed by a run or two (a failed apply, a holiday) still happens well in time.
 const DEFAULT_RENEW_BEFORE_DAYS: u32 = 90;
 /// Leaf certificates live 365 days (kubeha's and kubeadm's); renewing 365 or more days ahead would renew
@@ -104,6 +110,7 @@ pub struct SpecDraft {
     pub addons: Addons,
     pub kubelet: Kubelet,
     pub etcd_version: Option<Located<Version>>,
+    pub etcd_backup: Option<Backup>,
     pub load_balancer: Option<Located<LoadBalancer>>,
     pub concurrency: usize,
     pub certificates: Certificates,
@@ -166,6 +173,7 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         addons: Addons { core_dns: true, kube_proxy: true },
         kubelet: Kubelet { cgroup_driver: CgroupDriver::Systemd, fail_cgroup_v1: None, cgroups_per_qos: None, enforce_node_allocatable: None },
         etcd_version: None,
+        etcd_backup: Some(default_backup()),
         load_balancer: None,
         concurrency: DEFAULT_CONCURRENCY,
         certificates: Certificates { renew_before_days: DEFAULT_RENEW_BEFORE_DAYS },
@@ -188,6 +196,9 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         && let Some(f) = Fields::of(etcd, "spec.etcd", ETCD_FIELDS, diags)
     {
         draft.etcd_version = f.required("version", etcd.mark, diags).and_then(|n| version(n, "spec.etcd.version", diags));
+        if let Some(n) = f.optional("backup") {
+            draft.etcd_backup = backup(n, diags);
+        }
     }
     if let Some(cp) = fields.required("controlPlane", node.mark, diags)
         && let Some(f) = Fields::of(cp, "spec.controlPlane", CONTROL_PLANE_FIELDS, diags)
@@ -380,6 +391,69 @@ fn kubelet(node: &Node, path: &str, out: &mut Kubelet, diags: &mut Diagnostics) 
             );
         }
     }
+}
+
+fn default_backup() -> Backup {
+    // A shorthand, so it has a period (inventory::tests checks the default comes out as two hours).
+    let max_age_seconds = schedule::PERIODS_BEFORE_STALE * schedule::shorthand_period(DEFAULT_BACKUP_SCHEDULE).unwrap_or_default();
+    Backup {
+        schedule: Schedule { calendar: DEFAULT_BACKUP_SCHEDULE.into(), max_age_seconds },
+        keep: DEFAULT_BACKUP_KEEP,
+        dir: crate::paths::DEFAULT_BACKUP_DIR.into(),
+    }
+}
+
+/// `spec.etcd.backup`, every field optional; `None` for `enabled: false` (the other fields are still checked,
+/// so turning backups back on later does not surface old mistakes).
+fn backup(node: &Node, diags: &mut Diagnostics) -> Option<Backup> {
+    const PATH: &str = "spec.etcd.backup";
+    let mut out = default_backup();
+    let Some(f) = Fields::of(node, PATH, BACKUP_FIELDS, diags) else { return Some(out) };
+    let enabled = f.optional("enabled").and_then(|n| reader::boolean(n, &f.child_path("enabled"), diags)).is_none_or(|b| b.value);
+    let schedule = f.optional("schedule").and_then(|n| reader::text(n, &f.child_path("schedule"), diags));
+    if let Some(s) = &schedule {
+        if schedule::calendar_is_safe(&s.value) {
+            out.schedule.calendar = s.value.trim().to_string();
+        } else {
+            diags.error(
+                f.child_path("schedule"),
+                Some(s.mark),
+                format!(
+                    "invalid value {:?}: expected \"hourly\", \"daily\", \"weekly\" or a systemd OnCalendar expression (letters, digits, spaces and * , - . / ~ : _ + only)",
+                    s.value
+                ),
+            );
+        }
+    }
+    let period = schedule::shorthand_period(&out.schedule.calendar);
+    let max_age =
+        f.optional("maxAge").and_then(|n| reader::parsed(n, &f.child_path("maxAge"), "a duration like 90m, 26h or 8d", diags, schedule::parse_duration));
+    out.schedule.max_age_seconds = match (max_age, period) {
+        (Some(m), _) => m.value,
+        (None, Some(p)) => schedule::PERIODS_BEFORE_STALE * p,
+        (None, None) => {
+            if let Some(s) = schedule.filter(|_| enabled) {
+                diags.error(
+                    f.child_path("maxAge"),
+                    Some(s.mark),
+                    format!("schedule {:?} is not a shorthand kubeha knows the period of: say how old the newest backup may get, e.g. maxAge: 26h", s.value),
+                );
+            }
+            out.schedule.max_age_seconds
+        }
+    };
+    if let Some(n) = f.optional("keep") {
+        let expected = format!("a whole number from 1 to {MAX_BACKUP_KEEP}");
+        if let Some(k) = reader::parsed(n, &f.child_path("keep"), &expected, diags, |s| s.parse::<usize>().ok().filter(|k| (1..=MAX_BACKUP_KEEP).contains(k))) {
+            out.keep = k.value;
+        }
+    }
+    if let Some(d) = f.optional("dir").and_then(|n| reader::text(n, &f.child_path("dir"), diags))
+        && checks::backup_dir(&d, &f.child_path("dir"), diags)
+    {
+        out.dir = d.value.trim_end_matches('/').to_string();
+    }
+    enabled.then_some(out)
 }
 
 fn version(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<Located<Version>> {
@@ -694,7 +768,7 @@ fn finish(d: SpecDraft) -> Option<Inventory> {
             addons: d.addons,
             kubelet: d.kubelet,
         },
-        etcd: Etcd { version: d.etcd_version?.value },
+        etcd: Etcd { version: d.etcd_version?.value, backup: d.etcd_backup },
         load_balancer: d.load_balancer?.value,
         concurrency: d.concurrency,
         certificates: d.certificates,

@@ -167,6 +167,25 @@ pub fn cri_endpoint(v: &Located<String>, path: &str, diags: &mut Diagnostics) ->
     ok
 }
 
+/// `spec.etcd.backup.dir`: an absolute folder of plain path characters (it is written into a script and a
+/// unit file), not `/` and without `..` (rotation deletes files in it: it must be the folder meant).
+pub fn backup_dir(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> bool {
+    let s = v.value.trim_end_matches('/');
+    let plain = s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    let ok = s.starts_with('/') && plain && !s.split('/').any(|part| part == "..") && s.len() <= 256;
+    if !ok {
+        diags.error(
+            path,
+            Some(v.mark),
+            format!(
+                "invalid value {:?}: expected an absolute folder like /var/lib/kubeha/etcd-backups (letters, digits, / . _ - only, not / itself, no ..)",
+                v.value
+            ),
+        );
+    }
+    ok
+}
+
 /// `spec.artifacts.mirror`: an http(s) base URL that upstream paths are appended to, so no query or fragment.
 /// Returns it without a trailing '/', the form URLs are built from.
 pub fn mirror_url(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> Option<String> {

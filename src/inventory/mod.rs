@@ -4,6 +4,7 @@ mod checks;
 pub mod diagnostic;
 mod model;
 mod reader;
+pub mod schedule;
 pub mod support;
 mod yaml;
 
@@ -114,6 +115,78 @@ mod tests {
         }
         let loaded = with_certificates("  certificates: {renewBefor: 4}\n");
         assert!(loaded.diagnostics[0].to_string().contains("unknown field \"renewBefor\""), "{}", loaded.diagnostics[0]);
+    }
+
+    fn with_backup(backup: &str) -> Loaded {
+        let lab = std::fs::read_to_string("inventories/lab.yaml").unwrap();
+        let yaml = lab.replacen("    version: 3.6.16            # lab/upstream/etcd/go.mod\n", &format!("    version: 3.6.16\n{backup}"), 1);
+        assert_ne!(yaml, lab, "the lab inventory's etcd version line moved");
+        parse("t.yaml".into(), yaml, &PathContext { inventory_dir: ".".into(), home: None })
+    }
+
+    fn errors(loaded: &Loaded) -> Vec<String> {
+        loaded.diagnostics.iter().map(|d| d.located("t.yaml")).collect()
+    }
+
+    #[test]
+    fn backups_are_on_by_default_hourly_keeping_a_day() {
+        let backup = with_backup("").inventory.unwrap().etcd.backup.unwrap();
+        assert_eq!(backup.schedule, Schedule { calendar: "hourly".into(), max_age_seconds: 7_200 });
+        assert_eq!((backup.keep, backup.dir.as_str()), (24, crate::paths::DEFAULT_BACKUP_DIR));
+        let line = |l: &str| with_backup(&format!("    backup:\n      {l}\n"));
+        let daily = line("schedule: daily").inventory.unwrap().etcd.backup.unwrap();
+        assert_eq!(daily.schedule.max_age_seconds, 2 * 86_400, "two periods");
+        let free = with_backup("    backup:\n      schedule: \"*-*-* 00/6:00:00\"\n      maxAge: 13h\n      keep: 8\n      dir: /srv/etcd-backups/\n");
+        let free = free.inventory.unwrap().etcd.backup.unwrap();
+        assert_eq!(
+            (free.schedule.calendar.as_str(), free.schedule.max_age_seconds, free.keep, free.dir.as_str()),
+            ("*-*-* 00/6:00:00", 46_800, 8, "/srv/etcd-backups")
+        );
+        assert!(line("enabled: false").inventory.unwrap().etcd.backup.is_none());
+    }
+
+    #[test]
+    fn backup_errors_name_the_field_the_value_and_the_line() {
+        let cases = [
+            ("keep: 0", "t.yaml:33:13: spec.etcd.backup.keep: invalid value \"0\": expected a whole number from 1 to 10000"),
+            (
+                "dir: var/backups",
+                "t.yaml:33:12: spec.etcd.backup.dir: invalid value \"var/backups\": expected an absolute folder like /var/lib/kubeha/etcd-backups (letters, digits, / . _ - only, not / itself, no ..)",
+            ),
+            (
+                "dir: /",
+                "t.yaml:33:12: spec.etcd.backup.dir: invalid value \"/\": expected an absolute folder like /var/lib/kubeha/etcd-backups (letters, digits, / . _ - only, not / itself, no ..)",
+            ),
+            (
+                "dir: /var/lib/../etc",
+                "t.yaml:33:12: spec.etcd.backup.dir: invalid value \"/var/lib/../etc\": expected an absolute folder like /var/lib/kubeha/etcd-backups (letters, digits, / . _ - only, not / itself, no ..)",
+            ),
+            (
+                "schedule: \"daily; reboot\"",
+                "t.yaml:33:17: spec.etcd.backup.schedule: invalid value \"daily; reboot\": expected \"hourly\", \"daily\", \"weekly\" or a systemd OnCalendar expression (letters, digits, spaces and * , - . / ~ : _ + only)",
+            ),
+            (
+                "schedule: \"daily\\nExecStart=/bin/sh\"",
+                "t.yaml:33:17: spec.etcd.backup.schedule: invalid value \"daily\\nExecStart=/bin/sh\": expected \"hourly\", \"daily\", \"weekly\" or a systemd OnCalendar expression (letters, digits, spaces and * , - . / ~ : _ + only)",
+            ),
+            (
+                "schedule: \"\"",
+                "t.yaml:33:17: spec.etcd.backup.schedule: invalid value \"\": expected \"hourly\", \"daily\", \"weekly\" or a systemd OnCalendar expression (letters, digits, spaces and * , - . / ~ : _ + only)",
+            ),
+            (
+                "schedule: \"Mon..Fri 02:00\"",
+                "t.yaml:33:17: spec.etcd.backup.maxAge: schedule \"Mon..Fri 02:00\" is not a shorthand kubeha knows the period of: say how old the newest backup may get, e.g. maxAge: 26h",
+            ),
+            ("maxAge: 2w", "t.yaml:33:15: spec.etcd.backup.maxAge: invalid value \"2w\": expected a duration like 90m, 26h or 8d"),
+            ("enabled: maybe", "t.yaml:33:16: spec.etcd.backup.enabled: invalid value \"maybe\": expected true or false"),
+        ];
+        for (field, expected) in cases {
+            let loaded = with_backup(&format!("    backup:\n      {field}\n"));
+            assert!(loaded.inventory.is_none(), "{field}");
+            assert_eq!(errors(&loaded), [expected.to_string()], "{field}");
+        }
+        let loaded = with_backup("    backup: {kep: 3}\n");
+        assert!(errors(&loaded)[0].contains("unknown field \"kep\", expected one of enabled, schedule, keep, dir, maxAge"), "{:?}", errors(&loaded));
     }
 
     #[test]

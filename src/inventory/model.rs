@@ -140,6 +140,27 @@ impl CgroupDriver {
 #[derive(Clone, Debug, Serialize)]
 pub struct Etcd {
     pub version: Version,
+    /// Scheduled backups (`spec.etcd.backup`); `None` when turned off with `enabled: false`.
+    pub backup: Option<Backup>,
+}
+
+/// The backup timer on every control plane: when it runs, how many snapshots each keeps, where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backup {
+    pub schedule: Schedule,
+    pub keep: usize,
+    /// Absolute folder on the control planes (and only kubeha's backup names in it are ever rotated away).
+    pub dir: String,
+}
+
+/// When the backup runs: a systemd OnCalendar expression, and how old the newest backup may get before it
+/// counts as missed (the alert and `kubeha verify` use it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    pub calendar: String,
+    pub max_age_seconds: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -12,8 +12,6 @@ use serde::Serialize;
 /// (atomically: write a temporary file, then rename; mode 0644, since kubeha-metrics reads it as `nobody`), and
 /// kubeha-metrics serves it.
 pub const BACKUP_METRIC: &str = "kubeha_etcd_backup_last_success_timestamp_seconds";
-/// The backup schedule's default period ("hourly"); replaced by `spec.etcd.backup.schedule` once that exists.
-pub const BACKUP_PERIOD_SECONDS: u64 = 3600;
 /// The gauge kubeha-metrics reports for the VIP: 1 on the host that holds it, 0 elsewhere.
 pub const VIP_METRIC: &str = "kubeha_vip_held";
 /// The HAProxy backend whose servers are the API servers (templates/haproxy/haproxy.cfg).
@@ -29,10 +27,11 @@ pub struct Rules {
     /// down now, losing one of them would lose quorum. Domains the design cannot lose are left out: `check`
     /// already warns about them, and an alert that always fires teaches people to ignore alerts.
     pub domains: Vec<DomainRule>,
-    /// Whether kubeha-metrics (which serves the backup textfile) is scraped: only under keepalived-haproxy
-    /// for now. Without it the backup alerts would fire forever, so they are left out.
+    /// Whether kubeha-metrics (which serves the backup textfile) is scraped, only under keepalived-haproxy for
+    /// now, and backups are on. Without either the backup alerts would fire forever, so they are left out.
     pub backup: bool,
     pub backup_metric: &'static str,
+    /// `spec.etcd.backup`'s limit (inventory::schedule: two periods of a shorthand, or `maxAge`).
     pub backup_max_age_seconds: u64,
     pub certificate_warn_seconds: i64,
     pub certificate_warn_days: i64,
@@ -78,9 +77,9 @@ pub fn rules(inv: &Inventory) -> Rules {
         voters,
         quorum: quorum::quorum(voters),
         domains,
-        backup: inv.load_balancer.vrrp().is_some(),
+        backup: inv.load_balancer.vrrp().is_some() && inv.etcd.backup.is_some(),
         backup_metric: BACKUP_METRIC,
-        backup_max_age_seconds: 2 * BACKUP_PERIOD_SECONDS,
+        backup_max_age_seconds: inv.etcd.backup.as_ref().map_or(0, |b| b.schedule.max_age_seconds),
         certificate_warn_seconds: expiry::WARN_DAYS * 86_400,
         certificate_warn_days: expiry::WARN_DAYS,
         vip: inv.load_balancer.vrrp().map(|v| VipRules { address: v.vip.to_string(), metric: VIP_METRIC, backend: HAPROXY_BACKEND }),

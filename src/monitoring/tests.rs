@@ -142,3 +142,18 @@ fn ipv6_targets_are_bracketed() {
     let text = contents(&rendered(&inv), "prometheus.yml").to_string();
     assert!(text.contains("\"[fd00::11]:2381\"") && text.contains("\"[fd00::13]:10250\""), "{text}");
 }
+
+/// The backup alert's age comes from `spec.etcd.backup` (two periods of the schedule, or `maxAge`), and
+/// there is no backup alert when backups are off.
+#[test]
+fn the_backup_alert_age_follows_the_schedule() {
+    let mut inv = example("lab");
+    assert_eq!(rules::rules(&inv).backup_max_age_seconds, 7_200, "hourly by default");
+    let backup = inv.etcd.backup.as_mut().unwrap();
+    backup.schedule = crate::inventory::Schedule { calendar: "*-*-* 02:00:00".into(), max_age_seconds: 93_600 };
+    let text = contents(&rendered(&inv), "rules.yml").to_string();
+    assert!(text.contains(&format!("time() - max({}) > 93600", rules::BACKUP_METRIC)), "{text}");
+    inv.etcd.backup = None;
+    assert!(!rules::rules(&inv).backup);
+    assert!(!contents(&rendered(&inv), "rules.yml").contains(rules::BACKUP_METRIC));
+}

@@ -1,4 +1,5 @@
 //! The effects of plan steps on hosts, one file per phase. Each function runs one step over a Transport.
+pub mod backup;
 pub mod etcd;
 pub mod files;
 pub mod host;

@@ -45,11 +45,12 @@ pub async fn reset(t: &dyn Transport, machine_id: Option<&str>, cri_socket: &str
     let script = format!(
         "if command -v kubeadm >/dev/null 2>&1; then {}; fi; \
          for unit in keepalived haproxy etcd kubelet; do systemctl disable --now $unit.service >/dev/null 2>&1; done; \
-         systemctl disable --now {} >/dev/null 2>&1; \
+         systemctl disable --now {} {} >/dev/null 2>&1; \
          systemctl reset-failed etcd.service >/dev/null 2>&1; \
          {}; rm -rf {KUBEHA_DIR}",
         crate::phases::kubeadm::reset_command(cri_socket),
         crate::phases::loadbalancer::METRICS_SOCKET,
+        crate::phases::backup::TIMER,
         move_etcd_data_aside("removed")
     );
     t.run(&Command::script(script).timeout(Duration::from_secs(180))).await?;
@@ -74,7 +75,8 @@ mod tests {
         reset(&same, Some("aaaa"), SOCKET).await.unwrap();
         let reset_etcd_kept = format!("kubeadm reset -f --skip-phases=remove-etcd-member --cri-socket {SOCKET}");
         assert!(same.scripts().iter().any(|s| s.contains(&reset_etcd_kept)), "{:?}", same.scripts());
-        // A host that left answers no scrape either.
-        assert!(same.scripts().iter().any(|s| s.contains("systemctl disable --now kubeha-metrics.socket")), "{:?}", same.scripts());
+        // A host that left answers no scrape either, and takes no more backups (its backups stay on it).
+        let disabled = "systemctl disable --now kubeha-metrics.socket kubeha-etcd-backup.timer";
+        assert!(same.scripts().iter().any(|s| s.contains(disabled)), "{:?}", same.scripts());
     }
 }

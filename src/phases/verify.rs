@@ -86,9 +86,25 @@ pub async fn run(inv: &Inventory, hosts: &HashMap<String, Arc<dyn Transport>>, c
             VerifyCheck::Nodes { .. } => check(name, nodes_ready_check(inv, first).await),
             VerifyCheck::Certificates => certificates_check(&crate::status::certs::probe_all(hosts).await, time::OffsetDateTime::now_utc().unix_timestamp()),
             VerifyCheck::SecretFiles => secret_files_check(&secret_files_all(hosts).await),
+            VerifyCheck::EtcdBackup { max_age_seconds } => check(name, backup_check(&cps, *max_age_seconds).await),
         });
     }
     results
+}
+
+/// The backup timer's status files of the reachable control planes; one that cannot be read is named.
+async fn backup_check(cps: &[&Arc<dyn Transport>], max_age: u64) -> Result<String, String> {
+    let mut statuses = Vec::new();
+    let mut unreadable = Vec::new();
+    for t in cps {
+        match super::backup::read_status(t.as_ref()).await {
+            Ok(Some(s)) => statuses.push((t.host().to_string(), s)),
+            Ok(None) => {}
+            Err(e) => unreadable.push(e.to_string()),
+        }
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    crate::etcd::backup::freshness(&statuses, now, max_age).map_err(|e| format!("{e}{}", tail(&unreadable)))
 }
 
 async fn vip_check(cps: &[&Arc<dyn Transport>], vip: std::net::IpAddr) -> Result<String, String> {

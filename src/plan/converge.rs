@@ -30,6 +30,7 @@ pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: 
     b.cni();
     b.workers();
     b.labels();
+    b.backup();
     b.retire();
     b.verify();
     b.join_token();
@@ -769,6 +770,44 @@ impl Builder<'_> {
             steps.push(step(format!("labels/{}", h.name), &first, Action::LabelNode { node: h.name.clone(), labels }, why));
         }
         self.push("labels", "node labels (zone, rack, region and the inventory's own)", Execution::Sequential, steps);
+    }
+
+    /// The backup timer on every control plane, once etcd and the control plane run: installed where its files
+    /// are missing or differ, (re)started where it is not active. When a control plane gets it for the first
+    /// time, the backup also runs once on every control plane (in order; the leader's run takes the snapshot,
+    /// the others skip), so a new cluster has a backup at the end of its first apply and `verify` can say so.
+    fn backup(&mut self) {
+        let mut steps = Vec::new();
+        if self.inv.etcd.backup.is_none() {
+            for h in self.inv.control_planes().filter(|h| self.observed.host(&h.name).has(crate::paths::ETCD_BACKUP_TIMER)) {
+                let why = "spec.etcd.backup.enabled is false, but the backup timer is installed";
+                steps.push(step(format!("backup/{}/remove", h.name), &h.name, Action::RemoveEtcdBackup, why));
+            }
+            self.push("backup", "scheduled etcd backups turned off: the timer removed, the backups kept", Execution::Sequential, steps);
+            return;
+        }
+        let mut first_time = false;
+        for h in self.inv.control_planes() {
+            let state = self.observed.host(&h.name);
+            let stale = self.stale(&h.name, Group::Backup);
+            let timer_down = !state.is_active(crate::phases::backup::TIMER);
+            if stale.is_none() && !timer_down {
+                continue;
+            }
+            first_time |= !state.has(crate::paths::ETCD_BACKUP_SCRIPT);
+            let reason = stale.as_ref().map(|(_, why)| why.clone()).unwrap_or_else(|| format!("{} not active", crate::phases::backup::TIMER));
+            // A timer that ran before reads a changed schedule only at a restart; a new one is just started.
+            let restart = stale.is_some() && state.has(crate::paths::ETCD_BACKUP_TIMER);
+            let action = Action::InstallEtcdBackup { files: self.desired.paths_in(h, Group::Backup), restart };
+            steps.push(step(format!("backup/{}", h.name), &h.name, action, reason));
+        }
+        if first_time {
+            for h in self.inv.control_planes() {
+                let why = "the backup timer is new: a first backup now, before its first scheduled run";
+                steps.push(step(format!("backup/{}/run", h.name), &h.name, Action::RunEtcdBackup, why));
+            }
+        }
+        self.push("backup", "scheduled etcd backups: timer on every control plane, snapshots on the leader", Execution::Sequential, steps);
     }
 
     /// Hosts that left the inventory: etcd members (removed in the etcd phase) and registered nodes are

@@ -2,7 +2,7 @@
 //! the control planes' store, the Kubernetes CA for `kubeadm init`, and the CNI manifest. Pure: the planner
 //! compares digests with what the hosts have, the executor uploads the same bytes.
 use crate::inventory::{Host, Inventory};
-use crate::paths::{ADMIN_CONF, CNI_APPLIED, CNI_DIR, KUBELET_CONF, KUBERNETES_CA_CERT, KUBERNETES_CA_KEY, SET_ASIDE_MANIFESTS, STATE_FILE};
+use crate::paths::{ADMIN_CONF, CNI_APPLIED, CNI_DIR, ETCD_BACKUP_TIMER, KUBELET_CONF, KUBERNETES_CA_CERT, KUBERNETES_CA_KEY, SET_ASIDE_MANIFESTS, STATE_FILE};
 
 use crate::render::{self, Group, RenderedFile, Target};
 use crate::state::ClusterState;
@@ -103,6 +103,8 @@ impl Desired {
         paths.extend([ADMIN_CONF, KUBELET_CONF, KUBERNETES_CA_CERT]);
         if self.control_planes.iter().any(|c| c == host) {
             paths.extend(SET_ASIDE_MANIFESTS);
+            // Probed whether backups are on or not: a timer left from when they were on is stopped and removed.
+            paths.push(ETCD_BACKUP_TIMER);
             paths.extend(self.host_files(&self.seed).filter(|f| matches!(f.group, Group::Cni | Group::KubernetesCa)).map(|f| f.path.as_str()));
         }
         paths.sort_unstable();

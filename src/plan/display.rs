@@ -91,6 +91,11 @@ pub fn describe(action: &Action) -> String {
             let verb = if *restart { "reload (or start)" } else { "start" };
             format!("configure and {verb} {}, then {}", services.join(" and "), crate::phases::loadbalancer::METRICS_SOCKET)
         }
+        Action::InstallEtcdBackup { files: f, restart } => {
+            format!("install the etcd backup ({}), enable and {} {}", files(f), if *restart { "restart" } else { "start" }, crate::phases::backup::TIMER)
+        }
+        Action::RunEtcdBackup => format!("run {} once now (the leader takes a verified snapshot, the others skip)", crate::phases::backup::SERVICE),
+        Action::RemoveEtcdBackup => format!("stop and disable {}, remove the backup script and units (the backups taken stay)", crate::phases::backup::TIMER),
         Action::CheckVip { vip } => format!("check that exactly one control plane holds the VIP {vip}"),
         Action::PlaceFiles { files: f } => format!("write {}", files(f)),
         Action::KubeadmInit { config, reset_first, .. } => {

@@ -167,6 +167,18 @@ pub enum Action {
     CheckVip {
         vip: std::net::IpAddr,
     },
+    /// Places the etcd backup script and units, then enables and (re)starts the timer (restarted when
+    /// `restart`: a changed schedule is read by systemd only then).
+    InstallEtcdBackup {
+        files: Vec<String>,
+        restart: bool,
+    },
+    /// Runs the backup once now (`systemctl start kubeha-etcd-backup.service`, waiting for it): a member that
+    /// does not lead records the skip and succeeds.
+    RunEtcdBackup,
+    /// Backups were turned off (`spec.etcd.backup.enabled: false`): the timer stopped and disabled, the script
+    /// and units removed. The backups already taken stay in their folder.
+    RemoveEtcdBackup,
     /// Files whose change needs no action beyond placing them.
     PlaceFiles {
         files: Vec<String>,
@@ -277,6 +289,7 @@ impl Action {
             | Action::ConfigureHost { files }
             | Action::InstallEtcdFiles { files, .. }
             | Action::StartLoadBalancer { files, .. }
+            | Action::InstallEtcdBackup { files, .. }
             | Action::PlaceFiles { files }
             | Action::KubeadmInit { files, .. }
             | Action::UploadKubeadmConfig { files }

@@ -22,6 +22,8 @@ pub enum VerifyCheck {
     Certificates,
     /// Every file holding a secret readable by its owner only.
     SecretFiles,
+    /// The newest scheduled etcd backup over all control planes is younger than `max_age_seconds`.
+    EtcdBackup { max_age_seconds: u64 },
 }
 
 /// The checks of `inv`'s cluster, in the order they run.
@@ -36,6 +38,9 @@ pub fn checks(inv: &Inventory) -> Vec<VerifyCheck> {
     checks.push(VerifyCheck::Readyz { endpoint: crate::render::context::host_port(&host, port) });
     checks.push(VerifyCheck::Nodes { count: inv.hosts.len() });
     checks.extend([VerifyCheck::Certificates, VerifyCheck::SecretFiles]);
+    if let Some(b) = &inv.etcd.backup {
+        checks.push(VerifyCheck::EtcdBackup { max_age_seconds: b.schedule.max_age_seconds });
+    }
     checks
 }
 
@@ -50,6 +55,10 @@ impl std::fmt::Display for VerifyCheck {
             VerifyCheck::Nodes { count } => write!(f, "{count} nodes registered with their labels and Ready"),
             VerifyCheck::Certificates => write!(f, "certificates valid for {} days or more", crate::pki::expiry::WARN_DAYS),
             VerifyCheck::SecretFiles => write!(f, "secret files (keys, kubeconfigs, cluster state, kubeadm config) readable by their owner only"),
+            VerifyCheck::EtcdBackup { max_age_seconds } => {
+                let limit = crate::etcd::backup::age_text(i64::try_from(*max_age_seconds).unwrap_or(i64::MAX));
+                write!(f, "etcd backup: the newest is younger than {limit}")
+            }
         }
     }
 }

@@ -5,7 +5,10 @@ use crate::inventory::{ETCD_CLIENT_PORT, Host, Inventory, REGION_LABEL, TaintEff
 use serde::Serialize;
 use std::net::IpAddr;
 
-use crate::paths::{CHECK_SCRIPT, ETCD_BINARY, ETCD_DATA_DIR, ETCD_PKI_DIR, KUBEHA_METRICS_SCRIPT, METRICS_TEXTFILE_DIR};
+use crate::paths::{
+    CHECK_SCRIPT, ETCD_BACKUP_SCRIPT, ETCD_BACKUP_STATUS, ETCD_BACKUP_TEXTFILE, ETCD_BINARY, ETCD_DATA_DIR, ETCD_PKI_DIR, ETCDCTL_ENV, KUBEHA_METRICS_SCRIPT,
+    METRICS_TEXTFILE_DIR,
+};
 pub const API_SERVER_PORT: u16 = 6443;
 /// etcd's plain-HTTP listener for /metrics and /health only (no keys, no API): what Prometheus scrapes, so
 /// the scraper needs no etcd client certificate (one would let it read and write every key).
@@ -127,6 +130,40 @@ pub fn containerd(inv: &Inventory) -> Option<Containerd> {
 pub struct EtcdctlEnv {
     pub endpoints: String,
     pub pki_dir: &'static str,
+}
+
+/// The etcd backup script and its units (templates/etcd/etcd-backup.sh, systemd/kubeha-etcd-backup.*).
+#[derive(Serialize)]
+pub struct EtcdBackup {
+    pub script: &'static str,
+    pub dir: String,
+    pub keep: usize,
+    pub etcdctl_env: &'static str,
+    /// The member's own client URL: leadership is asked of this member, and the snapshot taken from it.
+    pub endpoint: String,
+    pub status_file: &'static str,
+    pub textfile: &'static str,
+    pub metric: &'static str,
+    pub calendar: String,
+    pub randomized_delay_seconds: u64,
+}
+
+/// None when backups are off (`spec.etcd.backup.enabled: false`).
+pub fn etcd_backup(inv: &Inventory, host: &Host) -> Option<EtcdBackup> {
+    let b = inv.etcd.backup.as_ref()?;
+    Some(EtcdBackup {
+        script: ETCD_BACKUP_SCRIPT,
+        dir: b.dir.clone(),
+        keep: b.keep,
+        etcdctl_env: ETCDCTL_ENV,
+        endpoint: host.client_url(),
+        status_file: ETCD_BACKUP_STATUS,
+        textfile: ETCD_BACKUP_TEXTFILE,
+        metric: crate::monitoring::rules::BACKUP_METRIC,
+        calendar: b.schedule.calendar.clone(),
+        // At most a minute, and a small part of the period for short ones (20 s for `minutely`'s 2 min limit).
+        randomized_delay_seconds: (b.schedule.max_age_seconds / 6).clamp(1, 60),
+    })
 }
 
 pub fn etcdctl_env(inv: &Inventory) -> EtcdctlEnv {
@@ -427,6 +464,39 @@ pub fn cni(inv: &Inventory) -> Cni {
 #[cfg(test)]
 mod tests {
     use super::kubelet_may_set;
+
+    /// The timer and script say what the inventory says: its schedule, retention, folder, and the member's
+    /// own client URL; a short schedule gets a short random delay.
+    #[test]
+    fn the_backup_files_follow_spec_etcd_backup() {
+        let mut inv = crate::inventory::load(std::path::Path::new("inventories/lab.yaml")).unwrap().inventory.unwrap();
+        let b = inv.etcd.backup.as_mut().unwrap();
+        b.schedule = crate::inventory::Schedule { calendar: "*-*-* 00/6:00:00".into(), max_age_seconds: 13 * 3_600 };
+        b.keep = 8;
+        b.dir = "/srv/etcd-backups".into();
+        let templates = crate::render::templates::Templates::builtin().unwrap();
+        let files = crate::render::render(&inv, &crate::render::secrets::Secrets::fixed_for_tests(), &templates).unwrap();
+        let on = |host: &str, path: &str| {
+            let target = crate::render::Target::Host(host.into());
+            files.iter().find(|f| f.target == target && f.path == path).unwrap().contents.clone()
+        };
+        let timer = on("cp-2", crate::paths::ETCD_BACKUP_TIMER);
+        assert!(timer.contains("\nOnCalendar=*-*-* 00/6:00:00\n") && timer.contains("\nRandomizedDelaySec=60\n"), "{timer}");
+        let script = on("cp-2", crate::paths::ETCD_BACKUP_SCRIPT);
+        for line in [
+            "BACKUP_DIR=\"${KUBEHA_BACKUP_DIR:-/srv/etcd-backups}\"",
+            "KEEP=\"${KUBEHA_BACKUP_KEEP:-8}\"",
+            "ENDPOINT=\"${KUBEHA_ETCD_ENDPOINT:-https://198.18.0.12:2379}\"",
+        ] {
+            assert!(script.contains(line), "{line}");
+        }
+        assert!(on("cp-1", crate::paths::ETCD_BACKUP_SERVICE).contains("\nExecStart=/usr/local/lib/kubeha/etcd-backup\n"));
+        inv.etcd.backup.as_mut().unwrap().schedule = crate::inventory::Schedule { calendar: "minutely".into(), max_age_seconds: 120 };
+        assert_eq!(super::etcd_backup(&inv, &inv.hosts[0]).unwrap().randomized_delay_seconds, 20);
+        inv.etcd.backup = None;
+        let files = crate::render::render(&inv, &crate::render::secrets::Secrets::fixed_for_tests(), &templates).unwrap();
+        assert!(!files.iter().any(|f| f.group == crate::render::Group::Backup), "backups off: nothing rendered");
+    }
 
     #[test]
     fn node_restriction_rules() {

@@ -32,6 +32,8 @@ pub enum Group {
     Kubeadm,
     KubernetesCa,
     Cni,
+    /// The etcd backup script and timer: placed after the control plane exists, the timer enabled.
+    Backup,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -182,6 +184,11 @@ fn host_files(
             r.add(target, (paths::KUBEHA_METRICS_SCRIPT, Group::LoadBalancer), EXECUTABLE, "monitoring/kubeha-metrics.sh", &m)?;
             r.add(target, (paths::KUBEHA_METRICS_SOCKET, Group::LoadBalancer), PUBLIC, "systemd/kubeha-metrics.socket", &m)?;
             r.add(target, (paths::KUBEHA_METRICS_SERVICE, Group::LoadBalancer), PUBLIC, "systemd/kubeha-metrics@.service", &m)?;
+        }
+        if let Some(b) = context::etcd_backup(inv, host) {
+            r.add(target, (paths::ETCD_BACKUP_SCRIPT, Group::Backup), EXECUTABLE, "etcd/etcd-backup.sh", &b)?;
+            r.add(target, (paths::ETCD_BACKUP_SERVICE, Group::Backup), PUBLIC, "systemd/kubeha-etcd-backup.service", &b)?;
+            r.add(target, (paths::ETCD_BACKUP_TIMER, Group::Backup), PUBLIC, "systemd/kubeha-etcd-backup.timer", &b)?;
         }
     }
     let kubeadm_file = (paths::KUBEADM_CONFIG, Group::Kubeadm);

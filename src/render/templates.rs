@@ -34,6 +34,9 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "systemd/kubelet-kubeadm.conf",
     "systemd/containerd.service",
     "containerd/config.toml",
+    "etcd/etcd-backup.sh",
+    "systemd/kubeha-etcd-backup.service",
+    "systemd/kubeha-etcd-backup.timer",
 );
 
 #[derive(Debug, thiserror::Error)]

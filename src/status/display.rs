@@ -26,6 +26,13 @@ pub fn text(r: &Report) -> String {
             out.push_str(&format!("  {}\n", d.sentence));
         }
     }
+    if let Some(b) = &r.backups {
+        out.push_str(&format!("\nBackups: {}\n", b.detail));
+        let width = b.hosts.iter().map(|h| h.host.len()).max().unwrap_or(0);
+        for h in &b.hosts {
+            out.push_str(&format!("  {:<width$}  {}\n", h.host, h.sentence));
+        }
+    }
     out.push_str(&section("Problems", &r.problems));
     out.push_str(&section("Warnings", &r.warnings));
     if let Some(way_out) = &r.way_out {

@@ -2,6 +2,7 @@
 //! failure domain. `report` is pure (observations in, a serialisable report out) so that every 3 a.m.
 //! situation can be tested without machines; `observe` gathers the observations read-only over SSH and
 //! `text` prints the report for a person.
+pub mod backups;
 pub mod certs;
 mod display;
 mod observe;
@@ -43,6 +44,8 @@ pub struct Observations {
     pub vip: BTreeMap<String, Result<bool, SshError>>,
     /// Per reachable host: its certificates (see `certs check`), and the time their days left count from.
     pub certs: certs::Seen,
+    /// Per reachable control plane: the backup timer's status file.
+    pub backups: backups::Seen,
     pub now: i64,
 }
 
@@ -66,6 +69,9 @@ pub struct Report {
     /// Certificates expiring within `pki::expiry::WARN_DAYS`: worth acting on soon, not a failure now (an
     /// expired one is a problem instead).
     pub warnings: Vec<String>,
+    /// The scheduled backups; absent when they are off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backups: Option<backups::BackupSummary>,
     /// The documented way out when quorum is lost (or cannot be told).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub way_out: Option<String>,
@@ -216,6 +222,11 @@ pub fn report(inv: &Inventory, file: &str, seen: &Observations) -> Report {
         let target = if c.level(seen.now) == Level::Expired { &mut problems } else { &mut warnings };
         target.extend(expiry::warning(c, seen.now));
     }
+    // A stale backup is a warning: the cluster serves all the same, but its way back is getting old.
+    let backups = backups::summary(inv, &seen.backups, seen.now);
+    if let Some(b) = backups.as_ref().filter(|b| !b.fresh) {
+        warnings.push(b.detail.clone());
+    }
     let votes = view.map(votes);
     let etcd = EtcdSummary { error: seen.etcd.as_ref().err().map(ToString::to_string), votes: votes.clone() };
     let domains = votes.as_ref().map(|votes| domains(inv, &hosts, votes)).unwrap_or_default();
@@ -245,7 +256,7 @@ pub fn report(inv: &Inventory, file: &str, seen: &Observations) -> Report {
         )),
         Verdict::Healthy | Verdict::Degraded => None,
     };
-    Report { cluster: inv.name.clone(), verdict, hosts, foreign_members, etcd, vip, domains, problems, warnings, way_out }
+    Report { cluster: inv.name.clone(), verdict, hosts, foreign_members, etcd, vip, domains, problems, warnings, backups, way_out }
 }
 
 fn member_state(view: &View, m: &Member) -> (EtcdState, Option<String>) {

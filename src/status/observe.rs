@@ -4,7 +4,7 @@
 use super::{EtcdUnasked, Observations};
 use crate::exec::live;
 use crate::inventory::Inventory;
-use crate::phases::{etcd, loadbalancer};
+use crate::phases::{backup, etcd, loadbalancer};
 use crate::ssh::{SshError, Transport};
 use std::collections::BTreeMap;
 
@@ -26,8 +26,18 @@ pub async fn observe(inv: &Inventory) -> Observations {
         }
         Ok(etcd::view_from_any(&cps).await?)
     };
-    let (etcd, vip, certs) = tokio::join!(etcd, vip, super::certs::probe_all(&hosts));
-    Observations { unreachable, etcd, vip, certs, now: time::OffsetDateTime::now_utc().unix_timestamp() }
+    let backups = async {
+        let mut seen = BTreeMap::new();
+        if inv.etcd.backup.is_none() {
+            return seen;
+        }
+        for t in &cps {
+            seen.insert(t.host().to_string(), backup::read_status(*t).await.map_err(|e| e.to_string()));
+        }
+        seen
+    };
+    let (etcd, vip, certs, backups) = tokio::join!(etcd, vip, super::certs::probe_all(&hosts), backups);
+    Observations { unreachable, etcd, vip, certs, backups, now: time::OffsetDateTime::now_utc().unix_timestamp() }
 }
 
 /// The error without the host's name in front (the report already says which host it is about); a refused

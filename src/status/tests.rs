@@ -54,9 +54,35 @@ fn no_answer(host: &str, message: &str) -> EtcdUnasked {
 }
 
 /// SSH to every host but `unreachable`; the VIP on `holders` among the reachable control planes.
+/// Every reachable control plane's backup timer ran; the first one's took the snapshot a minute ago.
 fn seen(inv: &Inventory, etcd: Result<View, EtcdUnasked>, unreachable: &[&str], holders: &[&str]) -> Observations {
     let reachable_cps = inv.control_planes().filter(|h| !unreachable.contains(&h.name.as_str()));
+    let leader_took = crate::etcd::backup::LastSuccess {
+        time: "1970-01-01T00:00:00Z".into(),
+        unix: -60,
+        file: "etcd-19700101T000000Z-r7.db".into(),
+        size: 20_512,
+        revision: 7,
+        total_keys: 3,
+        sha256: "0".repeat(64),
+    };
+    let backups = inv
+        .control_planes()
+        .filter(|h| !unreachable.contains(&h.name.as_str()))
+        .enumerate()
+        .map(|(i, h)| {
+            let s = crate::etcd::backup::BackupStatus {
+                last_attempt: Some("1970-01-01T00:00:00Z".into()),
+                result: Some(if i == 0 { "ok" } else { "skipped" }.into()),
+                message: Some(if i == 0 { "saved" } else { "skipped: not the leader" }.into()),
+                last_success: (i == 0).then(|| leader_took.clone()),
+                ..Default::default()
+            };
+            (h.name.clone(), Ok(Some(s)))
+        })
+        .collect();
     Observations {
+        backups,
         unreachable: unreachable.iter().map(|h| (h.to_string(), "timed out after 15s while connecting".to_string())).collect(),
         vip: if inv.load_balancer.vrrp().is_some() {
             reachable_cps.map(|h| (h.name.clone(), Ok(holders.contains(&h.name.as_str())))).collect()
@@ -333,6 +359,11 @@ If a whole domain is lost now:
   losing rack az-b/r1 now leaves 0 more losses (no healthy voter left in it)
   losing rack az-c/r1 now would lose quorum
 
+Backups: newest etcd-19700101T000000Z-r7.db on cp-1, 1 min old (revision 7), limit 2 h
+  cp-1  last backup here 1 min ago (revision 7, etcd-19700101T000000Z-r7.db)
+  cp-2  not reachable
+  cp-3  last run at 1970-01-01T00:00:00Z: skipped: not the leader; no backup taken here yet
+
 Problems:
   cp-2 is unreachable over SSH
   cp-2: etcd member unhealthy (context deadline exceeded)
@@ -383,6 +414,12 @@ fn certificates_warn_under_30_days_and_fail_once_expired() {
     let inv = lab();
     let mut s = seen(&inv, Ok(view(all_members(&inv), 1, &[])), &[], &["cp-1"]);
     s.now = 1_800_000_000;
+    // The backup taken a minute before that `now`: not what this test is about.
+    for status in s.backups.values_mut().filter_map(|b| b.as_mut().ok().and_then(Option::as_mut)) {
+        if let Some(l) = status.last_success.as_mut() {
+            l.unix = s.now - 60;
+        }
+    }
     let cert = |path: &str, days: i64| {
         Cert::new("cp-2", path, Parsed { subject: "x".into(), not_before: s.now - 86_400, not_after: s.now + days * 86_400 + 1, ca: false })
     };
@@ -398,4 +435,16 @@ fn certificates_warn_under_30_days_and_fail_once_expired() {
     let r = report(&inv, FILE, &s);
     assert_eq!(r.verdict, Verdict::Degraded);
     assert!(r.problems.iter().any(|p| p.contains("admin.conf (x, kubeadm) EXPIRED")), "{:?}", r.problems);
+}
+
+/// A backup older than its limit warns (the cluster serves all the same); the verdict stays healthy.
+#[test]
+fn a_stale_backup_is_a_warning_with_the_newest_named() {
+    let inv = lab();
+    let mut s = seen(&inv, Ok(view(all_members(&inv), 1, &[])), &[], &["cp-1"]);
+    s.now = 3 * 3_600;
+    let r = report(&inv, FILE, &s);
+    assert_eq!(r.verdict, Verdict::Healthy, "{:?}", r.problems);
+    assert_eq!(r.warnings, ["the newest etcd backup is etcd-19700101T000000Z-r7.db on cp-1, 3 h 1 min old (revision 7): older than the 2 h limit"]);
+    assert!(!r.backups.unwrap().fresh);
 }

@@ -56,7 +56,7 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
             s.meta.insert(p.into(), root_owned(0o600));
             s.secret_files.insert(p.into());
         }
-        for u in ["etcd", "haproxy", "keepalived", "kubelet"] {
+        for u in ["etcd", "haproxy", "keepalived", "kubelet", crate::phases::backup::TIMER] {
             s.active.insert(u.into(), true);
         }
         s.software = installed_as_wanted(inv, &h.name);
@@ -1192,6 +1192,44 @@ fn monitoring_ports_are_ours_once_converged_and_a_stranger_s_before() {
     let plan = converge(&inv, &d, &fresh, "observed");
     let finding = plan.findings.iter().find(|f| f.host == "cp-1" && f.problem.contains("port 8405 is in use")).unwrap_or_else(|| panic!("{:?}", plan.findings));
     assert!(finding.fatal, "{finding:?}");
+}
+
+/// Backups turned off after they ran: the timer is stopped and its files removed on every control plane,
+/// once (a cluster without the timer plans nothing for it), and no backup is run or verified.
+#[test]
+fn backups_turned_off_remove_the_timer_and_keep_the_backups() {
+    let on = lab();
+    let state = ClusterState::create(&on).unwrap();
+    let was = converged(&on, &desired_with(&on, &state));
+    let mut off = lab();
+    off.etcd.backup = None;
+    let d = desired_with(&off, &state);
+    let plan = converge(&off, &d, &was, "observed");
+    assert_eq!(ids(&plan), ["backup/cp-1/remove", "backup/cp-2/remove", "backup/cp-3/remove", "verify"], "{}", text(&plan));
+    assert!(text(&plan).contains("stop and disable kubeha-etcd-backup.timer, remove the backup script and units (the backups taken stay)"), "{}", text(&plan));
+    assert!(!text(&plan).contains("etcd backup: the newest"), "no backup check when backups are off");
+    assert!(d.probe_paths("cp-1").contains(&crate::paths::ETCD_BACKUP_TIMER), "the timer is probed to find it");
+    assert_eq!(ids(&converge(&off, &d, &converged(&off, &d), "observed")), ["verify"]);
+}
+
+/// A fresh control plane gets the timer and the first run; a stopped timer alone is started, without a run.
+#[test]
+fn the_backup_timer_is_installed_with_a_first_run_and_a_stopped_one_only_started() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    o.hosts.get_mut("cp-2").unwrap().active.insert(crate::phases::backup::TIMER.into(), false);
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["backup/cp-2", "verify"], "{}", text(&plan));
+    let Action::InstallEtcdBackup { restart, .. } = &plan.phases[0].steps[0].action else { panic!("{}", text(&plan)) };
+    assert!(!restart, "its files are right: started, not restarted");
+    assert!(text(&plan).contains("[kubeha-etcd-backup.timer not active]"), "{}", text(&plan));
+
+    for p in [crate::paths::ETCD_BACKUP_SCRIPT, crate::paths::ETCD_BACKUP_SERVICE, crate::paths::ETCD_BACKUP_TIMER] {
+        o.hosts.get_mut("cp-2").unwrap().digests.remove(p);
+    }
+    let plan = converge(&inv, &d, &o, "observed");
+    assert_eq!(ids(&plan), ["backup/cp-2", "backup/cp-1/run", "backup/cp-2/run", "backup/cp-3/run", "verify"], "{}", text(&plan));
 }
 
 /// An etcd patch release in the inventory: each running member's new binary is staged by the software
