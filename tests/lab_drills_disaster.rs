@@ -91,18 +91,73 @@ fn partition_during_apply_then_quorum_loss_and_restore() {
     let plan = kubeha_with(lab_inventory(), state, &["plan", "--detailed-exitcode"]).output().unwrap();
     assert_eq!(plan.status.code(), Some(0), "converged after healing:\n{}", text(&plan));
 
-    // Drill 4: a snapshot, writes after it, then cp-2 and cp-3 die: quorum is lost.
+    // Monitoring as the operator would run it: kubeha's rendered scrape configuration and rules in a real
+    // Prometheus on this machine, the credentials filled as the rendered README says.
+    let monitoring = dir.path().join("monitoring");
+    kubeha_ok(lab_inventory(), state, &["monitoring", "render", "-o", monitoring.to_str().unwrap()]);
+    let rbac = std::fs::read_to_string(monitoring.join("prometheus-rbac.yaml")).unwrap();
+    let applied = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ssh -i {KEY} -o UserKnownHostsFile={KNOWN_HOSTS} -o BatchMode=yes root@{CP1} 'kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -'"
+        ))
+        .stdin(std::fs::File::open(monitoring.join("prometheus-rbac.yaml")).unwrap())
+        .output()
+        .unwrap();
+    assert!(applied.status.success() && !rbac.is_empty(), "{}", text(&applied));
+    let secret = |key: &str| {
+        let jsonpath = format!("{{.data.{key}}}");
+        let out = ssh_ok(
+            CP1,
+            &format!(
+                "for i in $(seq 30); do v=$(kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get secret kubeha-prometheus-token -o jsonpath='{jsonpath}') && [ -n \"$v\" ] && break; sleep 1; done; echo \"$v\" | base64 -d"
+            ),
+        );
+        assert!(!out.is_empty(), "the token Secret has no {key}");
+        out
+    };
+    std::fs::write(monitoring.join("credentials/prometheus.token"), secret("token")).unwrap();
+    std::fs::write(monitoring.join("credentials/kubernetes-ca.crt"), secret("ca\\.crt")).unwrap();
+    let prometheus = support::prometheus::Prometheus::start(&monitoring);
+    let targets = prometheus.wait_targets(Duration::from_secs(90), |t| !t.is_empty() && t.iter().all(|t| t.health == "up"));
+    let jobs: std::collections::BTreeSet<&str> = targets.iter().map(|t| t.job.as_str()).collect();
+    eprintln!("Prometheus scrapes {} targets up, jobs {jobs:?}", targets.len());
+
+    // Drill 4: scheduled backups (the timer's service, started on every control plane, snapshots on the leader
+    // only), pulled off the cluster; writes after that; then cp-2 and cp-3 die: quorum is lost.
     let started = Instant::now();
     etcdctl.write_keys(&[CP1], "drill/", 1000);
+    let backups = |cp: &str| ssh_ok(cp, "ls /var/lib/kubeha/etcd-backups/ 2>/dev/null | grep -c '\\.db$' || true").trim().parse::<usize>().unwrap();
+    let before: Vec<usize> = [CP1, CP2, CP3].iter().map(|cp| backups(cp)).collect();
+    for cp in [CP1, CP2, CP3] {
+        ssh_ok(cp, "systemctl start kubeha-etcd-backup.service");
+    }
+    let after: Vec<usize> = [CP1, CP2, CP3].iter().map(|cp| backups(cp)).collect();
+    let grew: Vec<usize> = (0..3).filter(|i| after[*i] != before[*i]).collect();
+    assert!(grew.len() == 1 && after[grew[0]] == before[grew[0]] + 1, "one new backup, on the leader only: {before:?} -> {after:?}");
+    let leader = [CP1, CP2, CP3][grew[0]];
+    ssh_ok(leader, "cd /var/lib/kubeha/etcd-backups && sha256sum -c --quiet *.sha256");
+    let pulled = dir.path().join("pulled");
+    let first = text(&kubeha_ok(lab_inventory(), state, &["etcd", "backups", "pull", "-o", pulled.to_str().unwrap()]));
+    let again = text(&kubeha_ok(lab_inventory(), state, &["etcd", "backups", "pull", "-o", pulled.to_str().unwrap()]));
+    let copied = |out: &str| out.lines().find_map(|l| l.split_once(" copied, ").and_then(|(n, _)| n.parse::<usize>().ok()));
+    assert!(copied(&first).is_some_and(|n| n >= 1) && copied(&again) == Some(0), "pull is incremental:\n{first}\n{again}");
+    let newest = std::fs::read_dir(&pulled).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "db")).max().unwrap();
+    let listed = text(&kubeha_ok(lab_inventory(), state, &["etcd", "backups", "list", "--output", "json"]));
+    assert!(listed.contains(newest.file_name().unwrap().to_str().unwrap()), "list names the pulled backup: {listed}");
     let snapshot = dir.path().join("lab.db");
     kubeha_ok(lab_inventory(), state, &["etcd", "snapshot", "-o", snapshot.to_str().unwrap()]);
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&snapshot).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "the snapshot holds every secret of the cluster");
     etcdctl.write_keys(&[CP1], "after-snapshot/", 100);
+    // One control plane dies: Prometheus fires member-down and quorum-margin-zero within their 1 min windows.
+    kubeha_ok(lab_inventory(), state, &["lab", "kill", "cp-2"]);
+    let fired = prometheus.wait_firing(&["KubehaEtcdMemberDown", "KubehaEtcdQuorumMarginZero"], Duration::from_secs(180));
+    eprintln!("after `lab kill cp-2`: KubehaEtcdMemberDown and KubehaEtcdQuorumMarginZero firing after {:.0} s", fired.as_secs_f64());
+    drop(prometheus);
     // cp-4 is created first: `lab up` also boots machines of its inventory that are down.
     let replaced = edited_inventory(dir.path(), "replaced.yaml", |t| t.replace(&control_plane("cp-2", CP2, "az-b"), &control_plane("cp-4", CP4, "az-b")));
     kubeha_ok(&replaced, state, &["lab", "up"]);
-    kubeha_ok(lab_inventory(), state, &["lab", "kill", "cp-2"]);
     kubeha_ok(lab_inventory(), state, &["lab", "kill", "cp-3"]);
     let refused = kubeha_with(&replaced, state, &["node", "replace", "cp-2", "--with", "cp-4", "--yes"]).output().unwrap();
     eprintln!("{}", text(&refused));
@@ -113,7 +168,8 @@ fn partition_during_apply_then_quorum_loss_and_restore() {
 
     // The way out: restore a one-member cluster on cp-1 from the snapshot; the dead machines come back with
     // their old data, which apply moves aside before it adds them again, one at a time.
-    kubeha_ok(lab_inventory(), state, &["etcd", "restore", "--snapshot", snapshot.to_str().unwrap(), "--yes"]);
+    // The restore takes the scheduled backup pulled above (its .sha256 beside it is checked first).
+    kubeha_ok(lab_inventory(), state, &["etcd", "restore", "--snapshot", newest.to_str().unwrap(), "--yes"]);
     assert_eq!(etcdctl.members(&[CP1]), ["cp-1"]);
     // docs/restore.md, sections 5 and 7: the dead control planes come back fenced (their old etcd stopped and
     // set aside before it can re-form the old cluster), and the API servers restart on the restored data.
@@ -137,7 +193,7 @@ fn partition_during_apply_then_quorum_loss_and_restore() {
     kubeha_ok(lab_inventory(), state, &["apply", "--yes"]);
     eprintln!("DRILL 4 (2 of 3 lost, refused replace, restore, apply): {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(etcdctl.members(&[CP1]), ["cp-1", "cp-2", "cp-3"]);
-    assert_eq!(etcdctl.count(&[CP1, CP2, CP3], "drill/"), 1000, "the snapshot's keys are back");
+    assert_eq!(etcdctl.count(&[CP1, CP2, CP3], "drill/"), 1000, "the pulled backup's keys are back");
     assert_eq!(etcdctl.count(&[CP1, CP2, CP3], "after-snapshot/"), 0, "writes after the snapshot are gone, as documented");
     let plan = kubeha_with(lab_inventory(), state, &["plan", "--detailed-exitcode"]).output().unwrap();
     assert_eq!(plan.status.code(), Some(0), "converged after the restore:\n{}", text(&plan));

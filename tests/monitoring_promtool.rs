@@ -147,7 +147,14 @@ fn status_domains_that_would_lose_quorum(inv: &Inventory, down: &[&str]) -> Vec<
     let members: Vec<Member> = inv.control_planes().enumerate().map(|(i, h)| host_member(i as u64 + 1, h)).collect();
     let leader = members.iter().find(|m| !down.contains(&m.name.as_str())).map_or(0, |m| m.id);
     let view = view(members, leader, down);
-    let seen = kubeha::status::Observations { unreachable: BTreeMap::new(), etcd: Ok(view), vip: BTreeMap::new(), certs: BTreeMap::new(), backups: BTreeMap::new(), now: 0 };
+    let seen = kubeha::status::Observations {
+        unreachable: BTreeMap::new(),
+        etcd: Ok(view),
+        vip: BTreeMap::new(),
+        certs: BTreeMap::new(),
+        backups: BTreeMap::new(),
+        now: 0,
+    };
     let report = kubeha::status::report(inv, "t.yaml", &seen);
     report.domains.iter().filter(|d| d.more_losses_if_lost < 0).map(|d| (d.kind.name().to_string(), d.name.clone())).collect()
 }

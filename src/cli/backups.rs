@@ -1,7 +1,7 @@
 //! `kubeha etcd backups list` (what the backup timer left on each control plane) and `kubeha etcd backups pull`
 //! (copy the backups not yet in a local folder off the cluster, checksum-verified, with the same retention
 //! there). Read-only on the hosts; no cluster lock, as for `etcd snapshot`.
-use super::{InventoryArg, Exit, OutputFormat};
+use super::{Exit, InventoryArg, OutputFormat};
 use crate::etcd::backup::HostBackups;
 use crate::exec::live;
 use crate::inventory::{Backup, Inventory};
