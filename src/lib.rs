@@ -22,3 +22,4 @@ pub mod status;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod topology;
+pub mod upgrade;

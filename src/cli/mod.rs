@@ -16,6 +16,7 @@ mod plan;
 mod render;
 pub mod report;
 mod status;
+mod upgrade;
 mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,6 +43,10 @@ enum Command {
     Plan(plan::Args),
     /// Bring the cluster to the inventory: probe, plan, confirm, then run the plan under the cluster lock.
     Apply(apply::Args),
+    /// Change Kubernetes or etcd versions only: apply, refusing a plan that would change anything else. Rolls
+    /// etcd one member at a time (leader last), the control planes one at a time, the workers one failure
+    /// domain at a time.
+    Upgrade(upgrade::Args),
     /// Add, replace or remove one host, with the same quorum gates as apply.
     Node(node::Args),
     /// Check the running cluster: etcd quorum and leader, the VIP, HAProxy backends, /readyz, nodes and labels.
@@ -110,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Init(args) => init::run(args),
         Command::Apply(args) => apply::run(args),
+        Command::Upgrade(args) => upgrade::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Node(args) => node::run(args),
         Command::Status(args) => status::run(args),

@@ -203,6 +203,9 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
             observed.nodes = Some(kubeadm::parse_nodes(&out.stdout_text()).map_err(|e| anyhow::anyhow!("{}: {e}", h.name))?);
             observed.node_addresses = kubeadm::parse_node_addresses(&out.stdout_text());
             observed.node_machine_ids = kubeadm::parse_node_machine_ids(&out.stdout_text());
+            observed.node_states = kubeadm::parse_node_states(&out.stdout_text());
+            let config = t.exec(&kubeadm::cluster_version_command()).await?;
+            observed.cluster_version = config.status.success().then(|| kubeadm::parse_cluster_version(&config.stdout_text())).flatten();
             observed.api_error = None;
             break;
         }

@@ -234,6 +234,9 @@ fn next_run(step: &Step, error: &StepError) -> String {
         RestartControlPlane { .. } => {
             "Every static pod manifest is put back when the restart script ends (one a machine that died midway left in /etc/kubernetes/*.yaml.kubeha makes the next run plan a restart that puts it back)."
         }
+        UpgradeNode { node, .. } => &format!(
+            "{node} is on its old or its new release, or between them on its static pods (kubeadm rolls them back when it fails); if it was drained it stays cordoned, marked as kubeha's, until the next run uncordons it."
+        ),
         _ => "Hosts keep the files placed so far; nothing was removed.",
     };
     match fix_first(&step.host, error) {

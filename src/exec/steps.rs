@@ -9,7 +9,8 @@ use crate::phases::kubeadm::ReadyError;
 use crate::phases::retire::ResetError;
 use crate::phases::snapshot::SnapshotError;
 use crate::phases::software::SoftwareError;
-use crate::phases::{self, backup, etcd, files, kubeadm, loadbalancer, retire, snapshot, software};
+use crate::phases::upgrade::UpgradeError;
+use crate::phases::{self, backup, etcd, files, kubeadm, loadbalancer, retire, snapshot, software, upgrade};
 use crate::plan::desired::Desired;
 use crate::plan::{Action, Step};
 use crate::render::secrets::Secrets;
@@ -72,6 +73,21 @@ impl From<ReadyError> for StepError {
             ReadyError::NotReady { host, what, within, last } => {
                 StepError::Timeout { what: format!("{host}: {what}"), within, last, look: "journalctl -u kubelet; crictl ps -a" }
             }
+        }
+    }
+}
+
+impl From<UpgradeError> for StepError {
+    fn from(e: UpgradeError) -> Self {
+        match e {
+            UpgradeError::Ssh(e) => StepError::Ssh(e),
+            UpgradeError::Ready(e) => e.into(),
+            UpgradeError::NodeNotReady { node, version, within, last } => StepError::Timeout {
+                what: format!("{node}: Ready on v{version}"),
+                within,
+                last,
+                look: "journalctl -u kubelet on the node; kubectl describe node",
+            },
         }
     }
 }
@@ -170,6 +186,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         }
         Action::AddEtcdLearner { member, peer_url } => etcd::add_learner(t, member, peer_url).await.map(|_| true).map_err(StepError::from),
         Action::WaitLearnerCaughtUp { member } => etcd::wait_caught_up(t, member).await.map(|_| false).map_err(StepError::from),
+        Action::WaitEtcdClusterVersion { version } => etcd::wait_cluster_version(t, version).await.map(|_| false).map_err(StepError::from),
         Action::PromoteEtcdLearner { member } => etcd::promote(t, member).await.map(|_| true).map_err(StepError::from),
         Action::Gate(g) => etcd::gate(t, g).await.map(|_| false).map_err(StepError::from),
         Action::EtcdSnapshot { reason } => snapshot::save(t, reason).await.map(|_| false).map_err(StepError::from),
@@ -221,6 +238,21 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
             ctx.place(host, &[CNI_APPLIED.to_string()]).await?;
             Ok(true)
         }
+        Action::UpgradeNode { node, version, kubeadm, kubelet, via, endpoint } => {
+            let own = ctx.inv.host(node).ok_or_else(|| StepError::Other(format!("{node}: not in the inventory")))?;
+            let upgrade = upgrade::NodeUpgrade {
+                node,
+                version,
+                kubeadm: *kubeadm,
+                kubelet: *kubelet,
+                endpoint,
+                control_plane_address: own.is_control_plane().then(|| own.address.to_string()),
+                ignore_preflight_errors: &ctx.inv.kubernetes.ignore_preflight_errors,
+                drain_timeout: Duration::from_secs(ctx.inv.upgrade.drain_timeout_seconds),
+            };
+            upgrade::node(t, ctx.transport(via)?, &upgrade).await.map(|_| true).map_err(StepError::from)
+        }
+        Action::UncordonNode { node } => upgrade::uncordon(t, node).await.map(|_| true).map_err(StepError::from),
         Action::LabelNode { node, labels } => kubeadm::label(t, node, labels).await.map(|_| true).map_err(StepError::from),
         Action::RefreshJoinToken { valid_minutes } => {
             let (id, secret) = ctx.token()?;

@@ -5,7 +5,7 @@
 use super::parse::ProbeOutputError;
 pub use super::secret_files::FileMeta;
 use super::secret_files::{self, STAT};
-use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME};
+use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, MANIFESTS_DIR, STATIC_PODS};
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -28,6 +28,10 @@ pub struct HostState {
     pub etcd_initial_cluster_state: Option<String>,
     /// What the software phase installed, with each program's checksum now (see `software::record`).
     pub software: BTreeMap<crate::artifacts::catalogue::Kind, crate::software::Installed>,
+    /// Static pod -> the image its manifest names (`registry.k8s.io/kube-apiserver:v1.36.3`), for the
+    /// control-plane pods kubeadm writes: which Kubernetes release this control plane runs (an upgrade
+    /// killed half way leaves them differing).
+    pub static_pod_images: BTreeMap<String, String>,
 }
 
 impl HostState {
@@ -45,6 +49,17 @@ impl HostState {
 
     pub fn is_active(&self, unit: &str) -> bool {
         self.active.get(unit).copied().unwrap_or(false)
+    }
+
+    /// The Kubernetes release of this host's control-plane static pods: the oldest tag among them (a pod
+    /// without a manifest or with an unreadable tag counts as unknown: `None`).
+    pub fn control_plane_version(&self) -> Option<crate::inventory::Version> {
+        STATIC_PODS
+            .iter()
+            .map(|pod| self.static_pod_images.get(*pod).and_then(|image| crate::inventory::Version::parse(image.rsplit_once(':')?.1)))
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
     }
 }
 
@@ -95,6 +110,13 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
         let unit = if u.contains('.') { quote::quote(u) } else { quote::quote(&format!("{u}.service")) };
         s.push_str(&format!("printf 'unit %s %s\\n' {} \"$(systemctl is-active {unit} 2>/dev/null || true)\"\n", quote::quote(u)));
     }
+    // The first `image:` of each control-plane manifest (kubeadm writes one container per pod).
+    for pod in STATIC_PODS {
+        let q = quote::quote(&format!("{MANIFESTS_DIR}/{pod}.yaml"));
+        s.push_str(&format!(
+            "if [ -f {q} ]; then printf 'static-pod %s %s\\n' {pod} \"$(sed -n 's/^[[:space:]]*image:[[:space:]]*//p' < {q} | head -n 1 | tr -d '\"'\\'' ')\"; fi\n"
+        ));
+    }
     s.push_str(&secret_files::lines());
     s.push_str(&crate::software::record::probe_script());
     s.push_str("ip -o addr show 2>/dev/null | awk '{print \"addr \" $4}'\necho end\n");
@@ -132,6 +154,14 @@ pub fn parse(output: &str) -> Result<HostState, ProbeOutputError> {
         }
         if let Some(rest) = line.strip_prefix("software ") {
             crate::software::record::parse_line(rest, &mut state.software).ok_or_else(bad)?;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("static-pod ") {
+            let (pod, image) = rest.split_once(' ').ok_or_else(bad)?;
+            if !STATIC_PODS.contains(&pod) {
+                return Err(bad());
+            }
+            state.static_pod_images.insert(pod.to_string(), image.to_string());
             continue;
         }
         if let Some(rest) = line.strip_prefix("secret ") {

@@ -17,7 +17,8 @@ pub const KIND: &str = "Cluster";
 
 const ROOT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 const METADATA_FIELDS: &[&str] = &["name"];
-const SPEC_FIELDS: &[&str] = &["kubernetes", "etcd", "controlPlane", "ssh", "concurrency", "certificates", "artifacts", "hosts"];
+const SPEC_FIELDS: &[&str] = &["kubernetes", "etcd", "controlPlane", "ssh", "concurrency", "certificates", "artifacts", "upgrade", "hosts"];
+const UPGRADE_FIELDS: &[&str] = &["maxUnavailable", "drainTimeout"];
 const ARTIFACTS_FIELDS: &[&str] = &["arch", "mirror", "bundle", "versions", "preinstalled"];
 const ARTIFACT_VERSIONS_FIELDS: &[&str] = &["crictl", "containerd", "runc", "cniPlugins"];
 const CERTIFICATES_FIELDS: &[&str] = &["renewBefore"];
@@ -38,6 +39,10 @@ const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
 const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
 const DEFAULT_LB_PORT: u16 = 8443;
 const DEFAULT_CONCURRENCY: usize = 20;
+/// Workers of one failure domain upgraded at once, and how long one drain may take (kubectl drain's
+/// `--timeout`: evictions a PodDisruptionBudget holds back are retried until then).
+const DEFAULT_MAX_UNAVAILABLE: usize = 1;
+const DEFAULT_DRAIN_TIMEOUT_SECONDS: u64 = 300;
 /// One backup an hour, a day of them kept on each control plane.
 const DEFAULT_BACKUP_SCHEDULE: &str = "hourly";
 const DEFAULT_BACKUP_KEEP: usize = 24;
@@ -114,6 +119,7 @@ pub struct SpecDraft {
     pub load_balancer: Option<Located<LoadBalancer>>,
     pub concurrency: usize,
     pub certificates: Certificates,
+    pub upgrade: Upgrade,
     pub artifacts: ArtifactsDraft,
     pub hosts: Vec<HostDraft>,
     pub hosts_mark: Mark,
@@ -177,6 +183,7 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         load_balancer: None,
         concurrency: DEFAULT_CONCURRENCY,
         certificates: Certificates { renew_before_days: DEFAULT_RENEW_BEFORE_DAYS },
+        upgrade: Upgrade { max_unavailable: DEFAULT_MAX_UNAVAILABLE, drain_timeout_seconds: DEFAULT_DRAIN_TIMEOUT_SECONDS },
         artifacts: ArtifactsDraft {
             arch: Arch::Amd64,
             source: ArtifactSource::Upstream,
@@ -223,6 +230,9 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
     }
     if let Some(n) = fields.optional("artifacts") {
         artifacts(n, paths, &mut draft.artifacts, diags);
+    }
+    if let Some(n) = fields.optional("upgrade") {
+        upgrade(n, &mut draft.upgrade, diags);
     }
     let defaults = SshOverrides::default();
     let cluster_ssh = match fields.optional("ssh") {
@@ -454,6 +464,25 @@ fn backup(node: &Node, diags: &mut Diagnostics) -> Option<Backup> {
         out.dir = d.value.trim_end_matches('/').to_string();
     }
     enabled.then_some(out)
+}
+
+/// `spec.upgrade`: how many workers of one failure domain are drained at once, and a drain's bound.
+fn upgrade(node: &Node, out: &mut Upgrade, diags: &mut Diagnostics) {
+    let Some(f) = Fields::of(node, "spec.upgrade", UPGRADE_FIELDS, diags) else { return };
+    if let Some(n) = f.optional("maxUnavailable")
+        && let Some(m) = reader::parsed(n, &f.child_path("maxUnavailable"), "a whole number from 1 to 1000", diags, |s| {
+            s.parse::<usize>().ok().filter(|m| (1..=1000).contains(m))
+        })
+    {
+        out.max_unavailable = m.value;
+    }
+    if let Some(n) = f.optional("drainTimeout")
+        && let Some(d) = reader::parsed(n, &f.child_path("drainTimeout"), "a duration from 1m to 24h, like 5m or 1h", diags, |s| {
+            schedule::parse_duration(s).filter(|d| (60..=86_400).contains(d))
+        })
+    {
+        out.drain_timeout_seconds = d.value;
+    }
 }
 
 fn version(node: &Node, path: &str, diags: &mut Diagnostics) -> Option<Located<Version>> {
@@ -772,6 +801,7 @@ fn finish(d: SpecDraft) -> Option<Inventory> {
         load_balancer: d.load_balancer?.value,
         concurrency: d.concurrency,
         certificates: d.certificates,
+        upgrade: d.upgrade,
         artifacts,
         hosts,
     })

@@ -18,8 +18,18 @@ pub struct Inventory {
     /// How many hosts kubeha talks to at once.
     pub concurrency: usize,
     pub certificates: Certificates,
+    pub upgrade: Upgrade,
     pub artifacts: Artifacts,
     pub hosts: Vec<Host>,
+}
+
+/// How a version change rolls through the workers (`spec.upgrade`): one failure domain at a time, at most
+/// `max_unavailable` of its nodes drained at once, each drain bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upgrade {
+    pub max_unavailable: usize,
+    pub drain_timeout_seconds: u64,
 }
 
 /// Which binaries the hosts get and where kubeha downloads them (`spec.artifacts`); see src/artifacts.

@@ -40,7 +40,7 @@ pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&st
         format!("sed -i -e {} -e {} {ETCD_CONFIG} && ", quote::quote(&lines[0]), quote::quote(&lines[1]))
     });
     let settle = if bootstrap && initial_cluster.is_none() { format!(" && sed -i -e {} {ETCD_CONFIG}", quote::quote(existing)) } else { String::new() };
-    let (swap_in, record) = if swap { super::software::swap_staged_etcd() } else { (String::new(), String::new()) };
+    let (swap_in, record) = if swap { super::software::swap_staged(crate::artifacts::catalogue::Kind::Etcd) } else { (String::new(), String::new()) };
     let script = format!(
         "{swap_in}{join}systemctl daemon-reload && systemctl enable etcd.service >/dev/null 2>&1; {{ systemctl {verb} etcd.service{settle}{record}; }} || \
          {{ status=$?; journalctl -u etcd.service -n 12 --no-pager -o cat >&2; exit $status; }}"
@@ -267,6 +267,53 @@ pub async fn wait_caught_up(t: &dyn Transport, name: &str) -> Result<(), EtcdSte
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// etcd raises its cluster version within a few of its version checks (every 4 s in 3.5 and 3.6) after
+/// the last member runs the new minor.
+const CLUSTER_VERSION_WITHIN: Duration = Duration::from_secs(90);
+
+/// `/version` of this member, with etcdctl's client certificate: `{"etcdserver":"3.6.16","etcdcluster":"3.6.0"}`.
+fn version_request() -> Command {
+    Command::script(format!(
+        "set -a; . {}; set +a; curl -sS --max-time 5 --cacert \"$ETCDCTL_CACERT\" --cert \"$ETCDCTL_CERT\" --key \"$ETCDCTL_KEY\" {LOCAL_ENDPOINT}/version",
+        quote::quote(ETCDCTL_ENV)
+    ))
+    .timeout(ETCDCTL_TIMEOUT)
+}
+
+/// The cluster version of a `/version` answer, as major.minor.
+pub fn parse_cluster_version(answer: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        etcdcluster: String,
+    }
+    let v = serde_json::from_str::<Answer>(answer).ok()?.etcdcluster;
+    let mut parts = v.split('.');
+    Some(format!("{}.{}", parts.next()?, parts.next()?))
+}
+
+/// Waits until etcd's cluster version is `version` (major.minor).
+pub async fn wait_cluster_version(t: &dyn Transport, version: &str) -> Result<(), EtcdStepError> {
+    let started = Instant::now();
+    loop {
+        let out = t.exec(&version_request()).await?;
+        let seen = parse_cluster_version(&out.stdout_text());
+        if seen.as_deref() == Some(version) {
+            return Ok(());
+        }
+        if started.elapsed() > CLUSTER_VERSION_WITHIN {
+            let last = seen.map_or_else(|| format!("/version answered {:?}", out.stdout_text().trim()), |v| format!("it is {v}"));
+            return Err(EtcdStepError::Etcd {
+                host: t.host().into(),
+                message: format!(
+                    "etcd's cluster version did not reach {version} within {} s ({last}); a member still runs an older release?",
+                    CLUSTER_VERSION_WITHIN.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -84,6 +84,11 @@ pub async fn wait_own_api_ready(t: &dyn Transport, address: &str) -> Result<(), 
     wait_until_ready(t, &endpoint, None).await
 }
 
+/// Waits until /readyz answers `ok` through `endpoint` (the cluster's, after a control plane changed).
+pub async fn wait_until_api_ready(t: &dyn Transport, endpoint: &str) -> Result<(), ReadyError> {
+    wait_until_ready(t, endpoint, None).await
+}
+
 /// Waits until /readyz answers `ok` at `endpoint` and, when given, `node` is registered.
 async fn wait_until_ready(t: &dyn Transport, endpoint: &str, node: Option<&str>) -> Result<(), ReadyError> {
     let started = Instant::now();
@@ -202,6 +207,8 @@ struct NodeList {
 struct Node {
     metadata: NodeMeta,
     #[serde(default)]
+    spec: NodeSpec,
+    #[serde(default)]
     status: NodeStatus,
 }
 
@@ -210,6 +217,14 @@ struct NodeMeta {
     name: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct NodeSpec {
+    #[serde(default)]
+    unschedulable: bool,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -228,6 +243,8 @@ struct NodeStatus {
 struct NodeInfo {
     #[serde(default, rename = "machineID")]
     machine_id: String,
+    #[serde(default, rename = "kubeletVersion")]
+    kubelet_version: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -281,6 +298,52 @@ pub fn parse_node_machine_ids(json: &str) -> BTreeMap<String, String> {
     list.items.into_iter().filter(|n| !n.status.node_info.machine_id.is_empty()).map(|n| (n.metadata.name, n.status.node_info.machine_id)).collect()
 }
 
+/// The annotation kubeha puts on a node it drains for an upgrade (its value: the version being installed),
+/// removed when it uncordons the node: a node cordoned with it was left so by a run that stopped half way,
+/// while one cordoned without it was cordoned by someone else and stays so.
+pub const DRAINED_ANNOTATION: &str = "kubeha.io/drained-for-upgrade";
+
+/// What an upgrade needs to know of a registered node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeState {
+    /// The version its kubelet reports (`None` when it reports none kubeha can read).
+    pub kubelet_version: Option<crate::inventory::Version>,
+    pub unschedulable: bool,
+    /// kubeha drained it (see DRAINED_ANNOTATION).
+    pub drained_by_kubeha: bool,
+}
+
+/// Each node's kubelet version and scheduling state, from the same output.
+pub fn parse_node_states(json: &str) -> BTreeMap<String, NodeState> {
+    let Ok(list) = node_list(json) else { return BTreeMap::new() };
+    list.items
+        .into_iter()
+        .map(|n| {
+            let state = NodeState {
+                kubelet_version: crate::inventory::Version::parse(&n.status.node_info.kubelet_version),
+                unschedulable: n.spec.unschedulable,
+                drained_by_kubeha: n.metadata.annotations.contains_key(DRAINED_ANNOTATION),
+            };
+            (n.metadata.name, state)
+        })
+        .collect()
+}
+
+/// The Kubernetes version the cluster's kubeadm configuration names (kube-system/kubeadm-config's
+/// ClusterConfiguration), which `kubeadm upgrade apply` moves last, after the first control plane's pods:
+/// the mark that the cluster-wide part of an upgrade is done, and what `kubeadm upgrade node` installs.
+pub fn cluster_version_command() -> Command {
+    kubectl("-n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}'")
+}
+
+/// The `kubernetesVersion:` of a ClusterConfiguration.
+pub fn parse_cluster_version(cluster_configuration: &str) -> Option<crate::inventory::Version> {
+    cluster_configuration
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("kubernetesVersion:"))
+        .and_then(|v| crate::inventory::Version::parse(v.trim().trim_matches('"')))
+}
+
 /// Each node's InternalIP, from the same output: how a worker that left the inventory is still reached to
 /// reset it. Nodes without one are left out.
 pub fn parse_node_addresses(json: &str) -> BTreeMap<String, std::net::IpAddr> {
@@ -297,6 +360,7 @@ pub fn parse_node_addresses(json: &str) -> BTreeMap<String, std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::Version;
 
     #[test]
     fn nodes_with_labels() {
@@ -313,6 +377,21 @@ mod tests {
         let ids = parse_node_machine_ids(with_info);
         assert_eq!(ids.len(), 1);
         assert_eq!(ids["wk-1"], "0a1b");
+    }
+
+    #[test]
+    fn node_states_for_upgrades() {
+        let json = r#"{"items":[
+            {"metadata":{"name":"cp-1","annotations":{"kubeha.io/drained-for-upgrade":"1.36.3"}},"spec":{"unschedulable":true},"status":{"nodeInfo":{"kubeletVersion":"v1.35.4"}}},
+            {"metadata":{"name":"wk-1"},"spec":{"unschedulable":true},"status":{"nodeInfo":{"kubeletVersion":"v1.36.3"}}},
+            {"metadata":{"name":"wk-2"},"spec":{},"status":{"nodeInfo":{"kubeletVersion":"v1.36.3-rc.0"}}}]}"#;
+        let states = parse_node_states(json);
+        assert_eq!(states["cp-1"], NodeState { kubelet_version: Version::parse("1.35.4"), unschedulable: true, drained_by_kubeha: true });
+        assert_eq!(states["wk-1"], NodeState { kubelet_version: Version::parse("1.36.3"), unschedulable: true, drained_by_kubeha: false });
+        assert_eq!(states["wk-2"].kubelet_version, None, "a pre-release is no version kubeha plans from");
+        let config = "apiServer: {}\nkind: ClusterConfiguration\nkubernetesVersion: v1.35.4\nnetworking: {}\n";
+        assert_eq!(parse_cluster_version(config), Version::parse("1.35.4"));
+        assert_eq!(parse_cluster_version("kind: ClusterConfiguration\n"), None);
     }
 
     #[test]

@@ -9,4 +9,5 @@ pub mod restore;
 pub mod retire;
 pub mod snapshot;
 pub mod software;
+pub mod upgrade;
 pub mod verify;

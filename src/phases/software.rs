@@ -5,7 +5,7 @@
 use crate::artifacts::catalogue::{self, Artifact, Kind, Packaging};
 use crate::artifacts::{ArtifactError, Obtained, Options};
 use crate::inventory::{ArtifactSource, Inventory};
-use crate::paths::{ETCD_BINARY, SOFTWARE_DIR, SOFTWARE_STAGED_DIR, software_record};
+use crate::paths::{SOFTWARE_DIR, SOFTWARE_STAGED_DIR, software_record};
 use crate::ssh::{Command, SshError, Transport, Upload, quote};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -107,7 +107,7 @@ fn staged_artifact(obtained: &Obtained) -> String {
 
 /// Uploads the artifact (skipped when the staging folder has it already), takes its programs out, puts each
 /// in place by a rename in its own folder (a running program keeps its old file), and writes the record;
-/// for a staged artifact the main program and the record wait in the staging folder for `swap_staged_etcd`.
+/// for a staged artifact the main program and the record wait in the staging folder for `swap_staged`.
 async fn put_in_place(t: &dyn Transport, obtained: &Obtained, stage: bool) -> Result<(), SoftwareError> {
     let host = t.host().to_string();
     let upload_path = staged_artifact(obtained);
@@ -123,9 +123,21 @@ async fn put_in_place(t: &dyn Transport, obtained: &Obtained, stage: bool) -> Re
     Ok(())
 }
 
-/// Where a staged etcd waits for its swap, and its record.
-fn staged_etcd() -> (String, String) {
-    (format!("{SOFTWARE_STAGED_DIR}/etcd"), format!("{SOFTWARE_STAGED_DIR}/etcd.installed"))
+/// The program of a kind that a running service executes, and so is staged instead of replaced while it
+/// runs: etcd's server (swapped in by its member's gated restart) and the kubelet (swapped in by its node's
+/// upgrade, after the drain). The other programs of an artifact go in place at once.
+pub fn staged_program(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Etcd => Some("etcd"),
+        Kind::Kubelet => Some("kubelet"),
+        _ => None,
+    }
+}
+
+/// Where a staged program waits for its swap, and the record that goes with it.
+fn staged_paths(kind: Kind) -> (String, String) {
+    let program = staged_program(kind).unwrap_or(kind.name());
+    (format!("{SOFTWARE_STAGED_DIR}/{program}"), format!("{SOFTWARE_STAGED_DIR}/{}.installed", kind.name()))
 }
 
 /// The host's script for one uploaded artifact. Programs are found by name wherever the archive keeps them
@@ -136,7 +148,7 @@ pub fn install_script(artifact: &Artifact, sha256: &str, upload: &str, stage: bo
         Packaging::TarGz => format!("tar -xzf {} -C \"$tmp\"", q(upload)),
         Packaging::Binary => format!("cp -- {} \"$tmp\"/{}", q(upload), q(artifact.kind.provides()[0])),
     };
-    let (staged_binary, staged_record) = staged_etcd();
+    let (staged_binary, staged_record) = staged_paths(artifact.kind);
     let record = if stage { staged_record } else { software_record(artifact.kind.name()) };
     let mut s = format!(
         "set -eu\numask 022\ntmp=$(mktemp -d {})\ntrap 'rm -rf -- \"$tmp\"' EXIT\n{unpack}\n\
@@ -148,7 +160,7 @@ pub fn install_script(artifact: &Artifact, sha256: &str, upload: &str, stage: bo
     );
     for program in artifact.kind.provides() {
         let dest = artifact.kind.install_path(program);
-        let place = if stage && artifact.kind == Kind::Etcd && dest == ETCD_BINARY { staged_binary.clone() } else { dest.clone() };
+        let place = if stage && staged_program(artifact.kind) == Some(*program) { staged_binary.clone() } else { dest.clone() };
         s.push_str(&format!(
             "found=$(find \"$tmp\" -type f -name {p} ! -name '.*')\n\
              [ -n \"$found\" ] && [ \"$(printf '%s\\n' \"$found\" | wc -l)\" -eq 1 ] || {{ echo {missing} >&2; exit 1; }}\n\
@@ -165,20 +177,22 @@ pub fn install_script(artifact: &Artifact, sha256: &str, upload: &str, stage: bo
     s
 }
 
-/// The shell that swaps a staged etcd in before its start, and the one that records it after: between
-/// them the unit (re)starts on the new binary. Refuses when nothing is staged (a plan from another run).
-pub fn swap_staged_etcd() -> (String, String) {
-    let (binary, record) = staged_etcd();
+/// The shell that swaps a staged program in before its service (re)starts, and the one that records it
+/// after: between them the unit restarts on the new binary. Refuses when nothing is staged (a plan from
+/// another run).
+pub fn swap_staged(kind: Kind) -> (String, String) {
+    let (binary, record) = staged_paths(kind);
+    let program = staged_program(kind).unwrap_or(kind.name());
     let q = quote::quote;
     let before = format!(
-        "{{ [ -f {b} ] && [ -f {r} ]; }} || {{ echo 'no staged etcd binary in {dir}: run kubeha apply again (it stages it in the software phase)' >&2; exit 1; }}\n\
+        "{{ [ -f {b} ] && [ -f {r} ]; }} || {{ echo 'no staged {program} binary in {dir}: run kubeha apply again (it stages it in the software phase)' >&2; exit 1; }}\n\
          {{ install -m 0755 -- {b} {dest}.kubeha-new && mv -f -- {dest}.kubeha-new {dest}; }} || exit 1\n",
         b = q(&binary),
         r = q(&record),
         dir = SOFTWARE_STAGED_DIR,
-        dest = q(ETCD_BINARY),
+        dest = q(&kind.install_path(program)),
     );
-    let after = format!(" && mv -f -- {r} {installed} && rm -f -- {b}", r = q(&record), installed = q(&software_record(Kind::Etcd.name())), b = q(&binary));
+    let after = format!(" && mv -f -- {r} {installed} && rm -f -- {b}", r = q(&record), installed = q(&software_record(kind.name())), b = q(&binary));
     (before, after)
 }
 
@@ -258,7 +272,7 @@ mod tests {
         run(install_script(&artifact, &"e".repeat(64), &upload, true));
         assert_eq!(std::fs::read_to_string(root.join("bin/etcd")).unwrap(), "etcd program\n", "the running binary stays");
         assert_eq!(std::fs::read_to_string(root.join("staged/etcd")).unwrap(), "etcd 3.6.17\n");
-        let (before, after) = swap_staged_etcd();
+        let (before, after) = swap_staged(Kind::Etcd);
         run(format!("{before}true{after}"));
         assert_eq!(std::fs::read_to_string(root.join("bin/etcd")).unwrap(), "etcd 3.6.17\n");
         assert!(std::fs::read_to_string(root.join("software/etcd.installed")).unwrap().starts_with(&format!("artifact 3.6.16 amd64 {}", "e".repeat(64))));

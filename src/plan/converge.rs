@@ -6,7 +6,7 @@ use super::*;
 use crate::etcd::status::Member;
 use crate::facts::observe::{self, FileMeta};
 use crate::facts::secret_files;
-use crate::inventory::{Host, Inventory};
+use crate::inventory::{Host, Inventory, Version};
 use crate::paths::{
     ADMIN_CONF, CNI_APPLIED, CNI_DIR, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, ETCD_DATA_DIR, ETCD_PKI_DIR, ETCD_UNIT, ETCDCTL_ENV, KUBEADM_CONFIG, KUBELET_CONF,
     KUBERNETES_CA_CERT, KUBERNETES_CA_KEY, SET_ASIDE_MANIFESTS,
@@ -17,13 +17,22 @@ use crate::render::{self, Group};
 use std::collections::BTreeSet;
 
 pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: &'static str) -> Plan {
-    let mut b = Builder { inv, desired, observed, findings: preflight::check(inv, observed), phases: Vec::new(), etcd_swaps: Default::default() };
+    let mut b = Builder {
+        inv,
+        desired,
+        observed,
+        findings: preflight::check(inv, observed),
+        phases: Vec::new(),
+        etcd_swaps: Default::default(),
+        kubelet_swaps: Default::default(),
+    };
     b.refuse_renames();
     b.state();
     b.hosts();
     b.software();
     b.etcd();
     b.load_balancer();
+    b.upgrade();
     b.readdressed_nodes();
     b.control_plane();
     b.certificates();
@@ -71,6 +80,8 @@ struct Builder<'a> {
     phases: Vec<Phase>,
     /// Members whose new etcd binary the software phase staged: their restart between gates swaps it in.
     etcd_swaps: std::collections::BTreeMap<String, crate::inventory::Version>,
+    /// Joined nodes whose new kubelet the software phase staged: their upgrade swaps it in, drained.
+    kubelet_swaps: std::collections::BTreeMap<String, crate::inventory::Version>,
 }
 
 /// A host the cluster knows as `old`, listed in the inventory as `new` at the same address.
@@ -289,7 +300,14 @@ impl Builder<'_> {
             steps.push(step(id("gate-after"), &checker, Action::Gate(after), "quorum check"));
         }
         let mut running = running;
-        for h in self.inv.control_planes() {
+        // A member's new etcd release goes in one member at a time, the leader last: its restart is the one
+        // that costs a leadership handover, and by then the others already run the new release.
+        let leader = view.and_then(crate::etcd::leader::leader);
+        let mut ordered: Vec<&Host> = self.inv.control_planes().collect();
+        if !self.etcd_swaps.is_empty() {
+            ordered.sort_by_key(|h| leader.as_deref() == Some(h.name.as_str()));
+        }
+        for h in ordered {
             let m = h.name.clone();
             let id = |s: &str| format!("etcd/{m}/{s}");
             let stale = self.stale(&m, Group::Etcd);
@@ -418,6 +436,10 @@ impl Builder<'_> {
                             None => "its files changed".to_string(),
                         };
                         steps.push(step(id("gate-before"), &checker, gate(GateWhen::Before, &change, &voters), "quorum check"));
+                        if binary.is_some() {
+                            // A new release may rewrite the data (etcd 3.6 migrates 3.5's storage): a way back first.
+                            self.snapshot(&mut steps, &mut snapshot_taken, &checker, &format!("etcd {} on {m}", binary.as_deref().unwrap_or_default()));
+                        }
                         if checker != m {
                             steps.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: m.clone() }, "it is about to restart"));
                         }
@@ -434,8 +456,27 @@ impl Builder<'_> {
             }
             running.insert(m.clone());
         }
+        self.cluster_version_check(&mut steps, &voters);
         self.refuse_changes_without_full_membership(&steps, &tolerated);
         self.push("etcd", "etcd, one member at a time between quorum gates", Execution::Sequential, steps);
+    }
+
+    /// After a new minor release went in on members of a running cluster: etcd moves the cluster version
+    /// (what the cluster's features follow) only once every member runs the new minor, so waiting for it
+    /// proves the rollout complete. Only when the run also leaves no member on the old minor.
+    fn cluster_version_check(&self, steps: &mut Vec<Step>, voters: &[String]) {
+        let Some(view) = &self.observed.etcd else { return };
+        let target = self.inv.etcd.version;
+        let minor = |v: &str| Version::parse(v).map(|v| (v.major, v.minor));
+        let behind = view.statuses.iter().any(|s| view.same_cluster(s) && minor(&s.version).is_some_and(|m| m < (target.major, target.minor)));
+        let swapped = self.etcd_swaps.values().any(|v| (v.major, v.minor) == (target.major, target.minor));
+        if !behind || !swapped {
+            return;
+        }
+        let Some(checker) = voters.first() else { return };
+        let version = format!("{}.{}", target.major, target.minor);
+        let why = format!("every member runs etcd {target}: the cluster version follows to {version}");
+        steps.push(step("etcd/cluster-version".into(), checker, Action::WaitEtcdClusterVersion { version }, why));
     }
 
     /// Members of the inventory that etcd lists under their host's name with another peer URL: hosts moved
@@ -524,7 +565,7 @@ impl Builder<'_> {
             return;
         }
         let reason = format!("before-{}", change.replace(' ', "-"));
-        steps.push(step("etcd/snapshot".into(), on, Action::EtcdSnapshot { reason }, "a way back before the first membership change"));
+        steps.push(step("etcd/snapshot".into(), on, Action::EtcdSnapshot { reason }, "a way back before the run's first change to etcd's members"));
     }
 
     fn promote(&self, steps: &mut Vec<Step>, m: &str, checker: &str, voters: &mut Vec<String>, why: &str) {
@@ -1014,3 +1055,4 @@ fn gate(when: GateWhen, change: &str, voters: &[String]) -> Action {
 mod software;
 #[cfg(test)]
 mod tests;
+mod upgrade;

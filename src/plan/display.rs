@@ -65,7 +65,10 @@ pub fn describe(action: &Action) -> String {
                 parts.push(format!("install {} (checksum-verified, uploaded from this machine)", artifacts.join(", ")));
             }
             if !staged.is_empty() {
-                parts.push(format!("stage {} for its restart (checksum-verified, uploaded from this machine)", staged.join(", ")));
+                parts.push(format!(
+                    "stage {} for its swap (a gated restart or the node's upgrade; checksum-verified, uploaded from this machine)",
+                    staged.join(", ")
+                ));
             }
             if !f.is_empty() {
                 parts.push(format!("write {}", files(f)));
@@ -80,6 +83,7 @@ pub fn describe(action: &Action) -> String {
         }
         Action::AddEtcdLearner { member, peer_url } => format!("add {member} as a non-voting learner ({peer_url})"),
         Action::WaitLearnerCaughtUp { member } => format!("wait until learner {member} has caught up with the leader"),
+        Action::WaitEtcdClusterVersion { version } => format!("wait until etcd's cluster version is {version} (etcd raises it once every member runs it)"),
         Action::PromoteEtcdLearner { member } => format!("promote {member} to a voting member"),
         Action::Gate(g) => gate(g),
         Action::EtcdSnapshot { reason } => format!("etcd snapshot {reason}, verified, kept in the rotation on this member"),
@@ -116,6 +120,23 @@ pub fn describe(action: &Action) -> String {
             "{}restart kube-apiserver, kube-controller-manager and kube-scheduler on {node} one at a time (static pod manifest out and back), then wait for its API server's /readyz",
             if *renew_certs { "kubeadm certs renew all, then " } else { "" }
         ),
+        Action::UpgradeNode { node, version, kubeadm, kubelet, via, endpoint } => {
+            let mut parts = Vec::new();
+            match kubeadm {
+                KubeadmUpgrade::Apply => {
+                    parts.push(format!("kubeadm upgrade plan v{version} (shown), kubeadm upgrade apply v{version}, then /readyz here and through {endpoint}"))
+                }
+                KubeadmUpgrade::Node => parts.push("kubeadm upgrade node".to_string()),
+                KubeadmUpgrade::Done => {}
+            }
+            if *kubelet {
+                parts.push(format!(
+                    "drain {node} (through {via}), swap in the staged kubelet {version} and restart it, wait until {node} is Ready on v{version}, uncordon"
+                ));
+            }
+            parts.join("; ")
+        }
+        Action::UncordonNode { node } => format!("uncordon {node} (kubeha drained it in a run that stopped before the end)"),
         Action::ApplyCni { manifest } => format!("kubectl apply -f {manifest}, then record its digest"),
         Action::LabelNode { node, labels } => format!("label node {node}: {}", labels.join(", ")),
         Action::RefreshJoinToken { valid_minutes } => {

@@ -133,13 +133,18 @@ pub enum Action {
     EtcdSnapshot {
         reason: String,
     },
-    /// Removes a member that is not a control plane of the inventory (it may be dead).
+    /// Waits until etcd's cluster version (`/version`'s `etcdcluster`) reaches `version` (major.minor),
+    /// which etcd raises once every member runs that minor: the end of a rolling minor upgrade.
+    WaitEtcdClusterVersion {
+        version: String,
+    },
     /// Hands etcd's leadership to another healthy voter when `from` leads (checked when the step runs:
     /// leadership moves on its own), before `from` is removed or restarted, so the cluster does not wait for
     /// an election.
     MoveEtcdLeader {
         from: String,
     },
+    /// Removes a member that is not a control plane of the inventory (it may be dead).
     RemoveEtcdMember {
         member: String,
         /// etcd's member ID in hex, as etcdctl takes it.
@@ -223,6 +228,25 @@ pub enum Action {
         node: String,
         renew_certs: bool,
     },
+    /// One joined node moved to Kubernetes `version`. Its kubeadm first: `Apply` on the first control plane
+    /// (`kubeadm upgrade plan` shown, then `kubeadm upgrade apply`), `Node` on every other node (`kubeadm
+    /// upgrade node`); a control plane then waits for its own API server's /readyz and for /readyz through
+    /// `endpoint`. Then, when `kubelet`: the node cordoned and drained through `via`'s admin credential
+    /// (PodDisruptionBudgets respected, bounded by spec.upgrade.drainTimeout), the staged kubelet swapped in
+    /// and restarted, the node Ready and reporting `version`, uncordoned.
+    UpgradeNode {
+        node: String,
+        version: String,
+        kubeadm: KubeadmUpgrade,
+        kubelet: bool,
+        via: String,
+        endpoint: String,
+    },
+    /// A node kubeha drained in a run that stopped before uncordoning it (it carries kubeha's drain
+    /// annotation; a node someone else cordoned is left alone): uncordoned.
+    UncordonNode {
+        node: String,
+    },
     /// `kubectl apply -f` of the CNI manifest, then the marker recording its digest (the step's reason says
     /// which CNI and version it was rendered for).
     ApplyCni {
@@ -261,6 +285,18 @@ pub enum Action {
     FixFileModes {
         files: Vec<FileMode>,
     },
+}
+
+/// What a node's `kubeadm upgrade` does in `Action::UpgradeNode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KubeadmUpgrade {
+    /// `kubeadm upgrade apply`: the cluster-wide part, on the first control plane.
+    Apply,
+    /// `kubeadm upgrade node`: this node's static pods (a control plane) and kubelet configuration.
+    Node,
+    /// Done in an earlier run: only the kubelet is left.
+    Done,
 }
 
 /// The mode one file is set to by `Action::FixFileModes`.
@@ -311,6 +347,7 @@ impl Action {
             Action::Gate(_)
                 | Action::EtcdSnapshot { .. }
                 | Action::WaitLearnerCaughtUp { .. }
+                | Action::WaitEtcdClusterVersion { .. }
                 | Action::CheckVip { .. }
                 | Action::WaitApiReady { .. }
                 | Action::Verify { .. }

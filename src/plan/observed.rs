@@ -34,6 +34,11 @@ pub struct Observed {
     pub reachable_leaving: std::collections::BTreeSet<String>,
     /// Why each other leaving host could not be reached.
     pub unreachable_leaving: BTreeMap<String, String>,
+    /// Registered nodes' kubelet versions and scheduling state (what an upgrade plans from).
+    pub node_states: BTreeMap<String, crate::phases::kubeadm::NodeState>,
+    /// The Kubernetes version of the cluster's kubeadm configuration; `None` without a cluster or when the
+    /// API did not say.
+    pub cluster_version: Option<crate::inventory::Version>,
     /// Each control plane's certificates (kubeadm's decide its renewal); empty for `plan --offline`.
     pub certs: BTreeMap<String, crate::facts::certs::HostCerts>,
     /// When the hosts were observed (Unix seconds): what "valid for fewer than renewBefore days" counts from.

@@ -197,8 +197,9 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 /// campaigns, and the vote itself is a round trip. Plus one sampling period, since the monitor can only
 /// see availability at its samples.
 pub const ONE_ELECTION: Duration = Duration::from_millis(2 * 1000 + 200 + 200);
-/// Bounds of every monitor: it never runs longer or writes more than this.
-const MONITOR_MAX_RUN: Duration = Duration::from_secs(900);
+/// Bounds of every monitor: it never runs longer or writes more than this (an upgrade of the whole lab is
+/// the longest drill).
+const MONITOR_MAX_RUN: Duration = Duration::from_secs(1800);
 const MONITOR_MAX_IN_FLIGHT: usize = 8;
 
 /// Writes a key through `endpoints` every SAMPLE_EVERY (each write its own etcdctl process, so a write
@@ -284,4 +285,58 @@ pub fn report(drill: &str, started: Instant, monitor: &MonitorReport) {
         monitor.longest_unavailable.as_secs_f64(),
         ONE_ELECTION.as_secs_f64()
     );
+}
+
+/// Asks the API server for /readyz through `url` (the VIP) every SAMPLE_EVERY, verified against the
+/// cluster CA (copied from a control plane into a private temporary folder), each probe its own curl
+/// bounded to 2 s, and records when each probe answered `ok`.
+pub struct ApiMonitor {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<MonitorReport>>,
+    _ca: tempfile::TempDir,
+}
+
+impl ApiMonitor {
+    pub fn start(control_plane: &str, url: String) -> Self {
+        let ca = tempfile::tempdir().unwrap();
+        let ca_file = ca.path().join("ca.crt");
+        std::fs::write(&ca_file, ssh_ok(control_plane, "cat /etc/kubernetes/pki/ca.crt")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let (mut samples, mut failed, mut last_ok, mut longest) = (0, 0, started, Duration::ZERO);
+            while !flag.load(Ordering::SeqCst) && started.elapsed() < MONITOR_MAX_RUN {
+                let sent = Instant::now();
+                samples += 1;
+                let ok = Command::new("curl")
+                    .args(["-sS", "--max-time", "2", "--cacert"])
+                    .arg(&ca_file)
+                    .arg(&url)
+                    .output()
+                    .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "ok");
+                if ok {
+                    longest = longest.max(Instant::now().duration_since(last_ok));
+                    last_ok = Instant::now();
+                } else {
+                    failed += 1;
+                }
+                std::thread::sleep(SAMPLE_EVERY.saturating_sub(sent.elapsed()));
+            }
+            let ended = Instant::now();
+            MonitorReport { samples, failed, longest_unavailable: longest.max(ended.duration_since(last_ok)), ran: ended.duration_since(started) }
+        });
+        ApiMonitor { stop, thread: Some(thread), _ca: ca }
+    }
+
+    pub fn finish(mut self) -> MonitorReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for ApiMonitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }

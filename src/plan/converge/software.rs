@@ -1,8 +1,10 @@
 //! The software phase: per host, what kubeha installs that is missing, of another version, or changed since
 //! kubeha installed it (see `software`). Runs before etcd, in parallel over hosts. A running etcd's binary
-//! is only staged here: the etcd phase swaps it in with a restart between quorum gates. A version change
-//! of a joined node's Kubernetes programs is an upgrade, which this phase refuses (it never mixes kubelet and
-//! API server versions behind the operator's back).
+//! is only staged here: the etcd phase swaps it in with a restart between quorum gates. On a joined node a
+//! new Kubernetes release is an upgrade: kubeadm and kubectl go in place here (nothing runs them but kubeha
+//! and the operator), the kubelet is only staged, and the upgrade phase swaps it in after the node's control
+//! plane is upgraded and the node drained. Version changes the upgrade rules refuse (`upgrade::rules`)
+//! stop the plan here.
 use super::{Builder, step};
 use crate::artifacts::catalogue::{self, Artifact, Kind};
 use crate::facts::HostFacts;
@@ -10,6 +12,7 @@ use crate::inventory::{Host, Version};
 use crate::paths::{CONTAINERD_CONFIG, CONTAINERD_UNIT, KUBELET_CONF, KUBELET_KUBEADM_DROPIN, KUBELET_UNIT};
 use crate::plan::{Action, Finding};
 use crate::render::Group;
+use crate::upgrade::rules;
 
 /// The OS packages a control plane needs under keepalived-haproxy, from the host's own package manager.
 pub const LOAD_BALANCER_PACKAGES: [&str; 2] = ["haproxy", "keepalived"];
@@ -53,7 +56,7 @@ impl Builder<'_> {
                 why = format!("{} {v} found but not installed by kubeha, {} wanted", a.name(), a.version);
             }
             if let Some(refusal) = self.version_change_refused(h, &a, found.as_deref(), joined) {
-                self.findings.push(refusal);
+                self.push_finding_once(refusal);
                 continue;
             }
             if installed.is_none() && found.is_none() {
@@ -61,9 +64,13 @@ impl Builder<'_> {
             } else {
                 reasons.push(why);
             }
-            // A running member keeps running its binary until its gated restart swaps the new one in.
+            // A running member keeps running its binary until its gated restart swaps the new one in; a
+            // joined node's kubelet until its upgrade (drained) does.
             if a.kind == Kind::Etcd && state.is_active("etcd") {
                 self.etcd_swaps.insert(h.name.clone(), a.version);
+                staged.push(a.label());
+            } else if a.kind == Kind::Kubelet && joined && found.as_deref().and_then(Version::parse).is_some_and(|v| v != a.version) {
+                self.kubelet_swaps.insert(h.name.clone(), a.version);
                 staged.push(a.label());
             } else {
                 artifacts.push(a.label());
@@ -101,27 +108,25 @@ impl Builder<'_> {
         Some(step(format!("software/{}", h.name), &h.name, action, reasons.join("; ")))
     }
 
-    /// A version change the software phase must not make on its own: the Kubernetes programs of a joined
-    /// node (that is an upgrade: kubeadm upgrade first, kubelets after), or etcd across minor releases on a
-    /// running member (etcd upgrades one minor at a time, from the release its upgrade guide names).
+    /// A version change the upgrade rules refuse: the Kubernetes programs of a joined node (one minor at a
+    /// time, never down), etcd on a running member (etcd's upgrade paths).
     fn version_change_refused(&self, h: &Host, a: &Artifact, found: Option<&str>, joined: bool) -> Option<Finding> {
         let found = Version::parse(found?)?;
-        let refuse = |problem: String, fix: String| Some(Finding { host: h.name.clone(), problem, fix, fatal: true });
-        match a.kind {
-            Kind::Kubeadm | Kind::Kubelet | Kind::Kubectl if joined && found != a.version => refuse(
-                format!("{} {found} runs this joined node, the inventory names {}", a.name(), a.version),
-                format!(
-                    "changing the Kubernetes version of a running cluster is an upgrade (kubeadm upgrade on the control planes first), which kubeha does not do yet: set spec.kubernetes.version back to {found}"
-                ),
-            ),
-            Kind::Etcd if self.observed.host(&h.name).is_active("etcd") && (found.major, found.minor) != (a.version.major, a.version.minor) => refuse(
-                format!("etcd {found} runs on this member, the inventory names {}", a.version),
-                format!(
-                    "kubeha replaces a running etcd only by another patch release of its minor ({}.{}.x); set spec.etcd.version back to {found} or to a {}.{} release",
-                    found.major, found.minor, found.major, found.minor
-                ),
-            ),
-            _ => None,
+        let verdict = match a.kind {
+            Kind::Kubeadm | Kind::Kubelet | Kind::Kubectl if joined => rules::kubernetes(found, a.version),
+            Kind::Etcd if self.observed.host(&h.name).is_active("etcd") => rules::etcd(found, a.version),
+            _ => return None,
+        };
+        let refusal = verdict.err()?;
+        Some(Finding { host: h.name.clone(), problem: refusal.problem, fix: refusal.fix, fatal: true })
+    }
+
+    /// A finding that several hosts share (the same refusal on every node) is listed once, naming them all.
+    pub(super) fn push_finding_once(&mut self, f: Finding) {
+        match self.findings.iter_mut().find(|g| g.problem == f.problem && g.fix == f.fix) {
+            Some(g) if !g.host.split(", ").any(|h| h == f.host) => g.host = format!("{}, {}", g.host, f.host),
+            Some(_) => {}
+            None => self.findings.push(f),
         }
     }
 

@@ -60,8 +60,14 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
             s.active.insert(u.into(), true);
         }
         s.software = installed_as_wanted(inv, &h.name);
+        if h.is_control_plane() {
+            s.static_pod_images = static_pods_on(inv.kubernetes.version);
+        }
         o.hosts.insert(h.name.clone(), s);
+        let node = crate::phases::kubeadm::NodeState { kubelet_version: Some(inv.kubernetes.version), ..Default::default() };
+        o.node_states.insert(h.name.clone(), node);
     }
+    o.cluster_version = Some(inv.kubernetes.version);
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
     o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
     o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), h.node_labels().into_iter().collect())).collect());
@@ -81,6 +87,11 @@ fn installed_as_wanted(inv: &Inventory, host: &str) -> std::collections::BTreeMa
             (a.kind, crate::software::Installed { record, current })
         })
         .collect()
+}
+
+/// The images of kubeadm's control-plane manifests for `version`.
+fn static_pods_on(version: crate::inventory::Version) -> std::collections::BTreeMap<String, String> {
+    crate::paths::STATIC_PODS.iter().map(|p| (p.to_string(), format!("registry.k8s.io/{p}:v{version}"))).collect()
 }
 
 fn root_owned(mode: u32) -> FileMeta {
@@ -1259,21 +1270,190 @@ fn an_etcd_patch_release_is_staged_then_swapped_in_one_member_at_a_time_between_
     assert_eq!(etcd, ["etcd/cp-2/gate-before", "etcd/cp-2/move-leader", "etcd/cp-2/restart", "etcd/cp-2/gate-after"]);
 }
 
-/// Version changes the software phase must not make alone are refused before any step: a joined node's
-/// Kubernetes programs (an upgrade) and etcd across minors on a running member.
+/// Version changes the upgrade rules refuse are refused before any step, each once for all the hosts it
+/// concerns: a two-minor Kubernetes jump, a Kubernetes downgrade, an etcd minor upgrade from a patch
+/// release its upgrade guide does not allow.
 #[test]
-fn a_kubernetes_version_change_or_an_etcd_minor_jump_on_a_running_cluster_is_refused() {
-    let mut inv = lab();
-    let d = desired(&inv);
-    let o = converged(&inv, &d);
-    inv.kubernetes.version = crate::inventory::Version::new(1, 36, 4);
-    inv.etcd.version = crate::inventory::Version::new(3, 7, 0);
-    let plan = converge(&inv, &d, &o, "observed");
-    assert!(plan.blocked());
+fn a_kubernetes_jump_or_downgrade_or_a_disallowed_etcd_path_is_refused_before_any_step() {
+    let inv = lab();
+    let state = ClusterState::create(&inv).unwrap();
+    let o = converged(&inv, &desired_with(&inv, &state));
+    let blocked = |k: &str, e: &str| {
+        let mut inv = inv.clone();
+        inv.kubernetes.version = crate::inventory::Version::parse(k).unwrap();
+        inv.etcd.version = crate::inventory::Version::parse(e).unwrap();
+        let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+        assert!(plan.blocked(), "{}", text(&plan));
+        // A blocked plan runs nothing; still, nothing of the refused change is even planned.
+        assert!(plan.steps().all(|s| !s.id.starts_with("software/") && !s.id.starts_with("upgrade/") && !s.id.contains("/restart")), "{}", text(&plan));
+        plan.findings.iter().filter(|f| f.fatal).map(|f| format!("{}: {}", f.host, f.problem)).collect::<Vec<_>>()
+    };
+    let jump = blocked("1.38.0", "3.6.16");
+    assert!(
+        jump.contains(&"cp-1, cp-2, cp-3, wk-1, wk-2: Kubernetes 1.36.3 runs, the inventory names 1.38.0: more than one minor release at once".to_string()),
+        "{jump:?}"
+    );
+    assert_eq!(jump.len(), 1, "one finding for every host and program: {jump:?}");
+    let down = blocked("1.35.4", "3.6.16");
+    assert!(down.iter().any(|p| p.ends_with("Kubernetes 1.36.3 runs, the inventory names 1.35.4: a downgrade")), "{down:?}");
+    let mut allowed = inv.clone();
+    allowed.etcd.version = crate::inventory::Version::new(3, 7, 0);
+    let plan = converge(&allowed, &desired_with(&allowed, &state), &o, "observed");
+    assert!(!plan.blocked(), "3.6.16 -> 3.7.0 is etcd's path (from 3.6.11 on): {:?}", plan.findings);
+    let mut old = inv.clone();
+    old.etcd.version = crate::inventory::Version::new(3, 5, 20);
+    let o_old = converged(&old, &desired_with(&old, &state));
+    let mut to = old.clone();
+    to.etcd.version = crate::inventory::Version::new(3, 6, 16);
+    let plan = converge(&to, &desired_with(&to, &state), &o_old, "observed");
     let problems: Vec<String> = plan.findings.iter().filter(|f| f.fatal).map(|f| format!("{}: {}", f.host, f.problem)).collect();
-    assert!(problems.contains(&"wk-1: kubelet 1.36.3 runs this joined node, the inventory names 1.36.4".to_string()), "{problems:?}");
-    assert!(problems.contains(&"cp-2: etcd 3.6.16 runs on this member, the inventory names 3.7.0".to_string()), "{problems:?}");
-    assert!(plan.steps().all(|s| !s.id.starts_with("software/")), "nothing is installed instead");
+    assert_eq!(
+        problems,
+        ["cp-1, cp-2, cp-3: etcd 3.5.20 runs, the inventory names 3.6.16: etcd 3.6 can be reached only from 3.5.26 or later"],
+        "{}",
+        text(&plan)
+    );
+}
+
+/// A Kubernetes minor upgrade of a converged cluster: kubeadm and kubectl replaced and the kubelet staged
+/// on every node; the control planes one at a time (the seed with `kubeadm upgrade apply`, the others with
+/// `kubeadm upgrade node`), each drained for its kubelet; then the workers one failure domain at a time.
+/// Everything in the plan is a version change, so `kubeha upgrade` accepts it.
+#[test]
+fn a_kubernetes_minor_upgrade_rolls_the_control_planes_then_the_workers_by_failure_domain() {
+    let mut old = lab();
+    old.kubernetes.version = crate::inventory::Version::new(1, 35, 4);
+    let state = ClusterState::create(&old).unwrap();
+    let o = converged(&old, &desired_with(&old, &state));
+    let inv = lab();
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    golden("a_kubernetes_minor_upgrade_rolls_the_control_planes_then_the_workers_by_failure_domain", &plan);
+    assert!(!plan.blocked(), "{:?}", plan.findings);
+    let software = plan.steps().find(|s| s.id == "software/wk-1").unwrap();
+    let Action::InstallSoftware { artifacts, staged, restart, .. } = &software.action else { panic!() };
+    assert_eq!(artifacts, &["kubeadm 1.36.3 (amd64)", "kubectl 1.36.3 (amd64)"]);
+    assert_eq!(staged, &["kubelet 1.36.3 (amd64)"]);
+    assert!(restart.is_empty(), "the running kubelet is not restarted onto a release its control plane does not run yet");
+    let upgrades: Vec<(&str, &str, KubeadmUpgrade, bool)> = plan
+        .phases
+        .iter()
+        .filter(|p| p.name.starts_with("upgrade-"))
+        .flat_map(|p| p.steps.iter().map(move |s| (p.name, s)))
+        .map(|(phase, s)| match &s.action {
+            Action::UpgradeNode { node, kubeadm, kubelet, via, .. } => {
+                assert_eq!(via, "cp-1");
+                (phase, node.as_str(), *kubeadm, *kubelet)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        upgrades,
+        [
+            ("upgrade-control-planes", "cp-1", KubeadmUpgrade::Apply, true),
+            ("upgrade-control-planes", "cp-2", KubeadmUpgrade::Node, true),
+            ("upgrade-control-planes", "cp-3", KubeadmUpgrade::Node, true),
+            ("upgrade-workers", "wk-1", KubeadmUpgrade::Node, true),
+            ("upgrade-workers", "wk-2", KubeadmUpgrade::Node, true),
+        ]
+    );
+    let workers: Vec<&Phase> = plan.phases.iter().filter(|p| p.name == "upgrade-workers").collect();
+    assert_eq!(workers.len(), 2, "az-a and az-b, one after the other");
+    assert!(workers.iter().all(|p| p.execution == Execution::Parallel { limit: 1 }), "spec.upgrade.maxUnavailable defaults to 1");
+    assert!(workers[0].steps[0].reason.ends_with("(failure domain zone az-a rack r2)"), "{}", workers[0].steps[0].reason);
+    let order: Vec<&str> = plan.phases.iter().map(|p| p.name).collect();
+    let at = |name: &str| order.iter().position(|p| *p == name).unwrap();
+    assert!(at("software") < at("upgrade-control-planes") && at("upgrade-control-planes") < at("upgrade-workers"), "{order:?}");
+    assert!(crate::upgrade::intent::other_changes(&plan).is_empty(), "{:?}", crate::upgrade::intent::other_changes(&plan));
+    assert!(crate::upgrade::intent::changes_versions(&plan));
+}
+
+/// A run killed during the control planes' upgrade: the seed and the cluster configuration are on the new
+/// release, cp-2's static pods too but not its kubelet, and wk-1 is still cordoned by kubeha. The next plan
+/// goes on from there: no second `kubeadm upgrade apply`, cp-2 only gets its kubelet, cp-3 everything.
+#[test]
+fn a_killed_upgrade_resumes_from_the_versions_in_place() {
+    let mut old = lab();
+    old.kubernetes.version = crate::inventory::Version::new(1, 35, 4);
+    let state = ClusterState::create(&old).unwrap();
+    let mut o = converged(&old, &desired_with(&old, &state));
+    let inv = lab();
+    let new = inv.kubernetes.version;
+    o.cluster_version = Some(new);
+    for cp in ["cp-1", "cp-2"] {
+        o.hosts.get_mut(cp).unwrap().static_pod_images = static_pods_on(new);
+    }
+    o.hosts.get_mut("cp-1").unwrap().software = installed_as_wanted(&inv, "cp-1");
+    o.node_states.get_mut("cp-1").unwrap().kubelet_version = Some(new);
+    let wk2 = o.node_states.get_mut("wk-2").unwrap();
+    (wk2.unschedulable, wk2.drained_by_kubeha) = (true, true);
+    o.hosts.get_mut("wk-2").unwrap().software = installed_as_wanted(&inv, "wk-2");
+    wk2.kubelet_version = Some(new);
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    assert!(!plan.blocked(), "{:?}", plan.findings);
+    let got: Vec<String> = plan
+        .steps()
+        .filter(|s| s.id.starts_with("upgrade/"))
+        .map(|s| match &s.action {
+            Action::UpgradeNode { node, kubeadm, kubelet, .. } => format!("{node} {kubeadm:?} kubelet={kubelet}"),
+            Action::UncordonNode { node } => format!("{node} uncordon"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got, ["cp-2 Done kubelet=true", "cp-3 Node kubelet=true", "wk-1 Node kubelet=true", "wk-2 uncordon"], "{}", text(&plan));
+}
+
+/// etcd 3.5 to 3.6 on a running cluster: staged everywhere, a snapshot before the first restart, the
+/// members one at a time between gates with the leader (cp-1) last, then the wait for the cluster version.
+#[test]
+fn an_etcd_minor_upgrade_restarts_the_leader_last_after_a_snapshot_and_checks_the_cluster_version() {
+    let mut old = lab();
+    old.etcd.version = crate::inventory::Version::new(3, 5, 36);
+    let state = ClusterState::create(&old).unwrap();
+    let mut o = converged(&old, &desired_with(&old, &state));
+    for s in &mut o.etcd.as_mut().unwrap().statuses {
+        s.version = "3.5.36".into();
+    }
+    let inv = lab();
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    golden("an_etcd_minor_upgrade_restarts_the_leader_last_after_a_snapshot_and_checks_the_cluster_version", &plan);
+    assert!(!plan.blocked(), "{:?}", plan.findings);
+    let etcd: Vec<&str> = plan.phases.iter().find(|p| p.name == "etcd").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        etcd,
+        [
+            "etcd/cp-2/gate-before",
+            "etcd/snapshot",
+            "etcd/cp-2/move-leader",
+            "etcd/cp-2/restart",
+            "etcd/cp-2/gate-after",
+            "etcd/cp-3/gate-before",
+            "etcd/cp-3/move-leader",
+            "etcd/cp-3/restart",
+            "etcd/cp-3/gate-after",
+            "etcd/cp-1/gate-before",
+            "etcd/cp-1/move-leader",
+            "etcd/cp-1/restart",
+            "etcd/cp-1/gate-after",
+            "etcd/cluster-version",
+        ]
+    );
+    assert!(crate::upgrade::intent::other_changes(&plan).is_empty(), "{:?}", crate::upgrade::intent::other_changes(&plan));
+}
+
+/// `kubeha upgrade` refuses a plan that also changes something else (here a new worker joins).
+#[test]
+fn an_upgrade_that_also_changes_membership_is_not_only_a_version_change() {
+    let mut old = lab();
+    old.kubernetes.version = crate::inventory::Version::new(1, 35, 4);
+    let state = ClusterState::create(&old).unwrap();
+    let mut o = converged(&old, &desired_with(&old, &state));
+    o.hosts.remove("wk-2");
+    o.nodes.as_mut().unwrap().remove("wk-2");
+    let inv = lab();
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    let others: Vec<&str> = crate::upgrade::intent::other_changes(&plan).iter().map(|s| s.id.as_str()).collect();
+    assert!(others.contains(&"workers/wk-2"), "{others:?}");
 }
 
 /// A program replaced on the host since kubeha installed it is installed again; a running kubelet whose

@@ -1,0 +1,135 @@
+//! One node's Kubernetes upgrade on the hosts: kubeadm's part on the node, then the drained kubelet swap,
+//! with the node watched and uncordoned through a control plane's admin credential. Every part can run
+//! again after a kill: `kubeadm upgrade apply` and `node` re-apply the release already in place, a drain
+//! of a drained node and an uncordon of a schedulable one are no-ops, and the staged kubelet's swap is
+//! refused only when nothing is staged (then the kubelet already runs the new release).
+use super::kubeadm::{self, DRAINED_ANNOTATION, ReadyError};
+use super::software::swap_staged;
+use crate::artifacts::catalogue::Kind;
+use crate::paths::ADMIN_CONF;
+use crate::plan::KubeadmUpgrade;
+use crate::ssh::{Command, SshError, Transport, quote};
+use std::time::{Duration, Instant};
+
+/// `kubeadm upgrade apply` pulls nothing here (the images are the runtime's), but it waits for every
+/// static pod to come back with its new hash, one after the other, each bounded by kubeadm's own 5 min.
+const KUBEADM_UPGRADE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// A restarted kubelet posts its new version and Ready within seconds; an API server behind it may be
+/// restarting too (its own node's pods come back).
+const NODE_READY_WITHIN: Duration = Duration::from_secs(180);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    Ready(#[from] ReadyError),
+    #[error("{node}: not Ready on v{version} within {} s: {last}", within.as_secs())]
+    NodeNotReady { node: String, version: String, within: Duration, last: String },
+}
+
+/// What one UpgradeNode step runs.
+pub struct NodeUpgrade<'a> {
+    pub node: &'a str,
+    pub version: &'a str,
+    pub kubeadm: KubeadmUpgrade,
+    pub kubelet: bool,
+    pub endpoint: &'a str,
+    /// The node's own address when it is a control plane: its API server must serve before the next one goes.
+    pub control_plane_address: Option<String>,
+    pub ignore_preflight_errors: &'a [String],
+    pub drain_timeout: Duration,
+}
+
+/// `t` is the node, `admin` a control plane with admin.conf (the same host for a control plane's own step).
+pub async fn node(t: &dyn Transport, admin: &dyn Transport, u: &NodeUpgrade<'_>) -> Result<(), UpgradeError> {
+    let ignore = if u.ignore_preflight_errors.is_empty() {
+        String::new()
+    } else {
+        format!(" --ignore-preflight-errors={}", quote::quote(&u.ignore_preflight_errors.join(",")))
+    };
+    match u.kubeadm {
+        KubeadmUpgrade::Apply => {
+            // The plan's verdict goes into the host log and fails the step when kubeadm refuses the target.
+            t.run(&Command::script(format!("kubeadm upgrade plan v{}{ignore}", u.version)).timeout(Duration::from_secs(300))).await?;
+            // External etcd is kubeha's: kubeadm must not touch it (and has no local etcd to upgrade).
+            let apply = format!("kubeadm upgrade apply v{} --yes --etcd-upgrade=false{ignore}", u.version);
+            t.run(&Command::script(apply).timeout(KUBEADM_UPGRADE_TIMEOUT)).await?;
+        }
+        KubeadmUpgrade::Node => {
+            t.run(&Command::script(format!("kubeadm upgrade node --etcd-upgrade=false{ignore}")).timeout(KUBEADM_UPGRADE_TIMEOUT)).await?;
+        }
+        KubeadmUpgrade::Done => {}
+    }
+    if u.kubeadm != KubeadmUpgrade::Done
+        && let Some(address) = &u.control_plane_address
+    {
+        kubeadm::wait_own_api_ready(t, address).await?;
+        kubeadm::wait_until_api_ready(t, u.endpoint).await?;
+    }
+    if !u.kubelet {
+        return Ok(());
+    }
+    drain(admin, u.node, u.version, u.drain_timeout).await?;
+    swap_kubelet(t).await?;
+    wait_node_on(admin, u.node, u.version).await?;
+    uncordon(admin, u.node).await?;
+    Ok(())
+}
+
+/// Cordons and drains `node`, marking it as kubeha's drain first (so a run that stops before the uncordon
+/// is finished by the next one). Evictions honour PodDisruptionBudgets; kubectl retries those a budget
+/// holds back until `timeout`, then the step fails with the node still cordoned.
+pub async fn drain(admin: &dyn Transport, node: &str, version: &str, timeout: Duration) -> Result<(), SshError> {
+    let n = quote::quote(node);
+    let mark = format!("{DRAINED_ANNOTATION}={version}");
+    let script = format!(
+        "set -e\nk='kubectl --kubeconfig {ADMIN_CONF}'\n$k annotate node {n} {} --overwrite >/dev/null\n\
+         $k drain {n} --ignore-daemonsets --delete-emptydir-data --timeout={}s\n",
+        quote::quote(&mark),
+        timeout.as_secs()
+    );
+    admin.run(&Command::script(script).timeout(timeout + Duration::from_secs(60))).await.map(|_| ())
+}
+
+/// The staged kubelet in place, then the kubelet restarted on it (the record moves only once it runs).
+async fn swap_kubelet(t: &dyn Transport) -> Result<(), SshError> {
+    let (before, after) = swap_staged(Kind::Kubelet);
+    let script = format!("{before}systemctl daemon-reload && {{ systemctl restart kubelet.service{after}; }}");
+    t.run(&Command::script(script).timeout(Duration::from_secs(120))).await.map(|_| ())
+}
+
+/// Uncordons `node` and takes kubeha's drain mark off.
+pub async fn uncordon(admin: &dyn Transport, node: &str) -> Result<(), SshError> {
+    let n = quote::quote(node);
+    let script = format!(
+        "set -e\nk='kubectl --kubeconfig {ADMIN_CONF}'\n$k uncordon {n} >/dev/null\n$k annotate node {n} {}- >/dev/null 2>&1 || true\n",
+        quote::quote(DRAINED_ANNOTATION)
+    );
+    admin.run(&Command::script(script)).await.map(|_| ())
+}
+
+/// Waits until `node` is Ready and its kubelet reports `version`.
+async fn wait_node_on(admin: &dyn Transport, node: &str, version: &str) -> Result<(), UpgradeError> {
+    let started = Instant::now();
+    let want = crate::inventory::Version::parse(version);
+    loop {
+        let out = admin.exec(&kubeadm::kubectl(&format!("get node {} -o json", quote::quote(node)))).await?;
+        let json = format!("{{\"items\":[{}]}}", out.stdout_text());
+        let states = kubeadm::parse_node_states(&json);
+        let not_ready = kubeadm::parse_not_ready(&json).unwrap_or_default();
+        let last = match states.get(node) {
+            Some(s) if s.kubelet_version == want && !not_ready.contains_key(node) => return Ok(()),
+            Some(s) => format!(
+                "kubelet {}, {}",
+                s.kubelet_version.map_or("of an unreadable version".to_string(), |v| format!("v{v}")),
+                not_ready.get(node).map_or("Ready".to_string(), Clone::clone)
+            ),
+            None => format!("kubectl get node: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        };
+        if started.elapsed() > NODE_READY_WITHIN {
+            return Err(UpgradeError::NodeNotReady { node: node.into(), version: version.into(), within: NODE_READY_WITHIN, last });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
