@@ -133,3 +133,59 @@ async fn wait_node_on(admin: &dyn Transport, node: &str, version: &str) -> Resul
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::fake::RecordingTransport;
+
+    const READY_NODE: &str = r#"{"metadata":{"name":"cp-2"},"spec":{"unschedulable":true},"status":{"nodeInfo":{"kubeletVersion":"v1.36.3"},"conditions":[{"type":"Ready","status":"True"}]}}"#;
+
+    fn upgrade(kubeadm: KubeadmUpgrade, kubelet: bool) -> NodeUpgrade<'static> {
+        NodeUpgrade {
+            node: "cp-2",
+            version: "1.36.3",
+            kubeadm,
+            kubelet,
+            endpoint: "198.18.0.100:8443",
+            control_plane_address: Some("198.18.0.12".into()),
+            ignore_preflight_errors: &[],
+            drain_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// A control plane's upgrade in the order kubeadm documents: its kubeadm part, its API server and the
+    /// API through the VIP, then drained (kubeha's mark first), the staged kubelet in and restarted, Ready on
+    /// the new release, uncordoned and unmarked; the drain, watch and uncordon through the admin host.
+    #[tokio::test]
+    async fn a_control_plane_is_upgraded_then_drained_for_its_kubelet_and_uncordoned() {
+        let cp2 = RecordingTransport::new("cp-2").on("/readyz", "ok");
+        let admin = RecordingTransport::new("cp-1").on("get node 'cp-2' -o json", READY_NODE).on("get node cp-2 -o json", READY_NODE);
+        node(&cp2, &admin, &upgrade(KubeadmUpgrade::Node, true)).await.unwrap();
+        let on_node = cp2.scripts();
+        assert!(on_node[0].starts_with("kubeadm upgrade node --etcd-upgrade=false"), "{on_node:?}");
+        assert!(on_node[1].contains("https://198.18.0.12:6443/readyz") && on_node[2].contains("https://198.18.0.100:8443/readyz"), "{on_node:?}");
+        assert!(on_node[3].contains("/var/lib/kubeha/software/staged/kubelet") && on_node[3].contains("systemctl restart kubelet.service"), "{on_node:?}");
+        let on_admin = admin.scripts();
+        assert!(
+            on_admin[0].contains("annotate node cp-2 kubeha.io/drained-for-upgrade=1.36.3") && on_admin[0].contains("drain cp-2 --ignore-daemonsets"),
+            "{on_admin:?}"
+        );
+        assert!(on_admin[0].contains("--timeout=300s"), "the drain is bounded by spec.upgrade.drainTimeout: {on_admin:?}");
+        assert!(on_admin[1].contains("get node"), "{on_admin:?}");
+        assert!(on_admin[2].contains("uncordon cp-2") && on_admin[2].contains("kubeha.io/drained-for-upgrade-"), "{on_admin:?}");
+        assert_eq!(on_admin.len(), 3);
+    }
+
+    /// The seed runs `kubeadm upgrade plan` (which fails the step when kubeadm refuses) before `apply`.
+    #[tokio::test]
+    async fn the_seed_plans_then_applies_without_touching_etcd() {
+        let seed = RecordingTransport::new("cp-2").on("/readyz", "ok");
+        let admin = RecordingTransport::new("cp-1");
+        node(&seed, &admin, &upgrade(KubeadmUpgrade::Apply, false)).await.unwrap();
+        let scripts = seed.scripts();
+        assert!(scripts[0].starts_with("kubeadm upgrade plan v1.36.3"), "{scripts:?}");
+        assert!(scripts[1].starts_with("kubeadm upgrade apply v1.36.3 --yes --etcd-upgrade=false"), "{scripts:?}");
+        assert!(admin.scripts().is_empty(), "no kubelet swap: no drain");
+    }
+}

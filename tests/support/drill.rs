@@ -84,6 +84,11 @@ pub fn newest_journal(state: &Path) -> Option<PathBuf> {
 
 /// Starts kubeha with `args` and SIGKILLs it as soon as its journal records `step` as done (bounded wait).
 pub fn kill_after(inventory: &Path, state: &Path, args: &[&str], step: &str) {
+    kill_after_within(inventory, state, args, step, Duration::from_secs(180));
+}
+
+/// `kill_after` for a step that comes late in a long run: the wait is bounded by `within`.
+pub fn kill_after_within(inventory: &Path, state: &Path, args: &[&str], step: &str, within: Duration) {
     let before = newest_journal(state);
     // Its output is kept for the message when it ends on its own instead of being killed.
     let log_path = state.join(format!("kill-after-{}.log", step.replace('/', "_")));
@@ -100,7 +105,7 @@ pub fn kill_after(inventory: &Path, state: &Path, args: &[&str], step: &str) {
             let output = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("kubeha {} ended ({status}) before step {step} was done:\n{output}", args.join(" "));
         }
-        assert!(started.elapsed() < Duration::from_secs(180), "step {step} not done within 180 s");
+        assert!(started.elapsed() < within, "step {step} not done within {} s", within.as_secs());
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap(); // SIGKILL: no cleanup, the lock and a half-done change stay behind
