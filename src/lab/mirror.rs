@@ -305,7 +305,10 @@ mod tests {
             downloaded.sort();
             assert_eq!(laid_out, downloaded);
         }
-        assert!(mirror_manifest(&[("v1.36.3".into(), "v3.6.16".into())], Arch::Amd64).contains(&"etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64.tar.gz".to_string()));
+        assert!(
+            mirror_manifest(&[("v1.36.3".into(), "v3.6.16".into())], Arch::Amd64)
+                .contains(&"etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64.tar.gz".to_string())
+        );
     }
 
     /// The version a lab wrapper module's go.mod requires of `module` (what build.sh builds).
@@ -337,8 +340,8 @@ mod tests {
         assert_eq!((format!("v{}", inv.kubernetes.version), format!("v{}", inv.etcd.version)), sets[0], "the lab inventory runs the current set");
 
         let (k8s, etcd) = &sets[1];
-        inv.kubernetes.version = Version::parse(k8s.trim_start_matches('v')).unwrap();
-        inv.etcd.version = Version::parse(etcd.trim_start_matches('v')).unwrap();
+        inv.kubernetes.version = Version::parse(k8s).unwrap();
+        inv.etcd.version = Version::parse(etcd).unwrap();
         let wanted = Wanted::from_inventory(&inv).unwrap().unwrap();
         assert!(missing(&wanted, &manifest).is_empty(), "{sets:?} built, {:?} wanted", wanted.paths);
     }
@@ -347,9 +350,7 @@ mod tests {
     /// (kubeadm upgrades a minor at a time), and etcd 3.5.26 or later below 3.6 (the first 3.5 that 3.6 joins).
     #[test]
     fn the_previous_set_is_one_upgrade_step_below_the_current_one() {
-        let [(k8s, etcd), (previous_k8s, previous_etcd)] = built_sets().map(|(k, e)| {
-            (Version::parse(k.trim_start_matches('v')).unwrap(), Version::parse(e.trim_start_matches('v')).unwrap())
-        });
+        let [(k8s, etcd), (previous_k8s, previous_etcd)] = built_sets().map(|(k, e)| (Version::parse(&k).unwrap(), Version::parse(&e).unwrap()));
         assert_eq!((previous_k8s.major, previous_k8s.minor + 1), (k8s.major, k8s.minor), "Kubernetes {previous_k8s} -> {k8s}");
         assert!(previous_etcd < etcd, "etcd {previous_etcd} -> {etcd}");
         if (etcd.major, etcd.minor) == (3, 6) {
