@@ -20,8 +20,8 @@
 #
 # The previous set is also kept under a key of its own (its two wrapper modules, this script, Go):
 # CACHE/upstream/previous-PKEY, built, verified and reused the same way, and hard-linked into KEY/previous/.
-# So bumping the current set relinks the previous programs instead of building them again, and a machine that
-# binds KEY sees both sets.
+# So bumping the current set reuses the previous programs as they are (hard links, no Go build), a machine that
+# binds KEY sees both sets, and a change of this script (both keys) only relinks them from Go's build cache.
 #
 # The build folder also holds mirror/: both sets' kubeadm, kubelet and kubectl (hard links) and etcd tarballs in
 # the upstream download layout with upstream-style checksum files, which kubeha-lab-mirror serves on loopback so
@@ -255,7 +255,6 @@ partial=
 previous_partial=
 cleanup() { rm -rf ${partial:+"$partial"} ${previous_partial:+"$previous_partial"}; }
 
-
 main() {
   command -v go >/dev/null || { echo "build.sh: go is not installed (the lab builds Kubernetes and etcd with it)" >&2; exit 1; }
   local k dest pdest
@@ -312,7 +311,9 @@ prune_except() { # KEEP...
   for old in "$cache"/upstream/*; do
     [[ -d "$old" ]] || continue
     kept=false
-    for keep in "$@"; do [[ "$old" == "$keep" ]] && kept=true; done
+    for keep in "$@"; do
+      if [[ "$old" == "$keep" ]]; then kept=true; fi
+    done
     $kept && continue
     # grep reads the files itself: behind a pipe, `grep -q` ends at the first match, cat dies of SIGPIPE, and
     # under pipefail the pipeline "fails" exactly when the folder IS mounted (that removed a running lab's).
