@@ -85,14 +85,21 @@ fn the_mirror_starts_serves_is_replaced_and_stops() {
     assert!(!mirror::ensure(&leftover).unwrap(), "the same command on the same port is kept");
     assert_eq!(mirror::running(&unit), [leftover_pid]);
 
-    // The upstream layout, checked by kubeha's checksum parser; folders and missing files are 404.
+    // The upstream layout, checked by kubeha's checksum parser, for every file of both release sets (the current
+    // one and the previous one, for the upgrade test); folders and missing files are 404.
     let manifest = std::fs::read_to_string(leftover.root.join("MANIFEST")).unwrap();
     let files: Vec<&str> = manifest.lines().collect();
     let kubeadm = files.iter().find(|p| p.ends_with("/kubeadm")).unwrap();
-    let tarball = files.iter().find(|p| p.ends_with(".tar.gz")).unwrap();
-    let sums = files.iter().find(|p| p.ends_with("/SHA256SUMS")).unwrap();
-    fetch_verified(first, logs.path(), kubeadm, &format!("{kubeadm}.sha256"));
-    fetch_verified(first, logs.path(), tarball, sums);
+    let tarballs: Vec<&&str> = files.iter().filter(|p| p.ends_with(".tar.gz")).collect();
+    assert_eq!(tarballs.len(), 2, "one etcd tarball per release set: {files:?}");
+    assert_eq!(files.iter().filter(|p| p.ends_with("/kubeadm")).count(), 2, "one kubeadm per release set: {files:?}");
+    for path in files.iter().filter(|p| !p.ends_with(".sha256") && !p.ends_with("/SHA256SUMS")) {
+        let checksum_path = match path.strip_suffix(".tar.gz") {
+            Some(_) => format!("{}/SHA256SUMS", path.rsplit_once('/').unwrap().0),
+            None => format!("{path}.sha256"),
+        };
+        fetch_verified(first, logs.path(), path, &checksum_path);
+    }
     assert_eq!(get(first, "release/").0, 404);
     assert_eq!(get(first, "release/v0.0.0/bin/linux/amd64/kubeadm").0, 404);
 

@@ -270,17 +270,34 @@ mod tests {
     use crate::artifacts::catalogue::{Kind, file};
     use crate::inventory::{Arch, Version};
 
+    /// build.sh --mirror-manifest for these (Kubernetes, etcd) release sets: the paths its MANIFEST lists.
+    fn mirror_manifest(sets: &[(String, String)], arch: Arch) -> Vec<String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/upstream/build.sh");
+        let mut args = vec!["--mirror-manifest".to_string()];
+        args.extend(sets.iter().flat_map(|(k8s, etcd)| [k8s.clone(), etcd.clone()]));
+        args.push(arch.name().into());
+        let out = Command::new("bash").arg(&script).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect()
+    }
+
     /// The paths build.sh lays out (its --mirror-manifest prints what its MANIFEST holds, and a build whose files
-    /// differ from its MANIFEST fails verification) are the paths kubeha downloads.
+    /// differ from its MANIFEST fails verification) are the paths kubeha downloads, for every release set the
+    /// mirror holds: the lab serves the current set and the previous one (etcd 3.5 and 3.6 name their tarballs
+    /// alike), and one set alone still works.
     #[test]
     fn build_sh_lays_out_the_paths_the_catalogue_downloads() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/upstream/build.sh");
-        for (k8s, etcd, arch) in [(Version::new(1, 36, 3), Version::new(3, 6, 16), Arch::Amd64), (Version::new(1, 37, 2), Version::new(3, 7, 1), Arch::Arm64)] {
-            let out = Command::new("bash").arg(&script).args(["--mirror-manifest", &format!("v{k8s}"), &format!("v{etcd}"), arch.name()]).output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            let mut laid_out: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
-            let mut downloaded: Vec<String> = [(Kind::Etcd, etcd), (Kind::Kubeadm, k8s), (Kind::Kubelet, k8s), (Kind::Kubectl, k8s)]
-                .into_iter()
+        let cases: [(&[(Version, Version)], Arch); 3] = [
+            (&[(Version::new(1, 36, 3), Version::new(3, 6, 16)), (Version::new(1, 35, 4), Version::new(3, 5, 36))], Arch::Amd64),
+            (&[(Version::new(1, 36, 3), Version::new(3, 6, 16))], Arch::Amd64),
+            (&[(Version::new(1, 37, 2), Version::new(3, 7, 1)), (Version::new(1, 36, 3), Version::new(3, 6, 16))], Arch::Arm64),
+        ];
+        for (sets, arch) in cases {
+            let spelled: Vec<(String, String)> = sets.iter().map(|(k8s, etcd)| (format!("v{k8s}"), format!("v{etcd}"))).collect();
+            let mut laid_out = mirror_manifest(&spelled, arch);
+            let mut downloaded: Vec<String> = sets
+                .iter()
+                .flat_map(|&(k8s, etcd)| [(Kind::Etcd, etcd), (Kind::Kubeadm, k8s), (Kind::Kubelet, k8s), (Kind::Kubectl, k8s)])
                 .map(|(kind, v)| file(kind, v, arch, vec![]))
                 .flat_map(|a| [a.path, a.checksum_path])
                 .collect();
@@ -288,26 +305,57 @@ mod tests {
             downloaded.sort();
             assert_eq!(laid_out, downloaded);
         }
+        assert!(
+            mirror_manifest(&[("v1.36.3".into(), "v3.6.16".into())], Arch::Amd64)
+                .contains(&"etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64.tar.gz".to_string())
+        );
     }
 
     /// The version a lab wrapper module's go.mod requires of `module` (what build.sh builds).
     fn required(go_mod: &str, module: &str) -> String {
         let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(go_mod)).unwrap();
-        text.lines().find_map(|l| l.trim().strip_prefix(&format!("{module} "))).unwrap().trim().to_string()
+        // Inside a require block, or on a line of its own (`require k8s.io/kubernetes v1.35.4`, as go mod tidy
+        // writes a module's only direct requirement).
+        let line = |l: &str| l.trim().trim_start_matches("require ").strip_prefix(&format!("{module} ")).map(|v| v.trim().to_string());
+        text.lines().find_map(line).unwrap_or_else(|| panic!("{go_mod} does not require {module}"))
+    }
+
+    /// The release sets the lab builds, current first: (Kubernetes, etcd) as the wrapper modules require them.
+    fn built_sets() -> [(String, String); 2] {
+        [("lab/upstream/kubernetes", "lab/upstream/etcd"), ("lab/upstream/previous/kubernetes", "lab/upstream/previous/etcd")]
+            .map(|(k, e)| (required(&format!("{k}/go.mod"), "k8s.io/kubernetes"), required(&format!("{e}/go.mod"), "go.etcd.io/etcd/server/v3")))
     }
 
     /// inventories/lab.yaml downloads from the lab's mirror exactly what the lab builds: its versions follow the
-    /// Go modules, and what the lab does not build is preinstalled.
+    /// Go modules, and what the lab does not build is preinstalled. The same inventory at the previous set's
+    /// versions (what the upgrade test bootstraps) finds its files too.
     #[test]
     fn the_lab_inventory_downloads_only_what_the_lab_builds() {
-        let inv = crate::inventory::load(Path::new("inventories/lab.yaml")).unwrap().inventory.unwrap();
+        let mut inv = crate::inventory::load(Path::new("inventories/lab.yaml")).unwrap().inventory.unwrap();
+        let sets = built_sets();
+        let manifest = mirror_manifest(&sets, inv.artifacts.arch).join("\n");
         let wanted = Wanted::from_inventory(&inv).unwrap().expect("the lab inventory names the lab's mirror");
         assert_eq!(wanted.port, 18480);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/upstream/build.sh");
-        let kubernetes = required("lab/upstream/kubernetes/go.mod", "k8s.io/kubernetes");
-        let etcd = required("lab/upstream/etcd/go.mod", "go.etcd.io/etcd/server/v3");
-        let out = Command::new("bash").arg(&script).args(["--mirror-manifest", &kubernetes, &etcd, inv.artifacts.arch.name()]).output().unwrap();
-        assert!(missing(&wanted, &String::from_utf8(out.stdout).unwrap()).is_empty(), "{:?} built, {:?} wanted", (kubernetes, etcd), wanted.paths);
+        assert!(missing(&wanted, &manifest).is_empty(), "{sets:?} built, {:?} wanted", wanted.paths);
+        assert_eq!((format!("v{}", inv.kubernetes.version), format!("v{}", inv.etcd.version)), sets[0], "the lab inventory runs the current set");
+
+        let (k8s, etcd) = &sets[1];
+        inv.kubernetes.version = Version::parse(k8s).unwrap();
+        inv.etcd.version = Version::parse(etcd).unwrap();
+        let wanted = Wanted::from_inventory(&inv).unwrap().unwrap();
+        assert!(missing(&wanted, &manifest).is_empty(), "{sets:?} built, {:?} wanted", wanted.paths);
+    }
+
+    /// The previous set is what kubeadm and etcd can upgrade from: one Kubernetes minor below the current one
+    /// (kubeadm upgrades a minor at a time), and etcd 3.5.26 or later below 3.6 (the first 3.5 that 3.6 joins).
+    #[test]
+    fn the_previous_set_is_one_upgrade_step_below_the_current_one() {
+        let [(k8s, etcd), (previous_k8s, previous_etcd)] = built_sets().map(|(k, e)| (Version::parse(&k).unwrap(), Version::parse(&e).unwrap()));
+        assert_eq!((previous_k8s.major, previous_k8s.minor + 1), (k8s.major, k8s.minor), "Kubernetes {previous_k8s} -> {k8s}");
+        assert!(previous_etcd < etcd, "etcd {previous_etcd} -> {etcd}");
+        if (etcd.major, etcd.minor) == (3, 6) {
+            assert!((previous_etcd.major, previous_etcd.minor) == (3, 5) && previous_etcd.patch >= 26, "etcd {previous_etcd} -> {etcd}");
+        }
     }
 
     #[test]

@@ -39,8 +39,9 @@ pub const PACKAGES: &[&str] = &[
 pub const UPSTREAM_MOUNT: &str = "/opt/kubeha-lab/upstream";
 
 /// The upstream programs linked into /usr/local/bin: the lab's CRI runtime, and the control-plane programs
-/// it runs for the images of kubeadm's static pods (etc/kubeha-lab-cri/images.json). Not etcd, kubeadm, the
-/// kubelet or kubectl: kubeha's software phase installs those from the lab's mirror, as on any host.
+/// it runs for the images of kubeadm's static pods (etc/kubeha-lab-cri/images.json, which also names the
+/// previous release set's, in UPSTREAM_MOUNT/previous, for images of that version). Not etcd, kubeadm, the
+/// kubelet or kubectl: kubeha's software phase installs those from the lab's mirror, as on any host (either set).
 pub const UPSTREAM_PROGRAMS: &[&str] = &["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeha-lab-cri"];
 
 /// The lab's own files in every machine (lab/machine): the lab's CRI runtime, the lab's drop-in for the

@@ -59,12 +59,12 @@ func TestImages(t *testing.T) {
 		t.Fatalf("unknown repository: %v", err)
 	}
 	_, err = c.img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: spec("registry.k8s.io/kube-apiserver:v1.35.0")})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "Kubernetes v1.36.3") {
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "Kubernetes v1.36.3") || !strings.Contains(err.Error(), "version v1.35.0") {
 		t.Fatalf("version mismatch: %v", err)
 	}
 	// v1.36.30 contains v1.36.3 as a substring but is another version.
 	_, err = c.img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: spec("registry.k8s.io/kube-apiserver:v1.36")})
-	if status.Code(err) != codes.FailedPrecondition {
+	if status.Code(err) != codes.NotFound {
 		t.Fatalf("tag that is only a prefix of the version: %v", err)
 	}
 

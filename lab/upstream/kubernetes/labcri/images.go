@@ -21,15 +21,17 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// Images are not downloaded: images.json maps an image repository to a host program ("" for an image that only
-// names a sandbox, like pause). A reference REPO:TAG is usable only when REPO is in the map and, for a program
-// image, the program's --version output has TAG as one of its words ("Kubernetes v1.36.3"), so a kubelet or
-// kubeadm asking for another version is refused instead of silently given the wrong binary. An image is
-// present once pulled (as with any runtime) and while it stays usable.
+// Images are not downloaded: images.json maps an image repository to a host program, or to a list of host
+// programs of different versions (the lab carries a previous release set for its upgrade test), or to "" for an
+// image that only names a sandbox, like pause. A reference REPO:TAG is usable only when REPO is in the map and,
+// for a program image, one of its programs' --version output has TAG as one of its words ("Kubernetes
+// v1.36.3"); that program is the image. A kubelet or kubeadm asking for a version no program has is refused
+// instead of silently given the wrong binary. An image is present once pulled (as with any runtime) and while
+// it stays usable.
 
 type imageStore struct {
 	file     string
-	programs map[string]string // repository -> program path ("" = sandbox-only image)
+	programs map[string][]string // repository -> program paths, in the file's order (none = sandbox-only image)
 
 	mu     sync.Mutex
 	pulled map[string]bool        // references pulled and not removed
@@ -61,16 +63,44 @@ func loadImageStore(file string) (*imageStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("images file: %w", err)
 	}
-	var programs map[string]string
-	if err := json.Unmarshal(data, &programs); err != nil {
+	var entries map[string]json.RawMessage
+	if err := json.Unmarshal(data, &entries); err != nil {
 		return nil, fmt.Errorf("images file %s: %w", file, err)
 	}
-	for repo, prog := range programs {
-		if prog != "" && !strings.HasPrefix(prog, "/") {
-			return nil, fmt.Errorf("images file %s: program for %s must be an absolute path, not %q", file, repo, prog)
+	programs := map[string][]string{}
+	for repo, raw := range entries {
+		list, err := parsePrograms(raw)
+		if err != nil {
+			return nil, fmt.Errorf("images file %s: %s: %w", file, repo, err)
 		}
+		programs[repo] = list
 	}
 	return &imageStore{file: file, programs: programs, pulled: map[string]bool{}, probes: map[string]programInfo{}}, nil
+}
+
+// parsePrograms reads one repository's entry: "" (sandbox-only), "/path", or ["/path", ...].
+func parsePrograms(raw json.RawMessage) ([]string, error) {
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		if one == "" {
+			return nil, nil
+		}
+		raw, _ = json.Marshal([]string{one})
+	}
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, fmt.Errorf("want a program path, a list of them, or \"\" for a sandbox-only image: %v", err)
+	}
+	// An empty list would silently turn a program image into a sandbox-only one.
+	if len(list) == 0 {
+		return nil, fmt.Errorf("empty list of programs (write \"\" for a sandbox-only image)")
+	}
+	for _, prog := range list {
+		if !strings.HasPrefix(prog, "/") {
+			return nil, fmt.Errorf("program must be an absolute path, not %q", prog)
+		}
+	}
+	return list, nil
 }
 
 func (st *imageStore) setPulled(refs []string) {
@@ -108,29 +138,45 @@ func splitRef(ref string) (repo, tag string, err error) {
 	return repo, tag, nil
 }
 
-// resolve checks that ref is usable (not whether it was pulled). The error is a gRPC status.
+// resolve checks that ref is usable (not whether it was pulled) and picks the program of its version. The
+// error is a gRPC status.
 func (st *imageStore) resolve(ref string) (*resolvedImage, error) {
 	repo, tag, err := splitRef(ref)
 	if err != nil {
 		return nil, err
 	}
-	program, ok := st.programs[repo]
+	programs, ok := st.programs[repo]
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "image %q: repository %s is not in the kubeha-lab-cri images file %s", ref, repo, st.file)
 	}
-	img := &resolvedImage{ref: repo + ":" + tag, repo: repo, tag: tag, program: program}
+	img := &resolvedImage{ref: repo + ":" + tag, repo: repo, tag: tag}
 	digest := ""
-	if program != "" {
-		info := st.probe(program)
-		if info.failure != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "image %q: program %s (images file %s): %v", ref, program, st.file, info.failure)
+	if len(programs) > 0 {
+		// Every program tried, with what it said, so a refusal shows which versions this machine does have.
+		var tried []string
+		broken := false
+		for _, program := range programs {
+			info := st.probe(program)
+			if info.failure != nil {
+				broken = true
+				tried = append(tried, fmt.Sprintf("%s: %v", program, info.failure))
+				continue
+			}
+			if hasWord(info.output, tag) {
+				img.program, digest, img.size = program, info.digest, uint64(info.size)
+				break
+			}
+			tried = append(tried, fmt.Sprintf("%s reports %q", program, strings.TrimSpace(info.output)))
 		}
-		if !hasWord(info.output, tag) {
-			return nil, status.Errorf(codes.FailedPrecondition, "image %q: program %s reports %q, not version %s (images file %s)",
-				ref, program, strings.TrimSpace(info.output), tag, st.file)
+		if img.program == "" {
+			// A program that cannot run may be the one of this version: that is a broken machine, not a
+			// version it lacks.
+			code := codes.NotFound
+			if broken {
+				code = codes.FailedPrecondition
+			}
+			return nil, status.Errorf(code, "image %q: no program of version %s (images file %s): %s", ref, tag, st.file, strings.Join(tried, "; "))
 		}
-		digest = info.digest
-		img.size = uint64(info.size)
 	}
 	sum := sha256.Sum256([]byte(img.ref + "\n" + digest))
 	img.id = "sha256:" + hex.EncodeToString(sum[:])

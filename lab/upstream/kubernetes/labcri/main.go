@@ -5,7 +5,7 @@
 // It is a named stand-in and deliberately strict: whatever it cannot do faithfully is refused with a gRPC
 // error that says so, never faked. See the other files of this package, one concern each:
 //
-//	images.go    the image store (images.json: repository -> host program, checked by --version)
+//	images.go    the image store (images.json: repository -> host programs, one picked per tag by --version)
 //	sandbox.go   pod sandboxes (records plus a pod IPC namespace and /dev/shm, no process)
 //	container.go container records and their CRI calls
 //	spawn.go     starting and stopping a container's process (runtime side)
@@ -46,7 +46,7 @@ func main() {
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.StringVar(&cfg.listen, "listen", "unix:///run/kubeha-lab-cri/cri.sock", "CRI endpoint to serve")
 	flag.StringVar(&cfg.stateDir, "state-dir", "/var/lib/kubeha-lab-cri", "directory for persisted state")
-	flag.StringVar(&cfg.imagesFile, "images", "/etc/kubeha-lab-cri/images.json", "image repository -> host program map")
+	flag.StringVar(&cfg.imagesFile, "images", "/etc/kubeha-lab-cri/images.json", "image repository -> host program(s) map")
 	flag.StringVar(&cfg.cniConfDir, "cni-conf-dir", "/etc/cni/net.d", "CNI configuration directory (for NetworkReady)")
 	flag.Parse()
 	if *showVersion {
