@@ -180,10 +180,13 @@ mod tests {
             ("maxAge: 2w", "t.yaml:33:15: spec.etcd.backup.maxAge: invalid value \"2w\": expected a duration like 90m, 26h or 8d"),
             ("enabled: maybe", "t.yaml:33:16: spec.etcd.backup.enabled: invalid value \"maybe\": expected true or false"),
         ];
+        // The field's line: two below the lab inventory's etcd version line (`backup:`, then the field).
+        let lab = std::fs::read_to_string("inventories/lab.yaml").unwrap();
+        let line = lab.lines().position(|l| l.starts_with("    version: 3.6.16 ")).unwrap() + 3;
         for (field, expected) in cases {
             let loaded = with_backup(&format!("    backup:\n      {field}\n"));
             assert!(loaded.inventory.is_none(), "{field}");
-            assert_eq!(errors(&loaded), [expected.to_string()], "{field}");
+            assert_eq!(errors(&loaded), [expected.replacen("t.yaml:33:", &format!("t.yaml:{line}:"), 1)], "{field}");
         }
         let loaded = with_backup("    backup: {kep: 3}\n");
         assert!(errors(&loaded)[0].contains("unknown field \"kep\", expected one of enabled, schedule, keep, dir, maxAge"), "{:?}", errors(&loaded));
