@@ -9,8 +9,8 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::drill::{self, ApiMonitor, Etcdctl, ONE_ELECTION, QuorumMonitor, kill_after_within, kubeha_ok, kubeha_with, ssh_ok, text};
+use support::drill::{CP1, CP2, CP3, VIP};
 use support::lab::Lab;
-use support::{CP1, CP2, CP3, VIP};
 
 const PREVIOUS_KUBERNETES: &str = "1.35.4";
 const PREVIOUS_ETCD: &str = "3.5.36";

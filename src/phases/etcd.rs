@@ -78,11 +78,12 @@ pub fn etcdctl_env(env_file: &str, endpoint: &str) -> String {
 
 /// `etcdctl member list -w json`, answered by the member itself (`--consistency=s`): since etcd 3.6 the list
 /// is linearizable by default and fails without quorum, exactly when kubeha must still see who the members
-/// are. etcdctl 3.5 has no such flag (its list is served locally anyway), hence the fallback.
+/// are. etcdctl 3.5 has no such flag (its list is served locally anyway), hence the fallback; it prints its
+/// usage on stdout when it refuses the flag, so the first attempt's output is kept only when it succeeded.
 fn member_list() -> Command {
     let env = etcdctl_env(ETCDCTL_ENV, LOCAL_ENDPOINT);
     let base = format!("{ETCDCTL} member list -w json");
-    Command::script(format!("{env} {base} --consistency=s 2>/dev/null || {base}")).timeout(ETCDCTL_TIMEOUT)
+    Command::script(format!("{env} if out=$({base} --consistency=s 2>/dev/null); then printf '%s\\n' \"$out\"; else {base}; fi")).timeout(ETCDCTL_TIMEOUT)
 }
 
 /// `etcdctl member list -w json` on `t`, as text.

@@ -1441,6 +1441,21 @@ fn an_etcd_minor_upgrade_restarts_the_leader_last_after_a_snapshot_and_checks_th
     assert!(crate::upgrade::intent::other_changes(&plan).is_empty(), "{:?}", crate::upgrade::intent::other_changes(&plan));
 }
 
+/// Without the cluster's kubeadm configuration the order of an upgrade is unknown: refused, not guessed.
+#[test]
+fn an_upgrade_without_the_cluster_version_is_refused() {
+    let mut old = lab();
+    old.kubernetes.version = crate::inventory::Version::new(1, 35, 4);
+    let state = ClusterState::create(&old).unwrap();
+    let mut o = converged(&old, &desired_with(&old, &state));
+    o.cluster_version = None;
+    let inv = lab();
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    assert!(plan.blocked());
+    assert!(plan.findings.iter().any(|f| f.fatal && f.problem.starts_with("the cluster's Kubernetes version could not be read")), "{:?}", plan.findings);
+    assert!(plan.steps().all(|s| !s.id.starts_with("upgrade/")));
+}
+
 /// `kubeha upgrade` refuses a plan that also changes something else (here a new worker joins).
 #[test]
 fn an_upgrade_that_also_changes_membership_is_not_only_a_version_change() {

@@ -15,7 +15,19 @@ const KUBELET_SKEW: u32 = 3;
 impl Builder<'_> {
     pub(super) fn upgrade(&mut self) {
         let target = self.inv.kubernetes.version;
-        let Some(cluster) = self.observed.cluster_version else { return };
+        let Some(cluster) = self.observed.cluster_version else {
+            // The software phase staged new kubelets for joined nodes, but without the cluster's version the
+            // order of the upgrade cannot be known: nothing of it may start.
+            if !self.kubelet_swaps.is_empty() && self.observed.nodes.is_some() {
+                self.findings.push(Finding {
+                    host: self.desired.seed.clone(),
+                    problem: format!("the cluster's Kubernetes version could not be read (kube-system/kubeadm-config), and the inventory names {target}"),
+                    fix: "check that `kubectl -n kube-system get configmap kubeadm-config` works with /etc/kubernetes/admin.conf on a control plane, then run kubeha again".into(),
+                    fatal: true,
+                });
+            }
+            return;
+        };
         if let Err(refusal) = rules::kubernetes(cluster, target) {
             let host = self.desired.seed.clone();
             self.push_finding_once(Finding { host, problem: refusal.problem, fix: refusal.fix, fatal: true });
