@@ -56,6 +56,12 @@ pub const KUBELET_KUBEADM_DROPIN: &str = "/etc/systemd/system/kubelet.service.d/
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 pub const CONTAINERD_UNIT: &str = "/etc/systemd/system/containerd.service";
+/// containerd's `config_path` for registries (config.toml names it): one hosts.toml per registry host.
+pub const CONTAINERD_CERTS_DIR: &str = "/etc/containerd/certs.d";
+
+pub fn containerd_registry_hosts(registry: &str) -> String {
+    format!("{CONTAINERD_CERTS_DIR}/{registry}/hosts.toml")
+}
 
 pub fn software_record(kind_name: &str) -> String {
     format!("{SOFTWARE_DIR}/{kind_name}.installed")

@@ -152,3 +152,31 @@ fn user_templates_override_by_name_and_typos_are_refused() {
     assert!(err.contains("rendering etcd/etcd.conf.yml for host cp-1"), "{err}");
     assert!(err.contains("no_such_value"), "{err}");
 }
+
+/// spec.kubernetes.registryMirrors become containerd hosts.toml files, one per registry, on every node
+/// where kubeha runs containerd: the mirrors in the inventory's order, then the registry itself (Docker
+/// Hub under its real server name). runc's cgroup driver follows the kubelet's.
+#[test]
+fn registry_mirrors_become_containerd_hosts_files() {
+    let files = rendered("prod-3az");
+    let inv = load("prod-3az");
+    for h in &inv.hosts {
+        let of = |path: &str| files.iter().find(|f| f.target == Target::Host(h.name.clone()) && f.path == path).map(|f| f.contents.as_str());
+        let docker = of("/etc/containerd/certs.d/docker.io/hosts.toml").unwrap_or_else(|| panic!("{}: docker.io hosts.toml", h.name));
+        let lines: Vec<&str> = docker.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines,
+            [
+                "server = \"https://registry-1.docker.io\"",
+                "[host.\"https://mirror.prod.example.com/docker.io\"]",
+                "  capabilities = [\"pull\", \"resolve\"]",
+                "[host.\"http://10.20.0.5:5000\"]",
+                "  capabilities = [\"pull\", \"resolve\"]",
+            ]
+        );
+        assert!(of("/etc/containerd/certs.d/registry.k8s.io/hosts.toml").unwrap().contains("server = \"https://registry.k8s.io\""));
+        assert!(of("/etc/containerd/config.toml").unwrap().contains("SystemdCgroup = true"), "the kubelet's driver is systemd");
+    }
+    // The lab brings its own runtime: no containerd files at all.
+    assert!(rendered("lab").iter().all(|f| !f.path.starts_with("/etc/containerd/")));
+}

@@ -247,7 +247,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
                 kubelet: *kubelet,
                 endpoint,
                 control_plane_address: own.is_control_plane().then(|| own.address.to_string()),
-                ignore_preflight_errors: &ctx.inv.kubernetes.ignore_preflight_errors,
+                ignore_preflight_errors: upgrade::preflight_ignores(&ctx.inv),
                 drain_timeout: Duration::from_secs(ctx.inv.upgrade.drain_timeout_seconds),
             };
             upgrade::node(t, ctx.transport(via)?, &upgrade).await.map(|_| true).map_err(StepError::from)

@@ -22,8 +22,19 @@ const UPGRADE_FIELDS: &[&str] = &["maxUnavailable", "drainTimeout"];
 const ARTIFACTS_FIELDS: &[&str] = &["arch", "mirror", "bundle", "versions", "preinstalled"];
 const ARTIFACT_VERSIONS_FIELDS: &[&str] = &["crictl", "containerd", "runc", "cniPlugins"];
 const CERTIFICATES_FIELDS: &[&str] = &["renewBefore"];
-const KUBERNETES_FIELDS: &[&str] =
-    &["version", "podSubnet", "serviceSubnet", "dnsDomain", "cni", "cniVersion", "containerRuntimeEndpoint", "ignorePreflightErrors", "addons", "kubelet"];
+const KUBERNETES_FIELDS: &[&str] = &[
+    "version",
+    "podSubnet",
+    "serviceSubnet",
+    "dnsDomain",
+    "cni",
+    "cniVersion",
+    "containerRuntimeEndpoint",
+    "ignorePreflightErrors",
+    "registryMirrors",
+    "addons",
+    "kubelet",
+];
 const ADDONS_FIELDS: &[&str] = &["coreDNS", "kubeProxy"];
 const KUBELET_FIELDS: &[&str] = &["cgroupDriver", "failCgroupV1", "cgroupsPerQOS", "enforceNodeAllocatable"];
 const ETCD_FIELDS: &[&str] = &["version", "backup"];
@@ -112,6 +123,7 @@ pub struct SpecDraft {
     pub cni_version: Option<Version>,
     pub container_runtime_endpoint: String,
     pub ignore_preflight_errors: Vec<String>,
+    pub registry_mirrors: BTreeMap<String, Vec<String>>,
     pub addons: Addons,
     pub kubelet: Kubelet,
     pub etcd_version: Option<Located<Version>>,
@@ -176,6 +188,7 @@ fn spec(node: &Node, name: Option<String>, paths: &PathContext, diags: &mut Diag
         cni_version: None,
         container_runtime_endpoint: DEFAULT_CONTAINER_RUNTIME_ENDPOINT.to_string(),
         ignore_preflight_errors: Vec::new(),
+        registry_mirrors: BTreeMap::new(),
         addons: Addons { core_dns: true, kube_proxy: true },
         kubelet: Kubelet { cgroup_driver: CgroupDriver::Systemd, fail_cgroup_v1: None, cgroups_per_qos: None, enforce_node_allocatable: None },
         etcd_version: None,
@@ -282,6 +295,9 @@ fn kubernetes(node: &Node, draft: &mut SpecDraft, diags: &mut Diagnostics) {
         let path = f.child_path("ignorePreflightErrors");
         draft.ignore_preflight_errors = strings(n, &path, diags, checks::preflight_check_name);
     }
+    if let Some(n) = f.optional("registryMirrors") {
+        draft.registry_mirrors = registry_mirrors(n, &f.child_path("registryMirrors"), diags);
+    }
     if let Some(n) = f.optional("addons") {
         addons(n, &f.child_path("addons"), &mut draft.addons, diags);
     }
@@ -338,6 +354,28 @@ fn strings(node: &Node, path: &str, diags: &mut Diagnostics, valid: fn(&Located<
         let item_path = format!("{path}[{i}]");
         if let Some(s) = reader::text(item, &item_path, diags).filter(|s| valid(s, &item_path, diags)) {
             out.push(s.value);
+        }
+    }
+    out
+}
+
+/// `registryMirrors: {REGISTRY: [URL, ...]}`: for each registry host (`registry.k8s.io`, `docker.io`,
+/// `quay.io:443`), the mirrors containerd tries first, in order, before the registry itself.
+fn registry_mirrors(node: &Node, path: &str, diags: &mut Diagnostics) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for entry in reader::entries(node, path, diags).unwrap_or_default() {
+        let entry_path = join(path, &entry.key);
+        if !checks::registry_host(&entry.key) {
+            diags.error(path, Some(entry.key_mark), format!("invalid registry \"{}\": expected a registry host like registry.k8s.io or quay.io:443", entry.key));
+            continue;
+        }
+        let mirrors = strings(&entry.value, &entry_path, diags, checks::registry_mirror_url);
+        // An empty list is a mistake of its own; a list of bad URLs was reported item by item.
+        if matches!(&entry.value.value, super::yaml::Value::Sequence(items) if items.is_empty()) {
+            diags.error(&entry_path, Some(entry.value.mark), "expected at least one mirror URL (http:// or https://)".to_string());
+        }
+        if !mirrors.is_empty() {
+            out.insert(entry.key.clone(), mirrors);
         }
     }
     out
@@ -794,6 +832,7 @@ fn finish(d: SpecDraft) -> Option<Inventory> {
             cni_version: d.cni_version.unwrap_or_else(|| support::default_cni_version(cni)),
             container_runtime_endpoint: d.container_runtime_endpoint,
             ignore_preflight_errors: d.ignore_preflight_errors,
+            registry_mirrors: d.registry_mirrors,
             addons: d.addons,
             kubelet: d.kubelet,
         },

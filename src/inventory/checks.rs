@@ -205,6 +205,31 @@ pub fn mirror_url(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> O
 
 /// One kubeadm preflight check name (`SystemVerification`, `Swap`, `all`). kubeadm splits its flag form on
 /// commas, so a comma or whitespace inside one name is a list written as a string.
+/// A registry host as image references name it: DNS labels, an optional port (`quay.io:443`).
+pub fn registry_host(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    let label =
+        |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-') && !l.ends_with('-');
+    !host.is_empty() && host.split('.').all(label) && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// A registry mirror's URL: http or https with a host, an optional path; no query, no fragment, nothing
+/// that could end the quoted TOML string it is written into.
+pub fn registry_mirror_url(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> bool {
+    let s = v.value.trim();
+    let ok = s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        && reqwest::Url::parse(s).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) && u.query().is_none() && u.fragment().is_none()
+        });
+    if !ok {
+        diags.error(path, Some(v.mark), format!("invalid value \"{s}\": expected a mirror URL like https://mirror.example.com or http://10.0.0.5:5000"));
+    }
+    ok
+}
+
 pub fn preflight_check_name(v: &Located<String>, path: &str, diags: &mut Diagnostics) -> bool {
     let s = &v.value;
     let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b',');

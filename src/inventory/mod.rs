@@ -193,6 +193,35 @@ mod tests {
     }
 
     #[test]
+    fn registry_mirrors_are_validated_with_their_lines() {
+        let with_mirrors = |yaml: &str| {
+            let lab = std::fs::read_to_string("inventories/lab.yaml").unwrap();
+            let edited = lab.replacen("    cni: flannel\n", &format!("    cni: flannel\n    registryMirrors:\n{yaml}"), 1);
+            assert_ne!(edited, lab);
+            let line = lab.lines().position(|l| l == "    cni: flannel").unwrap() + 3;
+            (parse("t.yaml".into(), edited, &PathContext { inventory_dir: ".".into(), home: None }), line)
+        };
+        let (ok, _) = with_mirrors("      quay.io:443: [https://m1.example.com, http://10.0.0.5:5000/quay]\n");
+        let inv = ok.inventory.unwrap();
+        assert_eq!(inv.kubernetes.registry_mirrors["quay.io:443"], ["https://m1.example.com", "http://10.0.0.5:5000/quay"]);
+        let (bad, line) = with_mirrors("      \"registry..k8s.io\": [https://m.example.com]\n      docker.io: [ftp://m.example.com]\n      quay.io: []\n");
+        assert!(bad.inventory.is_none());
+        assert_eq!(
+            errors(&bad),
+            [
+                format!(
+                    "t.yaml:{line}:7: spec.kubernetes.registryMirrors: invalid registry \"registry..k8s.io\": expected a registry host like registry.k8s.io or quay.io:443"
+                ),
+                format!(
+                    "t.yaml:{}:19: spec.kubernetes.registryMirrors.docker.io[0]: invalid value \"ftp://m.example.com\": expected a mirror URL like https://mirror.example.com or http://10.0.0.5:5000",
+                    line + 1
+                ),
+                format!("t.yaml:{}:16: spec.kubernetes.registryMirrors.quay.io: expected at least one mirror URL (http:// or https://)", line + 2),
+            ]
+        );
+    }
+
+    #[test]
     fn artifacts_default_to_upstream_amd64_and_pinned_versions() {
         let inv = with_certificates("").inventory.unwrap();
         assert_eq!(inv.artifacts.arch, Arch::Amd64);

@@ -104,6 +104,9 @@ pub struct Kubernetes {
     pub container_runtime_endpoint: String,
     /// kubeadm preflight checks that `init` and `join` report as warnings instead of errors.
     pub ignore_preflight_errors: Vec<String>,
+    /// Registry host -> the mirrors containerd pulls its images from first, in order (when kubeha installs
+    /// containerd; rendered as containerd's hosts.toml files).
+    pub registry_mirrors: BTreeMap<String, Vec<String>>,
     pub addons: Addons,
     pub kubelet: Kubelet,
 }

@@ -37,8 +37,20 @@ pub struct NodeUpgrade<'a> {
     pub endpoint: &'a str,
     /// The node's own address when it is a control plane: its API server must serve before the next one goes.
     pub control_plane_address: Option<String>,
-    pub ignore_preflight_errors: &'a [String],
+    pub ignore_preflight_errors: Vec<String>,
     pub drain_timeout: Duration,
+}
+
+/// The preflight checks `kubeadm upgrade` may only warn about: the inventory's, plus kubeadm's CoreDNS
+/// migration checks when the cluster has no CoreDNS (spec.kubernetes.addons.coreDNS: false): kubeadm
+/// runs them anyway and fails them for want of a CoreDNS Deployment to read ("start version '' not
+/// supported", kubeadm 1.36, seen on the lab).
+pub fn preflight_ignores(inv: &crate::inventory::Inventory) -> Vec<String> {
+    let mut ignored = inv.kubernetes.ignore_preflight_errors.clone();
+    if !inv.kubernetes.addons.core_dns {
+        ignored.extend(["CoreDNSUnsupportedPlugins".to_string(), "CoreDNSMigration".to_string()]);
+    }
+    ignored
 }
 
 /// `t` is the node, `admin` a control plane with admin.conf (the same host for a control plane's own step).
@@ -149,7 +161,7 @@ mod tests {
             kubelet,
             endpoint: "198.18.0.100:8443",
             control_plane_address: Some("198.18.0.12".into()),
-            ignore_preflight_errors: &[],
+            ignore_preflight_errors: Vec::new(),
             drain_timeout: Duration::from_secs(300),
         }
     }
@@ -175,6 +187,16 @@ mod tests {
         assert!(on_admin[1].contains("get node"), "{on_admin:?}");
         assert!(on_admin[2].contains("uncordon cp-2") && on_admin[2].contains("kubeha.io/drained-for-upgrade-"), "{on_admin:?}");
         assert_eq!(on_admin.len(), 3);
+    }
+
+    #[test]
+    fn coredns_checks_are_ignored_only_without_coredns() {
+        let mut inv = crate::test_support::lab();
+        inv.kubernetes.ignore_preflight_errors = vec!["SystemVerification".into()];
+        inv.kubernetes.addons.core_dns = false;
+        assert_eq!(preflight_ignores(&inv), ["SystemVerification", "CoreDNSUnsupportedPlugins", "CoreDNSMigration"]);
+        inv.kubernetes.addons.core_dns = true;
+        assert_eq!(preflight_ignores(&inv), ["SystemVerification"]);
     }
 
     /// The seed runs `kubeadm upgrade plan` (which fails the step when kubeadm refuses) before `apply`.

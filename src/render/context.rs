@@ -109,6 +109,32 @@ pub struct Containerd {
     pub binary: String,
     pub runc: String,
     pub cni_bin_dir: &'static str,
+    /// runc's cgroup driver must be the kubelet's.
+    pub systemd_cgroup: bool,
+}
+
+/// One registry's containerd hosts.toml: the registry itself as the last resort, its mirrors first.
+#[derive(Serialize)]
+pub struct RegistryHosts {
+    pub registry: String,
+    pub server: String,
+    pub mirrors: Vec<String>,
+}
+
+/// The hosts.toml files of `spec.kubernetes.registryMirrors`, when kubeha runs containerd. Docker Hub's
+/// images are named `docker.io/...` but served from registry-1.docker.io.
+pub fn registry_hosts(inv: &Inventory) -> Vec<RegistryHosts> {
+    if !crate::artifacts::catalogue::installs_containerd(inv) {
+        return Vec::new();
+    }
+    inv.kubernetes
+        .registry_mirrors
+        .iter()
+        .map(|(registry, mirrors)| {
+            let server = if registry == "docker.io" { "https://registry-1.docker.io".to_string() } else { format!("https://{registry}") };
+            RegistryHosts { registry: registry.clone(), server, mirrors: mirrors.clone() }
+        })
+        .collect()
 }
 
 /// containerd's config and unit when kubeha installs containerd (the kubelets talk to it, and the site did
@@ -123,6 +149,7 @@ pub fn containerd(inv: &Inventory) -> Option<Containerd> {
         binary: Kind::Containerd.install_path("containerd"),
         runc: Kind::Runc.install_path("runc"),
         cni_bin_dir: crate::paths::CNI_BIN_DIR,
+        systemd_cgroup: inv.kubernetes.kubelet.cgroup_driver == crate::inventory::CgroupDriver::Systemd,
     })
 }
 

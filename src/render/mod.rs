@@ -166,6 +166,9 @@ fn host_files(
     if let Some(c) = context::containerd(inv) {
         r.add(target, (paths::CONTAINERD_CONFIG, Group::Software), PUBLIC, "containerd/config.toml", &c)?;
         r.add(target, (paths::CONTAINERD_UNIT, Group::Software), PUBLIC, "systemd/containerd.service", &c)?;
+        for hosts in context::registry_hosts(inv) {
+            r.add(target, (&paths::containerd_registry_hosts(&hosts.registry), Group::Software), PUBLIC, "containerd/hosts.toml", &hosts)?;
+        }
     }
     if host.is_control_plane() {
         r.add(target, (paths::ETCD_CONFIG, Group::Etcd), PUBLIC, "etcd/etcd.conf.yml", &context::etcd_config(inv, host, secrets, etcd))?;

@@ -34,6 +34,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "systemd/kubelet-kubeadm.conf",
     "systemd/containerd.service",
     "containerd/config.toml",
+    "containerd/hosts.toml",
     "etcd/etcd-backup.sh",
     "systemd/kubeha-etcd-backup.service",
     "systemd/kubeha-etcd-backup.timer",
