@@ -54,6 +54,6 @@ failed=$(grep -Eo "[0-9]+ failed;" "$log" | awk '{sum += $1} END {print sum + 0}
 echo "$passed passed, $failed failed"
 if [[ $status -eq 0 ]]; then
   echo "== fuzzing (bounded)"
-  scripts/fuzz.sh 60
+  scripts/fuzz.sh 30
 fi
 exit "$status"

@@ -366,7 +366,11 @@ fn registry_mirrors(node: &Node, path: &str, diags: &mut Diagnostics) -> BTreeMa
     for entry in reader::entries(node, path, diags).unwrap_or_default() {
         let entry_path = join(path, &entry.key);
         if !checks::registry_host(&entry.key) {
-            diags.error(path, Some(entry.key_mark), format!("invalid registry \"{}\": expected a registry host like registry.k8s.io or quay.io:443", entry.key));
+            diags.error(
+                path,
+                Some(entry.key_mark),
+                format!("invalid registry \"{}\": expected a registry host like registry.k8s.io or quay.io:443", entry.key),
+            );
             continue;
         }
         let mirrors = strings(&entry.value, &entry_path, diags, checks::registry_mirror_url);
