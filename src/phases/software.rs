@@ -30,8 +30,11 @@ pub struct Store {
     options: Result<Options, String>,
     obtained: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Obtained>>>>,
     /// What goes over the wire for each artifact, made once however many hosts receive it.
-    wire: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Vec<u8>>>>>>,
+    wire: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<WireBytes>>>>,
 }
+
+/// An artifact's bytes as uploaded, shared by every host's step.
+type WireBytes = Arc<Vec<u8>>;
 
 impl Store {
     /// The operator's cache (XDG) and the inventory's source; progress bars stay off (the run's output
@@ -64,7 +67,7 @@ impl Store {
 impl Store {
     /// The bytes uploaded for `obtained`: a single program gzip-compressed (level 1: a third of the size
     /// at some 50 MB/s, and `gzip` is on every host), an archive as it is (already compressed).
-    async fn wire_form(&self, host: &str, obtained: &Obtained) -> Result<Arc<Vec<u8>>, SoftwareError> {
+    async fn wire_form(&self, host: &str, obtained: &Obtained) -> Result<WireBytes, SoftwareError> {
         let cell = {
             let mut map = self.wire.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(obtained.artifact.label()).or_default().clone()
