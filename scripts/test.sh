@@ -13,6 +13,15 @@ cd "$(dirname "$0")/.."
 # unit-tests the rendered monitoring configuration and alert rules (tests/monitoring_promtool.rs; no server is started).
 PACKAGES=(debootstrap systemd-container iproute2 openssh-client openssh-server sudo openssl vagrant prometheus)
 
+# The upstream build (CPU, tens of minutes when cold) runs while the packages install (network) and the
+# Vagrantfiles are validated; its output is shown when it is waited for below.
+build_out=$(mktemp)
+build_err=$(mktemp)
+lab/upstream/build.sh >"$build_out" 2>"$build_err" &
+build_pid=$!
+# Ended with this script if it fails before waiting for the build.
+trap 'if [[ -n ${build_pid:-} ]]; then kill "$build_pid" 2>/dev/null || true; fi; rm -f "$build_out" "$build_err"' EXIT
+
 installed_before=$(dpkg-query -W -f='${Status}' prometheus 2>/dev/null || true)
 scripts/packages.sh "${PACKAGES[@]}"
 # Installing prometheus starts its server and the node exporter it recommends; the tests need only promtool, so
@@ -26,8 +35,16 @@ for inventory in vagrant prod-3az; do
   (cd vagrant && KUBEHA_INVENTORY="../inventories/$inventory.yaml" KUBEHA_SSH_PUBLIC_KEY=/dev/null vagrant validate)
 done
 
+# The test binaries compile meanwhile: the two builds fill each other's single-threaded stretches (links).
+echo "== cargo test --no-run (while the upstream build runs)"
+cargo test --locked --no-run
 echo "== upstream Kubernetes and etcd (lab/upstream/build.sh) and the lab CRI runtime's Go tests"
-upstream=$(lab/upstream/build.sh)
+build_status=0
+wait "$build_pid" || build_status=$?
+build_pid=
+cat "$build_err" >&2
+[[ $build_status -eq 0 ]] || { echo "test.sh: lab/upstream/build.sh failed ($build_status)" >&2; exit 1; }
+upstream=$(cat "$build_out")
 lab/upstream/build.sh --test
 # The etcd tests run etcd 3.6 on this machine from PATH, and tests/kubeadm_validate.rs runs the real kubeadm.
 # The links go where release binaries go; a file there that is not one of our links is never replaced.
@@ -43,7 +60,7 @@ export KUBEHA_KUBEADM="$upstream/kubeadm"
 
 echo "== cargo test"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$build_out" "$build_err"' EXIT  # the build was waited for above
 set +e
 cargo test --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
