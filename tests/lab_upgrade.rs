@@ -97,10 +97,11 @@ fn an_upgrade_rolls_etcd_and_kubernetes_with_quorum_and_the_api_kept_and_resumes
     let reads = api.finish();
     drill::report("upgrade (writes)", upgrade_started, &writes);
     eprintln!(
-        "DRILL upgrade (API through the VIP): {} probes, {} failed, longest unavailable {:.2} s (bound {:.1} s)",
+        "DRILL upgrade (API through the VIP): {} probes, {} failed, longest unavailable {:.2} s, ending {:.1} s into the upgrade (bound {:.1} s)",
         reads.samples,
         reads.failed,
         reads.longest_unavailable.as_secs_f64(),
+        reads.longest_ended_at.as_secs_f64(),
         API_AWAY_AT_MOST.as_secs_f64()
     );
     for (step, seconds) in upgrade_step_seconds(&state) {

@@ -220,6 +220,9 @@ pub struct MonitorReport {
     pub failed: usize,
     /// The longest time between two successful writes (or from the start / to the end).
     pub longest_unavailable: Duration,
+    /// When that longest gap ended, from the monitor's start: tells a gap at the very start (the first
+    /// write's own start-up) from one in the middle of the change.
+    pub longest_ended_at: Duration,
     pub ran: Duration,
 }
 
@@ -257,13 +260,14 @@ impl QuorumMonitor {
             done.sort_by_key(|(at, _)| *at);
             let failed = done.iter().filter(|(_, ok)| !ok).count();
             let mut last_ok = started;
-            let mut longest = Duration::ZERO;
-            for (at, _) in done.iter().filter(|(_, ok)| *ok) {
-                longest = longest.max(at.duration_since(last_ok));
-                last_ok = *at;
+            let (mut longest, mut longest_ended_at) = (Duration::ZERO, Duration::ZERO);
+            for at in done.iter().filter(|(_, ok)| *ok).map(|(at, _)| *at).chain([ended]) {
+                if at.duration_since(last_ok) > longest {
+                    (longest, longest_ended_at) = (at.duration_since(last_ok), at.duration_since(started));
+                }
+                last_ok = at;
             }
-            longest = longest.max(ended.duration_since(last_ok));
-            MonitorReport { samples, failed, longest_unavailable: longest, ran: ended.duration_since(started) }
+            MonitorReport { samples, failed, longest_unavailable: longest, longest_ended_at, ran: ended.duration_since(started) }
         });
         QuorumMonitor { stop, thread: Some(thread) }
     }
@@ -283,11 +287,12 @@ impl Drop for QuorumMonitor {
 /// A drill's numbers, printed for the closing notes: duration and the longest write unavailability.
 pub fn report(drill: &str, started: Instant, monitor: &MonitorReport) {
     eprintln!(
-        "DRILL {drill}: {:.1} s; writes: {} samples, {} failed, longest unavailable {:.2} s (bound {:.1} s)",
+        "DRILL {drill}: {:.1} s; writes: {} samples, {} failed, longest unavailable {:.2} s, ending {:.1} s into the drill (bound {:.1} s)",
         started.elapsed().as_secs_f64(),
         monitor.samples,
         monitor.failed,
         monitor.longest_unavailable.as_secs_f64(),
+        monitor.longest_ended_at.as_secs_f64(),
         ONE_ELECTION.as_secs_f64()
     );
 }
@@ -310,7 +315,7 @@ impl ApiMonitor {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
-            let (mut samples, mut failed, mut last_ok, mut longest) = (0, 0, started, Duration::ZERO);
+            let (mut samples, mut failed, mut last_ok, mut longest, mut longest_ended_at) = (0, 0, started, Duration::ZERO, Duration::ZERO);
             while !flag.load(Ordering::SeqCst) && started.elapsed() < MONITOR_MAX_RUN {
                 let sent = Instant::now();
                 samples += 1;
@@ -321,7 +326,9 @@ impl ApiMonitor {
                     .output()
                     .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "ok");
                 if ok {
-                    longest = longest.max(Instant::now().duration_since(last_ok));
+                    if Instant::now().duration_since(last_ok) > longest {
+                        (longest, longest_ended_at) = (Instant::now().duration_since(last_ok), started.elapsed());
+                    }
                     last_ok = Instant::now();
                 } else {
                     failed += 1;
@@ -329,7 +336,14 @@ impl ApiMonitor {
                 std::thread::sleep(SAMPLE_EVERY.saturating_sub(sent.elapsed()));
             }
             let ended = Instant::now();
-            MonitorReport { samples, failed, longest_unavailable: longest.max(ended.duration_since(last_ok)), ran: ended.duration_since(started) }
+            let longest_ended_at = if ended.duration_since(last_ok) > longest { ended.duration_since(started) } else { longest_ended_at };
+            MonitorReport {
+                samples,
+                failed,
+                longest_unavailable: longest.max(ended.duration_since(last_ok)),
+                longest_ended_at,
+                ran: ended.duration_since(started),
+            }
         });
         ApiMonitor { stop, thread: Some(thread), _ca: ca }
     }
