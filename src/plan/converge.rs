@@ -688,8 +688,7 @@ impl Builder<'_> {
         // The seed first: its ClusterConfiguration (new etcd endpoints, SANs) must reach the cluster before
         // any join reads it, and its InitConfiguration must be in place before certificates are uploaded.
         let seed = self.desired.seed.clone();
-        let ordered = self.inv.control_planes().filter(|h| h.name == seed).chain(self.inv.control_planes().filter(|h| h.name != seed));
-        for h in ordered {
+        for h in self.seed_first() {
             let is_seed = h.name == seed;
             let kubeadm_files = vec![KUBEADM_CONFIG.to_string()];
             if is_seed && !initialised {
@@ -721,6 +720,13 @@ impl Builder<'_> {
             steps.push(step(format!("kubeadm/{}/ready", h.name), &h.name, ready, "the next join needs a serving API"));
         }
         self.push("control-plane", "kubeadm init, then control-plane joins one at a time", Execution::Sequential, steps);
+    }
+
+    /// The control planes with the seed first, then the others in inventory order: the order of every phase
+    /// whose first step is cluster-wide (init or its config upload, `kubeadm upgrade apply`).
+    fn seed_first(&self) -> impl Iterator<Item = &Host> + '_ {
+        let (inv, seed) = (self.inv, self.desired.seed.as_str());
+        inv.control_planes().filter(move |h| h.name == seed).chain(inv.control_planes().filter(move |h| h.name != seed))
     }
 
     /// kubeadm's certificates valid for fewer than `renewBefore` days are renewed, and a control plane

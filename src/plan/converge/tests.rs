@@ -89,6 +89,16 @@ fn installed_as_wanted(inv: &Inventory, host: &str) -> std::collections::BTreeMa
         .collect()
 }
 
+/// The lab converged on older releases (as `older` edits the inventory), with the cluster state the new
+/// inventory's desired files must share: what an upgrade starts from.
+fn converged_on(older: impl Fn(&mut Inventory)) -> (ClusterState, Observed) {
+    let mut old = lab();
+    older(&mut old);
+    let state = ClusterState::create(&old).unwrap();
+    let observed = converged(&old, &desired_with(&old, &state));
+    (state, observed)
+}
+
 /// The images of kubeadm's control-plane manifests for `version`.
 fn static_pods_on(version: crate::inventory::Version) -> std::collections::BTreeMap<String, String> {
     crate::paths::STATIC_PODS.iter().map(|p| (p.to_string(), format!("registry.k8s.io/{p}:v{version}"))).collect()
@@ -1321,10 +1331,7 @@ fn a_kubernetes_jump_or_downgrade_or_a_disallowed_etcd_path_is_refused_before_an
 /// Everything in the plan is a version change, so `kubeha upgrade` accepts it.
 #[test]
 fn a_kubernetes_minor_upgrade_rolls_the_control_planes_then_the_workers_by_failure_domain() {
-    let mut old = lab();
-    old.kubernetes.version = crate::inventory::Version::new(1, 35, 4);
-    let state = ClusterState::create(&old).unwrap();
-    let o = converged(&old, &desired_with(&old, &state));
+    let (state, o) = converged_on(|i| i.kubernetes.version = crate::inventory::Version::new(1, 35, 4));
     let inv = lab();
     let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
     golden("a_kubernetes_minor_upgrade_rolls_the_control_planes_then_the_workers_by_failure_domain", &plan);
@@ -1373,10 +1380,7 @@ fn a_kubernetes_minor_upgrade_rolls_the_control_planes_then_the_workers_by_failu
 /// goes on from there: no second `kubeadm upgrade apply`, cp-2 only gets its kubelet, cp-3 everything.
 #[test]
 fn a_killed_upgrade_resumes_from_the_versions_in_place() {
-    let mut old = lab();
-    old.kubernetes.version = crate::inventory::Version::new(1, 35, 4);
-    let state = ClusterState::create(&old).unwrap();
-    let mut o = converged(&old, &desired_with(&old, &state));
+    let (state, mut o) = converged_on(|i| i.kubernetes.version = crate::inventory::Version::new(1, 35, 4));
     let inv = lab();
     let new = inv.kubernetes.version;
     o.cluster_version = Some(new);
@@ -1407,10 +1411,7 @@ fn a_killed_upgrade_resumes_from_the_versions_in_place() {
 /// members one at a time between gates with the leader (cp-1) last, then the wait for the cluster version.
 #[test]
 fn an_etcd_minor_upgrade_restarts_the_leader_last_after_a_snapshot_and_checks_the_cluster_version() {
-    let mut old = lab();
-    old.etcd.version = crate::inventory::Version::new(3, 5, 36);
-    let state = ClusterState::create(&old).unwrap();
-    let mut o = converged(&old, &desired_with(&old, &state));
+    let (state, mut o) = converged_on(|i| i.etcd.version = crate::inventory::Version::new(3, 5, 36));
     for s in &mut o.etcd.as_mut().unwrap().statuses {
         s.version = "3.5.36".into();
     }
@@ -1444,10 +1445,7 @@ fn an_etcd_minor_upgrade_restarts_the_leader_last_after_a_snapshot_and_checks_th
 /// Without the cluster's kubeadm configuration the order of an upgrade is unknown: refused, not guessed.
 #[test]
 fn an_upgrade_without_the_cluster_version_is_refused() {
-    let mut old = lab();
-    old.kubernetes.version = crate::inventory::Version::new(1, 35, 4);
-    let state = ClusterState::create(&old).unwrap();
-    let mut o = converged(&old, &desired_with(&old, &state));
+    let (state, mut o) = converged_on(|i| i.kubernetes.version = crate::inventory::Version::new(1, 35, 4));
     o.cluster_version = None;
     let inv = lab();
     let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
@@ -1459,10 +1457,7 @@ fn an_upgrade_without_the_cluster_version_is_refused() {
 /// `kubeha upgrade` refuses a plan that also changes something else (here a new worker joins).
 #[test]
 fn an_upgrade_that_also_changes_membership_is_not_only_a_version_change() {
-    let mut old = lab();
-    old.kubernetes.version = crate::inventory::Version::new(1, 35, 4);
-    let state = ClusterState::create(&old).unwrap();
-    let mut o = converged(&old, &desired_with(&old, &state));
+    let (state, mut o) = converged_on(|i| i.kubernetes.version = crate::inventory::Version::new(1, 35, 4));
     o.hosts.remove("wk-2");
     o.nodes.as_mut().unwrap().remove("wk-2");
     let inv = lab();

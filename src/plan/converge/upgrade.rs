@@ -40,13 +40,7 @@ impl Builder<'_> {
         let via = seed.clone();
         let endpoint = self.endpoint();
         let mut apply_planned = false;
-        let ordered: Vec<&Host> = self
-            .inv
-            .control_planes()
-            .filter(|h| h.name == seed)
-            .chain(self.inv.control_planes().filter(|h| h.name != seed))
-            .filter(|h| self.joined(h))
-            .collect();
+        let ordered: Vec<&Host> = self.seed_first().filter(|h| self.joined(h)).collect();
         let mut steps = Vec::new();
         for h in ordered {
             let runs = self.observed.host(&h.name).control_plane_version();
