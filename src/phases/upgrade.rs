@@ -6,7 +6,6 @@
 use super::kubeadm::{self, DRAINED_ANNOTATION, ReadyError};
 use super::software::swap_staged;
 use crate::artifacts::catalogue::Kind;
-use crate::paths::ADMIN_CONF;
 use crate::plan::KubeadmUpgrade;
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::time::{Duration, Instant};
@@ -94,13 +93,9 @@ pub async fn node(t: &dyn Transport, admin: &dyn Transport, u: &NodeUpgrade<'_>)
 /// holds back until `timeout`, then the step fails with the node still cordoned.
 pub async fn drain(admin: &dyn Transport, node: &str, version: &str, timeout: Duration) -> Result<(), SshError> {
     let n = quote::quote(node);
-    let mark = format!("{DRAINED_ANNOTATION}={version}");
-    let script = format!(
-        "set -e\nk='kubectl --kubeconfig {ADMIN_CONF}'\n$k annotate node {n} {} --overwrite >/dev/null\n\
-         $k drain {n} --ignore-daemonsets --delete-emptydir-data --timeout={}s\n",
-        quote::quote(&mark),
-        timeout.as_secs()
-    );
+    let mark = kubeadm::kubectl(&format!("annotate node {n} {} --overwrite", quote::quote(&format!("{DRAINED_ANNOTATION}={version}")))).script;
+    let drain = kubeadm::kubectl(&format!("drain {n} --ignore-daemonsets --delete-emptydir-data --timeout={}s", timeout.as_secs())).script;
+    let script = format!("set -e\n{mark} >/dev/null\n{drain}\n");
     admin.run(&Command::script(script).timeout(timeout + Duration::from_secs(60))).await.map(|_| ())
 }
 
@@ -114,11 +109,9 @@ async fn swap_kubelet(t: &dyn Transport) -> Result<(), SshError> {
 /// Uncordons `node` and takes kubeha's drain mark off.
 pub async fn uncordon(admin: &dyn Transport, node: &str) -> Result<(), SshError> {
     let n = quote::quote(node);
-    let script = format!(
-        "set -e\nk='kubectl --kubeconfig {ADMIN_CONF}'\n$k uncordon {n} >/dev/null\n$k annotate node {n} {}- >/dev/null 2>&1 || true\n",
-        quote::quote(DRAINED_ANNOTATION)
-    );
-    admin.run(&Command::script(script)).await.map(|_| ())
+    let uncordon = kubeadm::kubectl(&format!("uncordon {n}")).script;
+    let unmark = kubeadm::kubectl(&format!("annotate node {n} {}-", quote::quote(DRAINED_ANNOTATION))).script;
+    admin.run(&Command::script(format!("set -e\n{uncordon} >/dev/null\n{unmark} >/dev/null 2>&1 || true\n"))).await.map(|_| ())
 }
 
 /// Waits until `node` is Ready and its kubelet reports `version`.
