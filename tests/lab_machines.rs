@@ -70,7 +70,7 @@ fn lab_machines_boot_fail_heal_and_leave_nothing_behind() {
     for (name, _) in HOSTS {
         assert!(text.contains(&format!("\"hostname\":\"{name}\"")), "facts lack {name}: {text}");
     }
-    // Fresh hosts: kubeha's software phase installs etcd and the Kubernetes programs (tests/lab_apply.rs).
+    // Fresh hosts: kubeha's software phase installs etcd and the Kubernetes programs (tests/lab_apply/).
     assert!(text.contains("\"etcd\":null") && text.contains("\"kubeadm\":null"), "fresh machines carry no etcd or kubeadm: {text}");
     // The lab serves what it built on its loopback mirror, in the upstream layout with upstream-style checksums.
     let inv = kubeha::inventory::load(std::path::Path::new(INVENTORY)).unwrap().inventory.unwrap();

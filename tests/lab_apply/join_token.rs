@@ -1,12 +1,10 @@
-//! Issue 12 item 3 on the lab (3 control planes + 2 workers): a join long after `kubeadm init` must not depend
-//! on init's 24 h bootstrap token. On a converged lab every bootstrap token is deleted (as if they had
-//! expired), a worker is taken out (`node remove wk-2`, which resets it) and added back (`node add wk-2`): the
-//! join succeeds because the run refreshes the token first, and no bootstrap token is left afterwards.
-//! Checked with kubectl on a control plane and the OpenSSH client, not with kubeha. Needs root (see
-//! tests/lab_machines.rs).
-mod support;
-use support::drill::{CP1, kubeha_ok, kubeha_with, lab_inventory, ssh_ok, text};
-use support::lab::Lab;
+//! Issue 12 item 3 on the converged lab: a join long after `kubeadm init` must not depend on init's 24 h
+//! bootstrap token. Every bootstrap token is deleted (as if they had expired), a worker is taken out (`node
+//! remove wk-2`, which resets it) and added back (`node add wk-2`): the join succeeds because the run refreshes
+//! the token first, and no bootstrap token is left afterwards.
+//! Checked with kubectl on a control plane and the OpenSSH client, not with kubeha.
+use crate::support::drill::{CP1, kubeha_ok, kubeha_with, lab_inventory, ssh_ok, text};
+use std::path::Path;
 
 const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
@@ -20,12 +18,8 @@ fn bootstrap_tokens() -> Vec<String> {
     list["items"].as_array().unwrap().iter().filter(|s| authenticates(s)).map(|s| s["metadata"]["name"].as_str().unwrap_or("").to_string()).collect()
 }
 
-#[test]
-fn a_worker_joins_after_every_bootstrap_token_is_gone_and_no_token_stays() {
-    let state = tempfile::tempdir().unwrap();
-    let state = state.path();
-    let _lab = Lab::up();
-    kubeha_ok(lab_inventory(), state, &["apply", "--yes"]);
+/// On a converged cluster, with kubeha's run folders under `state`.
+pub fn a_worker_joins_after_every_bootstrap_token_is_gone_and_no_token_stays(state: &Path) {
     assert!(bootstrap_tokens().is_empty(), "the init run deletes init's 24 h token: {:?}", bootstrap_tokens());
 
     kubeha_ok(lab_inventory(), state, &["node", "remove", "wk-2", "--yes"]);

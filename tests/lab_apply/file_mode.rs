@@ -1,12 +1,9 @@
-//! Issue 17 on the lab (3 control planes + 2 workers): a secret made readable by others on a converged
-//! cluster is drift. kubeha's etcd server key on cp-2 and kubeadm's API server key on cp-3 are chmodded to
+//! Issue 17 on the converged lab: a secret made readable by others is drift. kubeha's etcd server key on cp-2 and kubeadm's API server key on cp-3 are chmodded to
 //! 0644 over ssh: `plan --detailed-exitcode` exits 2 and shows the chmod step with what drifted, `verify`
 //! fails naming both files, `apply` sets them back to 0600 in place without restarting etcd or the API
 //! server, then `verify` passes and the plan is empty. Checked with the OpenSSH client, not with kubeha.
-//! Needs root (see tests/lab_machines.rs).
-mod support;
-use support::drill::{CP2, CP3, kubeha_ok, kubeha_with, lab_inventory, ssh, ssh_ok, text};
-use support::lab::Lab;
+use crate::support::drill::{CP2, CP3, kubeha_ok, kubeha_with, lab_inventory, ssh, ssh_ok, text};
+use std::path::Path;
 
 const ETCD_KEY: &str = "/etc/kubeha/pki/etcd/server.key";
 const APISERVER_KEY: &str = "/etc/kubernetes/pki/apiserver.key";
@@ -31,12 +28,8 @@ impl Drop for RestoreModes {
     }
 }
 
-#[test]
-fn a_key_made_world_readable_is_planned_fixed_in_place_without_a_restart_and_verified() {
-    let state = tempfile::tempdir().unwrap();
-    let state = state.path();
-    let _lab = Lab::up();
-    kubeha_ok(lab_inventory(), state, &["apply", "--yes"]);
+/// On a converged cluster, with kubeha's run folders under `state`.
+pub fn a_key_made_world_readable_is_planned_fixed_in_place_without_a_restart_and_verified(state: &Path) {
     let converged = kubeha_with(lab_inventory(), state, &["plan", "--detailed-exitcode"]).output().unwrap();
     assert_eq!(converged.status.code(), Some(0), "converged before the chmod:\n{}", text(&converged));
     assert_eq!(stat(CP2, ETCD_KEY), "600 root root");

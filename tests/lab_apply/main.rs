@@ -3,7 +3,14 @@
 //! runs the static pods as host processes; see README).
 //! Results are checked with tools other than kubeha's own code: the OpenSSH client, etcdctl inside the
 //! machines with /etc/kubeha/etcdctl.env, `ip addr`, curl. Needs root (see tests/lab_machines.rs).
+//!
+//! One cluster serves every scenario in order (a bootstrap costs some 2.5 minutes of the CI budget): the
+//! bootstrap killed twice and resumed, then day-2 scenarios that each leave the cluster converged as they
+//! found it (they say so with `plan --detailed-exitcode`), and last the two that kill machines.
+#[path = "../support/mod.rs"]
 mod support;
+mod file_mode;
+mod join_token;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -153,7 +160,7 @@ fn leases_move_when_their_holder_dies() {
 }
 
 #[test]
-fn apply_converges_is_idempotent_survives_the_vip_holder_and_sigkill() {
+fn apply_resumes_after_sigkill_converges_is_idempotent_then_day_2_and_failover() {
     let state = tempfile::tempdir().unwrap();
     let _lab = Lab::up();
 
@@ -163,61 +170,8 @@ fn apply_converges_is_idempotent_survives_the_vip_holder_and_sigkill() {
     assert!(text(&refused).contains("without confirmation: stdin is not a terminal"), "{}", text(&refused));
     assert!(!text(&ssh("198.18.0.11", "ls /etc/kubeha 2>&1")).contains("cluster-state.json"), "a refused apply changed a host");
 
-    let first = summary(&apply(state.path()));
-    assert!(first["changed"].as_u64().unwrap() > 20, "{first}");
-    assert_cluster_is_up();
-    let plan = kubeha(&["plan", "--detailed-exitcode"]);
-    assert_eq!(plan.status.code(), Some(0), "converged: {}", text(&plan));
-    assert!(text(&plan).contains("Nothing to change"), "{}", text(&plan));
-    let again = summary(&apply(state.path()));
-    assert_eq!(again["changed"], 0, "a second apply changes nothing: {again}");
-
-    // The software phase checks programs by checksum: one changed on a host since is installed again.
-    assert!(ssh("198.18.0.21", "printf x >> /usr/local/bin/kubectl").status.success());
-    let plan = kubeha(&["plan", "--detailed-exitcode"]);
-    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
-    assert!(text(&plan).contains("/usr/local/bin/kubectl differs from the kubectl 1.36.3 kubeha installed"), "{}", text(&plan));
-    let fixed = summary(&apply(state.path()));
-    assert_eq!(fixed["changed"], 1, "only wk-1's software step: {fixed}");
-    assert!(text(&ssh("198.18.0.21", "kubectl version --client")).contains("v1.36.3"));
-
-    // Secrets never reach the operator's disk or output.
-    let state_file: serde_json::Value = serde_json::from_slice(&ssh("198.18.0.11", "cat /etc/kubeha/cluster-state.json").stdout).unwrap();
-    let secrets: Vec<&str> = ["bootstrapToken", "certificateKey"].iter().filter_map(|k| state_file["secrets"][k].as_str()).collect();
-    assert_eq!(secrets.len(), 2, "{}", state_file["secrets"].as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(",")).unwrap_or_default());
-    for secret in secrets {
-        let found = Command::new("grep").args(["-rlF", secret]).arg(state.path()).output().unwrap();
-        assert!(found.stdout.is_empty(), "a secret is in {}", String::from_utf8_lossy(&found.stdout));
-        assert!(!text(&plan).contains(secret));
-    }
-
-    leases_move_when_their_holder_dies();
-    wait_for_readyz_everywhere();
-    wait_for_vip_back_on_cp1();
-
-    // The VIP holder dies: keepalived moves the VIP and the API answers through it again within 10 s.
-    let holder = vip_holders()[0];
-    let survivor = CONTROL_PLANES.iter().find(|(n, _)| *n != holder).unwrap().1;
-    let killed = kubeha(&["lab", "kill", holder]);
-    assert!(killed.status.success(), "{}", text(&killed));
-    let started = Instant::now();
-    let readyz = format!("curl -sS --max-time 1 --cacert /etc/kubernetes/pki/ca.crt https://{VIP}:8443/readyz");
-    let mut answered = false;
-    for _ in 0..40 {
-        if text(&ssh(survivor, &readyz)).trim() == "ok" {
-            answered = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let failover = started.elapsed();
-    assert!(answered && failover < Duration::from_secs(10), "readyz through the VIP after killing {holder}: {failover:?}");
-    eprintln!("VIP failover after killing {holder}: readyz answered after {:.1} s", failover.as_secs_f64());
-
-    // A fresh lab: apply is SIGKILLed with a learner in flux, then again right after kubeadm init; the
-    // next run takes over the dead run's lock, resumes and converges. A concurrent run is refused.
-    drop(_lab);
-    let _lab = Lab::up();
+    // apply is SIGKILLed with a learner in flux, then again right after kubeadm init; the next run takes
+    // over the dead run's lock, resumes and converges. A concurrent run is refused.
     kill_apply_after(state.path(), "etcd/cp-2/start");
     kill_apply_after(state.path(), "kubeadm/cp-1/init");
     let killed_journal = newest_journal(state.path());
@@ -241,8 +195,58 @@ fn apply_converges_is_idempotent_survives_the_vip_holder_and_sigkill() {
     let resumed_summary = summary(&resumed_out);
     assert!(text(&resumed_out).contains("did not finish"), "the resumed run names the interrupted one: {}", text(&resumed_out));
     assert!(std::fs::read_to_string(journal).unwrap().contains("\"outcome\":\"converged\""));
-    assert!(resumed_summary["changed"].as_u64().unwrap() > 0);
+    assert!(resumed_summary["changed"].as_u64().unwrap() > 0, "the resumed run did the rest of the bootstrap: {resumed_summary}");
     assert_cluster_is_up();
     let plan = kubeha(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "converged after the kills: {}", text(&plan));
+    assert!(text(&plan).contains("Nothing to change"), "{}", text(&plan));
+    let again = summary(&apply(state.path()));
+    assert_eq!(again["changed"], 0, "a second apply changes nothing: {again}");
+
+    // The software phase checks programs by checksum: one changed on a host since is installed again.
+    assert!(ssh("198.18.0.21", "printf x >> /usr/local/bin/kubectl").status.success());
+    let plan = kubeha(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(text(&plan).contains("/usr/local/bin/kubectl differs from the kubectl 1.36.3 kubeha installed"), "{}", text(&plan));
+    let fixed = summary(&apply(state.path()));
+    assert_eq!(fixed["changed"], 1, "only wk-1's software step: {fixed}");
+    assert!(text(&ssh("198.18.0.21", "kubectl version --client")).contains("v1.36.3"));
+
+    // Secrets never reach the operator's disk or output, the killed runs' folders included.
+    let state_file: serde_json::Value = serde_json::from_slice(&ssh("198.18.0.11", "cat /etc/kubeha/cluster-state.json").stdout).unwrap();
+    let secrets: Vec<&str> = ["bootstrapToken", "certificateKey"].iter().filter_map(|k| state_file["secrets"][k].as_str()).collect();
+    assert_eq!(secrets.len(), 2, "{}", state_file["secrets"].as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(",")).unwrap_or_default());
+    for secret in secrets {
+        let found = Command::new("grep").args(["-rlF", secret]).arg(state.path()).output().unwrap();
+        assert!(found.stdout.is_empty(), "a secret is in {}", String::from_utf8_lossy(&found.stdout));
+        assert!(!text(&plan).contains(secret));
+    }
+
+    // Day-2 scenarios on the converged cluster; each leaves it converged.
+    file_mode::a_key_made_world_readable_is_planned_fixed_in_place_without_a_restart_and_verified(state.path());
+    join_token::a_worker_joins_after_every_bootstrap_token_is_gone_and_no_token_stays(state.path());
+
+    // Last, what kills machines.
+    leases_move_when_their_holder_dies();
+    wait_for_readyz_everywhere();
+    wait_for_vip_back_on_cp1();
+
+    // The VIP holder dies: keepalived moves the VIP and the API answers through it again within 10 s.
+    let holder = vip_holders()[0];
+    let survivor = CONTROL_PLANES.iter().find(|(n, _)| *n != holder).unwrap().1;
+    let killed = kubeha(&["lab", "kill", holder]);
+    assert!(killed.status.success(), "{}", text(&killed));
+    let started = Instant::now();
+    let readyz = format!("curl -sS --max-time 1 --cacert /etc/kubernetes/pki/ca.crt https://{VIP}:8443/readyz");
+    let mut answered = false;
+    for _ in 0..40 {
+        if text(&ssh(survivor, &readyz)).trim() == "ok" {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let failover = started.elapsed();
+    assert!(answered && failover < Duration::from_secs(10), "readyz through the VIP after killing {holder}: {failover:?}");
+    eprintln!("VIP failover after killing {holder}: readyz answered after {:.1} s", failover.as_secs_f64());
 }
