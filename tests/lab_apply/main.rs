@@ -4,17 +4,19 @@
 //! Results are checked with tools other than kubeha's own code: the OpenSSH client, etcdctl inside the
 //! machines with /etc/kubeha/etcdctl.env, `ip addr`, curl. Needs root (see tests/lab_machines.rs).
 //!
-//! One cluster serves every scenario in order (a bootstrap costs some 2.5 minutes of the CI budget): the
-//! bootstrap killed twice and resumed, then day-2 scenarios that each leave the cluster converged as they
+//! One cluster serves every scenario in order (a bootstrap costs some 2.5 minutes of the CI budget): an offline
+//! bundle and a corrupt mirror refused (software.rs), the bootstrap from the bundle killed twice and resumed,
+//! then day-2 scenarios that each leave the cluster converged as they
 //! found it (they say so with `plan --detailed-exitcode`), and last the two that kill machines.
 #[path = "../support/mod.rs"]
 mod support;
 mod file_mode;
 mod join_token;
+mod software;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::drill::{VIP, kill_after, kubeha_with, newest_journal, ssh, text};
+use support::drill::{VIP, kill_command_after, kubeha_with, newest_journal, ssh, text};
 use support::lab::{INVENTORY, Lab, kubeha};
 
 const CONTROL_PLANES: [(&str, &str); 3] = [("cp-1", "198.18.0.11"), ("cp-2", "198.18.0.12"), ("cp-3", "198.18.0.13")];
@@ -31,11 +33,6 @@ fn apply(state: &Path) -> Output {
 fn summary(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "apply failed:\n{}", text(out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("apply --output json: {e}\n{}", text(out)))
-}
-
-/// Starts an apply and SIGKILLs it as soon as its journal records `step` as done.
-fn kill_apply_after(state: &Path, step: &str) {
-    kill_after(Path::new(INVENTORY), state, &["apply", "--yes"], step);
 }
 
 fn members(address: &str) -> serde_json::Value {
@@ -160,9 +157,11 @@ fn leases_move_when_their_holder_dies() {
 }
 
 #[test]
-fn apply_resumes_after_sigkill_converges_is_idempotent_then_day_2_and_failover() {
+fn apply_from_a_bundle_resumes_after_sigkill_converges_is_idempotent_then_day_2_and_failover() {
     let state = tempfile::tempdir().unwrap();
-    let _lab = Lab::up();
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let lab = Lab::up();
 
     // Without a terminal and without --yes, apply shows the plan and refuses; nothing changes.
     let refused = kubeha_in(state.path(), &["apply"]).stdin(Stdio::null()).output().unwrap();
@@ -170,12 +169,19 @@ fn apply_resumes_after_sigkill_converges_is_idempotent_then_day_2_and_failover()
     assert!(text(&refused).contains("without confirmation: stdin is not a terminal"), "{}", text(&refused));
     assert!(!text(&ssh("198.18.0.11", "ls /etc/kubeha 2>&1")).contains("cluster-state.json"), "a refused apply changed a host");
 
-    // apply is SIGKILLed with a learner in flux, then again right after kubeadm init; the next run takes
-    // over the dead run's lock, resumes and converges. A concurrent run is refused.
-    kill_apply_after(state.path(), "etcd/cp-2/start");
-    kill_apply_after(state.path(), "kubeadm/cp-1/init");
+    // A bundle for air-gapped sites; a mirror with a corrupt kubeadm refused before anything is installed.
+    let bundle = software::a_bundle_is_fetched_and_a_bad_mirror_file_is_refused_before_anything_is_installed(work, state.path(), &lab.inventory);
+
+    // With the lab's mirror stopped the bootstrap installs from the bundle alone. It is SIGKILLed with a
+    // learner in flux, then again right after kubeadm init; the next run takes over the dead run's lock,
+    // resumes and converges. A concurrent run is refused.
+    let offline = software::offline_inventory(work, &lab.inventory, &bundle);
+    let offline_kubeha = |args: &[&str]| software::kubeha(work, "offline", &offline, state.path(), args);
+    let within = Duration::from_secs(180);
+    kill_command_after(offline_kubeha(&["apply", "--yes"]), state.path(), "etcd/cp-2/start", within);
+    kill_command_after(offline_kubeha(&["apply", "--yes"]), state.path(), "kubeadm/cp-1/init", within);
     let killed_journal = newest_journal(state.path());
-    let resumed = kubeha_in(state.path(), &["apply", "--yes", "--output", "json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let resumed = offline_kubeha(&["apply", "--yes", "--output", "json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let journal = {
         let started = Instant::now();
         loop {
@@ -188,7 +194,7 @@ fn apply_resumes_after_sigkill_converges_is_idempotent_then_day_2_and_failover()
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    let concurrent = apply(state.path());
+    let concurrent = offline_kubeha(&["apply", "--yes", "--output", "json"]).output().unwrap();
     assert_eq!(concurrent.status.code(), Some(1), "{}", text(&concurrent));
     assert!(text(&concurrent).contains("another kubeha run holds the cluster lock"), "{}", text(&concurrent));
     let resumed_out = resumed.wait_with_output().unwrap();
@@ -197,6 +203,13 @@ fn apply_resumes_after_sigkill_converges_is_idempotent_then_day_2_and_failover()
     assert!(std::fs::read_to_string(journal).unwrap().contains("\"outcome\":\"converged\""));
     assert!(resumed_summary["changed"].as_u64().unwrap() > 0, "the resumed run did the rest of the bootstrap: {resumed_summary}");
     assert_cluster_is_up();
+    software::assert_installed_from_the_bundle();
+    let plan = offline_kubeha(&["plan", "--detailed-exitcode"]).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "converged from the bundle, no software step left: {}", text(&plan));
+
+    // The mirror back (lab up starts it): the lab's inventory names the same bytes, so nothing is to change.
+    let back = kubeha(&["lab", "up"]);
+    assert!(back.status.success(), "{}", text(&back));
     let plan = kubeha(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "converged after the kills: {}", text(&plan));
     assert!(text(&plan).contains("Nothing to change"), "{}", text(&plan));

@@ -89,11 +89,18 @@ pub fn kill_after(inventory: &Path, state: &Path, args: &[&str], step: &str) {
 
 /// `kill_after` for a step that comes late in a long run: the wait is bounded by `within`.
 pub fn kill_after_within(inventory: &Path, state: &Path, args: &[&str], step: &str, within: Duration) {
+    kill_command_after(kubeha_with(inventory, state, args), state, step, within);
+}
+
+/// `kill_after_within` for a kubeha command built by the caller (its own environment), with its run folders
+/// under `state`.
+pub fn kill_command_after(mut command: Command, state: &Path, step: &str, within: Duration) {
     let before = newest_journal(state);
+    let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
     // Its output is kept for the message when it ends on its own instead of being killed.
     let log_path = state.join(format!("kill-after-{}.log", step.replace('/', "_")));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child: Child = kubeha_with(inventory, state, args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+    let mut child: Child = command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
     let needle = format!("\"stepId\":\"{step}\"");
     let started = Instant::now();
     loop {
