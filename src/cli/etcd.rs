@@ -4,11 +4,12 @@ use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::digest::sha256_hex;
 use crate::etcd::gate::working_quorum;
 use crate::etcd::snapshot::RestoreSpec;
-use crate::exec::{live, lock};
+use crate::exec::lock;
 use crate::inventory::{Host, Inventory};
 use crate::phases::snapshot::{self, Layout, SnapshotInfo};
 use crate::phases::{etcd, restore};
 use crate::ssh::Transport;
+use crate::ssh::targets;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
@@ -100,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
 type Reachable<'a> = (&'a Host, Arc<dyn Transport>);
 
 /// The reachable control planes in inventory order, and the others with the reason.
-fn control_planes<'a>(inv: &'a Inventory, hosts: &live::Hosts, unreachable: &[crate::ssh::SshError]) -> (Vec<Reachable<'a>>, Vec<String>) {
+fn control_planes<'a>(inv: &'a Inventory, hosts: &targets::Hosts, unreachable: &[crate::ssh::SshError]) -> (Vec<Reachable<'a>>, Vec<String>) {
     let mut up = Vec::new();
     let mut down = Vec::new();
     for h in inv.control_planes() {
@@ -134,7 +135,7 @@ async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<E
     if args.out.symlink_metadata().is_ok() && !args.force {
         bail!("{} exists; pass --force to replace it", args.out.display());
     }
-    let (hosts, unreachable) = live::connect(inv).await;
+    let (hosts, unreachable) = targets::connect(inv).await;
     let (cps, down) = control_planes(inv, &hosts, &unreachable);
     if cps.is_empty() {
         bail!("no control plane is reachable over SSH:\n  {}", down.join("\n  "));
@@ -233,7 +234,7 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
     }
     let sha = sha256_hex(&bytes);
     check_beside(&args.snapshot, &sha)?;
-    let (hosts, unreachable) = live::connect(inv).await;
+    let (hosts, unreachable) = targets::connect(inv).await;
     let (cps, down) = control_planes(inv, &hosts, &unreachable);
     let down_names: Vec<String> = inv.control_planes().filter(|h| !hosts.contains_key(&h.name)).map(|h| h.name.clone()).collect();
     if cps.is_empty() {
@@ -278,7 +279,7 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
 
     // The usual lock wants a majority of the control planes, which is exactly what a cluster without quorum
     // may not have reachable; see lock::acquire_every for why every reachable one is enough here.
-    let connections: Vec<crate::ssh::targets::Connection> = cps.iter().map(|(h, t)| (h.name.clone(), Ok(t.clone()))).collect();
+    let connections: Vec<targets::Connection> = cps.iter().map(|(h, t)| (h.name.clone(), Ok(t.clone()))).collect();
     let me = lock::Holder::for_this_run(&format!("etcd restore -i {}", args.inventory.path.display()));
     let held = lock::acquire_every(&connections, me, args.force_unlock).await?.keep_alive(lock::HEARTBEAT_EVERY);
     let policy = QuorumPolicy { lock: held.fence(), ..policy };

@@ -1,8 +1,9 @@
 //! `kubeha upgrade`: `apply` with the promise that only versions change (`upgrade::intent`). Edit
 //! spec.kubernetes.version or spec.etcd.version, then run it; the plan shows the rolling order, and a plan
 //! that would change anything else is refused unchanged.
-use super::apply::{self, Request, RunOptions};
+use super::apply::{self, RunOptions};
 use super::{Exit, InventoryArg, exit, report};
+use crate::action::apply::Request;
 use crate::upgrade::intent;
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let command = format!("upgrade -i {}", args.inventory.path.display());
-    let intent = Box::new(|planned: &crate::exec::live::Planned| {
+    let intent = Box::new(|planned: &crate::action::Planned| {
         let others = intent::other_changes(&planned.plan);
         if !others.is_empty() {
             let listed: Vec<String> = others.iter().map(|s| format!("{} on {} ({})", s.id, s.host, s.reason)).collect();

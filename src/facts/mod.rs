@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::ssh::{Command, ConnectOptions, HostTarget, SshError, Transport};
 
 pub mod certs;
+pub mod cluster;
 pub mod observe;
 pub mod parse;
 pub mod report;
