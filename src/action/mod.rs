@@ -4,5 +4,6 @@ pub mod apply;
 pub mod node;
 pub mod planned;
 mod stored;
+pub mod upgrade;
 
 pub use planned::Planned;

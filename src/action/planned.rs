@@ -20,7 +20,7 @@ pub async fn connect_all(inv: &Inventory, purpose: &str) -> anyhow::Result<Hosts
     if !unreachable.is_empty() {
         let list: Vec<String> = unreachable.iter().map(|e| format!("  {e}")).collect();
         let members: Vec<&dyn Transport> = inv.control_planes().filter_map(|h| hosts.get(&h.name)).map(|t| t.as_ref()).collect();
-        let etcd = match crate::phases::etcd::view_from_any(&members).await {
+        let etcd = match crate::facts::etcd::view_from_any(&members).await {
             Ok(v) if !v.has_quorum() => format!(
                 "\netcd has LOST QUORUM: {} of {} voting members answer. No membership change can run; {}",
                 v.healthy_voters().len(),

@@ -149,7 +149,7 @@ async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<E
         },
         None => {
             let transports: Vec<&dyn Transport> = cps.iter().map(|(_, t)| t.as_ref()).collect();
-            let view = etcd::view_from_any(&transports).await.map_err(|e| anyhow::anyhow!("no etcd member answers on {}: {e}", names(&cps)))?;
+            let view = crate::facts::etcd::view_from_any(&transports).await.map_err(|e| anyhow::anyhow!("no etcd member answers on {}: {e}", names(&cps)))?;
             // A snapshot of a healthy voting member holds every committed write; a learner may lag behind.
             let healthy_voter = |h: &Host| view.members.iter().any(|m| m.name == h.name && !m.is_learner && view.healthy(m).is_ok());
             let Some(found) = cps.iter().find(|(h, _)| healthy_voter(h)) else {
@@ -334,7 +334,7 @@ struct QuorumPolicy<'a> {
 /// What etcd looks like now, as one line; an error (the refusal) when it still has quorum without --force.
 async fn etcd_now(cps: &[Reachable<'_>], policy: &QuorumPolicy<'_>) -> anyhow::Result<String> {
     let transports: Vec<&dyn Transport> = cps.iter().map(|(_, t)| t.as_ref()).collect();
-    Ok(match etcd::view_from_any(&transports).await {
+    Ok(match crate::facts::etcd::view_from_any(&transports).await {
         Ok(view) => match working_quorum(&view) {
             Ok(working) if !policy.force => bail!(
                 "etcd still has quorum ({working}): refusing to restore. A restore throws away the running cluster's data and \

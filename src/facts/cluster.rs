@@ -53,7 +53,7 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
         .collect();
     let mut answers = tokio::task::JoinSet::new();
     for (name, t) in running.clone() {
-        answers.spawn(async move { (name, crate::phases::etcd::member_list_answer(t.as_ref()).await) });
+        answers.spawn(async move { (name, crate::facts::etcd::member_list_answer(t.as_ref()).await) });
     }
     while let Some(joined) = answers.join_next().await {
         // A member that does not answer is not compared: the full view below and the gates report it.
@@ -62,7 +62,7 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
         }
     }
     let members: Vec<&dyn Transport> = running.iter().map(|(_, t)| t.as_ref()).collect();
-    observed.etcd = crate::phases::etcd::view_from_any(&members).await.ok();
+    observed.etcd = crate::facts::etcd::view_from_any(&members).await.ok();
     let admins: Vec<&crate::inventory::Host> = inv.control_planes().filter(|h| observed.host(&h.name).has(ADMIN_CONF)).collect();
     for h in admins {
         let Some(t) = hosts.get(&h.name) else { continue };
@@ -81,7 +81,7 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
     }
     if observed.api_error.is_some() {
         for t in &members {
-            if let Ok(holds) = crate::phases::etcd::holds_kubernetes_data(*t).await {
+            if let Ok(holds) = crate::facts::etcd::holds_kubernetes_data(*t).await {
                 observed.kubernetes_data = Some(holds);
                 break;
             }

@@ -2,8 +2,9 @@
 //! recorded, not fatal), etcd's view from a reachable control plane, and who holds the VIP. No lock is
 //! taken: status must work while an apply runs, and most of all when a cluster is half gone.
 use super::{EtcdUnasked, Observations};
+use crate::facts::{etcd, vip};
 use crate::inventory::Inventory;
-use crate::phases::{backup, etcd, loadbalancer};
+use crate::phases::backup;
 use crate::ssh::targets;
 use crate::ssh::{SshError, Transport};
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ pub async fn observe(inv: &Inventory) -> Observations {
         let mut seen = BTreeMap::new();
         let Some(vrrp) = inv.load_balancer.vrrp() else { return seen };
         for t in &cps {
-            seen.insert(t.host().to_string(), loadbalancer::holds_vip(*t, vrrp.vip).await);
+            seen.insert(t.host().to_string(), vip::holds_vip(*t, vrrp.vip).await);
         }
         seen
     };
