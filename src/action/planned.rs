@@ -42,7 +42,6 @@ pub async fn connect_all(inv: &Inventory, purpose: &str) -> anyhow::Result<Hosts
 /// Everything `plan` and `apply` need, gathered read-only.
 pub struct Planned {
     pub state: ClusterState,
-    pub new_cluster: bool,
     pub desired: Desired,
     pub observed: Observed,
     pub plan: Plan,
@@ -90,7 +89,7 @@ pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving
     plan.findings.extend(stored::skipped_findings(&skipped, &state));
     plan.findings.extend(stored::renewed_finding(&renewed, inv));
     plan.findings.extend(stored::reissued_finding(&reissued));
-    Ok(Planned { state, new_cluster, desired, observed, plan, leaving })
+    Ok(Planned { state, desired, observed, plan, leaving })
 }
 
 /// Without stored state, new CAs would be generated: fatal for a cluster that already runs on others.
