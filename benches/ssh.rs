@@ -12,10 +12,10 @@
 mod sshd;
 
 use std::process::{Command as Process, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kubeha::ssh::{Command, ConnectOptions, Pool, Transport, sudo};
+use kubeha::ssh::pool::connect_each;
+use kubeha::ssh::{Command, ConnectOptions, Transport, sudo};
 use sshd::TestSshd;
 
 const ROUNDS: usize = 5;
@@ -66,9 +66,8 @@ async fn sequential() -> (Duration, Duration, UploadTimes) {
     target.r#become = kubeha::ssh::Become::None;
     let line = remote_line();
 
-    let (pool, failures) = Pool::connect_all(std::slice::from_ref(&target), &opts()).await;
-    assert!(failures.is_empty(), "{failures:?}");
-    let session = pool.get("seq").expect("session");
+    let (_, session) = connect_each(std::slice::from_ref(&target), &opts()).await.pop().expect("one target");
+    let session = session.expect("session");
     let ours = median(
         futures_rounds(|| {
             let session = session.clone();
@@ -169,11 +168,9 @@ async fn parallel() -> (Duration, Duration) {
     let mut ours = Vec::new();
     for _ in 0..ROUNDS {
         let started = Instant::now();
-        let (pool, failures) = Pool::connect_all(&targets, &opts()).await;
-        assert!(failures.is_empty(), "{failures:?}");
         let mut tasks = tokio::task::JoinSet::new();
-        for (_, session) in pool.iter() {
-            let session = Arc::clone(session);
+        for (name, session) in connect_each(&targets, &opts()).await {
+            let session = session.unwrap_or_else(|e| panic!("{name}: {e}"));
             tasks.spawn(async move { session.run(&Command::script("true")).await.map(|_| ()) });
         }
         while let Some(r) = tasks.join_next().await {

@@ -1,4 +1,5 @@
 //! kubeha: provisions highly-available Kubernetes clusters from one declarative inventory.
+pub mod action;
 pub mod artifacts;
 pub mod backups;
 pub mod cli;

@@ -2,6 +2,7 @@
 //! machine holds the VIP, HAProxy listens on the VIP's port, and when the holder loses power the VIP moves.
 //! Needs root (see lab_machines.rs).
 mod support;
+use kubeha::facts::vip::holds_vip;
 use kubeha::phases::loadbalancer;
 use kubeha::render::secrets::Secrets;
 use kubeha::ssh::{Command as Remote, Transport};
@@ -17,7 +18,7 @@ async fn single_holder(hosts: &HashMap<String, Arc<dyn Transport>>, names: &[&st
     loop {
         let mut holders = Vec::new();
         for name in names {
-            if loadbalancer::holds_vip(hosts[*name].as_ref(), vip).await.unwrap() {
+            if holds_vip(hosts[*name].as_ref(), vip).await.unwrap() {
                 holders.push(name.to_string());
             }
         }
@@ -56,7 +57,7 @@ async fn one_vip_holder_and_failover_on_power_loss() {
     for name in ["cp-1", "cp-2", "cp-3"] {
         assert!(!loadbalancer::apply(hosts[name].as_ref(), &lb_files(name)).await.unwrap(), "{name}: second apply changed files");
     }
-    assert!(loadbalancer::holds_vip(hosts["cp-1"].as_ref(), vrrp.vip).await.unwrap());
+    assert!(holds_vip(hosts["cp-1"].as_ref(), vrrp.vip).await.unwrap());
 
     // Power cut on the holder: VRRP moves the VIP to the next priority within seconds.
     assert!(kubeha(&["lab", "kill", "cp-1"]).status.success());

@@ -4,7 +4,7 @@ mod support;
 use std::time::Duration;
 
 use kubeha::ssh::bastion::Connector;
-use kubeha::ssh::pool::Pool;
+use kubeha::ssh::pool::connect_each;
 use kubeha::ssh::{Command, ConnectOptions, SshError, Transport};
 use support::sshd::{SshdOptions, TestSshd};
 
@@ -23,10 +23,8 @@ async fn target_behind_bastion() {
         t.bastion = Some(Box::new(bastion.target("jump", "root")));
         targets.push(t);
     }
-    let (pool, failures) = Pool::connect_all(&targets, &opts()).await;
-    assert!(failures.is_empty(), "{failures:?}");
-    for (name, session) in pool.iter() {
-        let out = session.run(&Command::script("echo $SSH_CONNECTION")).await.unwrap();
+    for (name, session) in connect_each(&targets, &opts()).await {
+        let out = session.unwrap_or_else(|e| panic!("{e}")).run(&Command::script("echo $SSH_CONNECTION")).await.unwrap();
         assert!(!out.stdout_text().is_empty(), "{name}");
     }
     // Both tunnels went through the bastion, which was dialled once.

@@ -1,19 +1,13 @@
-//! `kubeha apply`: probe, plan, show, confirm, then execute under the cluster lock, with a journal and
-//! per-host logs in a run folder. `--dry-run` stops after showing the plan (= `kubeha plan`).
+//! `kubeha apply`: the arguments, the prompt and the summary of a run (`action::apply`: probe, plan, show,
+//! confirm, then execute under the cluster lock). `--dry-run` stops after showing the plan (= `kubeha plan`).
 use super::{Exit, InventoryArg, OutputFormat, exit, report};
-use crate::exec::live::{self, Hosts, Planned};
-use crate::exec::logged::Logged;
-use crate::exec::output::{Progress, ProgressMode};
-use crate::exec::redact::Redactor;
-use crate::exec::run::{Executor, Summary};
-use crate::exec::rundir::{self, JournalEntry, RunDir};
-use crate::exec::steps::StepContext;
-use crate::exec::stop::Stop;
-use crate::exec::{clock, lock};
-use crate::inventory::{Host, Inventory};
-use crate::plan;
-use crate::render::templates::Templates;
-use crate::ssh::Transport;
+use crate::action::{
+    self,
+    apply::{Outcome, Request, Settings},
+};
+use crate::exec::run::Summary;
+use crate::exec::rundir;
+use crate::plan::Plan;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,99 +54,32 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     converge(Request { inv: Arc::new(inv), command, leaving_known: Vec::new(), intent: Box::new(|_| Ok(())) }, &args.run)
 }
 
-/// A run that brings the cluster to an inventory: `apply`, or a `node` command with its own checks.
-pub struct Request {
-    pub inv: Arc<Inventory>,
-    /// The command line, for the lock holder and the journal.
-    pub command: String,
-    /// Hosts named as leaving whose inventory entries say how to reach them.
-    pub leaving_known: Vec<Host>,
-    /// The command's own conditions on what was found and planned; an error refuses the run unchanged.
-    pub intent: Box<Intent>,
-}
-
-pub type Intent = dyn Fn(&Planned) -> anyhow::Result<()> + Send + Sync;
-
+/// Runs `request` (`action::apply`) with the prompt as its confirmation, and reports how it went.
 pub fn converge(request: Request, options: &RunOptions) -> anyhow::Result<Exit> {
+    let settings =
+        Settings { dry_run: options.dry_run, force_unlock: options.force_unlock, state_dir: options.state_dir.clone().unwrap_or_else(rundir::default_base) };
+    let confirm = |plan: &Plan| if options.yes { Ok(true) } else { confirm(plan) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(locked(request, options))
-}
-
-async fn locked(request: Request, args: &RunOptions) -> anyhow::Result<Exit> {
-    let inv = request.inv.clone();
-    let raw = live::connect_all(&inv, "this run").await?;
-    let base = args.state_dir.clone().unwrap_or_else(rundir::default_base);
-    if let Some(previous) = rundir::last_interrupted(&base, &inv.name) {
-        eprintln!(
-            "note: run {} did not finish ({} steps done{}); this run re-probes the hosts and continues from what is in place",
-            previous.run_id,
-            previous.done_steps.len(),
-            previous.last_failed.as_ref().map(|(s, _)| format!(", failed at {s}")).unwrap_or_default()
-        );
-    }
-    let control_planes: Vec<crate::ssh::targets::Connection> = inv.control_planes().map(|h| (h.name.clone(), Ok(raw[&h.name].clone()))).collect();
-    let me = lock::Holder::for_this_run(&request.command);
-    let operator = me.operator.clone();
-    let lock = if args.dry_run { None } else { Some(lock::acquire(&control_planes, me, args.force_unlock).await?.keep_alive(lock::HEARTBEAT_EVERY)) };
-    let fence = lock.as_ref().map(lock::KeptLock::fence).unwrap_or_default();
-    let result = execute(&request, args, &raw, &base, (operator, fence)).await;
-    if let Some(lock) = lock
-        && let Err(e) = lock.release().await
-    {
-        // The run's own outcome matters more; a lock left on a host that stopped answering looks stale to
-        // the next run once its heartbeat is old (HEARTBEAT_STALE_AFTER), and --force-unlock clears it.
-        eprintln!("warning: {e}");
-    }
-    result
-}
-
-/// `held`: the operator as the lock names them, and the lock's fence (never set for a dry run).
-async fn execute(request: &Request, args: &RunOptions, raw: &Hosts, base: &std::path::Path, held: (String, lock::Fence)) -> anyhow::Result<Exit> {
-    let (operator, fence) = held;
-    let inv = &request.inv;
-    let planned = live::plan(inv, raw, &Templates::builtin()?, &request.leaving_known).await?;
-    let redactor = Arc::new(Redactor::new(planned.state.secret_strings()));
-    eprint!("{}", redactor.scrub(&plan::text(&planned.plan)));
-    if !planned.plan.blocked() {
-        (request.intent)(&planned).map_err(|e| anyhow::anyhow!("{}", redactor.scrub(&format!("{e:#}"))))?;
-    }
-    if planned.plan.blocked() || args.dry_run {
-        return Ok(if planned.plan.blocked() { Exit::Failed } else { Exit::Success });
-    }
-    if planned.plan.changes() > 0 && !args.yes && !confirm(&planned.plan)? {
-        eprintln!("nothing was changed");
-        return Ok(Exit::Failed);
-    }
-
-    // The run folder exists only for runs that change something: plans and refused runs leave none.
-    let run_dir = RunDir::create(base, &inv.name, &rundir::new_run_id())?.with_redactor(redactor.clone());
-    let journal = run_dir.journal()?;
-    let mut hosts: Hosts = Hosts::new();
-    for (name, t) in raw.iter().chain(planned.leaving.iter()) {
-        hosts.insert(name.clone(), Arc::new(Logged::new(t.clone(), run_dir.host_log(name)?)) as Arc<dyn Transport>);
-    }
-    journal.append(&JournalEntry::Started { run_id: run_dir.run_id().to_string(), command: request.command.clone(), operator, at: clock::now() })?;
-    let stop = Stop::default();
-    stop.on_ctrl_c();
-    let executor = Executor {
-        ctx: Arc::new(StepContext::new(inv.clone(), Arc::new(planned.desired), hosts, Arc::new(planned.state.secrets.clone())).with_os_ids(&planned.observed)),
-        progress: Progress::new(ProgressMode::detect(), redactor.clone()),
-        journal,
-        redactor,
-        stop,
-        fence,
-    };
-    let summary = executor.execute(&planned.plan).await;
-    report_summary(&summary, run_dir.path(), args.output)?;
-    Ok(match (&summary.failure, summary.interrupted) {
-        (Some(_), _) => Exit::Failed,
-        (None, true) if summary.lock_lost.is_some() => Exit::Failed,
-        (None, true) => Exit::Interrupted,
-        (None, false) => Exit::Success,
+    Ok(match runtime.block_on(action::apply::run(&request, &settings, &confirm))? {
+        Outcome::Blocked => Exit::Failed,
+        Outcome::Planned => Exit::Success,
+        Outcome::Declined => {
+            eprintln!("nothing was changed");
+            Exit::Failed
+        }
+        Outcome::Ran { summary, run_dir } => {
+            report_summary(&summary, &run_dir, options.output)?;
+            match (&summary.failure, summary.interrupted) {
+                (Some(_), _) => Exit::Failed,
+                (None, true) if summary.lock_lost.is_some() => Exit::Failed,
+                (None, true) => Exit::Interrupted,
+                (None, false) => Exit::Success,
+            }
+        }
     })
 }
 
-fn confirm(plan: &plan::Plan) -> anyhow::Result<bool> {
+fn confirm(plan: &Plan) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!("refusing to apply {} changes without confirmation: stdin is not a terminal. Review `kubeha plan` and pass --yes", plan.changes());
     }

@@ -3,9 +3,9 @@
 //! there). Read-only on the hosts; no cluster lock, as for `etcd snapshot`.
 use super::{Exit, InventoryArg, OutputFormat};
 use crate::etcd::backup::HostBackups;
-use crate::exec::live;
 use crate::inventory::{Backup, Inventory};
 use crate::phases::backup as remote;
+use crate::ssh::targets;
 use anyhow::bail;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ struct HostReport {
 
 /// Every control plane's listing, in inventory order; one that cannot be reached or read carries its error.
 async fn gather(inv: &Inventory, config: &Backup) -> Vec<HostReport> {
-    let (hosts, unreachable) = live::connect(inv).await;
+    let (hosts, unreachable) = targets::connect(inv).await;
     let mut out = Vec::new();
     for h in inv.control_planes() {
         let Some(t) = hosts.get(&h.name) else {
@@ -129,7 +129,7 @@ fn last_run(found: &HostBackups) -> String {
 }
 
 async fn pull(inv: &Inventory, config: &Backup, out: &Path) -> anyhow::Result<()> {
-    let (hosts, unreachable) = live::connect(inv).await;
+    let (hosts, unreachable) = targets::connect(inv).await;
     for e in &unreachable {
         eprintln!("warning: {e}");
     }

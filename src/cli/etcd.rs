@@ -4,11 +4,12 @@ use super::{Exit, InventoryArg, OutputFormat, report};
 use crate::digest::sha256_hex;
 use crate::etcd::gate::working_quorum;
 use crate::etcd::snapshot::RestoreSpec;
-use crate::exec::{live, lock};
+use crate::exec::lock;
 use crate::inventory::{Host, Inventory};
 use crate::phases::snapshot::{self, Layout, SnapshotInfo};
 use crate::phases::{etcd, restore};
 use crate::ssh::Transport;
+use crate::ssh::targets;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
@@ -100,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
 type Reachable<'a> = (&'a Host, Arc<dyn Transport>);
 
 /// The reachable control planes in inventory order, and the others with the reason.
-fn control_planes<'a>(inv: &'a Inventory, hosts: &live::Hosts, unreachable: &[crate::ssh::SshError]) -> (Vec<Reachable<'a>>, Vec<String>) {
+fn control_planes<'a>(inv: &'a Inventory, hosts: &targets::Hosts, unreachable: &[crate::ssh::SshError]) -> (Vec<Reachable<'a>>, Vec<String>) {
     let mut up = Vec::new();
     let mut down = Vec::new();
     for h in inv.control_planes() {
@@ -134,7 +135,7 @@ async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<E
     if args.out.symlink_metadata().is_ok() && !args.force {
         bail!("{} exists; pass --force to replace it", args.out.display());
     }
-    let (hosts, unreachable) = live::connect(inv).await;
+    let (hosts, unreachable) = targets::connect(inv).await;
     let (cps, down) = control_planes(inv, &hosts, &unreachable);
     if cps.is_empty() {
         bail!("no control plane is reachable over SSH:\n  {}", down.join("\n  "));
@@ -148,7 +149,7 @@ async fn take_snapshot(inv: &Inventory, args: &SnapshotArgs) -> anyhow::Result<E
         },
         None => {
             let transports: Vec<&dyn Transport> = cps.iter().map(|(_, t)| t.as_ref()).collect();
-            let view = etcd::view_from_any(&transports).await.map_err(|e| anyhow::anyhow!("no etcd member answers on {}: {e}", names(&cps)))?;
+            let view = crate::facts::etcd::view_from_any(&transports).await.map_err(|e| anyhow::anyhow!("no etcd member answers on {}: {e}", names(&cps)))?;
             // A snapshot of a healthy voting member holds every committed write; a learner may lag behind.
             let healthy_voter = |h: &Host| view.members.iter().any(|m| m.name == h.name && !m.is_learner && view.healthy(m).is_ok());
             let Some(found) = cps.iter().find(|(h, _)| healthy_voter(h)) else {
@@ -233,7 +234,7 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
     }
     let sha = sha256_hex(&bytes);
     check_beside(&args.snapshot, &sha)?;
-    let (hosts, unreachable) = live::connect(inv).await;
+    let (hosts, unreachable) = targets::connect(inv).await;
     let (cps, down) = control_planes(inv, &hosts, &unreachable);
     let down_names: Vec<String> = inv.control_planes().filter(|h| !hosts.contains_key(&h.name)).map(|h| h.name.clone()).collect();
     if cps.is_empty() {
@@ -278,7 +279,7 @@ async fn restore_snapshot(inv: &Inventory, args: &RestoreArgs) -> anyhow::Result
 
     // The usual lock wants a majority of the control planes, which is exactly what a cluster without quorum
     // may not have reachable; see lock::acquire_every for why every reachable one is enough here.
-    let connections: Vec<crate::ssh::targets::Connection> = cps.iter().map(|(h, t)| (h.name.clone(), Ok(t.clone()))).collect();
+    let connections: Vec<targets::Connection> = cps.iter().map(|(h, t)| (h.name.clone(), Ok(t.clone()))).collect();
     let me = lock::Holder::for_this_run(&format!("etcd restore -i {}", args.inventory.path.display()));
     let held = lock::acquire_every(&connections, me, args.force_unlock).await?.keep_alive(lock::HEARTBEAT_EVERY);
     let policy = QuorumPolicy { lock: held.fence(), ..policy };
@@ -333,7 +334,7 @@ struct QuorumPolicy<'a> {
 /// What etcd looks like now, as one line; an error (the refusal) when it still has quorum without --force.
 async fn etcd_now(cps: &[Reachable<'_>], policy: &QuorumPolicy<'_>) -> anyhow::Result<String> {
     let transports: Vec<&dyn Transport> = cps.iter().map(|(_, t)| t.as_ref()).collect();
-    Ok(match etcd::view_from_any(&transports).await {
+    Ok(match crate::facts::etcd::view_from_any(&transports).await {
         Ok(view) => match working_quorum(&view) {
             Ok(working) if !policy.force => bail!(
                 "etcd still has quorum ({working}): refusing to restore. A restore throws away the running cluster's data and \

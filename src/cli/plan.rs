@@ -1,7 +1,7 @@
 //! `kubeha plan`: the exact steps `apply` would run now, each with its reason, from the hosts' current
 //! state over SSH (read-only, no lock); `--offline` plans a fresh cluster from the inventory alone.
 use super::{Exit, InventoryArg, OutputFormat, report};
-use crate::exec::live;
+use crate::action::planned;
 use crate::exec::redact::Redactor;
 use crate::plan;
 use crate::render::templates::Templates;
@@ -35,8 +35,8 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     } else {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(async {
-            let hosts = live::connect_all(&inv, "planning").await?;
-            let planned = live::plan(&inv, &hosts, &Templates::builtin()?, &[]).await?;
+            let hosts = planned::connect_all(&inv, "planning").await?;
+            let planned = planned::plan(&inv, &hosts, &Templates::builtin()?, &[]).await?;
             anyhow::Ok((planned.plan, Redactor::new(planned.state.secret_strings())))
         })?
     };

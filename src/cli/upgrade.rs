@@ -1,9 +1,9 @@
 //! `kubeha upgrade`: `apply` with the promise that only versions change (`upgrade::intent`). Edit
 //! spec.kubernetes.version or spec.etcd.version, then run it; the plan shows the rolling order, and a plan
 //! that would change anything else is refused unchanged.
-use super::apply::{self, Request, RunOptions};
+use super::apply::{self, RunOptions};
 use super::{Exit, InventoryArg, exit, report};
-use crate::upgrade::intent;
+use crate::action::{self, apply::Request};
 use std::sync::Arc;
 
 #[derive(clap::Args)]
@@ -23,19 +23,5 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let command = format!("upgrade -i {}", args.inventory.path.display());
-    let intent = Box::new(|planned: &crate::exec::live::Planned| {
-        let others = intent::other_changes(&planned.plan);
-        if !others.is_empty() {
-            let listed: Vec<String> = others.iter().map(|s| format!("{} on {} ({})", s.id, s.host, s.reason)).collect();
-            anyhow::bail!(
-                "kubeha upgrade changes versions only, and this plan also has: {}. Run `kubeha apply` for those (it upgrades too), or bring the inventory back to what runs except for the versions",
-                listed.join("; ")
-            );
-        }
-        if !intent::changes_versions(&planned.plan) {
-            eprintln!("nothing to upgrade: every host runs the versions the inventory names");
-        }
-        Ok(())
-    });
-    apply::converge(Request { inv: Arc::new(inv), command, leaving_known: Vec::new(), intent }, &args.run)
+    apply::converge(Request { inv: Arc::new(inv), command, leaving_known: Vec::new(), intent: action::upgrade::intent() }, &args.run)
 }

@@ -1,7 +1,7 @@
 //! `kubeha verify`: the final verification of apply, on demand, read-only.
 use super::{Exit, InventoryArg, OutputFormat, report};
-use crate::exec::live;
 use crate::phases::verify;
+use crate::ssh::targets;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,7 +15,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let (hosts, unreachable) = live::connect(&inv).await;
+        let (hosts, unreachable) = targets::connect(&inv).await;
         let mut checks = verify::run(&inv, &hosts, &crate::plan::verify::checks(&inv)).await;
         for e in &unreachable {
             checks.insert(0, verify::Check { name: format!("{} reachable over SSH", e.host()), ok: false, warning: false, detail: e.to_string() });

@@ -290,7 +290,7 @@ async fn wait_for_one_vip_holder(ctx: &StepContext, vip: std::net::IpAddr) -> Re
     loop {
         let mut holders = Vec::new();
         for h in ctx.inv.control_planes() {
-            if loadbalancer::holds_vip(ctx.transport(&h.name)?, vip).await? {
+            if crate::facts::vip::holds_vip(ctx.transport(&h.name)?, vip).await? {
                 holders.push(h.name.clone());
             }
         }

@@ -10,11 +10,14 @@ use thiserror::Error;
 use crate::ssh::{Command, ConnectOptions, HostTarget, SshError, Transport};
 
 pub mod certs;
+pub mod cluster;
+pub mod etcd;
 pub mod observe;
 pub mod parse;
 pub mod report;
 pub mod script;
 pub mod secret_files;
+pub mod vip;
 
 use parse::{Installed, Sections};
 

@@ -3,6 +3,7 @@
 //! is assumed). etcdctl runs on a member with /etc/kubeha/etcdctl.env.
 use crate::etcd::gate::{Gate, GateFailure, View, evaluate};
 use crate::etcd::status::reconfiguration_not_ready;
+use crate::facts::etcd::view;
 use crate::paths::{ETCD_CONFIG, ETCDCTL_ENV};
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::time::{Duration, Instant};
@@ -55,7 +56,7 @@ pub async fn start(t: &dyn Transport, restart: bool, initial_cluster: Option<&st
 /// etcdctl on a member, talking to that member only: with every member as endpoint the client may pick a
 /// learner, which refuses most requests ("rpc not supported for learner"). Steps run on a voting member.
 /// (The variable is overridden rather than given as a flag: etcdctl refuses a flag that shadows its variable.)
-fn etcdctl(args: &[&str]) -> Command {
+pub(crate) fn etcdctl(args: &[&str]) -> Command {
     etcdctl_at(LOCAL_ENDPOINT, args)
 }
 
@@ -87,7 +88,7 @@ fn member_list() -> Command {
 }
 
 /// `etcdctl member list -w json` on `t`, as text.
-async fn member_list_json(t: &dyn Transport) -> Result<String, EtcdStepError> {
+pub(crate) async fn member_list_json(t: &dyn Transport) -> Result<String, EtcdStepError> {
     let members = t.exec(&member_list()).await?;
     if !members.status.success() {
         return Err(EtcdStepError::Etcd {
@@ -98,60 +99,9 @@ async fn member_list_json(t: &dyn Transport) -> Result<String, EtcdStepError> {
     Ok(members.stdout_text())
 }
 
-/// This member's own answer to `member list` (its cluster ID, its ID, the members it knows), asked of its
-/// local endpoint only: the planner compares every member's answer, so a member that formed a cluster of
-/// its own cannot pass for the cluster.
-pub async fn member_list_answer(t: &dyn Transport) -> Result<crate::etcd::status::MemberList, EtcdStepError> {
-    crate::etcd::status::parse_member_list_answer(&member_list_json(t).await?)
-        .map_err(|e| EtcdStepError::Etcd { host: t.host().into(), message: e.to_string() })
-}
-
 /// The members only: what membership changes check before they act (cheap even with a member down).
 async fn members(t: &dyn Transport) -> Result<Vec<crate::etcd::status::Member>, EtcdStepError> {
     crate::etcd::status::parse_member_list(&member_list_json(t).await?).map_err(|e| EtcdStepError::Etcd { host: t.host().into(), message: e.to_string() })
-}
-
-/// etcd's view of itself, asked on `t`. Member status and health are read for the whole cluster; members
-/// that do not answer simply miss from them, which the gate reports. Status and health are asked at the
-/// same time: with a member down each waits for its command timeout.
-pub async fn view(t: &dyn Transport) -> Result<View, EtcdStepError> {
-    let members = member_list_json(t).await?;
-    let status_command = etcdctl(&["endpoint", "status", "--cluster", "-w", "json"]);
-    let health_command = etcdctl(&["endpoint", "health", "--cluster", "-w", "json"]);
-    let (statuses, health) = tokio::join!(t.exec(&status_command), t.exec(&health_command));
-    View::from_etcdctl(&members, &statuses?.stdout_text(), &health?.stdout_text())
-        .map_err(|e| EtcdStepError::Etcd { host: t.host().into(), message: e.to_string() })
-}
-
-/// Whether etcd holds any Kubernetes object (a key under /registry/, where the API server keeps them): after
-/// a `kubeadm init` that failed before its API server wrote anything, no cluster exists to protect.
-pub async fn holds_kubernetes_data(t: &dyn Transport) -> Result<bool, EtcdStepError> {
-    let out = t.exec(&etcdctl(&["get", "/registry/", "--prefix", "--keys-only", "--limit=1"])).await?;
-    if !out.status.success() {
-        return Err(EtcdStepError::Etcd { host: t.host().into(), message: format!("etcdctl get failed: {}", String::from_utf8_lossy(&out.stderr).trim()) });
-    }
-    Ok(!out.stdout_text().trim().is_empty())
-}
-
-/// The view from the first of `members` whose local etcd answers, or the last reason none did.
-pub async fn view_from_any(members: &[&dyn Transport]) -> Result<View, NoView> {
-    let mut last = NoView::NoneToAsk;
-    for t in members {
-        match view(*t).await {
-            Ok(v) => return Ok(v),
-            Err(e) => last = NoView::Last(Box::new(e)),
-        }
-    }
-    Err(last)
-}
-
-/// Why no member gave a view: the error of the last one asked.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum NoView {
-    #[error("no control plane to ask")]
-    NoneToAsk,
-    #[error(transparent)]
-    Last(Box<EtcdStepError>),
 }
 
 pub async fn gate(t: &dyn Transport, gate: &Gate) -> Result<(), EtcdStepError> {

@@ -2,7 +2,6 @@
 use super::files;
 use crate::render::RenderedFile;
 use crate::ssh::{Command, SshError, Transport, quote};
-use std::net::IpAddr;
 
 /// Places haproxy.cfg, keepalived.conf, the check script and kubeha-metrics, then (re)starts the services: restarted only
 /// when a file changed, so a converged host keeps its VIP and connections.
@@ -31,13 +30,6 @@ pub async fn start(t: &dyn Transport, services: &[&str], reload: bool) -> Result
         starts.join(" && ")
     );
     t.run(&Command::script(script)).await.map(|_| ())
-}
-
-/// Whether this host holds `vip` on any interface right now.
-pub async fn holds_vip(t: &dyn Transport, vip: IpAddr) -> Result<bool, SshError> {
-    let out = t.run(&Command::argv(["ip", "-o", "addr", "show"]).unprivileged()).await?;
-    let needle = format!(" {vip}/");
-    Ok(out.stdout_text().lines().any(|l| l.contains(&needle)))
 }
 
 #[cfg(test)]

@@ -4,11 +4,12 @@
 //!
 //! Nothing here deletes etcd data: every data directory that exists is moved aside to
 //! `<data dir>.before-restore-<stamp>`, so a wrong restore can itself be undone by hand.
-use super::etcd::{self as member, view};
+use super::etcd as member;
 use super::snapshot::{Layout, SnapshotError, complaint, count_keys, failed};
 use crate::digest::sha256_hex;
 use crate::etcd::gate::{Gate, GateWhen, evaluate};
 use crate::etcd::snapshot::{KeyCount, RestoreSpec, SnapshotStatus, Tool, restore_args};
+use crate::facts::etcd::view;
 use crate::ssh::{Command, Transport, Upload, quote};
 use std::time::{Duration, Instant};
 

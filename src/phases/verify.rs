@@ -2,7 +2,7 @@
 //! the VIP on exactly one control plane, /readyz through the endpoint, every HAProxy backend up, every node
 //! registered with its labels and Ready, no certificate expired, every file holding a secret readable by
 //! its owner only. Each check reports what it saw, so a failure says where to look.
-use super::{etcd, kubeadm, loadbalancer};
+use super::kubeadm;
 use crate::etcd::gate::{Gate, GateWhen, evaluate};
 use crate::facts::secret_files::{self, FileMeta};
 use crate::inventory::Inventory;
@@ -111,7 +111,7 @@ async fn vip_check(cps: &[&Arc<dyn Transport>], vip: std::net::IpAddr) -> Result
     let mut holders = Vec::new();
     let mut errors = Vec::new();
     for t in cps {
-        match loadbalancer::holds_vip(t.as_ref(), vip).await {
+        match crate::facts::vip::holds_vip(t.as_ref(), vip).await {
             Ok(true) => holders.push(t.host().to_string()),
             Ok(false) => {}
             Err(e) => errors.push(e.to_string()),
@@ -194,7 +194,7 @@ fn tail(errors: &[String]) -> String {
 
 async fn etcd_check(cps: &[&Arc<dyn Transport>], gate: &Gate) -> Result<String, String> {
     let members: Vec<&dyn Transport> = cps.iter().map(|t| t.as_ref()).collect();
-    let view = etcd::view_from_any(&members).await.map_err(|e| e.to_string())?;
+    let view = crate::facts::etcd::view_from_any(&members).await.map_err(|e| e.to_string())?;
     evaluate(gate, &view).map(|_| "all members answer".to_string()).map_err(|e| e.to_string())
 }
 

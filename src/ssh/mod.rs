@@ -2,8 +2,8 @@
 //!
 //! Everything above this layer talks to a host through the [`Transport`] trait (exec, upload, read), so
 //! planners and phases can be tested against [`fake::RecordingTransport`]. The real implementation is
-//! [`session::SshSession`] (russh), created per host by [`pool::Pool`] with bounded concurrency and reused for
-//! every channel.
+//! [`session::SshSession`] (russh), created per host by [`pool::connect_each`] with bounded concurrency and reused
+//! for every channel; [`targets`] connects inventory hosts with it.
 //!
 //! Configuration that is not in the inventory:
 //! - `KUBEHA_SSH_KEY_PASSPHRASE`: passphrase of an encrypted identity file (never taken from argv);
@@ -30,7 +30,6 @@ pub mod targets;
 pub mod upload;
 
 pub use error::{ExitStatus, SshError};
-pub use pool::Pool;
 pub use session::SshSession;
 
 /// Name of the environment variable holding the passphrase of an encrypted identity file.

@@ -1,5 +1,4 @@
 //! One connection per host, opened in parallel with a bound, reused for every command.
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -7,47 +6,6 @@ use tokio::task::JoinSet;
 
 use super::bastion::Connector;
 use super::{ConnectOptions, HostTarget, SshError, SshSession};
-
-/// Open sessions by host name.
-#[derive(Default)]
-pub struct Pool {
-    sessions: BTreeMap<String, Arc<SshSession>>,
-}
-
-impl Pool {
-    /// Connect to every target, at most `opts.concurrency` at a time. Returns the pool of hosts that
-    /// connected and, in input order, the hosts that did not: one bad host never hides the others' results.
-    pub async fn connect_all(targets: &[HostTarget], opts: &ConnectOptions) -> (Pool, Vec<SshError>) {
-        let results = connect_each(targets, opts).await;
-        let mut pool = Pool::default();
-        let mut failures = Vec::new();
-        for (name, result) in results {
-            match result {
-                Ok(session) => {
-                    pool.sessions.insert(name, session);
-                }
-                Err(e) => failures.push(e),
-            }
-        }
-        (pool, failures)
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<SshSession>> {
-        self.sessions.get(name).cloned()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<SshSession>)> {
-        self.sessions.iter().map(|(k, v)| (k.as_str(), v))
-    }
-
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
-}
 
 /// A host name and its connection outcome.
 pub type Connected = (String, Result<Arc<SshSession>, SshError>);

@@ -128,14 +128,14 @@ pub fn text(r: &CertReport) -> String {
 
 /// Every reachable host's certificates (in parallel), the unreachable ones with why.
 pub async fn observe_certs(inv: &Inventory) -> Seen {
-    let (hosts, unreachable) = crate::exec::live::connect(inv).await;
+    let (hosts, unreachable) = crate::ssh::targets::connect(inv).await;
     let mut seen: Seen = unreachable.into_iter().map(|e| (e.host().to_string(), Err(e))).collect();
     seen.extend(probe_all(&hosts).await);
     seen
 }
 
 /// The certificate probe on each of `hosts`, in parallel: `status` and `verify` read the same.
-pub async fn probe_all(hosts: &crate::exec::live::Hosts) -> Seen {
+pub async fn probe_all(hosts: &crate::ssh::targets::Hosts) -> Seen {
     let mut tasks = tokio::task::JoinSet::new();
     for (name, t) in hosts {
         let (name, t) = (name.clone(), t.clone());

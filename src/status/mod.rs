@@ -29,7 +29,7 @@ pub enum EtcdUnasked {
     NoControlPlaneReachable,
     /// Every reachable control plane was asked; the last one's answer.
     #[error(transparent)]
-    NoAnswer(#[from] crate::phases::etcd::NoView),
+    NoAnswer(#[from] crate::facts::etcd::NoView),
 }
 
 /// What was seen on the live cluster.

@@ -2,21 +2,22 @@
 //! recorded, not fatal), etcd's view from a reachable control plane, and who holds the VIP. No lock is
 //! taken: status must work while an apply runs, and most of all when a cluster is half gone.
 use super::{EtcdUnasked, Observations};
-use crate::exec::live;
+use crate::facts::{etcd, vip};
 use crate::inventory::Inventory;
-use crate::phases::{backup, etcd, loadbalancer};
+use crate::phases::backup;
+use crate::ssh::targets;
 use crate::ssh::{SshError, Transport};
 use std::collections::BTreeMap;
 
 pub async fn observe(inv: &Inventory) -> Observations {
-    let (hosts, unreachable) = live::connect(inv).await;
+    let (hosts, unreachable) = targets::connect(inv).await;
     let unreachable = unreachable.iter().map(|e| (e.host().to_string(), short(e))).collect();
     let cps: Vec<&dyn Transport> = inv.control_planes().filter_map(|h| hosts.get(&h.name)).map(|t| t.as_ref()).collect();
     let vip = async {
         let mut seen = BTreeMap::new();
         let Some(vrrp) = inv.load_balancer.vrrp() else { return seen };
         for t in &cps {
-            seen.insert(t.host().to_string(), loadbalancer::holds_vip(*t, vrrp.vip).await);
+            seen.insert(t.host().to_string(), vip::holds_vip(*t, vrrp.vip).await);
         }
         seen
     };

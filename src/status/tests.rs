@@ -50,7 +50,7 @@ fn all_members(inv: &Inventory) -> Vec<Member> {
 /// The last control plane asked, `host`, answered with `message`.
 fn no_answer(host: &str, message: &str) -> EtcdUnasked {
     let last = crate::phases::etcd::EtcdStepError::Etcd { host: host.into(), message: message.into() };
-    EtcdUnasked::NoAnswer(crate::phases::etcd::NoView::Last(Box::new(last)))
+    EtcdUnasked::NoAnswer(crate::facts::etcd::NoView::Last(Box::new(last)))
 }
 
 /// SSH to every host but `unreachable`; the VIP on `holders` among the reachable control planes.
