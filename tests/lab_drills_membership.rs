@@ -145,6 +145,7 @@ fn replace_resume_grow_shrink_and_a_lost_zone() {
     // The zone comes back (same machines, same data); then drill 2 ends with a removal.
     kubeha_ok(&grown5, state, &["lab", "up"]);
     wait_until_verified(&grown5, state);
+    wait_until_quiet(std::time::Duration::from_secs(60));
     let started = Instant::now();
     let monitor = QuorumMonitor::start(etcdctl.clone(), vec![CP1.into(), CP5.into()]);
     kubeha_ok(&grown5, state, &["node", "remove", "cp-7", "--yes"]);

@@ -119,6 +119,35 @@ pub fn kill_command_after(mut command: Command, state: &Path, step: &str, within
     child.wait().unwrap();
 }
 
+/// The test host's CPU time, busy and total, in clock ticks since boot (/proc/stat's first line). Time at a
+/// positive nice value counts as idle: such work (a background build) yields to the lab.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let fields: Vec<u64> = stat.lines().next().unwrap().split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let idle = fields[1] + fields[3] + fields.get(4).copied().unwrap_or(0); // nice + idle + iowait
+    (fields.iter().sum::<u64>() - idle, fields.iter().sum())
+}
+
+/// After machines were powered back on, their control planes start (API servers fill their caches, kubelets
+/// start their pods) and keep the lab's few cores saturated for a while after `verify` passes; a drill
+/// started then measures that start-up, not its own change (drill 2b once saw a 2.96 s write gap in the
+/// first seconds of `node remove`, 0 writes failed). So a drill that follows a power-on waits, bounded,
+/// until the host has half its CPU idle for 3 seconds in a row, and says how long that took. Not an
+/// assertion: past the bound the drill starts anyway and its own bound decides.
+pub fn wait_until_quiet(bound: Duration) {
+    let started = Instant::now();
+    let mut quiet_seconds = 0;
+    let mut busy = 1.0;
+    while quiet_seconds < 3 && started.elapsed() < bound {
+        let (busy_before, total_before) = cpu_ticks();
+        std::thread::sleep(Duration::from_secs(1));
+        let (busy_after, total_after) = cpu_ticks();
+        busy = (busy_after - busy_before) as f64 / (total_after - total_before).max(1) as f64;
+        quiet_seconds = if busy <= 0.5 { quiet_seconds + 1 } else { 0 };
+    }
+    eprintln!("machines settled after {:.0} s (host CPU {:.0} % busy over the last second)", started.elapsed().as_secs_f64(), busy * 100.0);
+}
+
 /// A copy of the lab inventory in `dir` with `edit` applied to its text (an operator's edited inventory).
 pub fn edited_inventory(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yaml")).unwrap();
