@@ -3,7 +3,7 @@ use super::*;
 use crate::etcd::gate::View;
 use crate::etcd::status::Member;
 use crate::facts::observe::{self, FileMeta, HostState};
-use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, STATE_FILE};
+use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, KUBEADM_CONFIG, STATE_FILE};
 use crate::render::context;
 use crate::state::ClusterState;
 use crate::test_support::{lab, lab_member as member};
