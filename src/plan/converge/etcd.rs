@@ -1,6 +1,6 @@
 //! The etcd phase: members leave, join as learners and are promoted, restart or move to a new address,
 //! one at a time between quorum gates, with a snapshot before the first membership change.
-use super::{Builder, RESTORE_HINT, gate, is_restart, step};
+use super::{Builder, RESTORE_HINT, is_restart, step};
 use crate::etcd::status::Member;
 use crate::facts::observe;
 use crate::inventory::{Host, Version};
@@ -17,7 +17,6 @@ impl Builder<'_> {
     /// moved off a member before it is removed or restarted. The first
     /// member of a cluster that has none starts alone. A snapshot precedes the first membership change.
     pub(super) fn etcd(&mut self) {
-        let mut steps = Vec::new();
         // Every member that answered was asked on its own: if they disagree about which cluster they form or
         // who is in it, no single view can be trusted (a member that lost its data and bootstrapped a cluster
         // of one would make the real members look like strangers to clear), so nothing in etcd is planned.
@@ -61,8 +60,6 @@ impl Builder<'_> {
         let leaving: Vec<&Member> = view.map(|v| v.members.iter().filter(|m| !self.in_inventory(m)).collect()).unwrap_or_default();
         let leaving_down: Vec<String> =
             view.map(|v| v.unhealthy_voters().into_iter().filter(|n| leaving.iter().any(|m| m.label() == *n)).collect()).unwrap_or_default();
-        let mut voters: Vec<String> =
-            view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default();
         let lost = self.lost_members();
         let lost_names: Vec<String> = lost.iter().map(|m| m.name.clone()).collect();
         // A re-addressed member usually cannot run until it is moved (its config names an address the host
@@ -70,58 +67,57 @@ impl Builder<'_> {
         let moved_down: Vec<String> =
             self.moved_members().into_iter().filter(|m| view.is_some_and(|v| v.healthy(m).is_err())).map(|m| m.name.clone()).collect();
         let tolerated: Vec<String> = leaving_down.iter().chain(&lost_names).chain(&moved_down).cloned().collect();
-        let running: BTreeSet<String> = self
-            .inv
-            .control_planes()
-            .filter(|h| self.observed.host(&h.name).is_active("etcd") && !lost_names.contains(&h.name))
-            .map(|h| h.name.clone())
-            .collect();
+        let mut ms = Membership {
+            voters: view.map(|v| v.members.iter().filter(|m| !m.is_learner && !m.name.is_empty()).map(|m| m.name.clone()).collect()).unwrap_or_default(),
+            running: self
+                .inv
+                .control_planes()
+                .filter(|h| self.observed.host(&h.name).is_active("etcd") && !lost_names.contains(&h.name))
+                .map(|h| h.name.clone())
+                .collect(),
+            snapshot_planned: false,
+            steps: Vec::new(),
+        };
         // A member that answers and leaves while a host joins (a replace of a live member, or two swapped) is
         // replaced learner-first: the newcomer joins as a learner and catches up, the old member goes, then
         // the newcomer is promoted, so the cluster never waits with one voter short for a copy to stream.
         // Dead members leave first as before (they are already missing).
-        let joining = if voters.is_empty() { 0 } else { self.inv.control_planes().filter(|h| self.observed.member_of(h).is_none()).count() };
+        let joining = if ms.voters().is_empty() { 0 } else { self.inv.control_planes().filter(|h| self.observed.member_of(h).is_none()).count() };
         let mut replaced: std::collections::VecDeque<&Member> =
             leaving.iter().copied().filter(|m| !m.is_learner && !m.name.is_empty() && !leaving_down.contains(&m.name)).take(joining).collect();
-        let mut snapshot_taken = false;
         for m in leaving.iter().filter(|m| !replaced.iter().any(|r| r.id == m.id)) {
             let name = m.label();
-            let checker = voters.iter().find(|v| running.contains(*v)).cloned().unwrap_or_else(|| self.desired.seed.clone());
+            let checker = ms.checker(&name, &self.desired.seed);
             let change = format!("remove {name}");
             let id = |s: &str| format!("etcd/{}/{s}", if m.name.is_empty() { format!("{:x}", m.id) } else { m.name.clone() });
-            let why =
-                if leaving_down.contains(&name) { "not a control plane of the inventory (it does not answer)" } else { "not a control plane of the inventory" };
-            let mut before = Gate::new(GateWhen::Before, &change, &voters).tolerating(&tolerated);
+            let down = leaving_down.contains(&name);
+            let why = if down { "not a control plane of the inventory (it does not answer)" } else { "not a control plane of the inventory" };
+            let mut before = ms.gate(GateWhen::Before, &change).tolerating(&tolerated);
             before.max_learners = usize::from(m.is_learner);
-            steps.push(step(id("gate-before"), &checker, Action::Gate(before), "quorum check"));
-            self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
-            if !leaving_down.contains(&name) && !m.is_learner {
-                steps.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: name.clone() }, "it is about to be removed"));
+            ms.check(id("gate-before"), &checker, before);
+            ms.snapshot(&checker, &change);
+            if !down && !m.is_learner {
+                ms.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: name.clone() }, "it is about to be removed"));
             }
-            steps.push(step(id("remove"), &checker, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", m.id) }, why));
-            voters.retain(|v| *v != name);
-            steps.push(step(id("gate-after"), &checker, Action::Gate(Gate::new(GateWhen::After, &change, &voters).tolerating(&tolerated)), "quorum check"));
+            ms.remove(id("remove"), &checker, m, why);
+            ms.check(id("gate-after"), &checker, ms.gate(GateWhen::After, &change).tolerating(&tolerated));
         }
         // A member whose data directory is gone is a dead member, whatever its host and unit say: it is removed
         // (its etcd stopped first, so Restart=always cannot start it into anything), and the loop below adds
         // it back as a learner that catches up from the others. Never a new cluster, never the others' data.
         for m in &lost {
             let name = m.name.clone();
-            let checker = voters.iter().find(|v| **v != name && running.contains(*v)).cloned().unwrap_or_else(|| self.desired.seed.clone());
+            let checker = ms.checker(&name, &self.desired.seed);
             let change = format!("remove {name}");
             let id = |s: &str| format!("etcd/{name}/lost/{s}");
             let why = "its etcd data directory is gone (no member folder) and it does not answer: a dead member, removed and added again";
-            let before = Gate::new(GateWhen::Before, &change, &voters).tolerating(&tolerated);
-            steps.push(step(id("gate-before"), &checker, Action::Gate(before), "quorum check"));
-            self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
+            ms.check(id("gate-before"), &checker, ms.gate(GateWhen::Before, &change).tolerating(&tolerated));
+            ms.snapshot(&checker, &change);
             let stop = "its data directory is gone: stop its etcd and move what is left aside before it is removed";
-            steps.push(step(id("stop"), &name, Action::ClearEtcdData { member: name.clone() }, stop));
-            steps.push(step(id("remove"), &checker, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", m.id) }, why));
-            voters.retain(|v| *v != name);
-            let after = Gate::new(GateWhen::After, &change, &voters).tolerating(&leaving_down);
-            steps.push(step(id("gate-after"), &checker, Action::Gate(after), "quorum check"));
+            ms.push(step(id("stop"), &name, Action::ClearEtcdData { member: name.clone() }, stop));
+            ms.remove(id("remove"), &checker, m, why);
+            ms.check(id("gate-after"), &checker, ms.gate(GateWhen::After, &change).tolerating(&leaving_down));
         }
-        let mut running = running;
         // A member's new etcd release goes in one member at a time, the leader last: its restart is the one
         // that costs a leadership handover, and by then the others already run the new release.
         let leader = view.and_then(crate::etcd::leader::leader);
@@ -133,16 +129,16 @@ impl Builder<'_> {
             let m = h.name.clone();
             let id = |s: &str| format!("etcd/{m}/{s}");
             let stale = self.stale(&m, Group::Etcd);
-            let install = |steps: &mut Vec<Step>| {
+            let install = |ms: &mut Membership| {
                 if let Some((files, why)) = &stale {
-                    steps.push(step(id("files"), &m, Action::InstallEtcdFiles { member: m.clone(), files: files.clone() }, why.clone()));
+                    ms.push(step(id("files"), &m, Action::InstallEtcdFiles { member: m.clone(), files: files.clone() }, why.clone()));
                 }
             };
             // Gates and membership changes run on a voting member that is up, other than the one in flux.
-            let checker = voters.iter().find(|v| **v != m && running.contains(*v)).cloned().unwrap_or_else(|| m.clone());
+            let checker = ms.checker(&m, &m);
             // A lost member was removed above: from here on it is a host to add.
             let member = self.observed.member_of(h).filter(|_| !lost_names.contains(&m));
-            let active = running.contains(&m);
+            let active = ms.runs(&m);
             // The member's one start or restart in this plan swaps in the etcd binary the software phase staged.
             let binary = self.etcd_swaps.get(&m).map(|v| v.to_string());
             let start = |state: &'static str, restart: bool| Action::StartEtcdMember {
@@ -154,7 +150,7 @@ impl Builder<'_> {
             };
             // etcd refuses to join unless its initial cluster lists exactly the current members and itself.
             let join = {
-                let mut listed: Vec<String> = voters.iter().filter(|n| **n != m).map(|n| format!("{n}={}", self.peer_of(n))).collect();
+                let mut listed: Vec<String> = ms.voters().iter().filter(|n| **n != m).map(|n| format!("{n}={}", self.peer_of(n))).collect();
                 listed.push(format!("{m}={}", h.peer_url()));
                 Action::StartEtcdMember {
                     member: m.clone(),
@@ -165,8 +161,8 @@ impl Builder<'_> {
                 }
             };
             match member {
-                None if voters.is_empty() => {
-                    install(&mut steps);
+                None if ms.voters().is_empty() => {
+                    install(&mut ms);
                     // Only a cluster that does not exist yet is bootstrapped (`new`; the executor sets the config
                     // to `existing` once the member serves). Where etcd data exists this member restarts it.
                     let (state, why) = if self.observed.etcd_exists() {
@@ -174,47 +170,44 @@ impl Builder<'_> {
                     } else {
                         ("new", "no etcd cluster yet: the first member starts alone")
                     };
-                    steps.push(step(id("start"), &m, start(state, false), why));
-                    voters.push(m.clone());
-                    steps.push(step(id("gate-after"), &m, gate(GateWhen::After, &format!("start {m}"), &voters), "quorum check"));
+                    ms.start_alone(&m, start(state, false), why);
                 }
                 None => {
                     let change = format!("add {m}");
-                    steps.push(step(id("gate-before"), &checker, gate(GateWhen::Before, &change, &voters), "quorum check"));
-                    self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
+                    ms.check(id("gate-before"), &checker, ms.gate(GateWhen::Before, &change));
+                    ms.snapshot(&checker, &change);
                     if active || self.observed.facts.get(&m).is_some_and(|f| f.etcd_data_dir) {
                         let why = "not a member, but it has etcd data of an earlier cluster (removed member or restore)";
-                        steps.push(step(id("clear-data"), &m, Action::ClearEtcdData { member: m.clone() }, why));
+                        ms.push(step(id("clear-data"), &m, Action::ClearEtcdData { member: m.clone() }, why));
                     }
-                    install(&mut steps);
+                    install(&mut ms);
                     let why = if lost_names.contains(&m) { "added again: its data directory was lost" } else { "member missing" };
-                    steps.push(step(id("add-learner"), &checker, Action::AddEtcdLearner { member: m.clone(), peer_url: h.peer_url() }, why));
-                    steps.push(step(id("start"), &m, join, why));
-                    match replaced.pop_front() {
-                        Some(old) => {
-                            steps.push(step(id("caught-up"), &checker, Action::WaitLearnerCaughtUp { member: m.clone() }, why));
-                            self.remove_replaced(&mut steps, old, &m, &checker, &mut voters);
-                            self.promote_caught_up(&mut steps, &m, &checker, &mut voters, why);
-                        }
-                        None => self.promote(&mut steps, &m, &checker, &mut voters, why),
+                    ms.add_learner(h, &checker, why);
+                    ms.push(step(id("start"), &m, join, why));
+                    ms.catch_up(&m, &checker, why);
+                    if let Some(old) = replaced.pop_front() {
+                        ms.remove_replaced(old, &m, &checker);
                     }
+                    ms.promote(&m, &checker, why);
                 }
                 Some(learner) if learner.is_learner => {
                     // Finishing a killed run's add is a membership change like any other: the voters that stay
                     // must be healthy before it starts, and this learner (the only one allowed) is the one in flux.
                     let change = format!("promote {m}");
-                    let mut before = Gate::new(GateWhen::Before, &change, &voters);
+                    let mut before = ms.gate(GateWhen::Before, &change);
                     before.max_learners = 1;
-                    steps.push(step(id("gate-before"), &checker, Action::Gate(before), "quorum check"));
-                    self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
-                    install(&mut steps);
+                    ms.check(id("gate-before"), &checker, before);
+                    ms.snapshot(&checker, &change);
+                    install(&mut ms);
                     if !active {
-                        steps.push(step(id("start"), &m, join, "learner not running"));
+                        ms.push(step(id("start"), &m, join, "learner not running"));
                     } else if let Some(v) = &binary {
                         // A learner does not vote: its restart needs no gate of its own.
-                        steps.push(step(id("restart"), &m, start("existing", true), format!("etcd {v} staged")));
+                        ms.push(step(id("restart"), &m, start("existing", true), format!("etcd {v} staged")));
                     }
-                    self.promote(&mut steps, &m, &checker, &mut voters, "a learner from an unfinished run");
+                    let why = "a learner from an unfinished run";
+                    ms.catch_up(&m, &checker, why);
+                    ms.promote(&m, &checker, why);
                 }
                 Some(moved) if Self::moved(moved, h) => {
                     // Re-addressed: the cluster still dials the old peer URL, so the member is pointed at
@@ -223,19 +216,19 @@ impl Builder<'_> {
                     let url = h.peer_url();
                     let change = format!("move {m} to {url}");
                     let down = moved_down.contains(&m);
-                    let before = Gate::new(GateWhen::Before, &change, &voters).tolerating(if down { std::slice::from_ref(&m) } else { &[] });
-                    steps.push(step(id("gate-before"), &checker, Action::Gate(before), "quorum check"));
-                    self.snapshot(&mut steps, &mut snapshot_taken, &checker, &change);
+                    let before = ms.gate(GateWhen::Before, &change).tolerating(if down { std::slice::from_ref(&m) } else { &[] });
+                    ms.check(id("gate-before"), &checker, before);
+                    ms.snapshot(&checker, &change);
                     if !down && checker != m {
-                        steps.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: m.clone() }, "its peer URL is about to change"));
+                        ms.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: m.clone() }, "its peer URL is about to change"));
                     }
                     let why = format!("re-addressed: etcd knows it at {}, the inventory says {url}", moved.peer_urls.join(", "));
                     let update = Action::UpdateEtcdPeerUrl { member: m.clone(), id: format!("{:x}", moved.id), peer_url: url.clone() };
-                    steps.push(step(id("update-peer-url"), &checker, update, why));
-                    install(&mut steps);
+                    ms.push(step(id("update-peer-url"), &checker, update, why));
+                    install(&mut ms);
                     // A restart either way: a unit whose config named the old address is failing and restarting.
-                    steps.push(step(id("restart"), &m, start("existing", true), "it serves at its new address"));
-                    steps.push(step(id("gate-after"), &checker, gate(GateWhen::After, &change, &voters), "quorum check"));
+                    ms.push(step(id("restart"), &m, start("existing", true), "it serves at its new address"));
+                    ms.check(id("gate-after"), &checker, ms.gate(GateWhen::After, &change));
                 }
                 Some(_) => match (&stale, active) {
                     (None, true) if binary.is_none() => {}
@@ -247,7 +240,7 @@ impl Builder<'_> {
                             Some(old) => format!("{why}: initial-cluster-state {old} -> existing (read only with an empty data dir: no restart)"),
                             None => format!("{why} (etcdctl's settings only: no restart)"),
                         };
-                        steps.push(step(id("files"), &m, Action::InstallEtcdFiles { member: m.clone(), files: files.clone() }, why));
+                        ms.push(step(id("files"), &m, Action::InstallEtcdFiles { member: m.clone(), files: files.clone() }, why));
                     }
                     (_, true) => {
                         let change = format!("restart {m}");
@@ -257,48 +250,49 @@ impl Builder<'_> {
                             Some(v) => format!("etcd {v} is staged (the running member still runs its old binary)"),
                             None => "its files changed".to_string(),
                         };
-                        steps.push(step(id("gate-before"), &checker, gate(GateWhen::Before, &change, &voters), "quorum check"));
-                        if binary.is_some() {
+                        ms.check(id("gate-before"), &checker, ms.gate(GateWhen::Before, &change));
+                        if let Some(v) = &binary {
                             // A new release may rewrite the data (etcd 3.6 migrates 3.5's storage): a way back first.
-                            self.snapshot(&mut steps, &mut snapshot_taken, &checker, &format!("etcd {} on {m}", binary.as_deref().unwrap_or_default()));
+                            ms.snapshot(&checker, &format!("etcd {v} on {m}"));
                         }
                         if checker != m {
-                            steps.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: m.clone() }, "it is about to restart"));
+                            ms.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: m.clone() }, "it is about to restart"));
                         }
-                        install(&mut steps);
-                        steps.push(step(id("restart"), &m, start("existing", true), why));
-                        steps.push(step(id("gate-after"), &checker, gate(GateWhen::After, &change, &voters), "quorum check"));
+                        install(&mut ms);
+                        ms.push(step(id("restart"), &m, start("existing", true), why));
+                        ms.check(id("gate-after"), &checker, ms.gate(GateWhen::After, &change));
                     }
                     (_, false) => {
-                        install(&mut steps);
-                        steps.push(step(id("start"), &m, start("existing", false), "etcd is not running"));
-                        steps.push(step(id("gate-after"), &checker, gate(GateWhen::After, &format!("start {m}"), &voters), "quorum check"));
+                        install(&mut ms);
+                        ms.push(step(id("start"), &m, start("existing", false), "etcd is not running"));
+                        ms.check(id("gate-after"), &checker, ms.gate(GateWhen::After, &format!("start {m}")));
                     }
                 },
             }
-            running.insert(m.clone());
+            ms.started(&m);
         }
-        self.cluster_version_check(&mut steps, &voters);
-        self.refuse_changes_without_full_membership(&steps, &tolerated);
-        self.push("etcd", "etcd, one member at a time between quorum gates", Execution::Sequential, steps);
+        let version_check = self.cluster_version_check(ms.voters());
+        ms.steps.extend(version_check);
+        self.refuse_changes_without_full_membership(&ms.steps, &tolerated);
+        self.push("etcd", "etcd, one member at a time between quorum gates", Execution::Sequential, ms.steps);
     }
 
     /// After a new minor release went in on members of a running cluster: etcd moves the cluster version
     /// (what the cluster's features follow) only once every member runs the new minor, so waiting for it
     /// proves the rollout complete. Only when the run also leaves no member on the old minor.
-    fn cluster_version_check(&self, steps: &mut Vec<Step>, voters: &[String]) {
-        let Some(view) = &self.observed.etcd else { return };
+    fn cluster_version_check(&self, voters: &[String]) -> Option<Step> {
+        let view = self.observed.etcd.as_ref()?;
         let target = self.inv.etcd.version;
         let minor = |v: &str| Version::parse(v).map(|v| (v.major, v.minor));
         let behind = view.statuses.iter().any(|s| view.same_cluster(s) && minor(&s.version).is_some_and(|m| m < (target.major, target.minor)));
         let swapped = self.etcd_swaps.values().any(|v| (v.major, v.minor) == (target.major, target.minor));
         if !behind || !swapped {
-            return;
+            return None;
         }
-        let Some(checker) = voters.first() else { return };
+        let checker = voters.first()?;
         let version = format!("{}.{}", target.major, target.minor);
         let why = format!("every member runs etcd {target}: the cluster version follows to {version}");
-        steps.push(step("etcd/cluster-version".into(), checker, Action::WaitEtcdClusterVersion { version }, why));
+        Some(step("etcd/cluster-version".into(), checker, Action::WaitEtcdClusterVersion { version }, why))
     }
 
     /// Members of the inventory that etcd lists under their host's name with another peer URL: hosts moved
@@ -380,43 +374,99 @@ impl Builder<'_> {
             fatal: true,
         });
     }
+}
+
+/// The etcd cluster as the phase plans it: who votes and who runs once the steps planned so far have run,
+/// and those steps. Each membership change is planned through a method that also updates the view, so
+/// every gate names the voters of its moment.
+struct Membership {
+    voters: Vec<String>,
+    running: BTreeSet<String>,
+    /// The run's one snapshot precedes its first membership change.
+    snapshot_planned: bool,
+    steps: Vec<Step>,
+}
+
+impl Membership {
+    fn voters(&self) -> &[String] {
+        &self.voters
+    }
+
+    fn runs(&self, member: &str) -> bool {
+        self.running.contains(member)
+    }
+
+    /// Where the gates and membership changes around `busy` run: a voter that is up, other than `busy`.
+    fn checker(&self, busy: &str, fallback: &str) -> String {
+        self.voters.iter().find(|v| *v != busy && self.running.contains(*v)).cloned().unwrap_or_else(|| fallback.to_string())
+    }
+
+    fn gate(&self, when: GateWhen, change: &str) -> Gate {
+        Gate::new(when, change, &self.voters)
+    }
+
+    fn push(&mut self, step: Step) {
+        self.steps.push(step);
+    }
+
+    fn check(&mut self, id: String, on: &str, gate: Gate) {
+        self.push(step(id, on, Action::Gate(gate), "quorum check"));
+    }
 
     /// The snapshot before the first membership change of the run, on the member that checks the gates.
-    fn snapshot(&self, steps: &mut Vec<Step>, taken: &mut bool, on: &str, change: &str) {
-        if std::mem::replace(taken, true) {
+    fn snapshot(&mut self, on: &str, change: &str) {
+        if std::mem::replace(&mut self.snapshot_planned, true) {
             return;
         }
         let reason = format!("before-{}", change.replace(' ', "-"));
-        steps.push(step("etcd/snapshot".into(), on, Action::EtcdSnapshot { reason }, "a way back before the run's first change to etcd's members"));
+        self.push(step("etcd/snapshot".into(), on, Action::EtcdSnapshot { reason }, "a way back before the run's first change to etcd's members"));
     }
 
-    fn promote(&self, steps: &mut Vec<Step>, m: &str, checker: &str, voters: &mut Vec<String>, why: &str) {
-        steps.push(step(format!("etcd/{m}/caught-up"), checker, Action::WaitLearnerCaughtUp { member: m.to_string() }, why));
-        self.promote_caught_up(steps, m, checker, voters, why);
+    /// The first member of a cluster starts alone and votes from its start.
+    fn start_alone(&mut self, m: &str, start: Action, why: &str) {
+        self.push(step(format!("etcd/{m}/start"), m, start, why));
+        self.voters.push(m.to_string());
+        self.check(format!("etcd/{m}/gate-after"), m, self.gate(GateWhen::After, &format!("start {m}")));
+    }
+
+    fn add_learner(&mut self, h: &Host, on: &str, why: &str) {
+        self.push(step(format!("etcd/{}/add-learner", h.name), on, Action::AddEtcdLearner { member: h.name.clone(), peer_url: h.peer_url() }, why));
+    }
+
+    fn catch_up(&mut self, learner: &str, on: &str, why: &str) {
+        self.push(step(format!("etcd/{learner}/caught-up"), on, Action::WaitLearnerCaughtUp { member: learner.to_string() }, why));
+    }
+
+    fn promote(&mut self, learner: &str, on: &str, why: &str) {
+        self.push(step(format!("etcd/{learner}/promote"), on, Action::PromoteEtcdLearner { member: learner.to_string() }, why));
+        self.voters.push(learner.to_string());
+        self.check(format!("etcd/{learner}/gate-after"), on, self.gate(GateWhen::After, &format!("add {learner}")));
+    }
+
+    fn remove(&mut self, id: String, on: &str, m: &Member, why: impl Into<String>) {
+        let name = m.label();
+        self.push(step(id, on, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", m.id) }, why));
+        self.voters.retain(|v| *v != name);
     }
 
     /// Takes out `old`, the member that `learner` (caught up, not yet voting) replaces, between gates that
     /// allow that one learner; leadership is moved off `old` first.
-    fn remove_replaced(&self, steps: &mut Vec<Step>, old: &Member, learner: &str, checker: &str, voters: &mut Vec<String>) {
+    fn remove_replaced(&mut self, old: &Member, learner: &str, on: &str) {
         let name = old.name.clone();
         let id = |s: &str| format!("etcd/{name}/{s}");
         let change = format!("remove {name}");
-        let why = format!("not a control plane of the inventory: replaced by {learner}, which holds a copy of the data");
-        let mut before = Gate::new(GateWhen::Before, &change, voters);
+        let mut before = self.gate(GateWhen::Before, &change);
         before.max_learners = 1;
-        steps.push(step(id("gate-before"), checker, Action::Gate(before), "quorum check"));
-        steps.push(step(id("move-leader"), checker, Action::MoveEtcdLeader { from: name.clone() }, "it is about to be removed"));
-        steps.push(step(id("remove"), checker, Action::RemoveEtcdMember { member: name.clone(), id: format!("{:x}", old.id) }, why));
-        voters.retain(|v| *v != name);
-        let mut after = Gate::new(GateWhen::After, &change, voters);
+        self.check(id("gate-before"), on, before);
+        self.push(step(id("move-leader"), on, Action::MoveEtcdLeader { from: name.clone() }, "it is about to be removed"));
+        let why = format!("not a control plane of the inventory: replaced by {learner}, which holds a copy of the data");
+        self.remove(id("remove"), on, old, why);
+        let mut after = self.gate(GateWhen::After, &change);
         after.max_learners = 1;
-        steps.push(step(id("gate-after"), checker, Action::Gate(after), "quorum check"));
+        self.check(id("gate-after"), on, after);
     }
 
-    fn promote_caught_up(&self, steps: &mut Vec<Step>, m: &str, checker: &str, voters: &mut Vec<String>, why: &str) {
-        let id = |s: &str| format!("etcd/{m}/{s}");
-        steps.push(step(id("promote"), checker, Action::PromoteEtcdLearner { member: m.to_string() }, why));
-        voters.push(m.to_string());
-        steps.push(step(id("gate-after"), checker, gate(GateWhen::After, &format!("add {m}"), voters), "quorum check"));
+    fn started(&mut self, member: &str) {
+        self.running.insert(member.to_string());
     }
 }

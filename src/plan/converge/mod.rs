@@ -167,7 +167,6 @@ impl Builder<'_> {
         }
         self.push("loadbalancer", "keepalived (VIP) and HAProxy on every control plane", Execution::Sequential, steps);
     }
-
 }
 
 /// Whether a present file differs from its desired contents. etcd's config is compared without the settings
@@ -189,10 +188,6 @@ pub const RESTORE_HINT: &str = "restore from a snapshot: `kubeha etcd restore -i
 
 fn is_restart(a: &Action) -> bool {
     matches!(a, Action::StartEtcdMember { restart: true, .. })
-}
-
-fn gate(when: GateWhen, change: &str, voters: &[String]) -> Action {
-    Action::Gate(Gate::new(when, change, voters))
 }
 
 mod backup;
