@@ -5,7 +5,7 @@ use crate::etcd::status::Member;
 use crate::facts::observe;
 use crate::inventory::{Host, Version};
 use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, ETCD_DATA_DIR, ETCD_UNIT, ETCDCTL_ENV};
-use crate::plan::{Action, Execution, Finding, Gate, GateWhen, Step};
+use crate::plan::{Action, EtcdCluster, Execution, Finding, Gate, GateWhen, Step};
 use crate::render::Group;
 use std::collections::BTreeSet;
 
@@ -141,7 +141,7 @@ impl Builder<'_> {
             let active = ms.runs(&m);
             // The member's one start or restart in this plan swaps in the etcd binary the software phase staged.
             let binary = self.etcd_swaps.get(&m).map(|v| v.to_string());
-            let start = |state: &'static str, restart: bool| Action::StartEtcdMember {
+            let start = |state: EtcdCluster, restart: bool| Action::StartEtcdMember {
                 member: m.clone(),
                 initial_cluster_state: state,
                 restart,
@@ -154,7 +154,7 @@ impl Builder<'_> {
                 listed.push(format!("{m}={}", h.peer_url()));
                 Action::StartEtcdMember {
                     member: m.clone(),
-                    initial_cluster_state: "existing",
+                    initial_cluster_state: EtcdCluster::Existing,
                     restart: false,
                     initial_cluster: Some(listed.join(",")),
                     binary: binary.clone(),
@@ -166,9 +166,9 @@ impl Builder<'_> {
                     // Only a cluster that does not exist yet is bootstrapped (`new`; the executor sets the config
                     // to `existing` once the member serves). Where etcd data exists this member restarts it.
                     let (state, why) = if self.observed.etcd_exists() {
-                        ("existing", "etcd data exists but no member runs: the first member starts alone on it")
+                        (EtcdCluster::Existing, "etcd data exists but no member runs: the first member starts alone on it")
                     } else {
-                        ("new", "no etcd cluster yet: the first member starts alone")
+                        (EtcdCluster::New, "no etcd cluster yet: the first member starts alone")
                     };
                     ms.start_alone(&m, start(state, false), why);
                 }
@@ -203,7 +203,7 @@ impl Builder<'_> {
                         ms.push(step(id("start"), &m, join, "learner not running"));
                     } else if let Some(v) = &binary {
                         // A learner does not vote: its restart needs no gate of its own.
-                        ms.push(step(id("restart"), &m, start("existing", true), format!("etcd {v} staged")));
+                        ms.push(step(id("restart"), &m, start(EtcdCluster::Existing, true), format!("etcd {v} staged")));
                     }
                     let why = "a learner from an unfinished run";
                     ms.catch_up(&m, &checker, why);
@@ -227,7 +227,7 @@ impl Builder<'_> {
                     ms.push(step(id("update-peer-url"), &checker, update, why));
                     install(&mut ms);
                     // A restart either way: a unit whose config named the old address is failing and restarting.
-                    ms.push(step(id("restart"), &m, start("existing", true), "it serves at its new address"));
+                    ms.push(step(id("restart"), &m, start(EtcdCluster::Existing, true), "it serves at its new address"));
                     ms.check(id("gate-after"), &checker, ms.gate(GateWhen::After, &change));
                 }
                 Some(_) => match (&stale, active) {
@@ -259,12 +259,12 @@ impl Builder<'_> {
                             ms.push(step(id("move-leader"), &checker, Action::MoveEtcdLeader { from: m.clone() }, "it is about to restart"));
                         }
                         install(&mut ms);
-                        ms.push(step(id("restart"), &m, start("existing", true), why));
+                        ms.push(step(id("restart"), &m, start(EtcdCluster::Existing, true), why));
                         ms.check(id("gate-after"), &checker, ms.gate(GateWhen::After, &change));
                     }
                     (_, false) => {
                         install(&mut ms);
-                        ms.push(step(id("start"), &m, start("existing", false), "etcd is not running"));
+                        ms.push(step(id("start"), &m, start(EtcdCluster::Existing, false), "etcd is not running"));
                         ms.check(id("gate-after"), &checker, ms.gate(GateWhen::After, &format!("start {m}")));
                     }
                 },

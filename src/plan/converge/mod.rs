@@ -10,7 +10,7 @@ use crate::paths::{ADMIN_CONF, CNI_APPLIED, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, KU
 use crate::render::Group;
 use crate::render::context::host_port;
 
-pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: &'static str) -> Plan {
+pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: Basis) -> Plan {
     let mut b = Builder {
         inv,
         desired,
