@@ -10,8 +10,8 @@ pub mod preflight;
 pub mod verify;
 
 pub use crate::etcd::gate::{Gate, GateWhen};
-pub use converge::{RESTORE_HINT, converge, seed_control_plane};
 pub use crate::render::context::EtcdCluster;
+pub use converge::{RESTORE_HINT, converge, seed_control_plane};
 pub use desired::Desired;
 pub use display::{describe, text};
 pub use observed::Observed;
