@@ -60,7 +60,7 @@ proptest! {
                     prop_assert_eq!(promoted.as_ref(), Some(member));
                     voters.push(member.clone());
                 }
-                Action::StartEtcdMember { member, initial_cluster_state: "new", .. } => {
+                Action::StartEtcdMember { member, initial_cluster_state: plan::EtcdCluster::New, .. } => {
                     prop_assert!(voters.is_empty());
                     voters.push(member.clone());
                 }

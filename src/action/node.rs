@@ -81,7 +81,7 @@ mod tests {
         let steps = actions.into_iter().map(|(host, action)| Step { id: host.into(), host: host.into(), action, reason: String::new() }).collect();
         Plan {
             cluster: "lab".into(),
-            basis: "observed",
+            basis: crate::plan::Basis::Observed,
             findings: vec![],
             phases: vec![Phase { name: "x", title: "x", execution: Execution::Sequential, steps }],
         }

@@ -85,7 +85,7 @@ pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving
     if new_cluster {
         refuse_if_a_cluster_exists(&observed)?;
     }
-    let mut plan = plan::converge(inv, &desired, &observed, "observed");
+    let mut plan = plan::converge(inv, &desired, &observed, plan::Basis::Observed);
     plan.findings.extend(stored::skipped_findings(&skipped, &state));
     plan.findings.extend(stored::renewed_finding(&renewed, inv));
     plan.findings.extend(stored::reissued_finding(&reissued));

@@ -342,7 +342,7 @@ mod tests {
     }
 
     fn plan(phases: Vec<Phase>) -> Plan {
-        Plan { cluster: "lab".into(), basis: "observed", findings: Vec::new(), phases }
+        Plan { cluster: "lab".into(), basis: crate::plan::Basis::Observed, findings: Vec::new(), phases }
     }
 
     /// The executor over `hosts`, with a fence and a stop of its own, and its journal's path.

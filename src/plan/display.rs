@@ -8,7 +8,7 @@ pub fn text(plan: &Plan) -> String {
     let gates = plan.steps().filter(|s| matches!(s.action, Action::Gate(_))).count();
     let width = plan.steps().map(|s| s.host.len()).max().unwrap_or(0);
     let mut out = String::new();
-    let basis = if plan.basis == "fresh" { " (offline: every host assumed fresh)" } else { "" };
+    let basis = if plan.basis == Basis::Fresh { " (offline: every host assumed fresh)" } else { "" };
     let _ = writeln!(out, "Plan for cluster {}{basis}: {} changes in {steps} steps, {gates} quorum gates", plan.cluster, plan.changes());
     if !plan.findings.is_empty() {
         let _ = writeln!(out, "\nPreflight:");
@@ -51,7 +51,7 @@ pub fn describe(action: &Action) -> String {
         Action::StartEtcdMember { member, initial_cluster_state, restart, binary, .. } => {
             let what = match (*initial_cluster_state, restart) {
                 (_, true) => format!("restart etcd member {member}"),
-                ("new", _) => format!("start etcd member {member} as a new cluster of one"),
+                (EtcdCluster::New, _) => format!("start etcd member {member} as a new cluster of one"),
                 _ => format!("start etcd member {member} into the existing cluster"),
             };
             match binary {

@@ -10,6 +10,7 @@ pub mod preflight;
 pub mod verify;
 
 pub use crate::etcd::gate::{Gate, GateWhen};
+pub use crate::render::context::EtcdCluster;
 pub use converge::{RESTORE_HINT, converge, seed_control_plane};
 pub use desired::Desired;
 pub use display::{describe, text};
@@ -22,8 +23,7 @@ use serde::Serialize;
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub cluster: String,
-    /// What the plan assumed about the hosts: `fresh` for `plan --offline`, `observed` otherwise.
-    pub basis: &'static str,
+    pub basis: Basis,
     /// Preflight results; a fatal one means apply refuses before changing anything.
     pub findings: Vec<Finding>,
     pub phases: Vec<Phase>,
@@ -42,6 +42,16 @@ impl Plan {
     pub fn blocked(&self) -> bool {
         self.findings.iter().any(|f| f.fatal)
     }
+}
+
+/// What the plan assumed about the hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// `plan --offline`: every host assumed fresh.
+    Fresh,
+    /// What the hosts answered.
+    Observed,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -106,7 +116,7 @@ pub enum Action {
     },
     StartEtcdMember {
         member: String,
-        initial_cluster_state: &'static str,
+        initial_cluster_state: EtcdCluster,
         restart: bool,
         /// For a member joining an existing cluster: the members at that moment plus itself (name=peer URL),
         /// written into its config just before the start, with initial-cluster-state existing.
@@ -368,5 +378,5 @@ pub enum OfflineError {
 pub fn offline(inv: &crate::inventory::Inventory) -> Result<Plan, OfflineError> {
     let state = crate::state::ClusterState::create(inv)?;
     let rendered = crate::render::render(inv, &state.secrets, &crate::render::templates::Templates::builtin().map_err(crate::render::RenderError::from)?)?;
-    Ok(converge(inv, &Desired::build(inv, &rendered, &state), &Observed::default(), "fresh"))
+    Ok(converge(inv, &Desired::build(inv, &rendered, &state), &Observed::default(), Basis::Fresh))
 }

@@ -46,13 +46,14 @@ pub struct EtcdConfig {
     /// member at a time, so member k joins a cluster of k-1 (state `existing`) and only the first member of a
     /// new cluster is `new` (see `etcd_config`).
     pub initial_cluster: String,
-    pub initial_cluster_state: &'static str,
+    pub initial_cluster_state: EtcdCluster,
     pub cluster_token: String,
 }
 
 /// Whether the etcd cluster exists already (a member answers, or a control plane has etcd data): what decides
 /// the one `initial-cluster-state: new` of a cluster's life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EtcdCluster {
     New,
     Existing,
@@ -75,7 +76,7 @@ pub fn etcd_config(inv: &Inventory, host: &Host, secrets: &Secrets, cluster: Etc
         listen_client_urls: format!("{},https://127.0.0.1:{ETCD_CLIENT_PORT}", host.client_url()),
         listen_metrics_urls: format!("{},http://127.0.0.1:{ETCD_METRICS_PORT}", metrics_url(host)),
         initial_cluster: initial.join(","),
-        initial_cluster_state: if position == 0 && cluster == EtcdCluster::New { "new" } else { "existing" },
+        initial_cluster_state: if position == 0 && cluster == EtcdCluster::New { EtcdCluster::New } else { EtcdCluster::Existing },
         cluster_token: secrets.etcd_cluster_token.clone(),
     }
 }

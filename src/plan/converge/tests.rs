@@ -3,7 +3,7 @@ use super::*;
 use crate::etcd::gate::View;
 use crate::etcd::status::Member;
 use crate::facts::observe::{self, FileMeta, HostState};
-use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, STATE_FILE};
+use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, KUBEADM_CONFIG, STATE_FILE};
 use crate::render::context;
 use crate::state::ClusterState;
 use crate::test_support::{lab, lab_member as member};
@@ -149,7 +149,7 @@ fn ids(plan: &Plan) -> Vec<&str> {
 fn a_converged_cluster_plans_only_the_verification() {
     let inv = lab();
     let d = desired(&inv);
-    let plan = converge(&inv, &d, &converged(&inv, &d), "observed");
+    let plan = converge(&inv, &d, &converged(&inv, &d), Basis::Observed);
     golden("a_converged_cluster_plans_only_the_verification", &plan);
     assert_eq!(plan.changes(), 0, "{}", text(&plan));
     assert_eq!(ids(&plan), ["verify"]);
@@ -162,7 +162,7 @@ fn a_learner_left_by_a_killed_run_is_caught_up_and_promoted_without_a_second_add
     let mut o = converged(&inv, &d);
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "", true)]));
     o.hosts.get_mut("cp-3").unwrap().active.insert("etcd".into(), false);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_learner_left_by_a_killed_run_is_caught_up_and_promoted_without_a_second_add", &plan);
     assert_eq!(
         ids(&plan),
@@ -179,7 +179,7 @@ fn promoting_a_leftover_learner_is_gated_before_on_the_voters_allowing_only_that
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", true)]));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("promoting_a_leftover_learner_is_gated_before_on_the_voters_allowing_only_that_learner", &plan);
     let Some(Action::Gate(before)) = plan.steps().find(|s| s.id == "etcd/cp-3/gate-before").map(|s| &s.action) else {
         panic!("no gate before the promotion: {}", text(&plan))
@@ -199,7 +199,7 @@ fn a_changed_member_config_restarts_that_member_alone_between_gates() {
     let mut o = converged(&inv, &d);
     o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG.into(), "f".repeat(64));
     o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG_RUNTIME.into(), "f".repeat(64));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_changed_member_config_restarts_that_member_alone_between_gates", &plan);
     assert_eq!(ids(&plan), ["etcd/cp-2/gate-before", "etcd/cp-2/move-leader", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after", "verify"]);
     assert!(plan.steps().find(|s| s.id == "etcd/cp-2/files").unwrap().reason.contains("etcd.conf.yml differs"));
@@ -213,7 +213,7 @@ fn a_node_with_kubeadm_leftovers_is_reset_before_it_joins() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.nodes.as_mut().unwrap().remove("wk-2");
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_node_with_kubeadm_leftovers_is_reset_before_it_joins", &plan);
     let join = plan.steps().find(|s| s.id == "workers/wk-2").unwrap();
     assert!(matches!(join.action, Action::KubeadmJoinWorker { reset_first: true, .. }), "{join:?}");
@@ -234,13 +234,13 @@ fn an_api_that_does_not_answer_blocks_instead_of_a_second_init() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = api_silent(&inv, &d);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("an_api_that_does_not_answer_blocks_instead_of_a_second_init", &plan);
     assert!(plan.blocked());
     assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. })));
     // etcd holds Kubernetes objects: a cluster exists behind the silent API, still blocked.
     o.kubernetes_data = Some(true);
-    assert!(converge(&inv, &d, &o, "observed").blocked());
+    assert!(converge(&inv, &d, &o, Basis::Observed).blocked());
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn an_init_that_failed_before_the_api_wrote_to_etcd_is_reset_and_retried() {
     let d = desired(&inv);
     let mut o = api_silent(&inv, &d);
     o.kubernetes_data = Some(false);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("an_init_that_failed_before_the_api_wrote_to_etcd_is_reset_and_retried", &plan);
     assert!(!plan.blocked(), "{:?}", plan.findings);
     let init = plan.steps().find(|s| matches!(s.action, Action::KubeadmInit { .. })).expect("an init step");
@@ -264,7 +264,7 @@ fn joins_after_an_earlier_init_upload_the_certificates_again_first() {
     o.nodes.as_mut().unwrap().remove("cp-3");
     o.hosts.get_mut("cp-3").unwrap().digests.remove(KUBELET_CONF);
     o.hosts.get_mut("cp-3").unwrap().digests.remove(ADMIN_CONF);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("joins_after_an_earlier_init_upload_the_certificates_again_first", &plan);
     let cp: Vec<&str> = plan.phases.iter().find(|p| p.name == "control-plane").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(cp, ["kubeadm/upload-certs", "kubeadm/cp-3/join", "kubeadm/cp-3/ready"]);
@@ -314,7 +314,7 @@ fn replacing_a_dead_member() -> (Inventory, Plan) {
     o.hosts.remove("cp-2");
     o.hosts.insert("cp-4".into(), HostState::default());
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     (inv, plan)
 }
 
@@ -347,7 +347,7 @@ fn a_dead_member_is_removed_with_a_snapshot_then_its_replacement_added() {
     let Action::Gate(before) = &plan.steps().find(|s| s.id == "etcd/cp-2/gate-before").unwrap().action else { panic!() };
     assert_eq!(before.voters, ["cp-1", "cp-2", "cp-3"]);
     assert_eq!(before.may_be_down, ["cp-2"], "only the leaving member may be down");
-    let Action::StartEtcdMember { initial_cluster: Some(initial), initial_cluster_state: "existing", .. } =
+    let Action::StartEtcdMember { initial_cluster: Some(initial), initial_cluster_state: EtcdCluster::Existing, .. } =
         &plan.steps().find(|s| s.id == "etcd/cp-4/start").unwrap().action
     else {
         panic!("a joining member starts with the current membership")
@@ -378,7 +378,7 @@ fn replacing_a_live_member() -> Plan {
     let mut o = converged(&lab, &before);
     o.hosts.insert("cp-4".into(), HostState::default());
     o.reachable_leaving.insert("cp-2".into());
-    converge(&inv, &d, &o, "observed")
+    converge(&inv, &d, &o, Basis::Observed)
 }
 
 #[test]
@@ -441,7 +441,7 @@ fn two_swapped_live_members_are_replaced_one_pair_at_a_time() {
     let mut o = converged(&lab, &before);
     o.hosts.insert("cp-4".into(), HostState::default());
     o.hosts.insert("cp-5".into(), HostState::default());
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("two_swapped_live_members_are_replaced_one_pair_at_a_time", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     let membership: Vec<&str> = etcd_steps(&plan).iter().filter(|s| s.action.changes_membership()).map(|s| s.id.as_str()).collect();
@@ -458,7 +458,7 @@ fn a_removed_live_member_hands_over_leadership_first_and_a_dead_one_does_not() {
     let inv = edited_lab("without-cp-3.yaml", |t| without_line(&t, "{name: cp-3,"));
     let (d, before) = one_cluster(&lab, &inv);
     let o = converged(&lab, &before);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_removed_live_member_hands_over_leadership_first_and_a_dead_one_does_not", &plan);
     let etcd: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).take(4).collect();
     assert_eq!(etcd, ["etcd/cp-3/gate-before", "etcd/snapshot", "etcd/cp-3/move-leader", "etcd/cp-3/remove"], "{}", text(&plan));
@@ -475,7 +475,7 @@ fn a_renamed_host_is_refused_and_nothing_is_reset() {
     let cp2 = o.hosts.remove("cp-2").unwrap();
     o.hosts.insert("cp-02".into(), cp2);
     o.node_addresses = lab.hosts.iter().map(|h| (h.name.clone(), h.address)).collect();
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_renamed_host_is_refused_and_nothing_is_reset", &plan);
     assert!(plan.blocked(), "{}", text(&plan));
     let f = plan.findings.iter().find(|f| f.problem.contains("renaming a host is not supported")).unwrap_or_else(|| panic!("{}", text(&plan)));
@@ -493,7 +493,7 @@ fn a_leaving_host_is_reset_only_as_the_machine_its_node_reported() {
     o.hosts.insert("cp-4".into(), HostState::default());
     o.reachable_leaving.insert("cp-2".into());
     o.node_machine_ids.insert("cp-2".into(), "5e1f".into());
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_leaving_host_is_reset_only_as_the_machine_its_node_reported", &plan);
     let reset = plan.steps().find(|s| s.id == "retire/cp-2/reset").unwrap();
     assert!(matches!(&reset.action, Action::ResetHost { machine_id: Some(id), .. } if id == "5e1f"), "{reset:?}");
@@ -506,7 +506,7 @@ fn a_reachable_leaving_host_is_reset_after_it_left() {
     let mut o = converged(&lab, &before);
     o.hosts.insert("cp-4".into(), HostState::default());
     o.reachable_leaving.insert("cp-2".into());
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_reachable_leaving_host_is_reset_after_it_left", &plan);
     let retire: Vec<&str> = plan.phases.iter().find(|p| p.name == "retire").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(retire, ["retire/cp-2/node", "retire/cp-2/reset"]);
@@ -520,7 +520,7 @@ fn a_lost_quorum_blocks_every_change_and_points_at_restore() {
     let mut o = converged(&lab, &before);
     o.hosts.insert("cp-4".into(), HostState::default());
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2", "cp-3"]));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_lost_quorum_blocks_every_change_and_points_at_restore", &plan);
     assert!(plan.blocked());
     let f = plan.findings.iter().find(|f| f.fatal).unwrap();
@@ -537,7 +537,7 @@ fn a_membership_change_while_a_staying_member_is_down_is_refused() {
     let mut o = converged(&lab, &before);
     o.hosts.insert("cp-4".into(), HostState::default());
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-3"]));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_membership_change_while_a_staying_member_is_down_is_refused", &plan);
     assert!(plan.blocked(), "{}", text(&plan));
     let f = plan.findings.iter().find(|f| f.fatal).unwrap();
@@ -551,7 +551,7 @@ fn a_non_member_with_old_etcd_data_is_cleared_before_it_joins() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(3, "cp-3", false)]));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_non_member_with_old_etcd_data_is_cleared_before_it_joins", &plan);
     let etcd: Vec<&str> = plan.phases.iter().find(|p| p.name == "etcd").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(&etcd[..4], ["etcd/cp-2/gate-before", "etcd/snapshot", "etcd/cp-2/clear-data", "etcd/cp-2/add-learner"]);
@@ -564,7 +564,7 @@ fn a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase() {
     let mut o = converged(&inv, &d);
     // The digest of an empty file: what a crash between rename and write-back left.
     o.hosts.get_mut("cp-2").unwrap().digests.insert(STATE_FILE.into(), crate::digest::sha256_hex(b""));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase", &plan);
     assert_eq!(ids(&plan), ["state/cp-2", "verify"]);
 }
@@ -585,7 +585,7 @@ fn token_steps(plan: &Plan) -> Vec<&str> {
 fn a_converged_cluster_plans_no_token_steps() {
     let inv = lab();
     let d = desired(&inv);
-    let plan = converge(&inv, &d, &converged(&inv, &d), "observed");
+    let plan = converge(&inv, &d, &converged(&inv, &d), Basis::Observed);
     assert!(token_steps(&plan).is_empty(), "{}", text(&plan));
 }
 
@@ -596,7 +596,7 @@ fn a_worker_joining_an_existing_cluster_gets_a_fresh_token_before_and_none_after
     let mut o = converged(&inv, &d);
     o.nodes.as_mut().unwrap().remove("wk-2");
     o.hosts.insert("wk-2".into(), HostState::default());
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_worker_joining_an_existing_cluster_gets_a_fresh_token_before_and_none_after", &plan);
     assert_eq!(token_steps(&plan), ["join-token/refresh", "join-token/delete"]);
     let refresh = plan.steps().find(|s| s.id == "join-token/refresh").unwrap();
@@ -659,7 +659,7 @@ fn replacing_the_first_control_plane_joins_the_new_host_and_seeds_from_another_j
     let kubeadm_file = |h: &str| String::from_utf8(d.file(h, KUBEADM_CONFIG).unwrap().contents.clone()).unwrap();
     assert!(kubeadm_file("cp-4").contains("kind: JoinConfiguration"), "the new host at position 0 joins");
     assert!(kubeadm_file("cp-2").contains("kind: InitConfiguration"), "the seed holds the ClusterConfiguration");
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("replacing_the_first_control_plane_joins_the_new_host_and_seeds_from_another_joined_one", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. })), "{}", text(&plan));
@@ -694,7 +694,7 @@ fn after_a_replace_of_the_first_control_plane_the_seed_stays_where_the_markers_a
     let d = desired_seeded(&inv, &state, &seeded_on_cp2);
     let mut o = converged(&inv, &d);
     o.etcd = Some(view(vec![member(4, "cp-4", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("after_a_replace_of_the_first_control_plane_the_seed_stays_where_the_markers_are", &plan);
     assert_eq!(plan.changes(), 0, "{}", text(&plan));
 }
@@ -709,7 +709,7 @@ fn removing_the_first_control_plane_runs_admin_steps_on_another_joined_one() {
     o.reachable_leaving.insert("cp-1".into());
     let d = desired_seeded(&inv, &state, &o);
     assert_eq!(d.seed, "cp-2");
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("removing_the_first_control_plane_runs_admin_steps_on_another_joined_one", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. } | Action::KubeadmJoinControlPlane { .. })));
@@ -777,7 +777,7 @@ fn members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts() {
     o.etcd = Some(alone.clone());
     o.etcd_answers = answers(&real, &["cp-2", "cp-3"]);
     o.etcd_answers.extend(answers(&alone, &["cp-1"]));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts", &plan);
     assert!(plan.blocked(), "{}", text(&plan));
     let f = plan.findings.iter().find(|f| f.fatal && f.problem.contains("different etcd clusters")).expect("a refusal");
@@ -791,7 +791,7 @@ fn members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts() {
     // What cp-1's view alone (all the planner had before every member was asked) leads to: the real
     // members taken for strangers with old data, to be cleared and added to the cluster of one.
     o.etcd_answers.clear();
-    let alone_decides = converge(&inv, &d, &o, "observed");
+    let alone_decides = converge(&inv, &d, &o, Basis::Observed);
     golden("one_member_s_view_alone_takes_the_real_members_for_strangers", &alone_decides);
     let cleared: Vec<&str> = alone_decides.steps().filter(|s| matches!(s.action, Action::ClearEtcdData { .. })).map(|s| s.host.as_str()).collect();
     assert_eq!(cleared, ["cp-2", "cp-3"], "{}", text(&alone_decides));
@@ -804,7 +804,7 @@ fn members_listing_different_members_refuse_but_a_learner_promoted_between_answe
     let mut o = converged_and_asked(&inv, &d);
     let short = view(vec![member(1, "cp-1", false), member(2, "cp-2", false)]);
     o.etcd_answers.extend(answers(&short, &["cp-3"]));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("members_listing_different_members_refuse_but_a_learner_promoted_between_answers_does_not", &plan);
     let f = plan.findings.iter().find(|f| f.fatal).unwrap_or_else(|| panic!("{}", text(&plan)));
     assert!(f.problem.contains("different member lists") && f.problem.contains("cp-3 report"), "{}", f.problem);
@@ -813,7 +813,7 @@ fn members_listing_different_members_refuse_but_a_learner_promoted_between_answe
     let mut o = converged_and_asked(&inv, &d);
     let before_promotion = view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "", true)]);
     o.etcd_answers.extend(answers(&before_promotion, &["cp-1"]));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_learner_promoted_between_answers_does_not_refuse", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
 }
@@ -824,7 +824,7 @@ fn a_converged_existing_cluster_plans_no_action_and_every_member_says_existing()
     let d = desired_existing(&inv, &ClusterState::create(&inv).unwrap());
     let o = converged_and_asked(&inv, &d);
     assert_eq!(o.etcd_cluster(), context::EtcdCluster::Existing);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_converged_existing_cluster_plans_no_action_and_every_member_says_existing", &plan);
     assert_eq!(plan.changes(), 0, "{}", text(&plan));
     assert_eq!(ids(&plan), ["verify"]);
@@ -862,7 +862,7 @@ fn a_first_member_still_saying_new_is_rewritten_to_existing_without_a_restart() 
     assert_eq!(o.host("cp-1").etcd_initial_cluster_state.as_deref(), Some("new"));
     o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
     let d = desired_seeded(&inv, &state, &o);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_first_member_still_saying_new_is_rewritten_to_existing_without_a_restart", &plan);
     assert_eq!(ids(&plan), ["etcd/cp-1/files", "verify"], "{}", text(&plan));
     let files = plan.steps().find(|s| s.id == "etcd/cp-1/files").unwrap();
@@ -875,7 +875,7 @@ fn a_first_member_still_saying_new_is_rewritten_to_existing_without_a_restart() 
     let cp1 = after.hosts.get_mut("cp-1").unwrap();
     cp1.digests.insert(ETCD_CONFIG.into(), placed.digest.clone());
     cp1.etcd_initial_cluster_state = Some(observe::initial_cluster_state(&placed.contents));
-    assert_eq!(ids(&converge(&inv, &d, &after, "observed")), ["verify"]);
+    assert_eq!(ids(&converge(&inv, &d, &after, Basis::Observed)), ["verify"]);
 }
 
 /// cp-2's disk was replaced: its host answers, kubeha's etcd unit is there, the cluster lists cp-2, but
@@ -890,7 +890,7 @@ fn a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates
     o.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
     o.etcd_answers.remove("cp-2");
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     let etcd: Vec<&str> = etcd_steps(&plan).iter().map(|s| s.id.as_str()).collect();
@@ -922,7 +922,7 @@ fn a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates
     assert_eq!(add.voters, ["cp-1", "cp-3"]);
     assert!(add.may_be_down.is_empty());
     let Action::StartEtcdMember { initial_cluster_state, initial_cluster, restart, .. } = &find("etcd/cp-2/start").action else { panic!() };
-    assert_eq!((*initial_cluster_state, *restart), ("existing", false));
+    assert_eq!((*initial_cluster_state, *restart), (EtcdCluster::Existing, false));
     assert_eq!(initial_cluster.as_deref(), Some("cp-1=https://198.18.0.11:2380,cp-3=https://198.18.0.13:2380,cp-2=https://198.18.0.12:2380"));
     // Only the dead member's own (empty) etcd is stopped; nothing of cp-1's or cp-3's is cleared.
     let cleared: Vec<&str> = plan.steps().filter(|s| matches!(s.action, Action::ClearEtcdData { .. })).map(|s| s.host.as_str()).collect();
@@ -932,7 +932,7 @@ fn a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates
     let mut stopped = converged_and_asked(&inv, &d);
     stopped.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
     stopped.etcd = Some(unhealthy(stopped.etcd.take().unwrap(), &["cp-2"]));
-    let plan = converge(&inv, &d, &stopped, "observed");
+    let plan = converge(&inv, &d, &stopped, Basis::Observed);
     golden("a_stopped_member_with_its_data_is_started_not_removed", &plan);
     assert!(!plan.steps().any(|s| matches!(s.action, Action::RemoveEtcdMember { .. } | Action::ClearEtcdData { .. })), "{}", text(&plan));
 }
@@ -942,9 +942,9 @@ fn a_host_without_the_configured_runtime_socket_blocks_apply() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged_and_asked(&inv, &d);
-    assert!(!converge(&inv, &d, &o, "observed").blocked());
+    assert!(!converge(&inv, &d, &o, Basis::Observed).blocked());
     o.facts.get_mut("cp-2").unwrap().sockets.clear();
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_host_without_the_configured_runtime_socket_blocks_apply", &plan);
     assert!(plan.blocked());
     let finding = plan.findings.iter().find(|f| f.fatal).unwrap();
@@ -976,7 +976,7 @@ fn kubeadm_certificates_due_are_renewed_one_control_plane_at_a_time() {
         ];
         o.certs.insert(h.into(), HostCerts { certs, unreadable: vec![] });
     }
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("kubeadm_certificates_due_are_renewed_one_control_plane_at_a_time", &plan);
     assert_eq!(ids(&plan), ["certs/cp-2/restart", "verify"], "{}", text(&plan));
     let s = plan.steps().next().unwrap();
@@ -1001,7 +1001,7 @@ fn a_renewed_etcd_client_certificate_restarts_etcd_then_each_api_server() {
     let renewed = state.renew_due(&inv, time::OffsetDateTime::now_utc().unix_timestamp() + 300 * 86_400).unwrap();
     assert!(!renewed.is_empty());
     let d = desired_with(&inv, &state);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_renewed_etcd_client_certificate_restarts_etcd_then_each_api_server", &plan);
     let restarts: Vec<&str> = ids(&plan).into_iter().filter(|i| i.ends_with("/restart")).collect();
     assert_eq!(
@@ -1025,7 +1025,7 @@ fn a_manifest_left_aside_by_a_dead_restart_is_put_back() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.hosts.get_mut("cp-3").unwrap().digests.insert(crate::paths::SET_ASIDE_MANIFESTS[0].into(), "0".repeat(64));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_manifest_left_aside_by_a_dead_restart_is_put_back", &plan);
     assert_eq!(ids(&plan), ["certs/cp-3/restart", "verify"], "{}", text(&plan));
     let s = plan.steps().next().unwrap();
@@ -1050,7 +1050,7 @@ fn a_readdressed_control_plane_is_moved_between_gates_and_joined_again() {
     o.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
     o.etcd_answers.remove("cp-2");
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_readdressed_control_plane_is_moved_between_gates_and_joined_again", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
     let moved: Vec<&str> =
@@ -1108,7 +1108,7 @@ fn a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.hosts.get_mut("cp-2").unwrap().meta.insert(SERVER_KEY.into(), root_owned(0o644));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-2", "verify"], "no gate, no restart, no upload: {}", text(&plan));
     assert_eq!(file_modes(&plan), [("cp-2", &[mode(SERVER_KEY, 0o600)][..], "server.key mode 0644, want 0600")]);
@@ -1118,7 +1118,7 @@ fn a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing() {
     assert!(!plan.steps().any(|s| matches!(s.action, Action::Gate(_) | Action::StartEtcdMember { .. } | Action::RestartControlPlane { .. })));
     // The seed's kubeadm config (it holds the bootstrap token) made readable: chmodded, not uploaded again.
     o.hosts.get_mut("cp-1").unwrap().meta.insert(KUBEADM_CONFIG.into(), root_owned(0o644));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("the_seed_s_kubeadm_config_made_readable_is_chmodded", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-1", "file-modes/cp-2", "verify"], "{}", text(&plan));
     assert_eq!(file_modes(&plan)[0], ("cp-1", &[mode(KUBEADM_CONFIG, 0o600)][..], "kubeadm.yaml mode 0644, want 0600"));
@@ -1132,7 +1132,7 @@ fn a_file_chowned_to_another_user_is_chowned_back_keeping_its_mode() {
     let cp1 = o.hosts.get_mut("cp-1").unwrap();
     cp1.meta.insert(STATE_FILE.into(), FileMeta { mode: 0o600, owner: "kubelet".into(), group: "root".into() });
     cp1.meta.insert("/etc/haproxy/haproxy.cfg".into(), FileMeta { mode: 0o600, owner: "haproxy".into(), group: "haproxy".into() });
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_file_chowned_to_another_user_is_chowned_back_keeping_its_mode", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-1", "verify"], "{}", text(&plan));
     let [(host, files, reason)] = file_modes(&plan)[..] else { panic!("{}", text(&plan)) };
@@ -1150,14 +1150,14 @@ fn a_file_whose_contents_also_changed_is_uploaded_as_before_and_not_chmodded() {
     let cp2 = o.hosts.get_mut("cp-2").unwrap();
     cp2.digests.insert(SERVER_KEY.into(), "f".repeat(64));
     cp2.meta.insert(SERVER_KEY.into(), root_owned(0o644));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_file_whose_contents_also_changed_is_uploaded_as_before_and_not_chmodded", &plan);
     assert_eq!(ids(&plan), ["etcd/cp-2/gate-before", "etcd/cp-2/move-leader", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after", "verify"]);
     let Some(Action::InstallEtcdFiles { files, .. }) = plan.steps().find(|s| s.id == "etcd/cp-2/files").map(|s| &s.action) else { panic!() };
     assert!(files.iter().any(|f| f == SERVER_KEY), "the upload sets the mode: {files:?}");
     // Another file of the same group whose mode alone drifted is uploaded with it, not chmodded twice.
     o.hosts.get_mut("cp-2").unwrap().meta.insert("/etc/kubeha/pki/etcd/peer.key".into(), root_owned(0o644));
-    assert!(file_modes(&converge(&inv, &d, &o, "observed")).is_empty());
+    assert!(file_modes(&converge(&inv, &d, &o, Basis::Observed)).is_empty());
 }
 
 #[test]
@@ -1168,7 +1168,7 @@ fn a_kubeadm_key_others_can_read_is_set_back_to_0600() {
     o.hosts.get_mut("cp-3").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o644));
     // A stricter mode than kubeadm's is left alone: only what others could read is a drift.
     o.hosts.get_mut("cp-1").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o400));
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_kubeadm_key_others_can_read_is_set_back_to_0600", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-3", "verify"], "{}", text(&plan));
     assert_eq!(file_modes(&plan), [("cp-3", &[mode(APISERVER_KEY, 0o600)][..], "apiserver.key mode 0644, want 0600")]);
@@ -1178,7 +1178,7 @@ fn a_kubeadm_key_others_can_read_is_set_back_to_0600() {
     o2.nodes.as_mut().unwrap().remove("wk-2");
     // wk-2 is not registered: its kubelet.conf is a leftover the join's reset removes, not chmodded first.
     o2.hosts.get_mut("wk-2").unwrap().meta.insert(KUBELET_CONF.into(), root_owned(0o644));
-    let plan = converge(&inv, &d, &o2, "observed");
+    let plan = converge(&inv, &d, &o2, Basis::Observed);
     golden("a_mode_fix_comes_before_a_worker_join_s_reset", &plan);
     assert_eq!(plan.phases.first().map(|p| p.name), Some("file-modes"), "{}", text(&plan));
     assert_eq!(file_modes(&plan).iter().map(|(host, ..)| *host).collect::<Vec<_>>(), ["cp-3"], "{}", text(&plan));
@@ -1203,14 +1203,14 @@ fn monitoring_ports_are_ours_once_converged_and_a_stranger_s_before() {
     for port in [ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT] {
         o.facts.get_mut("cp-1").unwrap().listening.insert(port, true);
     }
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     assert!(!plan.findings.iter().any(|f| f.problem.contains("in use")), "{:?}", plan.findings);
 
     let mut fresh = Observed::default();
     let mut facts = control_plane_facts("cp-1", false);
     facts.listening.insert(HAPROXY_EXPORTER_PORT, true);
     fresh.facts.insert("cp-1".into(), facts);
-    let plan = converge(&inv, &d, &fresh, "observed");
+    let plan = converge(&inv, &d, &fresh, Basis::Observed);
     let finding = plan.findings.iter().find(|f| f.host == "cp-1" && f.problem.contains("port 8405 is in use")).unwrap_or_else(|| panic!("{:?}", plan.findings));
     assert!(finding.fatal, "{finding:?}");
 }
@@ -1225,12 +1225,12 @@ fn backups_turned_off_remove_the_timer_and_keep_the_backups() {
     let mut off = lab();
     off.etcd.backup = None;
     let d = desired_with(&off, &state);
-    let plan = converge(&off, &d, &was, "observed");
+    let plan = converge(&off, &d, &was, Basis::Observed);
     assert_eq!(ids(&plan), ["backup/cp-1/remove", "backup/cp-2/remove", "backup/cp-3/remove", "verify"], "{}", text(&plan));
     assert!(text(&plan).contains("stop and disable kubeha-etcd-backup.timer, remove the backup script and units (the backups taken stay)"), "{}", text(&plan));
     assert!(!text(&plan).contains("etcd backup: the newest"), "no backup check when backups are off");
     assert!(d.probe_paths("cp-1").contains(&crate::paths::ETCD_BACKUP_TIMER), "the timer is probed to find it");
-    assert_eq!(ids(&converge(&off, &d, &converged(&off, &d), "observed")), ["verify"]);
+    assert_eq!(ids(&converge(&off, &d, &converged(&off, &d), Basis::Observed)), ["verify"]);
 }
 
 /// A fresh control plane gets the timer and the first run; a stopped timer alone is started, without a run.
@@ -1240,7 +1240,7 @@ fn the_backup_timer_is_installed_with_a_first_run_and_a_stopped_one_only_started
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.hosts.get_mut("cp-2").unwrap().active.insert(crate::phases::backup::TIMER.into(), false);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     assert_eq!(ids(&plan), ["backup/cp-2", "verify"], "{}", text(&plan));
     let Action::InstallEtcdBackup { restart, .. } = &plan.phases[0].steps[0].action else { panic!("{}", text(&plan)) };
     assert!(!restart, "its files are right: started, not restarted");
@@ -1249,7 +1249,7 @@ fn the_backup_timer_is_installed_with_a_first_run_and_a_stopped_one_only_started
     for p in [crate::paths::ETCD_BACKUP_SCRIPT, crate::paths::ETCD_BACKUP_SERVICE, crate::paths::ETCD_BACKUP_TIMER] {
         o.hosts.get_mut("cp-2").unwrap().digests.remove(p);
     }
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     assert_eq!(ids(&plan), ["backup/cp-2", "backup/cp-1/run", "backup/cp-2/run", "backup/cp-3/run", "verify"], "{}", text(&plan));
 }
 
@@ -1262,7 +1262,7 @@ fn an_etcd_patch_release_is_staged_then_swapped_in_one_member_at_a_time_between_
     let d = desired(&inv);
     let o = converged(&inv, &d);
     inv.etcd.version = crate::inventory::Version::new(3, 6, 17);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("an_etcd_patch_release_is_staged_then_swapped_in_one_member_at_a_time_between_gates", &plan);
     assert!(!plan.blocked(), "{:?}", plan.findings);
     let software: Vec<&Step> = plan.steps().filter(|s| s.id.starts_with("software/")).collect();
@@ -1292,7 +1292,7 @@ fn a_kubernetes_jump_or_downgrade_or_a_disallowed_etcd_path_is_refused_before_an
         let mut inv = inv.clone();
         inv.kubernetes.version = crate::inventory::Version::parse(k).unwrap();
         inv.etcd.version = crate::inventory::Version::parse(e).unwrap();
-        let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+        let plan = converge(&inv, &desired_with(&inv, &state), &o, Basis::Observed);
         assert!(plan.blocked(), "{}", text(&plan));
         // A blocked plan runs nothing; still, nothing of the refused change is even planned.
         assert!(plan.steps().all(|s| !s.id.starts_with("software/") && !s.id.starts_with("upgrade/") && !s.id.contains("/restart")), "{}", text(&plan));
@@ -1308,14 +1308,14 @@ fn a_kubernetes_jump_or_downgrade_or_a_disallowed_etcd_path_is_refused_before_an
     assert!(down.iter().any(|p| p.ends_with("Kubernetes 1.36.3 runs, the inventory names 1.35.4: a downgrade")), "{down:?}");
     let mut allowed = inv.clone();
     allowed.etcd.version = crate::inventory::Version::new(3, 7, 0);
-    let plan = converge(&allowed, &desired_with(&allowed, &state), &o, "observed");
+    let plan = converge(&allowed, &desired_with(&allowed, &state), &o, Basis::Observed);
     assert!(!plan.blocked(), "3.6.16 -> 3.7.0 is etcd's path (from 3.6.11 on): {:?}", plan.findings);
     let mut old = inv.clone();
     old.etcd.version = crate::inventory::Version::new(3, 5, 20);
     let o_old = converged(&old, &desired_with(&old, &state));
     let mut to = old.clone();
     to.etcd.version = crate::inventory::Version::new(3, 6, 16);
-    let plan = converge(&to, &desired_with(&to, &state), &o_old, "observed");
+    let plan = converge(&to, &desired_with(&to, &state), &o_old, Basis::Observed);
     let problems: Vec<String> = plan.findings.iter().filter(|f| f.fatal).map(|f| format!("{}: {}", f.host, f.problem)).collect();
     assert_eq!(
         problems,
@@ -1333,7 +1333,7 @@ fn a_kubernetes_jump_or_downgrade_or_a_disallowed_etcd_path_is_refused_before_an
 fn a_kubernetes_minor_upgrade_rolls_the_control_planes_then_the_workers_by_failure_domain() {
     let (state, o) = converged_on(|i| i.kubernetes.version = crate::inventory::Version::new(1, 35, 4));
     let inv = lab();
-    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, Basis::Observed);
     golden("a_kubernetes_minor_upgrade_rolls_the_control_planes_then_the_workers_by_failure_domain", &plan);
     assert!(!plan.blocked(), "{:?}", plan.findings);
     let software = plan.steps().find(|s| s.id == "software/wk-1").unwrap();
@@ -1393,7 +1393,7 @@ fn a_killed_upgrade_resumes_from_the_versions_in_place() {
     (wk2.unschedulable, wk2.drained_by_kubeha) = (true, true);
     o.hosts.get_mut("wk-2").unwrap().software = installed_as_wanted(&inv, "wk-2");
     wk2.kubelet_version = Some(new);
-    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, Basis::Observed);
     assert!(!plan.blocked(), "{:?}", plan.findings);
     let got: Vec<String> = plan
         .steps()
@@ -1416,7 +1416,7 @@ fn an_etcd_minor_upgrade_restarts_the_leader_last_after_a_snapshot_and_checks_th
         s.version = "3.5.36".into();
     }
     let inv = lab();
-    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, Basis::Observed);
     golden("an_etcd_minor_upgrade_restarts_the_leader_last_after_a_snapshot_and_checks_the_cluster_version", &plan);
     assert!(!plan.blocked(), "{:?}", plan.findings);
     let etcd: Vec<&str> = plan.phases.iter().find(|p| p.name == "etcd").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
@@ -1448,7 +1448,7 @@ fn an_upgrade_without_the_cluster_version_is_refused() {
     let (state, mut o) = converged_on(|i| i.kubernetes.version = crate::inventory::Version::new(1, 35, 4));
     o.cluster_version = None;
     let inv = lab();
-    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, Basis::Observed);
     assert!(plan.blocked());
     assert!(plan.findings.iter().any(|f| f.fatal && f.problem.starts_with("the cluster's Kubernetes version could not be read")), "{:?}", plan.findings);
     assert!(plan.steps().all(|s| !s.id.starts_with("upgrade/")));
@@ -1461,7 +1461,7 @@ fn an_upgrade_that_also_changes_membership_is_not_only_a_version_change() {
     o.hosts.remove("wk-2");
     o.nodes.as_mut().unwrap().remove("wk-2");
     let inv = lab();
-    let plan = converge(&inv, &desired_with(&inv, &state), &o, "observed");
+    let plan = converge(&inv, &desired_with(&inv, &state), &o, Basis::Observed);
     let others: Vec<&str> = crate::upgrade::intent::other_changes(&plan).iter().map(|s| s.id.as_str()).collect();
     assert!(others.contains(&"workers/wk-2"), "{others:?}");
 }
@@ -1480,7 +1480,7 @@ fn a_changed_program_is_installed_again_and_a_running_kubelet_restarts() {
     facts.os_id = "debian".into();
     facts.software.insert("haproxy".into(), None);
     o.facts.insert("cp-3".into(), facts);
-    let plan = converge(&inv, &d, &o, "observed");
+    let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_changed_program_is_installed_again_and_a_running_kubelet_restarts", &plan);
     let step = plan.steps().find(|s| s.id == "software/wk-1").unwrap();
     assert!(
