@@ -61,9 +61,9 @@ pub async fn node(t: &dyn Transport, admin: &dyn Transport, u: &NodeUpgrade<'_>)
     };
     match u.kubeadm {
         KubeadmUpgrade::Apply => {
-            // The plan's verdict goes into the host log and fails the step when kubeadm refuses the target.
-            t.run(&Command::script(format!("kubeadm upgrade plan v{}{ignore}", u.version)).timeout(Duration::from_secs(300))).await?;
-            // External etcd is kubeha's: kubeadm must not touch it (and has no local etcd to upgrade).
+            // apply runs kubeadm's version-skew and cluster health checks before it changes anything, so a
+            // `kubeadm upgrade plan` first would only run them twice (its CreateJob check waits out 60 s where
+            // no pod-network Job can run, as in the lab). External etcd is kubeha's: kubeadm must not touch it.
             let apply = format!("kubeadm upgrade apply v{} --yes --etcd-upgrade=false{ignore}", u.version);
             t.run(&Command::script(apply).timeout(KUBEADM_UPGRADE_TIMEOUT)).await?;
         }
@@ -192,15 +192,15 @@ mod tests {
         assert_eq!(preflight_ignores(&inv), ["SystemVerification"]);
     }
 
-    /// The seed runs `kubeadm upgrade plan` (which fails the step when kubeadm refuses) before `apply`.
+    /// The seed runs `kubeadm upgrade apply` alone (its own checks refuse before any change), never etcd's.
     #[tokio::test]
-    async fn the_seed_plans_then_applies_without_touching_etcd() {
+    async fn the_seed_applies_without_touching_etcd() {
         let seed = RecordingTransport::new("cp-2").on("/readyz", "ok");
         let admin = RecordingTransport::new("cp-1");
         node(&seed, &admin, &upgrade(KubeadmUpgrade::Apply, false)).await.unwrap();
         let scripts = seed.scripts();
-        assert!(scripts[0].starts_with("kubeadm upgrade plan v1.36.3"), "{scripts:?}");
-        assert!(scripts[1].starts_with("kubeadm upgrade apply v1.36.3 --yes --etcd-upgrade=false"), "{scripts:?}");
+        assert!(scripts[0].starts_with("kubeadm upgrade apply v1.36.3 --yes --etcd-upgrade=false"), "{scripts:?}");
+        assert!(!scripts.iter().any(|s| s.contains("upgrade plan")), "{scripts:?}");
         assert!(admin.scripts().is_empty(), "no kubelet swap: no drain");
     }
 }

@@ -124,7 +124,7 @@ pub fn describe(action: &Action) -> String {
             let mut parts = Vec::new();
             match kubeadm {
                 KubeadmUpgrade::Apply => {
-                    parts.push(format!("kubeadm upgrade plan v{version} (shown), kubeadm upgrade apply v{version}, then /readyz here and through {endpoint}"))
+                    parts.push(format!("kubeadm upgrade apply v{version}, then /readyz here and through {endpoint}"))
                 }
                 KubeadmUpgrade::Node => parts.push("kubeadm upgrade node".to_string()),
                 KubeadmUpgrade::Done => {}

@@ -239,7 +239,7 @@ pub enum Action {
         renew_certs: bool,
     },
     /// One joined node moved to Kubernetes `version`. Its kubeadm first: `Apply` on the first control plane
-    /// (`kubeadm upgrade plan` shown, then `kubeadm upgrade apply`), `Node` on every other node (`kubeadm
+    /// (`kubeadm upgrade apply`), `Node` on every other node (`kubeadm
     /// upgrade node`); a control plane then waits for its own API server's /readyz and for /readyz through
     /// `endpoint`. Then, when `kubelet`: the node cordoned and drained through `via`'s admin credential
     /// (PodDisruptionBudgets respected, bounded by spec.upgrade.drainTimeout), the staged kubelet swapped in
