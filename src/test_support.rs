@@ -81,3 +81,16 @@ pub fn view(members: Vec<Member>, leader: u64, down: &[&str]) -> View {
         members,
     }
 }
+
+/// A control plane whose etcdctl answers as a healthy one-member cluster: member `member_name` (ID 1, the
+/// leader, caught up) with its peer and client URLs at `address`, etcd `version`.
+pub fn one_member_etcd(host: &str, member_name: &str, address: &str, version: &str) -> crate::ssh::fake::RecordingTransport {
+    let url = format!("https://{address}:2379");
+    crate::ssh::fake::RecordingTransport::new(host)
+        .on("member list", format!(r#"{{"members":[{{"ID":1,"name":"{member_name}","peerURLs":["https://{address}:2380"],"clientURLs":["{url}"]}}]}}"#))
+        .on(
+            "endpoint status",
+            format!(r#"[{{"Endpoint":"{url}","Status":{{"header":{{"member_id":1}},"version":"{version}","leader":1,"raftIndex":8,"raftAppliedIndex":8}}}}]"#),
+        )
+        .on("endpoint health", format!(r#"[{{"endpoint":"{url}","health":true}}]"#))
+}

@@ -59,8 +59,7 @@ pub fn converge(request: Request, options: &RunOptions) -> anyhow::Result<Exit> 
     let settings =
         Settings { dry_run: options.dry_run, force_unlock: options.force_unlock, state_dir: options.state_dir.clone().unwrap_or_else(rundir::default_base) };
     let confirm = |plan: &Plan| if options.yes { Ok(true) } else { confirm(plan) };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    Ok(match runtime.block_on(action::apply::run(&request, &settings, &confirm))? {
+    Ok(match super::block_on(action::apply::run(&request, &settings, &confirm))?? {
         Outcome::Blocked => Exit::Failed,
         Outcome::Planned => Exit::Success,
         Outcome::Declined => {

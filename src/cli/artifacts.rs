@@ -88,8 +88,7 @@ fn list(args: ListArgs) -> anyhow::Result<Exit> {
 fn fetch(args: FetchArgs) -> anyhow::Result<Exit> {
     let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let options = artifacts::Options::standard()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let obtained = runtime.block_on(artifacts::obtain(&inv, &options))?;
+    let obtained = super::block_on(artifacts::obtain(&inv, &options))??;
     let manifest = bundle::write(&args.output, &obtained)?;
     let mut bytes = 0;
     for o in &obtained {

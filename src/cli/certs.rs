@@ -34,8 +34,7 @@ struct CheckArgs {
 pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Command::Check(args) = args.command;
     let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let seen = runtime.block_on(certs::observe_certs(&inv));
+    let seen = super::block_on(certs::observe_certs(&inv))?;
     let report = certs::report(&inv.name, &seen, time::OffsetDateTime::now_utc().unix_timestamp());
     match args.output {
         OutputFormat::Text => print!("{}", certs::text(&report)),

@@ -18,8 +18,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
     let targets: Vec<HostTarget> = inv.hosts.iter().map(target).collect();
     let options = connect_options(&inv, args.accept_new_host_keys);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let reports = runtime.block_on(crate::facts::gather(&targets, &options));
+    let reports = super::block_on(crate::facts::gather(&targets, &options))?;
     match args.output {
         OutputFormat::Text => print!("{}", crate::facts::report::text(&reports)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&crate::facts::report::json(&reports))?),

@@ -99,6 +99,11 @@ enum OutputFormat {
 
 pub use exit::Exit;
 
+/// Runs a command's async work on a multi-threaded runtime: SSH sessions to the hosts run in parallel.
+fn block_on<F: std::future::Future>(work: F) -> anyhow::Result<F::Output> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(work))
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -33,12 +33,11 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     let (plan, redactor) = if args.offline {
         (plan::offline(&inv)?, Redactor::default())
     } else {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        runtime.block_on(async {
+        super::block_on(async {
             let hosts = planned::connect_all(&inv, "planning").await?;
             let planned = planned::plan(&inv, &hosts, &Templates::builtin()?, &[]).await?;
             anyhow::Ok((planned.plan, Redactor::new(planned.state.secret_strings())))
-        })?
+        })??
     };
     match args.output {
         OutputFormat::Text => print!("{}", redactor.scrub(&plan::text(&plan))),

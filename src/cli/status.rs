@@ -21,8 +21,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Some((loaded, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let seen = runtime.block_on(status::observe(&inv));
+    let seen = super::block_on(status::observe(&inv))?;
     let report = status::report(&inv, &loaded.file, &seen);
     match args.output {
         OutputFormat::Text => print!("{}", status::text(&report)),

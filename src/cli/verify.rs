@@ -13,8 +13,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<Exit> {
     let Some((_, inv)) = report::load_valid(&args.inventory.path)? else { return Ok(Exit::Failed) };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    super::block_on(async {
         let (hosts, unreachable) = targets::connect(&inv).await;
         let mut checks = verify::run(&inv, &hosts, &crate::plan::verify::checks(&inv)).await;
         for e in &unreachable {
@@ -34,5 +33,5 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&checks)?),
         }
         Ok(if checks.iter().all(|c| c.ok) { Exit::Success } else { Exit::Failed })
-    })
+    })?
 }

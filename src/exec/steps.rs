@@ -182,7 +182,10 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
         }
         Action::FixFileModes { files } => files::set_modes(t, files).await.map_err(StepError::from),
         Action::StartEtcdMember { restart, initial_cluster, initial_cluster_state, binary, .. } => {
-            etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == crate::plan::EtcdCluster::New, binary.is_some()).await.map(|_| true).map_err(StepError::from)
+            etcd::start(t, *restart, initial_cluster.as_deref(), *initial_cluster_state == crate::plan::EtcdCluster::New, binary.is_some())
+                .await
+                .map(|_| true)
+                .map_err(StepError::from)
         }
         Action::AddEtcdLearner { member, peer_url } => etcd::add_learner(t, member, peer_url).await.map(|_| true).map_err(StepError::from),
         Action::WaitLearnerCaughtUp { member } => etcd::wait_caught_up(t, member).await.map(|_| false).map_err(StepError::from),

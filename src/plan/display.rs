@@ -123,9 +123,7 @@ pub fn describe(action: &Action) -> String {
         Action::UpgradeNode { node, version, kubeadm, kubelet, via, endpoint } => {
             let mut parts = Vec::new();
             match kubeadm {
-                KubeadmUpgrade::Apply => {
-                    parts.push(format!("kubeadm upgrade apply v{version}, then /readyz here and through {endpoint}"))
-                }
+                KubeadmUpgrade::Apply => parts.push(format!("kubeadm upgrade apply v{version}, then /readyz here and through {endpoint}")),
                 KubeadmUpgrade::Node => parts.push("kubeadm upgrade node".to_string()),
                 KubeadmUpgrade::Done => {}
             }

@@ -8,11 +8,11 @@
 //! bundle and a corrupt mirror refused (software.rs), the bootstrap from the bundle killed twice and resumed,
 //! then day-2 scenarios that each leave the cluster converged as they
 //! found it (they say so with `plan --detailed-exitcode`), and last the two that kill machines.
-#[path = "../support/mod.rs"]
-mod support;
 mod file_mode;
 mod join_token;
 mod software;
+#[path = "../support/mod.rs"]
+mod support;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
