@@ -143,7 +143,7 @@ fn a_member_that_lost_its_data_fails_with_existing_and_splits_with_new() {
     let mut c = EtcdCluster::start(&["d1", "d2", "d3"], 101, 23840);
     assert!(c.wait_healthy(HEALTHY_WITHIN));
     let agreed = answers(&c);
-    assert_eq!(kubeha::etcd::gate::disagreement(&agreed), None, "{agreed:?}");
+    assert_eq!(kubeha::etcd::gate::disagreement(agreed.iter().map(|(h, l)| (h.as_str(), l))), None, "{agreed:?}");
     let cluster_id = agreed["d1"].cluster_id;
     assert!(cluster_id != 0 && agreed.values().all(|a| a.cluster_id == cluster_id));
     assert_eq!(c.view().cluster_id, cluster_id);
@@ -170,13 +170,13 @@ fn a_member_that_lost_its_data_fails_with_existing_and_splits_with_new() {
         assert!(!log.is_empty());
         let _ = std::fs::remove_dir_all(c.file("d1.data"));
     }
-    assert_eq!(kubeha::etcd::gate::disagreement(&answers(&c)), None, "d2 and d3 still agree");
+    assert_eq!(kubeha::etcd::gate::disagreement(answers(&c).iter().map(|(h, l)| (h.as_str(), l))), None, "d2 and d3 still agree");
 
     c.spawn(0, &alone, "new");
     assert!(c.wait_healthy(HEALTHY_WITHIN));
     let split = answers(&c);
     assert_ne!(split["d1"].cluster_id, cluster_id, "a cluster of its own");
-    let text = kubeha::etcd::gate::disagreement(&split).expect("the split is seen");
+    let text = kubeha::etcd::gate::disagreement(split.iter().map(|(h, l)| (h.as_str(), l))).expect("the split is seen");
     assert!(text.contains("different etcd clusters") && text.contains("d1 report") && text.contains("d2, d3 report"), "{text}");
     // The gates, asked on a real member, no longer count d1.
     let d2 = &c.members[1];

@@ -95,11 +95,9 @@ pub async fn plan(inv: &Inventory, hosts: &Hosts, templates: &Templates, leaving
 /// Without stored state, new CAs would be generated: fatal for a cluster that already runs on others.
 fn refuse_if_a_cluster_exists(observed: &Observed) -> anyhow::Result<()> {
     let evidence: Vec<String> = observed
-        .facts
-        .iter()
-        .filter(|(_, f)| f.etcd_data_dir)
-        .map(|(h, _)| format!("{h} has etcd data"))
-        .chain(observed.hosts.iter().filter(|(_, s)| s.has(ADMIN_CONF)).map(|(h, _)| format!("{h} has {ADMIN_CONF}")))
+        .hosts_with_etcd_data()
+        .map(|h| format!("{h} has etcd data"))
+        .chain(observed.hosts.iter().filter(|(_, o)| o.state.has(ADMIN_CONF)).map(|(h, _)| format!("{h} has {ADMIN_CONF}")))
         .collect();
     if evidence.is_empty() {
         return Ok(());

@@ -3,7 +3,6 @@
 use super::quorum;
 use super::status::{EndpointHealth, EndpointStatus, Member, MemberList};
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -195,7 +194,7 @@ fn describe_list(list: &MemberList) -> String {
 /// same cluster ID and the same members, else the disagreement naming each host and what it reported. A
 /// planner that trusted one member could, when that member bootstrapped a cluster of its own after losing
 /// its data, take the real members for strangers and wipe them.
-pub fn disagreement(answers: &BTreeMap<String, MemberList>) -> Option<String> {
+pub fn disagreement<'a>(answers: impl IntoIterator<Item = (&'a str, &'a MemberList)>) -> Option<String> {
     let mut groups: Vec<(&MemberList, Vec<&str>)> = Vec::new();
     for (host, list) in answers {
         match groups.iter_mut().find(|(l, _)| l.cluster_id == list.cluster_id && same_membership(&l.members, &list.members)) {
@@ -319,6 +318,11 @@ mod tests {
         assert!(err.reasons.iter().any(|r| r == "the reported leader is not a voting member"), "{err}");
     }
 
+    /// Host -> its member's answer.
+    fn answers_of<const N: usize>(answers: [(&'static str, MemberList); N]) -> std::collections::BTreeMap<&'static str, MemberList> {
+        std::collections::BTreeMap::from(answers)
+    }
+
     fn list(cluster_id: u64, members: &[Member]) -> MemberList {
         MemberList { cluster_id, member_id: members.first().map_or(0, |m| m.id), members: members.to_vec() }
     }
@@ -329,29 +333,28 @@ mod tests {
         let mut unstarted = member(3, "", true);
         unstarted.client_urls.clear();
         unstarted.peer_urls = ms[2].peer_urls.clone();
-        let answers = BTreeMap::from([
-            ("a".to_string(), list(7, &ms)),
-            ("b".to_string(), list(7, &[ms[0].clone(), ms[1].clone(), member(3, "c", true)])),
-            ("c".to_string(), list(7, &[ms[0].clone(), ms[1].clone(), unstarted])),
+        let answers = answers_of([
+            ("a", list(7, &ms)),
+            ("b", list(7, &[ms[0].clone(), ms[1].clone(), member(3, "c", true)])),
+            ("c", list(7, &[ms[0].clone(), ms[1].clone(), unstarted])),
         ]);
-        assert_eq!(disagreement(&answers), None);
-        assert_eq!(disagreement(&BTreeMap::new()), None);
+        assert_eq!(disagreement(answers.iter().map(|(h, l)| (*h, l))), None);
+        assert_eq!(disagreement([]), None);
     }
 
     #[test]
     fn differing_cluster_ids_or_members_are_named_with_their_hosts() {
         let ms = [member(1, "a", false), member(2, "b", false), member(3, "c", false)];
-        let split =
-            BTreeMap::from([("a".to_string(), list(0xab, &[member(9, "a", false)])), ("b".to_string(), list(0xcd, &ms)), ("c".to_string(), list(0xcd, &ms))]);
-        let text = disagreement(&split).unwrap();
+        let split = answers_of([("a", list(0xab, &[member(9, "a", false)])), ("b", list(0xcd, &ms)), ("c", list(0xcd, &ms))]);
+        let text = disagreement(split.iter().map(|(h, l)| (*h, l))).unwrap();
         assert!(text.starts_with("the etcd members answer for different etcd clusters: a report cluster ID ab, members [a 9 https://a:2380]"), "{text}");
         assert!(text.contains("; b, c report cluster ID cd, members [a 1 https://a:2380; b 2 https://b:2380; c 3 https://c:2380]"), "{text}");
         let mut moved = ms.clone();
         moved[2].peer_urls = vec!["https://elsewhere:2380".into()];
-        let lists = BTreeMap::from([("a".to_string(), list(0xcd, &ms)), ("c".to_string(), list(0xcd, &moved))]);
-        assert!(disagreement(&lists).unwrap().contains("different member lists"));
-        let fewer = BTreeMap::from([("a".to_string(), list(0xcd, &ms)), ("c".to_string(), list(0xcd, &ms[..2]))]);
-        assert!(disagreement(&fewer).is_some());
+        let lists = answers_of([("a", list(0xcd, &ms)), ("c", list(0xcd, &moved))]);
+        assert!(disagreement(lists.iter().map(|(h, l)| (*h, l))).unwrap().contains("different member lists"));
+        let fewer = answers_of([("a", list(0xcd, &ms)), ("c", list(0xcd, &ms[..2]))]);
+        assert!(disagreement(fewer.iter().map(|(h, l)| (*h, l))).is_some());
     }
 
     /// The gate's own view sees the split too: endpoint status --cluster reaches every listed member's

@@ -123,7 +123,7 @@ impl StepContext {
 
     /// With each host's os-release ID, from the facts the plan was made with.
     pub fn with_os_ids(mut self, observed: &crate::plan::Observed) -> Self {
-        self.os_ids = observed.facts.iter().map(|(h, f)| (h.clone(), f.os_id.clone())).collect();
+        self.os_ids = observed.hosts.iter().filter_map(|(h, o)| Some((h.clone(), o.facts.as_ref()?.os_id.clone()))).collect();
         self
     }
 

@@ -4,8 +4,8 @@ use super::{certs, observe};
 use crate::inventory::{Host, Inventory};
 use crate::paths::ADMIN_CONF;
 use crate::phases::kubeadm;
-use crate::plan::Observed;
 use crate::plan::desired::Desired;
+use crate::plan::{Observed, ObservedHost};
 use crate::ssh::Transport;
 use crate::ssh::targets::Hosts;
 use std::sync::Arc;
@@ -40,15 +40,11 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
     let mut observed = Observed { now: time::OffsetDateTime::now_utc().unix_timestamp(), ..Observed::default() };
     while let Some(joined) = tasks.join_next().await {
         let (name, f, s, c) = joined?;
-        observed.facts.insert(name.clone(), f?);
-        observed.hosts.insert(name.clone(), s?);
-        if let Some(certs) = c? {
-            observed.certs.insert(name, certs);
-        }
+        observed.hosts.insert(name, ObservedHost { facts: Some(f?), state: s?, etcd_answer: None, certs: c? });
     }
     let running: Vec<(String, Arc<dyn Transport>)> = inv
         .control_planes()
-        .filter(|h| observed.host(&h.name).is_active("etcd"))
+        .filter(|h| observed.state(&h.name).is_active("etcd"))
         .filter_map(|h| hosts.get(&h.name).map(|t| (h.name.clone(), t.clone())))
         .collect();
     let mut answers = tokio::task::JoinSet::new();
@@ -57,21 +53,20 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
     }
     while let Some(joined) = answers.join_next().await {
         // A member that does not answer is not compared: the full view below and the gates report it.
-        if let (name, Ok(answer)) = joined? {
-            observed.etcd_answers.insert(name, answer);
+        if let (name, Ok(answer)) = joined?
+            && let Some(host) = observed.hosts.get_mut(&name)
+        {
+            host.etcd_answer = Some(answer);
         }
     }
     let members: Vec<&dyn Transport> = running.iter().map(|(_, t)| t.as_ref()).collect();
     observed.etcd = crate::facts::etcd::view_from_any(&members).await.ok();
-    let admins: Vec<&crate::inventory::Host> = inv.control_planes().filter(|h| observed.host(&h.name).has(ADMIN_CONF)).collect();
+    let admins: Vec<&crate::inventory::Host> = inv.control_planes().filter(|h| observed.state(&h.name).has(ADMIN_CONF)).collect();
     for h in admins {
         let Some(t) = hosts.get(&h.name) else { continue };
         let out = t.exec(&kubeadm::kubectl("get nodes -o json")).await?;
         if out.status.success() {
-            observed.nodes = Some(kubeadm::parse_nodes(&out.stdout_text()).map_err(|e| anyhow::anyhow!("{}: {e}", h.name))?);
-            observed.node_addresses = kubeadm::parse_node_addresses(&out.stdout_text());
-            observed.node_machine_ids = kubeadm::parse_node_machine_ids(&out.stdout_text());
-            observed.node_states = kubeadm::parse_node_states(&out.stdout_text());
+            observed.nodes = Some(kubeadm::parse_registered(&out.stdout_text()).map_err(|e| anyhow::anyhow!("{}: {e}", h.name))?);
             let config = t.exec(&kubeadm::cluster_version_command()).await?;
             observed.cluster_version = config.status.success().then(|| kubeadm::parse_cluster_version(&config.stdout_text())).flatten();
             observed.api_error = None;
@@ -115,8 +110,10 @@ pub fn leaving_hosts(inv: &Inventory, observed: &Observed, known: &[Host]) -> Ve
             add(&m.name, address);
         }
     }
-    for (name, address) in &observed.node_addresses {
-        add(name, *address);
+    for (name, node) in observed.nodes.iter().flatten() {
+        if let Some(address) = node.address {
+            add(name, address);
+        }
     }
     leaving
 }

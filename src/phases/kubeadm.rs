@@ -272,9 +272,38 @@ fn node_list(json: &str) -> Result<NodeList, NodeListError> {
 #[error("kubectl get nodes -o json: {0}")]
 pub struct NodeListError(serde_json::Error);
 
-/// Registered nodes and their labels, from `kubectl get nodes -o json`.
-pub fn parse_nodes(json: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, NodeListError> {
-    Ok(node_list(json)?.items.into_iter().map(|n| (n.metadata.name, n.metadata.labels)).collect())
+/// A registered node as `kubectl get nodes -o json` reports it: what kubeha plans and verifies from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegisteredNode {
+    pub labels: BTreeMap<String, String>,
+    /// Its InternalIP: how a node that left the inventory is reached.
+    pub address: Option<std::net::IpAddr>,
+    /// The machine ID its kubelet read from /etc/machine-id: a host leaving is reset only when the machine at
+    /// its address is still that machine.
+    pub machine_id: Option<String>,
+    /// Its kubelet's version and its scheduling state (what an upgrade plans from).
+    pub kubelet: NodeState,
+}
+
+/// The registered nodes, from `kubectl get nodes -o json`.
+pub fn parse_registered(json: &str) -> Result<BTreeMap<String, RegisteredNode>, NodeListError> {
+    Ok(node_list(json)?
+        .items
+        .into_iter()
+        .map(|n| {
+            let node = RegisteredNode {
+                address: n.status.addresses.iter().find(|a| a.kind == "InternalIP").and_then(|a| a.address.parse().ok()),
+                machine_id: Some(n.status.node_info.machine_id.clone()).filter(|id| !id.is_empty()),
+                kubelet: NodeState {
+                    kubelet_version: crate::inventory::Version::parse(&n.status.node_info.kubelet_version),
+                    unschedulable: n.spec.unschedulable,
+                    drained_by_kubeha: n.metadata.annotations.contains_key(DRAINED_ANNOTATION),
+                },
+                labels: n.metadata.labels,
+            };
+            (n.metadata.name, node)
+        })
+        .collect())
 }
 
 /// The nodes whose Ready condition is not True, each with what its kubelet says (the condition's message,
@@ -292,12 +321,6 @@ pub fn parse_not_ready(json: &str) -> Result<BTreeMap<String, String>, NodeListE
         .collect())
 }
 
-/// Each node's machine ID as its kubelet reported it, from the same output; nodes without one are left out.
-pub fn parse_node_machine_ids(json: &str) -> BTreeMap<String, String> {
-    let Ok(list) = node_list(json) else { return BTreeMap::new() };
-    list.items.into_iter().filter(|n| !n.status.node_info.machine_id.is_empty()).map(|n| (n.metadata.name, n.status.node_info.machine_id)).collect()
-}
-
 /// The annotation kubeha puts on a node it drains for an upgrade (its value: the version being installed),
 /// removed when it uncordons the node: a node cordoned with it was left so by a run that stopped half way,
 /// while one cordoned without it was cordoned by someone else and stays so.
@@ -311,22 +334,6 @@ pub struct NodeState {
     pub unschedulable: bool,
     /// kubeha drained it (see DRAINED_ANNOTATION).
     pub drained_by_kubeha: bool,
-}
-
-/// Each node's kubelet version and scheduling state, from the same output.
-pub fn parse_node_states(json: &str) -> BTreeMap<String, NodeState> {
-    let Ok(list) = node_list(json) else { return BTreeMap::new() };
-    list.items
-        .into_iter()
-        .map(|n| {
-            let state = NodeState {
-                kubelet_version: crate::inventory::Version::parse(&n.status.node_info.kubelet_version),
-                unschedulable: n.spec.unschedulable,
-                drained_by_kubeha: n.metadata.annotations.contains_key(DRAINED_ANNOTATION),
-            };
-            (n.metadata.name, state)
-        })
-        .collect()
 }
 
 /// The Kubernetes version the cluster's kubeadm configuration names (kube-system/kubeadm-config's
@@ -344,39 +351,26 @@ pub fn parse_cluster_version(cluster_configuration: &str) -> Option<crate::inven
         .and_then(|v| crate::inventory::Version::parse(v.trim().trim_matches('"')))
 }
 
-/// Each node's InternalIP, from the same output: how a worker that left the inventory is still reached to
-/// reset it. Nodes without one are left out.
-pub fn parse_node_addresses(json: &str) -> BTreeMap<String, std::net::IpAddr> {
-    let Ok(list) = node_list(json) else { return BTreeMap::new() };
-    list.items
-        .into_iter()
-        .filter_map(|n| {
-            let ip = n.status.addresses.iter().find(|a| a.kind == "InternalIP")?.address.parse().ok()?;
-            Some((n.metadata.name, ip))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inventory::Version;
 
     #[test]
-    fn nodes_with_labels() {
+    fn nodes_with_labels_addresses_and_machine_ids() {
         let json = r#"{"apiVersion":"v1","kind":"List","items":[{"metadata":{"name":"cp-1","labels":{"topology.kubernetes.io/zone":"az-a"}}},{"metadata":{"name":"wk-1"}}]}"#;
-        let nodes = parse_nodes(json).unwrap();
-        assert_eq!(nodes["cp-1"]["topology.kubernetes.io/zone"], "az-a");
-        assert!(nodes["wk-1"].is_empty());
-        assert!(parse_nodes("not json").unwrap_err().to_string().starts_with("kubectl get nodes"));
+        let nodes = parse_registered(json).unwrap();
+        assert_eq!(nodes["cp-1"].labels["topology.kubernetes.io/zone"], "az-a");
+        assert!(nodes["wk-1"].labels.is_empty());
+        assert!(parse_registered("not json").unwrap_err().to_string().starts_with("kubectl get nodes"));
         let with_status = r#"{"items":[{"metadata":{"name":"wk-1"},"status":{"addresses":[{"type":"Hostname","address":"wk-1"},{"type":"InternalIP","address":"198.18.0.21"}]}},{"metadata":{"name":"wk-2"}}]}"#;
-        let addresses = parse_node_addresses(with_status);
-        assert_eq!(addresses.len(), 1);
-        assert_eq!(addresses["wk-1"].to_string(), "198.18.0.21");
+        let nodes = parse_registered(with_status).unwrap();
+        assert_eq!(nodes["wk-1"].address.unwrap().to_string(), "198.18.0.21");
+        assert_eq!(nodes["wk-2"].address, None, "a node without an InternalIP has no address");
         let with_info = r#"{"items":[{"metadata":{"name":"wk-1"},"status":{"nodeInfo":{"machineID":"0a1b","kubeletVersion":"v1.36.3"}}},{"metadata":{"name":"wk-2"},"status":{"nodeInfo":{}}}]}"#;
-        let ids = parse_node_machine_ids(with_info);
-        assert_eq!(ids.len(), 1);
-        assert_eq!(ids["wk-1"], "0a1b");
+        let nodes = parse_registered(with_info).unwrap();
+        assert_eq!(nodes["wk-1"].machine_id.as_deref(), Some("0a1b"));
+        assert_eq!(nodes["wk-2"].machine_id, None, "an empty machine ID is none");
     }
 
     #[test]
@@ -385,9 +379,10 @@ mod tests {
             {"metadata":{"name":"cp-1","annotations":{"kubeha.io/drained-for-upgrade":"1.36.3"}},"spec":{"unschedulable":true},"status":{"nodeInfo":{"kubeletVersion":"v1.35.4"}}},
             {"metadata":{"name":"wk-1"},"spec":{"unschedulable":true},"status":{"nodeInfo":{"kubeletVersion":"v1.36.3"}}},
             {"metadata":{"name":"wk-2"},"spec":{},"status":{"nodeInfo":{"kubeletVersion":"v1.36.3-rc.0"}}}]}"#;
-        let states = parse_node_states(json);
-        assert_eq!(states["cp-1"], NodeState { kubelet_version: Version::parse("1.35.4"), unschedulable: true, drained_by_kubeha: true });
-        assert_eq!(states["wk-1"], NodeState { kubelet_version: Version::parse("1.36.3"), unschedulable: true, drained_by_kubeha: false });
+        let nodes = parse_registered(json).unwrap();
+        let states: BTreeMap<&str, &NodeState> = nodes.iter().map(|(name, n)| (name.as_str(), &n.kubelet)).collect();
+        assert_eq!(*states["cp-1"], NodeState { kubelet_version: Version::parse("1.35.4"), unschedulable: true, drained_by_kubeha: true });
+        assert_eq!(*states["wk-1"], NodeState { kubelet_version: Version::parse("1.36.3"), unschedulable: true, drained_by_kubeha: false });
         assert_eq!(states["wk-2"].kubelet_version, None, "a pre-release is no version kubeha plans from");
         let config = "apiServer: {}\nkind: ClusterConfiguration\nkubernetesVersion: v1.35.4\nnetworking: {}\n";
         assert_eq!(parse_cluster_version(config), Version::parse("1.35.4"));

@@ -121,9 +121,9 @@ async fn wait_node_on(admin: &dyn Transport, node: &str, version: &str) -> Resul
     loop {
         let out = admin.exec(&kubeadm::kubectl(&format!("get node {} -o json", quote::quote(node)))).await?;
         let json = format!("{{\"items\":[{}]}}", out.stdout_text());
-        let states = kubeadm::parse_node_states(&json);
+        let nodes = kubeadm::parse_registered(&json).unwrap_or_default();
         let not_ready = kubeadm::parse_not_ready(&json).unwrap_or_default();
-        let last = match states.get(node) {
+        let last = match nodes.get(node).map(|n| &n.kubelet) {
             Some(s) if s.kubelet_version == want && !not_ready.contains_key(node) => return Ok(()),
             Some(s) => format!(
                 "kubelet {}, {}",

@@ -138,7 +138,7 @@ async fn nodes_ready_check(inv: &Inventory, first: Option<&dyn Transport>) -> Re
     match t.run(&kubeadm::kubectl("get nodes -o json")).await {
         Ok(out) => {
             let json = out.stdout_text();
-            kubeadm::parse_nodes(&json).map_err(|e| e.to_string()).and_then(|nodes| nodes_check(inv, &nodes)).and_then(|seen| ready_check(&seen, &json))
+            kubeadm::parse_registered(&json).map_err(|e| e.to_string()).and_then(|nodes| nodes_check(inv, &nodes)).and_then(|seen| ready_check(&seen, &json))
         }
         Err(e) => Err(e.to_string()),
     }
@@ -198,14 +198,14 @@ async fn etcd_check(cps: &[&Arc<dyn Transport>], gate: &Gate) -> Result<String, 
     evaluate(gate, &view).map(|_| "all members answer".to_string()).map_err(|e| e.to_string())
 }
 
-fn nodes_check(inv: &Inventory, nodes: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>) -> Result<String, String> {
+fn nodes_check(inv: &Inventory, nodes: &std::collections::BTreeMap<String, kubeadm::RegisteredNode>) -> Result<String, String> {
     let mut problems = Vec::new();
     for h in &inv.hosts {
         match nodes.get(&h.name) {
             None => problems.push(format!("{} not registered", h.name)),
-            Some(labels) => {
+            Some(node) => {
                 for (k, v) in h.node_labels() {
-                    if labels.get(&k) != Some(&v) {
+                    if node.labels.get(&k) != Some(&v) {
                         problems.push(format!("{} lacks {k}={v}", h.name));
                     }
                 }

@@ -14,7 +14,7 @@ pub use crate::render::context::EtcdCluster;
 pub use converge::{RESTORE_HINT, converge, seed_control_plane};
 pub use desired::Desired;
 pub use display::{describe, text};
-pub use observed::Observed;
+pub use observed::{Observed, ObservedHost};
 pub use preflight::Finding;
 
 use serde::Serialize;

@@ -1,53 +1,92 @@
-//! What the planner knows about the live cluster: per-host facts and kubeha's files and services on it, etcd's
-//! own view of its membership, and the registered nodes. Empty for `plan --offline`.
+//! What the planner knows about the live cluster: each host as it answered over SSH (its facts, kubeha's files
+//! and services on it, its etcd member's own answer, its certificates), etcd's view of its membership, and each
+//! registered node as the API reports it. Empty for `plan --offline`.
 use crate::etcd::gate::View;
 use crate::etcd::status::{Member, MemberList};
 use crate::facts::HostFacts;
+use crate::facts::certs::HostCerts;
 use crate::facts::observe::HostState;
 use crate::inventory::Host;
-use std::collections::BTreeMap;
+pub use crate::phases::kubeadm::{NodeState, RegisteredNode};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One host as it answered over SSH: everything observed on it in one place, so that no two maps keyed by
+/// host name can disagree about which hosts were seen.
+#[derive(Clone, Debug, Default)]
+pub struct ObservedHost {
+    /// What the facts probe found. The live probe always sets it; the planner's tests leave it out where a
+    /// scenario does not depend on it.
+    pub facts: Option<HostFacts>,
+    /// kubeha's files, units and installed software on the host.
+    pub state: HostState,
+    /// The host's own etcd member's answer to `member list` (cluster ID, member ID, members), when its etcd
+    /// runs and answered: the planner refuses when these disagree, so that one member's view (a member that
+    /// bootstrapped a cluster of its own) never decides alone.
+    pub etcd_answer: Option<MemberList>,
+    /// kubeadm's certificates on a control plane (they decide its renewal); `None` on workers.
+    pub certs: Option<HostCerts>,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    pub facts: BTreeMap<String, HostFacts>,
-    pub hosts: BTreeMap<String, HostState>,
+    /// Every host that answered over SSH, by inventory name.
+    pub hosts: BTreeMap<String, ObservedHost>,
     /// etcd as one healthy member sees it; `None` when no member answered (or none exists).
     pub etcd: Option<View>,
-    /// Each control plane's own etcd member's answer to `member list` (cluster ID, member ID, members), for
-    /// every one whose etcd answered: the planner refuses when they disagree, so that one member's view (a
-    /// member that bootstrapped a cluster of its own) never decides alone.
-    pub etcd_answers: BTreeMap<String, MemberList>,
-    /// Registered nodes and their labels; `None` when the API did not answer (or there is no cluster).
-    pub nodes: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// The registered nodes; `None` when the API did not answer (or there is no cluster).
+    pub nodes: Option<BTreeMap<String, RegisteredNode>>,
     /// Why the API could not be asked although a control plane has admin.conf: a reason not to re-initialise.
     pub api_error: Option<String>,
     /// Whether etcd holds Kubernetes objects, asked only when the API did not answer: `Some(false)` means an
     /// earlier `kubeadm init` failed before any cluster existed, so it can be retried.
     pub kubernetes_data: Option<bool>,
-    /// Registered nodes' InternalIPs: how nodes that left the inventory are reached.
-    pub node_addresses: BTreeMap<String, std::net::IpAddr>,
-    /// Registered nodes' machine IDs (what their kubelets read from /etc/machine-id): a host leaving is
-    /// reset only when the machine at its address is still that machine.
-    pub node_machine_ids: BTreeMap<String, String>,
     /// Hosts leaving the cluster (etcd members or nodes the inventory no longer lists) that answered over
     /// SSH: only these can be reset.
-    pub reachable_leaving: std::collections::BTreeSet<String>,
+    pub reachable_leaving: BTreeSet<String>,
     /// Why each other leaving host could not be reached.
     pub unreachable_leaving: BTreeMap<String, String>,
-    /// Registered nodes' kubelet versions and scheduling state (what an upgrade plans from).
-    pub node_states: BTreeMap<String, crate::phases::kubeadm::NodeState>,
     /// The Kubernetes version of the cluster's kubeadm configuration; `None` without a cluster or when the
     /// API did not say.
     pub cluster_version: Option<crate::inventory::Version>,
-    /// Each control plane's certificates (kubeadm's decide its renewal); empty for `plan --offline`.
-    pub certs: BTreeMap<String, crate::facts::certs::HostCerts>,
     /// When the hosts were observed (Unix seconds): what "valid for fewer than renewBefore days" counts from.
     pub now: i64,
 }
 
+/// The state of a host that was not observed: nothing of kubeha's on it.
+static NOTHING: HostState = HostState {
+    digests: BTreeMap::new(),
+    meta: BTreeMap::new(),
+    secret_files: BTreeSet::new(),
+    active: BTreeMap::new(),
+    addresses: Vec::new(),
+    etcd_initial_cluster_state: None,
+    software: BTreeMap::new(),
+    static_pod_images: BTreeMap::new(),
+};
+
 impl Observed {
-    pub fn host(&self, name: &str) -> HostState {
-        self.hosts.get(name).cloned().unwrap_or_default()
+    /// kubeha's files and services on `name`; nothing for a host that was not observed.
+    pub fn state(&self, name: &str) -> &HostState {
+        self.hosts.get(name).map_or(&NOTHING, |h| &h.state)
+    }
+
+    pub fn facts(&self, name: &str) -> Option<&HostFacts> {
+        self.hosts.get(name)?.facts.as_ref()
+    }
+
+    /// The hosts whose facts say an etcd member has run there (/var/lib/etcd/member exists).
+    pub fn hosts_with_etcd_data(&self) -> impl Iterator<Item = &str> {
+        self.hosts.iter().filter(|(_, h)| h.facts.as_ref().is_some_and(|f| f.etcd_data_dir)).map(|(name, _)| name.as_str())
+    }
+
+    /// Each host's own etcd member's answer, for the hosts whose member answered.
+    pub fn etcd_answers(&self) -> impl Iterator<Item = (&str, &MemberList)> {
+        self.hosts.iter().filter_map(|(name, h)| Some((name.as_str(), h.etcd_answer.as_ref()?)))
+    }
+
+    /// The registered node `name`, when the API answered and lists it.
+    pub fn node(&self, name: &str) -> Option<&RegisteredNode> {
+        self.nodes.as_ref()?.get(name)
     }
 
     /// The member that is this control plane (see `etcd::identity`).
@@ -58,7 +97,7 @@ impl Observed {
     /// Whether an etcd cluster exists: a member answers or a host has etcd data. Then no member's config may
     /// say `initial-cluster-state: new` (the one owner of this rule; rendering and planning both ask it).
     pub fn etcd_exists(&self) -> bool {
-        self.etcd.is_some() || !self.etcd_answers.is_empty() || self.facts.values().any(|f| f.etcd_data_dir)
+        self.etcd.is_some() || self.etcd_answers().next().is_some() || self.hosts_with_etcd_data().next().is_some()
     }
 
     pub fn etcd_cluster(&self) -> crate::render::context::EtcdCluster {
@@ -66,6 +105,6 @@ impl Observed {
     }
 
     pub fn registered(&self, node: &str) -> bool {
-        self.nodes.as_ref().is_some_and(|n| n.contains_key(node))
+        self.node(node).is_some()
     }
 }

@@ -27,8 +27,8 @@ const MAX_CLOCK_OFFSET_MS: i64 = 1000;
 pub fn check(inv: &Inventory, observed: &Observed) -> Vec<Finding> {
     let mut findings = Vec::new();
     for h in &inv.hosts {
-        if let Some(facts) = observed.facts.get(&h.name) {
-            host_findings(inv, h, facts, &observed.host(&h.name), &mut findings);
+        if let Some(facts) = observed.facts(&h.name) {
+            host_findings(inv, h, facts, observed.state(&h.name), &mut findings);
         }
     }
     findings

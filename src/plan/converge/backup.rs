@@ -12,7 +12,7 @@ impl Builder<'_> {
     pub(super) fn backup(&mut self) {
         let mut steps = Vec::new();
         if self.inv.etcd.backup.is_none() {
-            for h in self.inv.control_planes().filter(|h| self.observed.host(&h.name).has(crate::paths::ETCD_BACKUP_TIMER)) {
+            for h in self.inv.control_planes().filter(|h| self.observed.state(&h.name).has(crate::paths::ETCD_BACKUP_TIMER)) {
                 let why = "spec.etcd.backup.enabled is false, but the backup timer is installed";
                 steps.push(step(format!("backup/{}/remove", h.name), &h.name, Action::RemoveEtcdBackup, why));
             }
@@ -21,7 +21,7 @@ impl Builder<'_> {
         }
         let mut first_time = false;
         for h in self.inv.control_planes() {
-            let state = self.observed.host(&h.name);
+            let state = self.observed.state(&h.name);
             let stale = self.stale(&h.name, Group::Backup);
             let timer_down = !state.is_active(crate::phases::backup::TIMER);
             if stale.is_none() && !timer_down {

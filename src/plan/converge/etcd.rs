@@ -20,9 +20,9 @@ impl Builder<'_> {
         // Every member that answered was asked on its own: if they disagree about which cluster they form or
         // who is in it, no single view can be trusted (a member that lost its data and bootstrapped a cluster
         // of one would make the real members look like strangers to clear), so nothing in etcd is planned.
-        if let Some(problem) = crate::etcd::gate::disagreement(&self.observed.etcd_answers) {
+        if let Some(problem) = crate::etcd::gate::disagreement(self.observed.etcd_answers()) {
             self.findings.push(Finding {
-                host: self.observed.etcd_answers.keys().cloned().collect::<Vec<_>>().join(", "),
+                host: self.observed.etcd_answers().map(|(h, _)| h).collect::<Vec<_>>().join(", "),
                 problem,
                 fix: format!("find the member that is not part of the real cluster (usually the one alone in its cluster: its data directory was lost and it bootstrapped a new cluster); on it run `systemctl stop etcd; mv {ETCD_DATA_DIR} {ETCD_DATA_DIR}.split-$(date +%s)`, then `kubeha apply`: it removes and re-adds that member through the quorum gates"),
                 fatal: true,
@@ -31,7 +31,7 @@ impl Builder<'_> {
         }
         let view = self.observed.etcd.as_ref();
         if view.is_none() {
-            let data: Vec<&str> = self.observed.facts.iter().filter(|(_, f)| f.etcd_data_dir).map(|(h, _)| h.as_str()).collect();
+            let data: Vec<&str> = self.observed.hosts_with_etcd_data().collect();
             let first = self.desired.seed.as_str();
             if data.iter().any(|h| *h != first) {
                 self.findings.push(Finding {
@@ -72,7 +72,7 @@ impl Builder<'_> {
             running: self
                 .inv
                 .control_planes()
-                .filter(|h| self.observed.host(&h.name).is_active("etcd") && !lost_names.contains(&h.name))
+                .filter(|h| self.observed.state(&h.name).is_active("etcd") && !lost_names.contains(&h.name))
                 .map(|h| h.name.clone())
                 .collect(),
             snapshot_planned: false,
@@ -176,7 +176,7 @@ impl Builder<'_> {
                     let change = format!("add {m}");
                     ms.check(id("gate-before"), &checker, ms.gate(GateWhen::Before, &change));
                     ms.snapshot(&checker, &change);
-                    if active || self.observed.facts.get(&m).is_some_and(|f| f.etcd_data_dir) {
+                    if active || self.observed.facts(&m).is_some_and(|f| f.etcd_data_dir) {
                         let why = "not a member, but it has etcd data of an earlier cluster (removed member or restore)";
                         ms.push(step(id("clear-data"), &m, Action::ClearEtcdData { member: m.clone() }, why));
                     }
@@ -308,7 +308,7 @@ impl Builder<'_> {
     /// Whether a running member must restart for its files: any changed file but etcdctl's environment
     /// (a config that differs only in the bootstrap settings does not count as changed: see `differs`).
     fn etcd_needs_restart(&self, m: &str) -> bool {
-        let state = self.observed.host(m);
+        let state = self.observed.state(m);
         self.desired.host_files(m).filter(|f| f.group == Group::Etcd && state.digest(&f.path) != Some(f.digest.as_str())).any(|f| match f.path.as_str() {
             ETCDCTL_ENV => false,
             ETCD_CONFIG => state.digest(ETCD_CONFIG_RUNTIME) != Some(observe::runtime_digest(&f.contents).as_str()),
@@ -324,8 +324,8 @@ impl Builder<'_> {
             .control_planes()
             .filter_map(|h| {
                 let m = self.observed.member_of(h)?;
-                let facts = self.observed.facts.get(&h.name)?;
-                let unit = self.observed.host(&h.name).has(ETCD_UNIT);
+                let facts = self.observed.facts(&h.name)?;
+                let unit = self.observed.state(&h.name).has(ETCD_UNIT);
                 (!m.is_learner && !m.name.is_empty() && unit && !facts.etcd_data_dir && view.healthy(m).is_err()).then(|| m.clone())
             })
             .collect()
@@ -334,7 +334,7 @@ impl Builder<'_> {
     /// The initial-cluster-state `m`'s config says when the desired config says otherwise (`new` left on the
     /// first member of a cluster bootstrapped before kubeha wrote `existing` once the cluster exists).
     fn bootstrap_state_change(&self, m: &str) -> Option<String> {
-        let have = self.observed.host(m).etcd_initial_cluster_state?;
+        let have = self.observed.state(m).etcd_initial_cluster_state.clone()?;
         let want = observe::initial_cluster_state(&self.desired.file(m, ETCD_CONFIG)?.contents);
         (have != want).then_some(have)
     }

@@ -41,11 +41,11 @@ impl Builder<'_> {
     pub(super) fn file_modes(&mut self) {
         let mut steps = Vec::new();
         for h in &self.inv.hosts {
-            let state = self.observed.host(&h.name);
+            let state = self.observed.state(&h.name);
             let placed: BTreeSet<&str> = self.phases.iter().flat_map(|p| &p.steps).filter(|s| s.host == h.name).flat_map(|s| s.action.placed_files()).collect();
             let owned = |m: &FileMeta| format!("{}:{}", m.owner, m.group) == desired::FILE_OWNER;
             let mut drifted: Vec<(&str, &FileMeta, u32)> = Vec::new();
-            for f in self.desired.host_files(&h.name).filter(|f| state.has(&f.path) && !differs(&state, f) && !placed.contains(f.path.as_str())) {
+            for f in self.desired.host_files(&h.name).filter(|f| state.has(&f.path) && !differs(state, f) && !placed.contains(f.path.as_str())) {
                 if let Some(have) = state.meta(&f.path).filter(|m| m.mode != f.mode || !owned(m)) {
                     drifted.push((&f.path, have, f.mode));
                 }

@@ -14,19 +14,19 @@ pub const JOIN_TOKEN_MINUTES: u32 = 60;
 impl Builder<'_> {
     /// Whether `h` is a working node: kubeadm left kubelet.conf and the node is registered.
     pub(super) fn joined(&self, h: &Host) -> bool {
-        self.observed.host(&h.name).has(KUBELET_CONF) && self.observed.registered(&h.name) && self.registered_at(h).is_none()
+        self.observed.state(&h.name).has(KUBELET_CONF) && self.observed.registered(&h.name) && self.registered_at(h).is_none()
     }
 
     /// The address a node registered with when it is not its host's address now (a re-addressed host):
     /// its kubelet, and on a control plane its API server's certificate and manifest, still carry the old
     /// one, so the node is reset and joined again (kubeadm reset never touches kubeha's etcd).
     pub(super) fn registered_at(&self, h: &Host) -> Option<std::net::IpAddr> {
-        self.observed.node_addresses.get(&h.name).copied().filter(|a| *a != h.address)
+        self.observed.node(&h.name).and_then(|n| n.address).filter(|a| *a != h.address)
     }
 
     /// kubeadm refuses to run over an earlier attempt's files; `kubeadm reset -f` clears them (never etcd).
     fn leftovers(&self, h: &Host) -> bool {
-        let state = self.observed.host(&h.name);
+        let state = self.observed.state(&h.name);
         state.has(KUBELET_CONF) || state.has(ADMIN_CONF) || (!h.is_control_plane() && state.has(KUBERNETES_CA_CERT))
     }
 
@@ -34,7 +34,7 @@ impl Builder<'_> {
         if let Some(old) = self.registered_at(h).filter(|_| self.observed.registered(&h.name)) {
             return format!("re-addressed: the node registered at {old}, the inventory says {}; reset and joined again there", h.address);
         }
-        if self.observed.host(&h.name).has(KUBELET_CONF) { "joined files present but the node is not registered".into() } else { "not joined".into() }
+        if self.observed.state(&h.name).has(KUBELET_CONF) { "joined files present but the node is not registered".into() } else { "not joined".into() }
     }
 
     /// Nodes registered at another address than their host has now are deleted before they join again:
@@ -133,15 +133,16 @@ impl Builder<'_> {
         for h in self.inv.control_planes().filter(|h| self.joined(h)) {
             let mut due: Vec<&crate::pki::expiry::Cert> = self
                 .observed
-                .certs
+                .hosts
                 .get(&h.name)
+                .and_then(|o| o.certs.as_ref())
                 .map(|c| {
                     c.certs.iter().filter(|c| c.owner == Owner::Kubeadm && !c.parsed.ca && expiry::due(c.parsed.not_after, self.observed.now, before)).collect()
                 })
                 .unwrap_or_default();
             due.sort_by_key(|c| c.parsed.not_after);
-            let client_replaced = self.desired.file(&h.name, &client).is_some_and(|f| differs(&self.observed.host(&h.name), f));
-            let set_aside: Vec<&str> = SET_ASIDE_MANIFESTS.iter().copied().filter(|p| self.observed.host(&h.name).has(p)).collect();
+            let client_replaced = self.desired.file(&h.name, &client).is_some_and(|f| differs(self.observed.state(&h.name), f));
+            let set_aside: Vec<&str> = SET_ASIDE_MANIFESTS.iter().copied().filter(|p| self.observed.state(&h.name).has(p)).collect();
             let why = match (due.first(), client_replaced) {
                 (None, false) if set_aside.is_empty() => continue,
                 (None, false) => format!("an earlier restart left {} out of the manifests: that pod is down", set_aside.join(", ")),
@@ -160,7 +161,7 @@ impl Builder<'_> {
 
     pub(super) fn cni(&mut self) {
         let first = self.desired.seed.clone();
-        let state = self.observed.host(&first);
+        let state = self.observed.state(&first);
         let Some(marker) = self.desired.file(&first, CNI_APPLIED) else { return };
         let mut steps = vec![];
         if state.digest(&marker.path) != Some(marker.digest.as_str()) {
@@ -198,8 +199,8 @@ impl Builder<'_> {
         for h in &self.inv.hosts {
             let want = h.node_labels();
             // A re-addressed node's Node is deleted and made anew by its join: its labels are gone then.
-            let have = self.observed.nodes.as_ref().and_then(|n| n.get(&h.name)).filter(|_| self.registered_at(h).is_none());
-            let wrong: Vec<&str> = want.iter().filter(|(k, v)| have.and_then(|l| l.get(k)) != Some(v)).map(|(k, _)| k.as_str()).collect();
+            let have = self.observed.node(&h.name).filter(|_| self.registered_at(h).is_none());
+            let wrong: Vec<&str> = want.iter().filter(|(k, v)| have.and_then(|n| n.labels.get(k)) != Some(v)).map(|(k, _)| k.as_str()).collect();
             if wrong.is_empty() {
                 continue;
             }

@@ -52,12 +52,12 @@ pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: 
 /// no control plane is joined does the inventory's first control plane seed a new cluster (`kubeadm init`).
 pub fn seed_control_plane<'a>(inv: &'a Inventory, observed: &Observed) -> Option<&'a Host> {
     let joined = |h: &&Host| {
-        let s = observed.host(&h.name);
+        let s = observed.state(&h.name);
         s.has(ADMIN_CONF) && s.has(KUBELET_CONF) && observed.registered(&h.name)
     };
     inv.control_planes()
         .filter(joined)
-        .find(|h| observed.host(&h.name).has(CNI_APPLIED))
+        .find(|h| observed.state(&h.name).has(CNI_APPLIED))
         .or_else(|| inv.control_planes().find(joined))
         .or_else(|| inv.first_control_plane())
 }
@@ -112,10 +112,10 @@ impl Builder<'_> {
 
     /// The files of `group` on `host` that are not as desired: (all paths, reason) or None when all match.
     fn stale(&self, host: &str, g: Group) -> Option<(Vec<String>, String)> {
-        let state = self.observed.host(host);
+        let state = self.observed.state(host);
         let files: Vec<_> = self.desired.host_files(host).filter(|f| f.group == g).collect();
         let missing: Vec<&str> = files.iter().filter(|f| !state.has(&f.path)).map(|f| f.path.as_str()).collect();
-        let differing: Vec<&str> = files.iter().filter(|f| differs(&state, f)).map(|f| f.path.as_str()).collect();
+        let differing: Vec<&str> = files.iter().filter(|f| differs(state, f)).map(|f| f.path.as_str()).collect();
         if missing.is_empty() && differing.is_empty() {
             return None;
         }
@@ -150,7 +150,7 @@ impl Builder<'_> {
         let services = crate::inventory::LOAD_BALANCER_SERVICES.to_vec();
         let mut steps: Vec<Step> = Vec::new();
         for h in self.inv.control_planes() {
-            let state = self.observed.host(&h.name);
+            let state = self.observed.state(&h.name);
             let stale = self.stale(&h.name, Group::LoadBalancer);
             let stopped: Vec<&str> = services.iter().copied().filter(|s| !state.is_active(s)).collect();
             if stale.is_none() && stopped.is_empty() {

@@ -34,7 +34,7 @@ impl Builder<'_> {
                 steps.push(step(format!("retire/{n}/node"), &admin, Action::RemoveNode { node: n.clone() }, "not in the inventory"));
             }
             if self.observed.reachable_leaving.contains(n) {
-                let machine_id = self.observed.node_machine_ids.get(n).cloned();
+                let machine_id = self.observed.node(n).and_then(|node| node.machine_id.clone());
                 steps.push(step(format!("retire/{n}/reset"), n, Action::ResetHost { host: n.clone(), machine_id }, "left the cluster"));
             } else {
                 self.findings.push(Finding {
@@ -66,8 +66,9 @@ impl Builder<'_> {
                 note(&m.name, h, format!("etcd member {} (peer URL {})", m.name, h.peer_url()));
             }
         }
-        for (node, address) in self.observed.node_addresses.iter().filter(|(n, _)| !listed(n) && self.observed.registered(n)) {
-            if let Some(h) = self.inv.hosts.iter().find(|h| h.address == *address) {
+        let addressed = self.observed.nodes.iter().flatten().filter_map(|(n, node)| Some((n, node.address?)));
+        for (node, address) in addressed.filter(|(n, _)| !listed(n)) {
+            if let Some(h) = self.inv.hosts.iter().find(|h| h.address == address) {
                 note(node, h, format!("Node {node} (InternalIP {address})"));
             }
         }

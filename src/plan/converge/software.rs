@@ -40,8 +40,8 @@ impl Builder<'_> {
     }
 
     fn host_software(&mut self, h: &Host) -> Option<crate::plan::Step> {
-        let state = self.observed.host(&h.name);
-        let facts = self.observed.facts.get(&h.name);
+        let state = self.observed.state(&h.name);
+        let facts = self.observed.facts(&h.name);
         let joined = state.has(KUBELET_CONF);
         let (mut artifacts, mut staged, mut reasons, mut missing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let wanted = catalogue::needed_on(self.inv, &h.name);
@@ -114,7 +114,7 @@ impl Builder<'_> {
         let found = Version::parse(found?)?;
         let verdict = match a.kind {
             Kind::Kubeadm | Kind::Kubelet | Kind::Kubectl if joined => rules::kubernetes(found, a.version),
-            Kind::Etcd if self.observed.host(&h.name).is_active("etcd") => rules::etcd(found, a.version),
+            Kind::Etcd if self.observed.state(&h.name).is_active("etcd") => rules::etcd(found, a.version),
             _ => return None,
         };
         let refusal = verdict.err()?;

@@ -4,6 +4,7 @@ use crate::etcd::gate::View;
 use crate::etcd::status::Member;
 use crate::facts::observe::{self, FileMeta, HostState};
 use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, KUBEADM_CONFIG, STATE_FILE};
+use crate::plan::observed::{NodeState, ObservedHost, RegisteredNode};
 use crate::render::context;
 use crate::state::ClusterState;
 use crate::test_support::{lab, lab_member as member};
@@ -22,16 +23,32 @@ fn view(members: Vec<Member>) -> View {
     crate::test_support::view(members, 1, &[])
 }
 
-/// What the member on each of `hosts` answers to `member list`: the view's cluster and members.
-fn answers(v: &View, hosts: &[&str]) -> std::collections::BTreeMap<String, crate::etcd::status::MemberList> {
-    hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let list = crate::etcd::status::MemberList { cluster_id: v.cluster_id, member_id: i as u64 + 1, members: v.members.clone() };
-            (h.to_string(), list)
-        })
-        .collect()
+/// The member on each of `hosts` answers `member list` with the view's cluster and members (replacing what
+/// it answered before).
+fn answer(o: &mut Observed, v: &View, hosts: &[&str]) {
+    for (i, h) in hosts.iter().enumerate() {
+        let list = crate::etcd::status::MemberList { cluster_id: v.cluster_id, member_id: i as u64 + 1, members: v.members.clone() };
+        o.hosts.get_mut(*h).expect("only an observed host answers").etcd_answer = Some(list);
+    }
+}
+
+/// No member answered on its own.
+fn silence(o: &mut Observed) {
+    o.hosts.values_mut().for_each(|h| h.etcd_answer = None);
+}
+
+/// Every control plane's member answers with the view `o` has.
+fn every_member_answers(o: &mut Observed, inv: &Inventory) {
+    let v = o.etcd.clone().expect("a view to answer with");
+    silence(o);
+    answer(o, &v, &inv.control_planes().map(|h| h.name.as_str()).collect::<Vec<_>>());
+}
+
+/// Each registered node of `inv` reports its inventory address as its InternalIP.
+fn nodes_report_addresses(o: &mut Observed, inv: &Inventory) {
+    for h in &inv.hosts {
+        o.nodes.as_mut().unwrap().get_mut(&h.name).unwrap().address = Some(h.address);
+    }
 }
 
 /// Every host exactly as desired: files, services, etcd members, registered nodes with labels.
@@ -63,14 +80,17 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
         if h.is_control_plane() {
             s.static_pod_images = static_pods_on(inv.kubernetes.version);
         }
-        o.hosts.insert(h.name.clone(), s);
-        let node = crate::phases::kubeadm::NodeState { kubelet_version: Some(inv.kubernetes.version), ..Default::default() };
-        o.node_states.insert(h.name.clone(), node);
+        o.hosts.insert(h.name.clone(), ObservedHost { state: s, ..Default::default() });
     }
     o.cluster_version = Some(inv.kubernetes.version);
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
-    o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
-    o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), h.node_labels().into_iter().collect())).collect());
+    every_member_answers(&mut o, inv);
+    let registered = |h: &Host| RegisteredNode {
+        labels: h.node_labels().into_iter().collect(),
+        kubelet: NodeState { kubelet_version: Some(inv.kubernetes.version), ..Default::default() },
+        ..Default::default()
+    };
+    o.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), registered(h))).collect());
     o
 }
 
@@ -161,7 +181,7 @@ fn a_learner_left_by_a_killed_run_is_caught_up_and_promoted_without_a_second_add
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "", true)]));
-    o.hosts.get_mut("cp-3").unwrap().active.insert("etcd".into(), false);
+    o.hosts.get_mut("cp-3").unwrap().state.active.insert("etcd".into(), false);
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_learner_left_by_a_killed_run_is_caught_up_and_promoted_without_a_second_add", &plan);
     assert_eq!(
@@ -197,8 +217,8 @@ fn a_changed_member_config_restarts_that_member_alone_between_gates() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG.into(), "f".repeat(64));
-    o.hosts.get_mut("cp-2").unwrap().digests.insert(ETCD_CONFIG_RUNTIME.into(), "f".repeat(64));
+    o.hosts.get_mut("cp-2").unwrap().state.digests.insert(ETCD_CONFIG.into(), "f".repeat(64));
+    o.hosts.get_mut("cp-2").unwrap().state.digests.insert(ETCD_CONFIG_RUNTIME.into(), "f".repeat(64));
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_changed_member_config_restarts_that_member_alone_between_gates", &plan);
     assert_eq!(ids(&plan), ["etcd/cp-2/gate-before", "etcd/cp-2/move-leader", "etcd/cp-2/files", "etcd/cp-2/restart", "etcd/cp-2/gate-after", "verify"]);
@@ -262,8 +282,8 @@ fn joins_after_an_earlier_init_upload_the_certificates_again_first() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.nodes.as_mut().unwrap().remove("cp-3");
-    o.hosts.get_mut("cp-3").unwrap().digests.remove(KUBELET_CONF);
-    o.hosts.get_mut("cp-3").unwrap().digests.remove(ADMIN_CONF);
+    o.hosts.get_mut("cp-3").unwrap().state.digests.remove(KUBELET_CONF);
+    o.hosts.get_mut("cp-3").unwrap().state.digests.remove(ADMIN_CONF);
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("joins_after_an_earlier_init_upload_the_certificates_again_first", &plan);
     let cp: Vec<&str> = plan.phases.iter().find(|p| p.name == "control-plane").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
@@ -312,7 +332,7 @@ fn replacing_a_dead_member() -> (Inventory, Plan) {
     let (d, before) = one_cluster(&lab, &inv);
     let mut o = converged(&lab, &before);
     o.hosts.remove("cp-2");
-    o.hosts.insert("cp-4".into(), HostState::default());
+    o.hosts.insert("cp-4".into(), ObservedHost::default());
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
     let plan = converge(&inv, &d, &o, Basis::Observed);
     (inv, plan)
@@ -376,7 +396,7 @@ fn replacing_a_live_member() -> Plan {
     let (lab, inv) = (lab(), swapped());
     let (d, before) = one_cluster(&lab, &inv);
     let mut o = converged(&lab, &before);
-    o.hosts.insert("cp-4".into(), HostState::default());
+    o.hosts.insert("cp-4".into(), ObservedHost::default());
     o.reachable_leaving.insert("cp-2".into());
     converge(&inv, &d, &o, Basis::Observed)
 }
@@ -439,8 +459,8 @@ fn two_swapped_live_members_are_replaced_one_pair_at_a_time() {
     });
     let (d, before) = one_cluster(&lab, &inv);
     let mut o = converged(&lab, &before);
-    o.hosts.insert("cp-4".into(), HostState::default());
-    o.hosts.insert("cp-5".into(), HostState::default());
+    o.hosts.insert("cp-4".into(), ObservedHost::default());
+    o.hosts.insert("cp-5".into(), ObservedHost::default());
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("two_swapped_live_members_are_replaced_one_pair_at_a_time", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
@@ -474,7 +494,7 @@ fn a_renamed_host_is_refused_and_nothing_is_reset() {
     let mut o = converged(&lab, &before);
     let cp2 = o.hosts.remove("cp-2").unwrap();
     o.hosts.insert("cp-02".into(), cp2);
-    o.node_addresses = lab.hosts.iter().map(|h| (h.name.clone(), h.address)).collect();
+    nodes_report_addresses(&mut o, &lab);
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_renamed_host_is_refused_and_nothing_is_reset", &plan);
     assert!(plan.blocked(), "{}", text(&plan));
@@ -490,9 +510,9 @@ fn a_leaving_host_is_reset_only_as_the_machine_its_node_reported() {
     let (lab, inv) = (lab(), swapped());
     let (d, before) = one_cluster(&lab, &inv);
     let mut o = converged(&lab, &before);
-    o.hosts.insert("cp-4".into(), HostState::default());
+    o.hosts.insert("cp-4".into(), ObservedHost::default());
     o.reachable_leaving.insert("cp-2".into());
-    o.node_machine_ids.insert("cp-2".into(), "5e1f".into());
+    o.nodes.as_mut().unwrap().get_mut("cp-2").unwrap().machine_id = Some("5e1f".into());
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_leaving_host_is_reset_only_as_the_machine_its_node_reported", &plan);
     let reset = plan.steps().find(|s| s.id == "retire/cp-2/reset").unwrap();
@@ -504,7 +524,7 @@ fn a_reachable_leaving_host_is_reset_after_it_left() {
     let (lab, inv) = (lab(), swapped());
     let (d, before) = one_cluster(&lab, &inv);
     let mut o = converged(&lab, &before);
-    o.hosts.insert("cp-4".into(), HostState::default());
+    o.hosts.insert("cp-4".into(), ObservedHost::default());
     o.reachable_leaving.insert("cp-2".into());
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_reachable_leaving_host_is_reset_after_it_left", &plan);
@@ -518,7 +538,7 @@ fn a_lost_quorum_blocks_every_change_and_points_at_restore() {
     let (lab, inv) = (lab(), swapped());
     let (d, before) = one_cluster(&lab, &inv);
     let mut o = converged(&lab, &before);
-    o.hosts.insert("cp-4".into(), HostState::default());
+    o.hosts.insert("cp-4".into(), ObservedHost::default());
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2", "cp-3"]));
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_lost_quorum_blocks_every_change_and_points_at_restore", &plan);
@@ -535,7 +555,7 @@ fn a_membership_change_while_a_staying_member_is_down_is_refused() {
     let (lab, inv) = (lab(), swapped());
     let (d, before) = one_cluster(&lab, &inv);
     let mut o = converged(&lab, &before);
-    o.hosts.insert("cp-4".into(), HostState::default());
+    o.hosts.insert("cp-4".into(), ObservedHost::default());
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-3"]));
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_membership_change_while_a_staying_member_is_down_is_refused", &plan);
@@ -563,7 +583,7 @@ fn a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase() {
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     // The digest of an empty file: what a crash between rename and write-back left.
-    o.hosts.get_mut("cp-2").unwrap().digests.insert(STATE_FILE.into(), crate::digest::sha256_hex(b""));
+    o.hosts.get_mut("cp-2").unwrap().state.digests.insert(STATE_FILE.into(), crate::digest::sha256_hex(b""));
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_skipped_unreadable_state_copy_is_rewritten_in_the_state_phase", &plan);
     assert_eq!(ids(&plan), ["state/cp-2", "verify"]);
@@ -595,7 +615,7 @@ fn a_worker_joining_an_existing_cluster_gets_a_fresh_token_before_and_none_after
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
     o.nodes.as_mut().unwrap().remove("wk-2");
-    o.hosts.insert("wk-2".into(), HostState::default());
+    o.hosts.insert("wk-2".into(), ObservedHost::default());
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_worker_joining_an_existing_cluster_gets_a_fresh_token_before_and_none_after", &plan);
     assert_eq!(token_steps(&plan), ["join-token/refresh", "join-token/delete"]);
@@ -651,7 +671,7 @@ fn replacing_the_first_control_plane_joins_the_new_host_and_seeds_from_another_j
     state.issue_missing_members(&inv).unwrap();
     let mut o = converged(&lab, &before);
     o.hosts.remove("cp-1");
-    o.hosts.insert("cp-4".into(), HostState::default());
+    o.hosts.insert("cp-4".into(), ObservedHost::default());
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-1"]));
     assert_eq!(seed_control_plane(&inv, &o).unwrap().name, "cp-2", "cp-4 is at position 0 but not joined");
     let d = desired_seeded(&inv, &state, &o);
@@ -686,10 +706,10 @@ fn after_a_replace_of_the_first_control_plane_the_seed_stays_where_the_markers_a
         let mut s = HostState::default();
         s.digests.insert(ADMIN_CONF.into(), "0".repeat(64));
         s.digests.insert(KUBELET_CONF.into(), "0".repeat(64));
-        seeded_on_cp2.hosts.insert(h.name.clone(), s);
+        seeded_on_cp2.hosts.insert(h.name.clone(), ObservedHost { state: s, ..Default::default() });
     }
-    seeded_on_cp2.hosts.get_mut("cp-2").unwrap().digests.insert(crate::paths::CNI_APPLIED.into(), "0".repeat(64));
-    seeded_on_cp2.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), std::collections::BTreeMap::new())).collect());
+    seeded_on_cp2.hosts.get_mut("cp-2").unwrap().state.digests.insert(crate::paths::CNI_APPLIED.into(), "0".repeat(64));
+    seeded_on_cp2.nodes = Some(inv.hosts.iter().map(|h| (h.name.clone(), RegisteredNode::default())).collect());
     assert_eq!(seed_control_plane(&inv, &seeded_on_cp2).unwrap().name, "cp-2");
     let d = desired_seeded(&inv, &state, &seeded_on_cp2);
     let mut o = converged(&inv, &d);
@@ -749,10 +769,10 @@ fn converged_and_asked(inv: &Inventory, d: &Desired) -> Observed {
     let mut o = converged(inv, d);
     for h in inv.control_planes() {
         let contents = &d.file(&h.name, ETCD_CONFIG).unwrap().contents;
-        o.hosts.get_mut(&h.name).unwrap().etcd_initial_cluster_state = Some(observe::initial_cluster_state(contents));
-        o.facts.insert(h.name.clone(), control_plane_facts(&h.name, true));
+        o.hosts.get_mut(&h.name).unwrap().state.etcd_initial_cluster_state = Some(observe::initial_cluster_state(contents));
+        o.hosts.entry(h.name.clone()).or_default().facts = Some(control_plane_facts(&h.name, true));
     }
-    o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
+    every_member_answers(&mut o, inv);
     o
 }
 
@@ -775,8 +795,9 @@ fn members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts() {
         (s.cluster_id, s.leader) = (0xdead_beef, 9);
     }
     o.etcd = Some(alone.clone());
-    o.etcd_answers = answers(&real, &["cp-2", "cp-3"]);
-    o.etcd_answers.extend(answers(&alone, &["cp-1"]));
+    silence(&mut o);
+    answer(&mut o, &real, &["cp-2", "cp-3"]);
+    answer(&mut o, &alone, &["cp-1"]);
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts", &plan);
     assert!(plan.blocked(), "{}", text(&plan));
@@ -790,7 +811,7 @@ fn members_answering_for_different_clusters_refuse_the_plan_naming_the_hosts() {
     assert!(!plan.steps().any(|s| matches!(s.action, Action::ClearEtcdData { .. })), "{}", text(&plan));
     // What cp-1's view alone (all the planner had before every member was asked) leads to: the real
     // members taken for strangers with old data, to be cleared and added to the cluster of one.
-    o.etcd_answers.clear();
+    silence(&mut o);
     let alone_decides = converge(&inv, &d, &o, Basis::Observed);
     golden("one_member_s_view_alone_takes_the_real_members_for_strangers", &alone_decides);
     let cleared: Vec<&str> = alone_decides.steps().filter(|s| matches!(s.action, Action::ClearEtcdData { .. })).map(|s| s.host.as_str()).collect();
@@ -803,7 +824,7 @@ fn members_listing_different_members_refuse_but_a_learner_promoted_between_answe
     let d = desired_existing(&inv, &ClusterState::create(&inv).unwrap());
     let mut o = converged_and_asked(&inv, &d);
     let short = view(vec![member(1, "cp-1", false), member(2, "cp-2", false)]);
-    o.etcd_answers.extend(answers(&short, &["cp-3"]));
+    answer(&mut o, &short, &["cp-3"]);
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("members_listing_different_members_refuse_but_a_learner_promoted_between_answers_does_not", &plan);
     let f = plan.findings.iter().find(|f| f.fatal).unwrap_or_else(|| panic!("{}", text(&plan)));
@@ -812,7 +833,7 @@ fn members_listing_different_members_refuse_but_a_learner_promoted_between_answe
     // cp-3 joined as a learner; cp-1 answered before its promotion, cp-2 and cp-3 after it.
     let mut o = converged_and_asked(&inv, &d);
     let before_promotion = view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "", true)]);
-    o.etcd_answers.extend(answers(&before_promotion, &["cp-1"]));
+    answer(&mut o, &before_promotion, &["cp-1"]);
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_learner_promoted_between_answers_does_not_refuse", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
@@ -847,7 +868,7 @@ fn rendered_configs_say_existing_for_every_member_once_the_cluster_exists() {
     assert_eq!(inv.control_planes().map(|h| state_of(&fresh, &h.name)).collect::<Vec<_>>(), ["new", "existing", "existing"]);
     // etcd data on a host is enough to know the cluster exists, even when no member answers.
     let mut down = Observed::default();
-    down.facts.insert("cp-1".into(), control_plane_facts("cp-1", true));
+    down.hosts.entry("cp-1".into()).or_default().facts = Some(control_plane_facts("cp-1", true));
     assert_eq!(down.etcd_cluster(), context::EtcdCluster::Existing);
 }
 
@@ -859,8 +880,8 @@ fn a_first_member_still_saying_new_is_rewritten_to_existing_without_a_restart() 
     let state = ClusterState::create(&inv).unwrap();
     let old = desired_with(&inv, &state);
     let mut o = converged_and_asked(&inv, &old);
-    assert_eq!(o.host("cp-1").etcd_initial_cluster_state.as_deref(), Some("new"));
-    o.etcd_answers = answers(o.etcd.as_ref().unwrap(), &["cp-1", "cp-2", "cp-3"]);
+    assert_eq!(o.state("cp-1").etcd_initial_cluster_state.as_deref(), Some("new"));
+    every_member_answers(&mut o, &inv);
     let d = desired_seeded(&inv, &state, &o);
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_first_member_still_saying_new_is_rewritten_to_existing_without_a_restart", &plan);
@@ -872,7 +893,7 @@ fn a_first_member_still_saying_new_is_rewritten_to_existing_without_a_restart() 
     // Once placed, the next run plans nothing.
     let mut after = o.clone();
     let placed = d.file("cp-1", ETCD_CONFIG).unwrap();
-    let cp1 = after.hosts.get_mut("cp-1").unwrap();
+    let cp1 = &mut after.hosts.get_mut("cp-1").unwrap().state;
     cp1.digests.insert(ETCD_CONFIG.into(), placed.digest.clone());
     cp1.etcd_initial_cluster_state = Some(observe::initial_cluster_state(&placed.contents));
     assert_eq!(ids(&converge(&inv, &d, &after, Basis::Observed)), ["verify"]);
@@ -886,10 +907,10 @@ fn a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates
     let inv = lab();
     let d = desired_existing(&inv, &ClusterState::create(&inv).unwrap());
     let mut o = converged_and_asked(&inv, &d);
-    o.facts.insert("cp-2".into(), control_plane_facts("cp-2", false));
-    o.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
+    o.hosts.entry("cp-2".into()).or_default().facts = Some(control_plane_facts("cp-2", false));
+    o.hosts.get_mut("cp-2").unwrap().state.active.insert("etcd".into(), false);
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
-    o.etcd_answers.remove("cp-2");
+    o.hosts.get_mut("cp-2").unwrap().etcd_answer = None;
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
@@ -930,7 +951,7 @@ fn a_member_whose_data_dir_vanished_is_removed_and_added_again_through_the_gates
     assert!(etcd_steps(&plan).iter().filter(|s| matches!(s.action, Action::Gate(_) | Action::RemoveEtcdMember { .. })).all(|s| s.host != "cp-2"));
     // A member that merely does not answer (its data is there) is not a lost one: it is started.
     let mut stopped = converged_and_asked(&inv, &d);
-    stopped.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
+    stopped.hosts.get_mut("cp-2").unwrap().state.active.insert("etcd".into(), false);
     stopped.etcd = Some(unhealthy(stopped.etcd.take().unwrap(), &["cp-2"]));
     let plan = converge(&inv, &d, &stopped, Basis::Observed);
     golden("a_stopped_member_with_its_data_is_started_not_removed", &plan);
@@ -943,7 +964,7 @@ fn a_host_without_the_configured_runtime_socket_blocks_apply() {
     let d = desired(&inv);
     let mut o = converged_and_asked(&inv, &d);
     assert!(!converge(&inv, &d, &o, Basis::Observed).blocked());
-    o.facts.get_mut("cp-2").unwrap().sockets.clear();
+    o.hosts.get_mut("cp-2").unwrap().facts.as_mut().unwrap().sockets.clear();
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_host_without_the_configured_runtime_socket_blocks_apply", &plan);
     assert!(plan.blocked());
@@ -974,7 +995,7 @@ fn kubeadm_certificates_due_are_renewed_one_control_plane_at_a_time() {
             cert(h, "/etc/kubernetes/pki/apiserver.crt", if h == "cp-2" { 20 } else { 300 }, false),
             cert(h, "/etc/kubernetes/admin.conf", if h == "cp-2" { 40 } else { 300 }, false),
         ];
-        o.certs.insert(h.into(), HostCerts { certs, unreadable: vec![] });
+        o.hosts.get_mut(h).unwrap().certs = Some(HostCerts { certs, unreadable: vec![] });
     }
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("kubeadm_certificates_due_are_renewed_one_control_plane_at_a_time", &plan);
@@ -1024,7 +1045,7 @@ fn a_manifest_left_aside_by_a_dead_restart_is_put_back() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    o.hosts.get_mut("cp-3").unwrap().digests.insert(crate::paths::SET_ASIDE_MANIFESTS[0].into(), "0".repeat(64));
+    o.hosts.get_mut("cp-3").unwrap().state.digests.insert(crate::paths::SET_ASIDE_MANIFESTS[0].into(), "0".repeat(64));
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_manifest_left_aside_by_a_dead_restart_is_put_back", &plan);
     assert_eq!(ids(&plan), ["certs/cp-3/restart", "verify"], "{}", text(&plan));
@@ -1046,10 +1067,10 @@ fn a_readdressed_control_plane_is_moved_between_gates_and_joined_again() {
     assert_eq!(state.reissue_readdressed(&inv).unwrap().len(), 2, "server and peer certificates");
     let d = desired_with(&inv, &state);
     let mut o = converged(&lab, &before);
-    o.node_addresses = lab.hosts.iter().map(|h| (h.name.clone(), h.address)).collect();
-    o.hosts.get_mut("cp-2").unwrap().active.insert("etcd".into(), false);
+    nodes_report_addresses(&mut o, &lab);
+    o.hosts.get_mut("cp-2").unwrap().state.active.insert("etcd".into(), false);
     o.etcd = Some(unhealthy(o.etcd.take().unwrap(), &["cp-2"]));
-    o.etcd_answers.remove("cp-2");
+    o.hosts.get_mut("cp-2").unwrap().etcd_answer = None;
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_readdressed_control_plane_is_moved_between_gates_and_joined_again", &plan);
     assert!(!plan.blocked(), "{}", text(&plan));
@@ -1107,7 +1128,7 @@ fn a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    o.hosts.get_mut("cp-2").unwrap().meta.insert(SERVER_KEY.into(), root_owned(0o644));
+    o.hosts.get_mut("cp-2").unwrap().state.meta.insert(SERVER_KEY.into(), root_owned(0o644));
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-2", "verify"], "no gate, no restart, no upload: {}", text(&plan));
@@ -1117,7 +1138,7 @@ fn a_key_made_world_readable_is_a_chmod_step_that_restarts_nothing() {
     assert!(shown.contains("chmod/chown /etc/kubeha/pki/etcd/server.key 0600 in place, owner root:root (no upload, nothing restarts)"), "{shown}");
     assert!(!plan.steps().any(|s| matches!(s.action, Action::Gate(_) | Action::StartEtcdMember { .. } | Action::RestartControlPlane { .. })));
     // The seed's kubeadm config (it holds the bootstrap token) made readable: chmodded, not uploaded again.
-    o.hosts.get_mut("cp-1").unwrap().meta.insert(KUBEADM_CONFIG.into(), root_owned(0o644));
+    o.hosts.get_mut("cp-1").unwrap().state.meta.insert(KUBEADM_CONFIG.into(), root_owned(0o644));
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("the_seed_s_kubeadm_config_made_readable_is_chmodded", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-1", "file-modes/cp-2", "verify"], "{}", text(&plan));
@@ -1129,7 +1150,7 @@ fn a_file_chowned_to_another_user_is_chowned_back_keeping_its_mode() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    let cp1 = o.hosts.get_mut("cp-1").unwrap();
+    let cp1 = &mut o.hosts.get_mut("cp-1").unwrap().state;
     cp1.meta.insert(STATE_FILE.into(), FileMeta { mode: 0o600, owner: "kubelet".into(), group: "root".into() });
     cp1.meta.insert("/etc/haproxy/haproxy.cfg".into(), FileMeta { mode: 0o600, owner: "haproxy".into(), group: "haproxy".into() });
     let plan = converge(&inv, &d, &o, Basis::Observed);
@@ -1147,7 +1168,7 @@ fn a_file_whose_contents_also_changed_is_uploaded_as_before_and_not_chmodded() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    let cp2 = o.hosts.get_mut("cp-2").unwrap();
+    let cp2 = &mut o.hosts.get_mut("cp-2").unwrap().state;
     cp2.digests.insert(SERVER_KEY.into(), "f".repeat(64));
     cp2.meta.insert(SERVER_KEY.into(), root_owned(0o644));
     let plan = converge(&inv, &d, &o, Basis::Observed);
@@ -1156,7 +1177,7 @@ fn a_file_whose_contents_also_changed_is_uploaded_as_before_and_not_chmodded() {
     let Some(Action::InstallEtcdFiles { files, .. }) = plan.steps().find(|s| s.id == "etcd/cp-2/files").map(|s| &s.action) else { panic!() };
     assert!(files.iter().any(|f| f == SERVER_KEY), "the upload sets the mode: {files:?}");
     // Another file of the same group whose mode alone drifted is uploaded with it, not chmodded twice.
-    o.hosts.get_mut("cp-2").unwrap().meta.insert("/etc/kubeha/pki/etcd/peer.key".into(), root_owned(0o644));
+    o.hosts.get_mut("cp-2").unwrap().state.meta.insert("/etc/kubeha/pki/etcd/peer.key".into(), root_owned(0o644));
     assert!(file_modes(&converge(&inv, &d, &o, Basis::Observed)).is_empty());
 }
 
@@ -1165,19 +1186,19 @@ fn a_kubeadm_key_others_can_read_is_set_back_to_0600() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    o.hosts.get_mut("cp-3").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o644));
+    o.hosts.get_mut("cp-3").unwrap().state.meta.insert(APISERVER_KEY.into(), root_owned(0o644));
     // A stricter mode than kubeadm's is left alone: only what others could read is a drift.
-    o.hosts.get_mut("cp-1").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o400));
+    o.hosts.get_mut("cp-1").unwrap().state.meta.insert(APISERVER_KEY.into(), root_owned(0o400));
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_kubeadm_key_others_can_read_is_set_back_to_0600", &plan);
     assert_eq!(ids(&plan), ["file-modes/cp-3", "verify"], "{}", text(&plan));
     assert_eq!(file_modes(&plan), [("cp-3", &[mode(APISERVER_KEY, 0o600)][..], "apiserver.key mode 0644, want 0600")]);
     // The mode fix comes right after the cluster state, before any long phase.
     let mut o2 = converged(&inv, &d);
-    o2.hosts.get_mut("cp-3").unwrap().meta.insert(APISERVER_KEY.into(), root_owned(0o644));
+    o2.hosts.get_mut("cp-3").unwrap().state.meta.insert(APISERVER_KEY.into(), root_owned(0o644));
     o2.nodes.as_mut().unwrap().remove("wk-2");
     // wk-2 is not registered: its kubelet.conf is a leftover the join's reset removes, not chmodded first.
-    o2.hosts.get_mut("wk-2").unwrap().meta.insert(KUBELET_CONF.into(), root_owned(0o644));
+    o2.hosts.get_mut("wk-2").unwrap().state.meta.insert(KUBELET_CONF.into(), root_owned(0o644));
     let plan = converge(&inv, &d, &o2, Basis::Observed);
     golden("a_mode_fix_comes_before_a_worker_join_s_reset", &plan);
     assert_eq!(plan.phases.first().map(|p| p.name), Some("file-modes"), "{}", text(&plan));
@@ -1201,7 +1222,7 @@ fn monitoring_ports_are_ours_once_converged_and_a_stranger_s_before() {
     let d = desired_existing(&inv, &ClusterState::create(&inv).unwrap());
     let mut o = converged_and_asked(&inv, &d);
     for port in [ETCD_METRICS_PORT, HAPROXY_EXPORTER_PORT, KUBEHA_METRICS_PORT] {
-        o.facts.get_mut("cp-1").unwrap().listening.insert(port, true);
+        o.hosts.get_mut("cp-1").unwrap().facts.as_mut().unwrap().listening.insert(port, true);
     }
     let plan = converge(&inv, &d, &o, Basis::Observed);
     assert!(!plan.findings.iter().any(|f| f.problem.contains("in use")), "{:?}", plan.findings);
@@ -1209,7 +1230,7 @@ fn monitoring_ports_are_ours_once_converged_and_a_stranger_s_before() {
     let mut fresh = Observed::default();
     let mut facts = control_plane_facts("cp-1", false);
     facts.listening.insert(HAPROXY_EXPORTER_PORT, true);
-    fresh.facts.insert("cp-1".into(), facts);
+    fresh.hosts.entry("cp-1".into()).or_default().facts = Some(facts);
     let plan = converge(&inv, &d, &fresh, Basis::Observed);
     let finding = plan.findings.iter().find(|f| f.host == "cp-1" && f.problem.contains("port 8405 is in use")).unwrap_or_else(|| panic!("{:?}", plan.findings));
     assert!(finding.fatal, "{finding:?}");
@@ -1239,7 +1260,7 @@ fn the_backup_timer_is_installed_with_a_first_run_and_a_stopped_one_only_started
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    o.hosts.get_mut("cp-2").unwrap().active.insert(crate::phases::backup::TIMER.into(), false);
+    o.hosts.get_mut("cp-2").unwrap().state.active.insert(crate::phases::backup::TIMER.into(), false);
     let plan = converge(&inv, &d, &o, Basis::Observed);
     assert_eq!(ids(&plan), ["backup/cp-2", "verify"], "{}", text(&plan));
     let Action::InstallEtcdBackup { restart, .. } = &plan.phases[0].steps[0].action else { panic!("{}", text(&plan)) };
@@ -1247,7 +1268,7 @@ fn the_backup_timer_is_installed_with_a_first_run_and_a_stopped_one_only_started
     assert!(text(&plan).contains("[kubeha-etcd-backup.timer not active]"), "{}", text(&plan));
 
     for p in [crate::paths::ETCD_BACKUP_SCRIPT, crate::paths::ETCD_BACKUP_SERVICE, crate::paths::ETCD_BACKUP_TIMER] {
-        o.hosts.get_mut("cp-2").unwrap().digests.remove(p);
+        o.hosts.get_mut("cp-2").unwrap().state.digests.remove(p);
     }
     let plan = converge(&inv, &d, &o, Basis::Observed);
     assert_eq!(ids(&plan), ["backup/cp-2", "backup/cp-1/run", "backup/cp-2/run", "backup/cp-3/run", "verify"], "{}", text(&plan));
@@ -1385,13 +1406,13 @@ fn a_killed_upgrade_resumes_from_the_versions_in_place() {
     let new = inv.kubernetes.version;
     o.cluster_version = Some(new);
     for cp in ["cp-1", "cp-2"] {
-        o.hosts.get_mut(cp).unwrap().static_pod_images = static_pods_on(new);
+        o.hosts.get_mut(cp).unwrap().state.static_pod_images = static_pods_on(new);
     }
-    o.hosts.get_mut("cp-1").unwrap().software = installed_as_wanted(&inv, "cp-1");
-    o.node_states.get_mut("cp-1").unwrap().kubelet_version = Some(new);
-    let wk2 = o.node_states.get_mut("wk-2").unwrap();
+    o.hosts.get_mut("cp-1").unwrap().state.software = installed_as_wanted(&inv, "cp-1");
+    o.nodes.as_mut().unwrap().get_mut("cp-1").unwrap().kubelet.kubelet_version = Some(new);
+    let wk2 = &mut o.nodes.as_mut().unwrap().get_mut("wk-2").unwrap().kubelet;
     (wk2.unschedulable, wk2.drained_by_kubeha) = (true, true);
-    o.hosts.get_mut("wk-2").unwrap().software = installed_as_wanted(&inv, "wk-2");
+    o.hosts.get_mut("wk-2").unwrap().state.software = installed_as_wanted(&inv, "wk-2");
     wk2.kubelet_version = Some(new);
     let plan = converge(&inv, &desired_with(&inv, &state), &o, Basis::Observed);
     assert!(!plan.blocked(), "{:?}", plan.findings);
@@ -1473,13 +1494,13 @@ fn a_changed_program_is_installed_again_and_a_running_kubelet_restarts() {
     let inv = lab();
     let d = desired(&inv);
     let mut o = converged(&inv, &d);
-    let wk1 = o.hosts.get_mut("wk-1").unwrap();
+    let wk1 = &mut o.hosts.get_mut("wk-1").unwrap().state;
     let kubelet = wk1.software.get_mut(&crate::artifacts::Kind::Kubelet).unwrap();
     kubelet.current.insert("/usr/local/bin/kubelet".into(), Some("9".repeat(64)));
     let mut facts = control_plane_facts("cp-3", true);
     facts.os_id = "debian".into();
     facts.software.insert("haproxy".into(), None);
-    o.facts.insert("cp-3".into(), facts);
+    o.hosts.entry("cp-3".into()).or_default().facts = Some(facts);
     let plan = converge(&inv, &d, &o, Basis::Observed);
     golden("a_changed_program_is_installed_again_and_a_running_kubelet_restarts", &plan);
     let step = plan.steps().find(|s| s.id == "software/wk-1").unwrap();

@@ -43,7 +43,7 @@ impl Builder<'_> {
         let ordered: Vec<&Host> = self.seed_first().filter(|h| self.joined(h)).collect();
         let mut steps = Vec::new();
         for h in ordered {
-            let runs = self.observed.host(&h.name).control_plane_version();
+            let runs = self.observed.state(&h.name).control_plane_version();
             // The cluster-wide part (kube-system/kubeadm-config moves last in it) once, on the seed; a
             // control plane whose pods are not on the target yet gets `kubeadm upgrade node`.
             let kubeadm = if cluster != target && h.name == seed {
@@ -95,7 +95,7 @@ impl Builder<'_> {
     fn node_upgrade(&self, h: &Host, kubeadm: KubeadmUpgrade, why: String, via: &str, endpoint: &str) -> Option<Step> {
         let target = self.inv.kubernetes.version;
         let kubelet = self.kubelet_swaps.get(&h.name).copied();
-        let state = self.observed.node_states.get(&h.name);
+        let state = self.observed.node(&h.name).map(|n| &n.kubelet);
         // A worker's kubeadm part is the kubelet configuration of the new release: it goes with the kubelet.
         let kubeadm = if h.is_control_plane() || kubelet.is_some() { kubeadm } else { KubeadmUpgrade::Done };
         if kubeadm == KubeadmUpgrade::Done && kubelet.is_none() {
@@ -148,9 +148,10 @@ impl Builder<'_> {
     fn kubelets_too_far_behind(&mut self, target: Version) -> bool {
         let behind: Vec<(String, Version)> = self
             .observed
-            .node_states
+            .nodes
             .iter()
-            .filter_map(|(n, s)| s.kubelet_version.map(|v| (n.clone(), v)))
+            .flatten()
+            .filter_map(|(n, node)| node.kubelet.kubelet_version.map(|v| (n.clone(), v)))
             .filter(|(_, v)| v.major == target.major && target.minor.saturating_sub(v.minor) > KUBELET_SKEW)
             .collect();
         if behind.is_empty() {
