@@ -7,14 +7,30 @@ use std::sync::Arc;
 /// A reachable control plane and its connection.
 pub type Reachable<'a> = (&'a Host, Arc<dyn Transport>);
 
+/// A control plane with its connection or why it has none.
+pub type Connection<'a> = (&'a Host, Result<Arc<dyn Transport>, String>);
+
+/// Every control plane in inventory order, with its connection or why it has none.
+pub fn each<'a>(inv: &'a Inventory, hosts: &Hosts, unreachable: &[SshError]) -> Vec<Connection<'a>> {
+    inv.control_planes()
+        .map(|h| {
+            let connection = hosts
+                .get(&h.name)
+                .cloned()
+                .ok_or_else(|| unreachable.iter().find(|e| e.host() == h.name).map_or_else(|| format!("{}: not connected", h.name), |e| e.to_string()));
+            (h, connection)
+        })
+        .collect()
+}
+
 /// The reachable control planes in inventory order, and for each other one why it is not reachable.
 pub fn split<'a>(inv: &'a Inventory, hosts: &Hosts, unreachable: &[SshError]) -> (Vec<Reachable<'a>>, Vec<String>) {
     let mut up = Vec::new();
     let mut down = Vec::new();
-    for h in inv.control_planes() {
-        match hosts.get(&h.name) {
-            Some(t) => up.push((h, t.clone())),
-            None => down.push(unreachable.iter().find(|e| e.host() == h.name).map(|e| e.to_string()).unwrap_or_else(|| format!("{}: not connected", h.name))),
+    for (h, connection) in each(inv, hosts, unreachable) {
+        match connection {
+            Ok(t) => up.push((h, t)),
+            Err(why) => down.push(why),
         }
     }
     (up, down)

@@ -2,7 +2,7 @@
 //! node commands and upgrade's intent), and etcd's snapshot and restore. It takes plain settings and a confirm
 //! callback, so the CLI (arguments, output, the prompt) or a test can drive it.
 pub mod apply;
-mod control_planes;
+pub mod control_planes;
 pub mod node;
 pub mod planned;
 pub mod restore;

@@ -70,15 +70,13 @@ struct HostReport {
 async fn gather(inv: &Inventory, config: &Backup) -> Vec<HostReport> {
     let (hosts, unreachable) = targets::connect(inv).await;
     let mut out = Vec::new();
-    for h in inv.control_planes() {
-        let Some(t) = hosts.get(&h.name) else {
-            let why = unreachable.iter().find(|e| e.host() == h.name).map_or_else(|| "not connected".to_string(), |e| e.to_string());
-            out.push(HostReport { host: h.name.clone(), found: None, error: Some(why) });
-            continue;
-        };
-        let report = match remote::list(t.as_ref(), &config.dir).await {
-            Ok(found) => HostReport { host: h.name.clone(), found: Some(found), error: None },
-            Err(e) => HostReport { host: h.name.clone(), found: None, error: Some(e.to_string()) },
+    for (h, connection) in crate::action::control_planes::each(inv, &hosts, &unreachable) {
+        let report = match connection {
+            Err(why) => HostReport { host: h.name.clone(), found: None, error: Some(why) },
+            Ok(t) => match remote::list(t.as_ref(), &config.dir).await {
+                Ok(found) => HostReport { host: h.name.clone(), found: Some(found), error: None },
+                Err(e) => HostReport { host: h.name.clone(), found: None, error: Some(e.to_string()) },
+            },
         };
         out.push(report);
     }
