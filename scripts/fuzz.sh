@@ -2,12 +2,15 @@
 # Runs every cargo-fuzz target of fuzz/ (the inventory loader, the diagnostics printer) for SECONDS each,
 # starting from the seeds in fuzz/corpus/<target>/; fails on the first crash, panic, timeout or leak, whose
 # input libFuzzer keeps in fuzz/artifacts/<target>/. Usage: scripts/fuzz.sh SECONDS
+#
+# `scripts/fuzz.sh --build` only installs cargo-fuzz and builds the targets (what `fuzz run` builds: release,
+# address sanitizer), so that the cold build can run beside other work and the timed runs start at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-}
-if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
-  echo "usage: $0 SECONDS (a whole number of seconds per target, e.g. 60)" >&2
+if [[ $seconds != --build ]] && ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: $0 SECONDS (a whole number of seconds per target, e.g. 60) | $0 --build" >&2
   exit 64
 fi
 
@@ -25,6 +28,12 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
 else
   export RUSTC_BOOTSTRAP=1
   echo "== toolchain: stable with RUSTC_BOOTSTRAP=1 (no nightly installed)"
+fi
+
+if [[ $seconds == --build ]]; then
+  echo "== fuzz build (every target)"
+  cargo "${toolchain[@]}" fuzz build
+  exit 0
 fi
 
 for target in $(cargo "${toolchain[@]}" fuzz list); do

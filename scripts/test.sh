@@ -19,8 +19,19 @@ build_out=$(mktemp)
 build_err=$(mktemp)
 lab/upstream/build.sh >"$build_out" 2>"$build_err" &
 build_pid=$!
-# Ended with this script if it fails before waiting for the build.
-trap 'if [[ -n ${build_pid:-} ]]; then kill "$build_pid" 2>/dev/null || true; fi; rm -f "$build_out" "$build_err"' EXIT
+# The fuzz targets' cold build (cargo-fuzz, a release build with the address sanitizer: minutes of CPU) runs at
+# the lowest priority beside everything else, mostly while the lab tests wait on their machines; only the timed
+# fuzz runs come after the tests. Lab tests count niced CPU time as idle (tests/support/drill.rs).
+fuzz_log=$(mktemp)
+nice -n 19 ionice -c 3 scripts/fuzz.sh --build >"$fuzz_log" 2>&1 &
+fuzz_build_pid=$!
+log=
+# The background jobs are ended with this script if it fails before waiting for them.
+cleanup() {
+  for pid in ${build_pid:-} ${fuzz_build_pid:-}; do kill "$pid" 2>/dev/null || true; done
+  rm -f "$build_out" "$build_err" "$fuzz_log" ${log:+"$log"}
+}
+trap cleanup EXIT
 
 installed_before=$(dpkg-query -W -f='${Status}' prometheus 2>/dev/null || true)
 scripts/packages.sh "${PACKAGES[@]}"
@@ -60,7 +71,6 @@ export KUBEHA_KUBEADM="$upstream/kubeadm"
 
 echo "== cargo test"
 log=$(mktemp)
-trap 'rm -f "$log" "$build_out" "$build_err"' EXIT  # the build was waited for above
 set +e
 cargo test --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -69,6 +79,15 @@ set -e
 passed=$(grep -Eo "test result: [A-Za-z]+\. [0-9]+ passed" "$log" | awk '{sum += $4} END {print sum + 0}')
 failed=$(grep -Eo "[0-9]+ failed;" "$log" | awk '{sum += $1} END {print sum + 0}')
 echo "$passed passed, $failed failed"
+fuzz_build_status=0
+wait "$fuzz_build_pid" || fuzz_build_status=$?
+fuzz_build_pid=
+echo "== fuzz targets built beside the tests (scripts/fuzz.sh --build)"
+cat "$fuzz_log"
+if [[ $fuzz_build_status -ne 0 ]]; then
+  echo "test.sh: scripts/fuzz.sh --build failed ($fuzz_build_status)" >&2
+  exit 1
+fi
 if [[ $status -eq 0 ]]; then
   echo "== fuzzing (bounded)"
   scripts/fuzz.sh 30
