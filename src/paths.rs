@@ -99,6 +99,8 @@ pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
 /// manifests folder) while the kubelet stops the pod. The probe looks for the latter: one left there by a
 /// run that died keeps that pod down until a restart puts it back.
 pub const STATIC_PODS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+/// The API server's manifest: its `--etcd-servers` is what the planner compares with the etcd members.
+pub const APISERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
 pub const SET_ASIDE_MANIFESTS: [&str; 3] =
     ["/etc/kubernetes/kube-apiserver.yaml.kubeha", "/etc/kubernetes/kube-controller-manager.yaml.kubeha", "/etc/kubernetes/kube-scheduler.yaml.kubeha"];
 

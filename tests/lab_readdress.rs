@@ -3,7 +3,8 @@
 //! files and certificates naming 198.18.0.13), and the inventory says so. `apply` re-issues cp-3's etcd
 //! server and peer certificates for the new address, points the member at its new peer URL between quorum
 //! gates (writes go on through cp-1 and cp-2), restarts it there with its data, and resets and joins cp-3's
-//! node again. Checked with etcdctl, openssl and kubectl, not with kubeha. Needs root (see
+//! node again; kubeadm writes the other API servers' manifests again, so none names the old address. Checked
+//! with etcdctl, openssl, kubectl and the manifests, not with kubeha. Needs root (see
 //! tests/lab_machines.rs).
 mod support;
 use std::sync::Arc;
@@ -44,6 +45,10 @@ fn a_readdressed_control_plane_is_moved_with_its_data_and_joined_again() {
     assert!(shown.contains("re-addressed: the node registered at 198.18.0.13"), "{shown}");
     assert!(at("drain node cp-3 and delete it") < at("as a control plane"), "{shown}");
     assert!(!shown.contains("retire"), "nothing is retired:\n{shown}");
+    // The API servers that stay were started naming cp-3's old client URL: kubeadm writes them again.
+    for cp in ["cp-1", "cp-2"] {
+        assert!(at("(kubeadm init phase upload-config kubeadm)") < at(&format!("kubeadm upgrade node phase control-plane on {cp}")), "{shown}");
+    }
 
     let monitor = QuorumMonitor::start(etcdctl.clone(), vec![CP1.into(), CP2.into()]);
     let started = Instant::now();
@@ -67,6 +72,13 @@ fn a_readdressed_control_plane_is_moved_with_its_data_and_joined_again() {
     let zone = ssh_ok(CP1, &format!("{KUBECTL} get node cp-3 -o jsonpath='{{.metadata.labels.topology\\.kubernetes\\.io/zone}}'"));
     assert_eq!(zone.trim(), "az-c", "the new Node has its labels");
     assert!(served_ips(MOVED, 6443).contains(&format!("IP Address:{MOVED}")), "{}", served_ips(MOVED, 6443));
+    // Every API server talks to cp-3's etcd member at its new address, none to the old one.
+    for host in [CP1, CP2, MOVED] {
+        let flag = ssh_ok(host, "grep -- --etcd-servers= /etc/kubernetes/manifests/kube-apiserver.yaml");
+        assert!(flag.contains(&format!("https://{MOVED}:2379")) && !flag.contains("198.18.0.13"), "{host}: {flag}");
+    }
+    let stored = ssh_ok(CP1, &format!("{KUBECTL} -n kube-system get configmap kubeadm-config -o jsonpath='{{.data.ClusterConfiguration}}'"));
+    assert!(stored.contains(&format!("https://{MOVED}:2379")) && !stored.contains("198.18.0.13:2379"), "{stored}");
 
     let again = kubeha_with(&moved, state, &["plan", "--detailed-exitcode"]).output().unwrap();
     assert_eq!(again.status.code(), Some(0), "converged after the move:\n{}", text(&again));

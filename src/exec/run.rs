@@ -231,6 +231,9 @@ fn next_run(step: &Step, error: &StepError) -> String {
         KubeadmInit { .. } | KubeadmJoinControlPlane { .. } | KubeadmJoinWorker { .. } => {
             "kubeadm stopped on this node; the next run resets this node's kubeadm files (never etcd) and retries."
         }
+        RefreshControlPlane { .. } => {
+            "The API server runs from the manifest kubeadm wrote, or from its previous one when kubeadm rolled back; the next run plans this step again while its etcd endpoints differ from the members."
+        }
         RestartControlPlane { .. } => {
             "Every static pod manifest is put back when the restart script ends (one a machine that died midway left in /etc/kubernetes/*.yaml.kubeha makes the next run plan a restart that puts it back)."
         }

@@ -77,6 +77,16 @@ impl From<ReadyError> for StepError {
     }
 }
 
+impl From<kubeadm::RefreshError> for StepError {
+    fn from(e: kubeadm::RefreshError) -> Self {
+        match e {
+            kubeadm::RefreshError::Ssh(e) => StepError::Ssh(e),
+            kubeadm::RefreshError::Ready(e) => e.into(),
+            other @ kubeadm::RefreshError::StillStale { .. } => StepError::Other(other.to_string()),
+        }
+    }
+}
+
 impl From<UpgradeError> for StepError {
     fn from(e: UpgradeError) -> Self {
         match e {
@@ -229,6 +239,10 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<bool, StepError> {
                 kubeadm::wait_own_api_ready(t, &h.address.to_string()).await?;
             }
             Ok(false)
+        }
+        Action::RefreshControlPlane { node, etcd_servers } => {
+            let address = ctx.inv.host(node).map(|h| h.address.to_string()).ok_or_else(|| StepError::Other(format!("{node}: not in the inventory")))?;
+            kubeadm::refresh_control_plane(t, &address, etcd_servers).await.map(|_| true).map_err(StepError::from)
         }
         Action::RestartControlPlane { node, renew_certs } => {
             let address = ctx.inv.host(node).map(|h| h.address.to_string()).ok_or_else(|| StepError::Other(format!("{node}: not in the inventory")))?;
@@ -408,6 +422,27 @@ mod tests {
                 "systemctl daemon-reload; systemctl enable haproxy.service kubeha-metrics.socket >/dev/null 2>&1; systemctl start haproxy.service && systemctl start kubeha-metrics.socket"
             )
         );
+    }
+
+    /// kubeadm writes the manifests again, then the API server's manifest must name exactly the endpoints
+    /// the plan showed (in any order), and the API server answer; a manifest kubeadm left naming others is
+    /// the step's failure, before any wait.
+    #[tokio::test]
+    async fn a_refreshed_control_plane_must_name_the_endpoints_the_plan_shows() {
+        let shown = vec!["https://198.18.0.11:2379".to_string(), "https://198.18.0.12:2379".to_string()];
+        let action = Action::RefreshControlPlane { node: "cp-2".into(), etcd_servers: shown.clone() };
+        let step = Step { id: "kubeadm/cp-2/etcd-servers".into(), host: "cp-2".into(), action, reason: "r".into() };
+        let cp2 = Arc::new(RecordingTransport::new("cp-2").on("--etcd-servers=", "https://198.18.0.12:2379,https://198.18.0.11:2379\n").on("readyz", "ok"));
+        run(&step, &context(&cp2)).await.expect("refresh step");
+        let scripts = cp2.scripts();
+        assert_eq!(scripts[0], "kubeadm upgrade node phase control-plane --certificate-renewal=false --etcd-upgrade=false", "{scripts:?}");
+        assert!(scripts[1].contains("/etc/kubernetes/manifests/kube-apiserver.yaml"), "{scripts:?}");
+        assert!(scripts[2].contains("readyz") && scripts[2].contains("198.18.0.12:6443"), "its own API server: {scripts:?}");
+
+        let stale = Arc::new(RecordingTransport::new("cp-2").on("--etcd-servers=", "https://198.18.0.11:2379,https://198.18.0.99:2379\n").on("readyz", "ok"));
+        let err = run(&step, &context(&stale)).await.expect_err("kubeadm left another endpoint");
+        assert!(err.to_string().contains("198.18.0.99") && err.to_string().contains("kube-system/kubeadm-config"), "{err}");
+        assert!(!stale.scripts().iter().any(|s| s.contains("readyz")), "{:?}", stale.scripts());
     }
 
     #[tokio::test]

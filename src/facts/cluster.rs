@@ -67,8 +67,9 @@ pub async fn observe(inv: &Inventory, desired: &Desired, hosts: &Hosts) -> anyho
         let out = t.exec(&kubeadm::kubectl("get nodes -o json")).await?;
         if out.status.success() {
             observed.nodes = Some(kubeadm::parse_registered(&out.stdout_text()).map_err(|e| anyhow::anyhow!("{}: {e}", h.name))?);
-            let config = t.exec(&kubeadm::cluster_version_command()).await?;
-            observed.cluster_version = config.status.success().then(|| kubeadm::parse_cluster_version(&config.stdout_text())).flatten();
+            let config = t.exec(&kubeadm::cluster_configuration_command()).await?;
+            let seen = if config.status.success() { kubeadm::parse_cluster_configuration(&config.stdout_text()) } else { Default::default() };
+            (observed.cluster_version, observed.cluster_etcd_endpoints) = (seen.version, seen.etcd_endpoints);
             observed.api_error = None;
             break;
         }

@@ -5,7 +5,7 @@
 use super::parse::ProbeOutputError;
 pub use super::secret_files::FileMeta;
 use super::secret_files::{self, STAT};
-use crate::paths::{ETCD_CONFIG, ETCD_CONFIG_RUNTIME, MANIFESTS_DIR, STATIC_PODS};
+use crate::paths::{APISERVER_MANIFEST, ETCD_CONFIG, ETCD_CONFIG_RUNTIME, MANIFESTS_DIR, STATIC_PODS};
 use crate::ssh::{Command, SshError, Transport, quote};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -32,6 +32,10 @@ pub struct HostState {
     /// control-plane pods kubeadm writes: which Kubernetes release this control plane runs (an upgrade
     /// killed half way leaves them differing).
     pub static_pod_images: BTreeMap<String, String>,
+    /// The etcd endpoints the API server's manifest names (`--etcd-servers`), in its order; `None` without the
+    /// manifest or the flag. kubeadm writes them at init or join from the cluster's ClusterConfiguration and
+    /// never again on its own: a member moved or replaced later leaves them stale.
+    pub apiserver_etcd_servers: Option<Vec<String>>,
 }
 
 impl HostState {
@@ -117,10 +121,30 @@ pub fn script(paths: &[&str], units: &[&str]) -> String {
             "if [ -f {q} ]; then printf 'static-pod %s %s\\n' {pod} \"$(sed -n 's/^[[:space:]]*image:[[:space:]]*//p' < {q} | head -n 1 | tr -d '\"'\\'' ')\"; fi\n"
         ));
     }
+    let apiserver = quote::quote(APISERVER_MANIFEST);
+    s.push_str(&format!(
+        "if [ -f {apiserver} ] && grep -q -- '--etcd-servers=' {apiserver}; then printf 'apiserver-etcd-servers %s\\n' \"$({})\"; fi\n",
+        apiserver_etcd_servers_script()
+    ));
     s.push_str(&secret_files::lines());
     s.push_str(&crate::software::record::probe_script());
     s.push_str("ip -o addr show 2>/dev/null | awk '{print \"addr \" $4}'\necho end\n");
     s
+}
+
+/// Prints the `--etcd-servers` value of the API server's manifest (nothing without it), without quotes.
+pub fn apiserver_etcd_servers_script() -> String {
+    format!("sed -n 's/^[[:space:]]*- --etcd-servers=//p' < {} | head -n 1 | tr -d '\"'\\'' '", quote::quote(APISERVER_MANIFEST))
+}
+
+/// The endpoints of an `--etcd-servers` value (comma-separated).
+pub fn parse_etcd_servers(value: &str) -> Vec<String> {
+    value.trim().split(',').filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// Whether two endpoint lists name the same endpoints: their order only says which one a client tries first.
+pub fn same_endpoints(a: &[String], b: &[String]) -> bool {
+    a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
 }
 
 /// Parses the script's output. A line it does not understand is an error (a probe that printed something
@@ -162,6 +186,10 @@ pub fn parse(output: &str) -> Result<HostState, ProbeOutputError> {
                 return Err(bad());
             }
             state.static_pod_images.insert(pod.to_string(), image.to_string());
+            continue;
+        }
+        if let Some(servers) = line.strip_prefix("apiserver-etcd-servers ") {
+            state.apiserver_etcd_servers = Some(parse_etcd_servers(servers));
             continue;
         }
         if let Some(rest) = line.strip_prefix("secret ") {
@@ -265,6 +293,22 @@ mod tests {
         let other_members = contents.replace("cp-1=https://a:2380", "cp-1=https://a:2380,cp-4=https://b:2380").replace("new", "existing");
         assert_eq!(runtime_digest(other_members.as_bytes()), runtime_digest(contents.as_bytes()));
         assert_ne!(runtime_digest(contents.replace("/x", "/y").as_bytes()), runtime_digest(contents.as_bytes()));
+    }
+
+    /// The API server's etcd endpoints, read from a manifest as kubeadm writes it; none without the flag.
+    #[test]
+    fn the_api_server_s_etcd_endpoints_are_read_from_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("kube-apiserver.yaml");
+        let run = |contents: &str| {
+            std::fs::write(&manifest, contents).unwrap();
+            let shell = script(&[], &[]).replace(&quote::quote(APISERVER_MANIFEST), &quote::quote(&manifest.to_string_lossy()));
+            let out = std::process::Command::new("sh").arg("-c").arg(shell).output().unwrap();
+            parse(&String::from_utf8_lossy(&out.stdout)).unwrap().apiserver_etcd_servers
+        };
+        let kubeadm_wrote = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --etcd-certfile=/etc/kubeha/pki/etcd/apiserver-etcd-client.crt\n    - --etcd-servers=https://198.18.0.11:2379,https://198.18.0.12:2379\n    - --secure-port=6443\n    image: registry.k8s.io/kube-apiserver:v1.36.3\n";
+        assert_eq!(run(kubeadm_wrote), Some(vec!["https://198.18.0.11:2379".to_string(), "https://198.18.0.12:2379".to_string()]));
+        assert_eq!(run("spec:\n  containers:\n  - command:\n    - kube-apiserver\n"), None, "no flag, no endpoints");
     }
 
     #[tokio::test]

@@ -143,6 +143,39 @@ pub async fn restart_control_plane(t: &dyn Transport, renew_certs: bool, address
     wait_own_api_ready(t, address).await
 }
 
+/// kubeadm waits up to 5 min for each static pod it replaces, and replaces only the API server's here.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Why a control plane's manifests could not be refreshed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    Ready(#[from] ReadyError),
+    /// kubeadm finished, but the manifest names other endpoints: the cluster's ClusterConfiguration does.
+    #[error(
+        "{host}: after kubeadm upgrade node phase control-plane, kube-apiserver's --etcd-servers is {have:?}, not {want:?}: kube-system/kubeadm-config names other etcd endpoints than the inventory's members"
+    )]
+    StillStale { host: String, have: Vec<String>, want: Vec<String> },
+}
+
+/// Has kubeadm write this control plane's static pod manifests again from the cluster's ClusterConfiguration,
+/// at the release the node runs, without renewing certificates or touching etcd (kubeha's own): kubeadm
+/// replaces only the manifests that differ, waits for each pod to restart and puts the old manifest back if it
+/// does not. Then the API server's manifest must name `etcd_servers`, and the API server answer /readyz.
+pub async fn refresh_control_plane(t: &dyn Transport, address: &str, etcd_servers: &[String]) -> Result<(), RefreshError> {
+    let refresh = kubeadm("upgrade node phase control-plane --certificate-renewal=false --etcd-upgrade=false").timeout(REFRESH_TIMEOUT);
+    t.run(&refresh).await?;
+    let out = t.run(&Command::script(crate::facts::observe::apiserver_etcd_servers_script())).await?;
+    let have = crate::facts::observe::parse_etcd_servers(&out.stdout_text());
+    if !crate::facts::observe::same_endpoints(&have, etcd_servers) {
+        return Err(RefreshError::StillStale { host: t.host().to_string(), have, want: etcd_servers.to_vec() });
+    }
+    wait_own_api_ready(t, address).await?;
+    Ok(())
+}
+
 /// Applies the CNI manifest; the caller records the applied digest afterwards.
 pub async fn apply_manifest(t: &dyn Transport, path: &str) -> Result<(), SshError> {
     t.run(&kubectl(&format!("apply -f {}", quote::quote(path)))).await.map(|_| ())
@@ -336,19 +369,48 @@ pub struct NodeState {
     pub drained_by_kubeha: bool,
 }
 
-/// The Kubernetes version the cluster's kubeadm configuration names (kube-system/kubeadm-config's
-/// ClusterConfiguration), which `kubeadm upgrade apply` moves last, after the first control plane's pods:
-/// the mark that the cluster-wide part of an upgrade is done, and what `kubeadm upgrade node` installs.
-pub fn cluster_version_command() -> Command {
+/// The cluster's kubeadm configuration (kube-system/kubeadm-config's ClusterConfiguration): what every
+/// `kubeadm join` and `kubeadm upgrade` renders the control-plane manifests from.
+pub fn cluster_configuration_command() -> Command {
     kubectl("-n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}'")
 }
 
-/// The `kubernetesVersion:` of a ClusterConfiguration.
-pub fn parse_cluster_version(cluster_configuration: &str) -> Option<crate::inventory::Version> {
-    cluster_configuration
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("kubernetesVersion:"))
-        .and_then(|v| crate::inventory::Version::parse(v.trim().trim_matches('"')))
+/// What kubeha reads of the cluster's ClusterConfiguration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterConfigurationSeen {
+    /// `kubernetesVersion`, which `kubeadm upgrade apply` moves last, after the first control plane's pods:
+    /// the mark that the cluster-wide part of an upgrade is done, and what `kubeadm upgrade node` installs.
+    pub version: Option<crate::inventory::Version>,
+    /// `etcd.external.endpoints`: the etcd members every API server kubeadm writes from now on will use.
+    pub etcd_endpoints: Option<Vec<String>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ClusterConfigurationFields {
+    kubernetes_version: String,
+    etcd: EtcdFields,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct EtcdFields {
+    external: Option<ExternalEtcdFields>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct ExternalEtcdFields {
+    endpoints: Vec<String>,
+}
+
+/// Reads a ClusterConfiguration; what it does not say (or a text that is no such YAML) is `None`.
+pub fn parse_cluster_configuration(text: &str) -> ClusterConfigurationSeen {
+    let Ok(fields) = serde_saphyr::from_str::<ClusterConfigurationFields>(text) else { return ClusterConfigurationSeen::default() };
+    ClusterConfigurationSeen {
+        version: crate::inventory::Version::parse(fields.kubernetes_version.trim()),
+        etcd_endpoints: fields.etcd.external.map(|e| e.endpoints),
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +435,22 @@ mod tests {
         assert_eq!(nodes["wk-2"].machine_id, None, "an empty machine ID is none");
     }
 
+    /// A ClusterConfiguration as kubeadm stores it in kube-system/kubeadm-config (keys sorted, v1beta4).
+    #[test]
+    fn the_cluster_configuration_s_version_and_etcd_endpoints() {
+        let stored = "apiServer:\n  certSANs:\n  - 198.18.0.100\napiVersion: kubeadm.k8s.io/v1beta4\ncaCertificateValidityPeriod: 87600h0m0s\n\
+            certificatesDir: /etc/kubernetes/pki\nclusterName: lab\ncontrolPlaneEndpoint: 198.18.0.100:6443\ncontrollerManager: {}\ndns:\n  disabled: true\n\
+            etcd:\n  external:\n    caFile: /etc/kubeha/pki/etcd/ca.crt\n    certFile: /etc/kubeha/pki/etcd/apiserver-etcd-client.crt\n\
+            \x20   endpoints:\n    - https://198.18.0.11:2379\n    - https://198.18.0.12:2379\n    keyFile: /etc/kubeha/pki/etcd/apiserver-etcd-client.key\n\
+            imageRepository: registry.k8s.io\nkind: ClusterConfiguration\nkubernetesVersion: v1.36.3\nnetworking:\n  dnsDomain: cluster.local\n\
+            \x20 podSubnet: 10.244.0.0/16\nproxy: {}\nscheduler: {}\n";
+        let seen = parse_cluster_configuration(stored);
+        assert_eq!(seen.version, Version::parse("1.36.3"));
+        assert_eq!(seen.etcd_endpoints, Some(vec!["https://198.18.0.11:2379".to_string(), "https://198.18.0.12:2379".to_string()]));
+        let local = "etcd:\n  local:\n    dataDir: /var/lib/etcd\nkind: ClusterConfiguration\n";
+        assert_eq!(parse_cluster_configuration(local).etcd_endpoints, None, "a local etcd has no endpoints");
+    }
+
     #[test]
     fn node_states_for_upgrades() {
         let json = r#"{"items":[
@@ -385,8 +463,9 @@ mod tests {
         assert_eq!(*states["wk-1"], NodeState { kubelet_version: Version::parse("1.36.3"), unschedulable: true, drained_by_kubeha: false });
         assert_eq!(states["wk-2"].kubelet_version, None, "a pre-release is no version kubeha plans from");
         let config = "apiServer: {}\nkind: ClusterConfiguration\nkubernetesVersion: v1.35.4\nnetworking: {}\n";
-        assert_eq!(parse_cluster_version(config), Version::parse("1.35.4"));
-        assert_eq!(parse_cluster_version("kind: ClusterConfiguration\n"), None);
+        assert_eq!(parse_cluster_configuration(config), ClusterConfigurationSeen { version: Version::parse("1.35.4"), etcd_endpoints: None });
+        assert_eq!(parse_cluster_configuration("kind: ClusterConfiguration\n").version, None);
+        assert_eq!(parse_cluster_configuration("{not: [yaml").version, None);
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub fn describe(action: &Action) -> String {
         Action::KubeadmInit { config, reset_first, .. } => {
             format!("{}place the cluster CA, kubeadm init --config {config} --upload-certs", reset(*reset_first))
         }
+        Action::UploadKubeadmConfig { files: f } if f.is_empty() => {
+            format!("upload the ClusterConfiguration of {} (kubeadm init phase upload-config kubeadm)", crate::paths::KUBEADM_CONFIG)
+        }
         Action::UploadKubeadmConfig { files: f } => {
             format!("write {} and upload its ClusterConfiguration (kubeadm init phase upload-config kubeadm)", files(f))
         }
@@ -116,6 +119,10 @@ pub fn describe(action: &Action) -> String {
         Action::WaitApiReady { endpoint, node } => {
             format!("wait until /readyz answers through {endpoint}, node {node} is registered and its own API server answers /readyz")
         }
+        Action::RefreshControlPlane { node, etcd_servers } => format!(
+            "kubeadm upgrade node phase control-plane on {node} (no certificate renewal): its API server restarts with etcd endpoints {}, then wait for its /readyz",
+            etcd_servers.join(",")
+        ),
         Action::RestartControlPlane { node, renew_certs } => format!(
             "{}restart kube-apiserver, kube-controller-manager and kube-scheduler on {node} one at a time (static pod manifest out and back), then wait for its API server's /readyz",
             if *renew_certs { "kubeadm certs renew all, then " } else { "" }

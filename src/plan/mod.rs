@@ -238,6 +238,14 @@ pub enum Action {
         node: String,
         renew_certs: bool,
     },
+    /// kubeadm writes `node`'s control-plane manifests again from the cluster's ClusterConfiguration
+    /// (`kubeadm upgrade node phase control-plane` at the release it runs, no certificate renewal): its API
+    /// server, whose manifest still names the etcd members of its join, restarts with `etcd_servers`. The
+    /// step fails unless the manifest then names them; then this node's API server's /readyz.
+    RefreshControlPlane {
+        node: String,
+        etcd_servers: Vec<String>,
+    },
     /// One joined node moved to Kubernetes `version`. Its kubeadm first: `Apply` on the first control plane
     /// (`kubeadm upgrade apply`), `Node` on every other node (`kubeadm
     /// upgrade node`); a control plane then waits for its own API server's /readyz and for /readyz through

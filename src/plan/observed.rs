@@ -48,6 +48,9 @@ pub struct Observed {
     /// The Kubernetes version of the cluster's kubeadm configuration; `None` without a cluster or when the
     /// API did not say.
     pub cluster_version: Option<crate::inventory::Version>,
+    /// The etcd endpoints of the cluster's kubeadm configuration (what joins and upgrades write into API
+    /// servers' manifests); `None` without a cluster or when the API did not say.
+    pub cluster_etcd_endpoints: Option<Vec<String>>,
     /// When the hosts were observed (Unix seconds): what "valid for fewer than renewBefore days" counts from.
     pub now: i64,
 }
@@ -62,6 +65,7 @@ static NOTHING: HostState = HostState {
     etcd_initial_cluster_state: None,
     software: BTreeMap::new(),
     static_pod_images: BTreeMap::new(),
+    apiserver_etcd_servers: None,
 };
 
 impl Observed {

@@ -198,7 +198,8 @@ pub fn etcdctl_env(inv: &Inventory) -> EtcdctlEnv {
     EtcdctlEnv { endpoints: etcd_endpoints(inv).join(","), pki_dir: ETCD_PKI_DIR }
 }
 
-fn etcd_endpoints(inv: &Inventory) -> Vec<String> {
+/// The client URLs of the etcd members, in inventory order: what etcdctl and every API server talk to.
+pub fn etcd_endpoints(inv: &Inventory) -> Vec<String> {
     inv.control_planes().map(Host::client_url).collect()
 }
 

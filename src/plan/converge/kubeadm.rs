@@ -1,6 +1,7 @@
 //! The Kubernetes side, through kubeadm and an admin credential: init and joins of control planes and
 //! workers, Node objects of re-addressed hosts, certificate renewal, the CNI, node labels and the join token.
 use super::{Builder, differs, file_name, step};
+use crate::facts::observe;
 use crate::inventory::Host;
 use crate::paths::{ADMIN_CONF, CNI_APPLIED, CNI_DIR, ETCD_PKI_DIR, KUBEADM_CONFIG, KUBELET_CONF, KUBERNETES_CA_CERT, KUBERNETES_CA_KEY, SET_ASIDE_MANIFESTS};
 use crate::pki::expiry::{self, Owner};
@@ -100,17 +101,52 @@ impl Builder<'_> {
                 let action = Action::KubeadmJoinControlPlane { config: KUBEADM_CONFIG.into(), files: kubeadm_files, reset_first };
                 steps.push(step(format!("kubeadm/{}/join", h.name), &h.name, action, self.join_reason(h)));
             } else {
-                if let Some((files, why)) = self.stale(&h.name, Group::Kubeadm) {
-                    // Only the seed's file holds the ClusterConfiguration (init.yaml).
-                    let action = if is_seed { Action::UploadKubeadmConfig { files } } else { Action::PlaceFiles { files } };
-                    steps.push(step(format!("kubeadm/{}/config", h.name), &h.name, action, why));
+                // Only the seed's file holds the ClusterConfiguration (init.yaml). It is uploaded again when the
+                // cluster's copy names other etcd members, even with the file in place (a run stopped between
+                // placing it and uploading it).
+                let stale = self.stale(&h.name, Group::Kubeadm);
+                let upload = if is_seed { stale.clone().or_else(|| self.cluster_configuration_stale()) } else { None };
+                match (upload, stale) {
+                    (Some((files, why)), _) => steps.push(step(format!("kubeadm/{}/config", h.name), &h.name, Action::UploadKubeadmConfig { files }, why)),
+                    (None, Some((files, why))) => steps.push(step(format!("kubeadm/{}/config", h.name), &h.name, Action::PlaceFiles { files }, why)),
+                    (None, None) => {}
                 }
+                steps.extend(self.refresh_control_plane(h));
                 continue;
             }
             let ready = Action::WaitApiReady { endpoint: endpoint.clone(), node: h.name.clone() };
             steps.push(step(format!("kubeadm/{}/ready", h.name), &h.name, ready, "the next join needs a serving API"));
         }
         self.push("control-plane", "kubeadm init, then control-plane joins one at a time", Execution::Sequential, steps);
+    }
+
+    /// The etcd members every API server should name: the inventory's control planes.
+    fn wanted_etcd_servers(&self) -> Vec<String> {
+        render::context::etcd_endpoints(self.inv)
+    }
+
+    /// Why the cluster's ClusterConfiguration must be uploaded again although the seed's file is in place:
+    /// it names other etcd endpoints than the members (`None` when they agree or the API did not say).
+    fn cluster_configuration_stale(&self) -> Option<(Vec<String>, String)> {
+        let have = self.observed.cluster_etcd_endpoints.as_ref()?;
+        let want = self.wanted_etcd_servers();
+        let why = format!("the cluster's ClusterConfiguration names etcd endpoints {}, the members are {}", have.join(","), want.join(","));
+        (!observe::same_endpoints(have, &want)).then_some((Vec::new(), why))
+    }
+
+    /// A joined control plane whose API server's manifest names other etcd endpoints than the members (one was
+    /// moved or replaced since kubeadm wrote it): kubeadm writes its manifests again from the cluster's
+    /// configuration, uploaded before it in this phase, and the API server restarts. One control plane at a
+    /// time, each waiting for its API server, so the API stays served through the others.
+    fn refresh_control_plane(&self, h: &Host) -> Option<crate::plan::Step> {
+        let have = self.observed.state(&h.name).apiserver_etcd_servers.as_ref()?;
+        let want = self.wanted_etcd_servers();
+        if observe::same_endpoints(have, &want) {
+            return None;
+        }
+        let why = format!("its API server names etcd endpoints {}, the members are {}", have.join(","), want.join(","));
+        let action = Action::RefreshControlPlane { node: h.name.clone(), etcd_servers: want };
+        Some(step(format!("kubeadm/{}/etcd-servers", h.name), &h.name, action, why))
     }
 
     /// The control planes with the seed first, then the others in inventory order: the order of every phase

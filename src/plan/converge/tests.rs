@@ -79,10 +79,12 @@ fn converged(inv: &Inventory, d: &Desired) -> Observed {
         s.software = installed_as_wanted(inv, &h.name);
         if h.is_control_plane() {
             s.static_pod_images = static_pods_on(inv.kubernetes.version);
+            s.apiserver_etcd_servers = Some(crate::render::context::etcd_endpoints(inv));
         }
         o.hosts.insert(h.name.clone(), ObservedHost { state: s, ..Default::default() });
     }
     o.cluster_version = Some(inv.kubernetes.version);
+    o.cluster_etcd_endpoints = Some(crate::render::context::etcd_endpoints(inv));
     o.etcd = Some(view(vec![member(1, "cp-1", false), member(2, "cp-2", false), member(3, "cp-3", false)]));
     every_member_answers(&mut o, inv);
     let registered = |h: &Host| RegisteredNode {
@@ -382,8 +384,8 @@ fn a_dead_member_is_removed_with_a_snapshot_then_its_replacement_added() {
     let cp: Vec<&str> = plan.phases.iter().find(|p| p.name == "control-plane").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
         cp,
-        ["kubeadm/cp-1/config", "kubeadm/upload-certs", "kubeadm/cp-4/join", "kubeadm/cp-4/ready"],
-        "new etcd endpoints reach the cluster before the join"
+        ["kubeadm/cp-1/config", "kubeadm/cp-1/etcd-servers", "kubeadm/upload-certs", "kubeadm/cp-4/join", "kubeadm/cp-4/ready", "kubeadm/cp-3/etcd-servers"],
+        "new etcd endpoints reach the cluster before the join; the API servers that named cp-2 name cp-4 instead"
     );
     assert!(matches!(plan.steps().find(|s| s.id == "kubeadm/cp-1/config").unwrap().action, Action::UploadKubeadmConfig { .. }));
     assert!(plan.steps().any(|s| s.id == "retire/cp-2/node"));
@@ -684,7 +686,10 @@ fn replacing_the_first_control_plane_joins_the_new_host_and_seeds_from_another_j
     assert!(!plan.blocked(), "{}", text(&plan));
     assert!(!plan.steps().any(|s| matches!(s.action, Action::KubeadmInit { .. })), "{}", text(&plan));
     let cp: Vec<&str> = plan.phases.iter().find(|p| p.name == "control-plane").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(cp, ["kubeadm/cp-2/config", "kubeadm/upload-certs", "kubeadm/cp-4/join", "kubeadm/cp-4/ready"]);
+    assert_eq!(
+        cp,
+        ["kubeadm/cp-2/config", "kubeadm/cp-2/etcd-servers", "kubeadm/upload-certs", "kubeadm/cp-4/join", "kubeadm/cp-4/ready", "kubeadm/cp-3/etcd-servers"]
+    );
     assert!(matches!(plan.steps().find(|s| s.id == "kubeadm/cp-2/config").unwrap().action, Action::UploadKubeadmConfig { .. }));
     assert!(matches!(plan.steps().find(|s| s.id == "kubeadm/cp-4/join").unwrap().action, Action::KubeadmJoinControlPlane { .. }));
     for id in ["kubeadm/upload-certs", "join-token/refresh", "join-token/delete", "labels/cp-4", "retire/cp-1/node", "cni/apply", "verify", "lb/vip"] {
@@ -1511,4 +1516,31 @@ fn a_changed_program_is_installed_again_and_a_running_kubelet_restarts() {
     assert_eq!(step.reason, "/usr/local/bin/kubelet differs from the kubelet 1.36.3 kubeha installed (changed on the host)");
     let step = plan.steps().find(|s| s.id == "software/cp-3").unwrap();
     assert!(matches!(&step.action, Action::InstallSoftware { packages, artifacts, .. } if packages == &["haproxy"] && artifacts.is_empty()), "{step:?}");
+}
+
+/// A run stopped between placing the seed's kubeadm config and uploading it: the file is in place, but the
+/// cluster's ClusterConfiguration and an API server still name cp-2's old endpoint. The next run uploads the
+/// configuration (nothing to write) before kubeadm writes that API server's manifest again from it; once the
+/// manifests name the members, nothing is planned.
+#[test]
+fn a_stale_cluster_configuration_is_uploaded_again_before_an_api_server_is_refreshed_from_it() {
+    let inv = lab();
+    let d = desired(&inv);
+    let mut o = converged(&inv, &d);
+    let old = vec!["https://198.18.0.11:2379".to_string(), "https://198.18.0.99:2379".to_string(), "https://198.18.0.13:2379".to_string()];
+    o.cluster_etcd_endpoints = Some(old.clone());
+    o.hosts.get_mut("cp-2").unwrap().state.apiserver_etcd_servers = Some(old);
+    let plan = converge(&inv, &d, &o, Basis::Observed);
+    golden("a_stale_cluster_configuration_is_uploaded_again_before_an_api_server_is_refreshed_from_it", &plan);
+    assert_eq!(ids(&plan), ["kubeadm/cp-1/config", "kubeadm/cp-2/etcd-servers", "verify"], "{}", text(&plan));
+    let upload = plan.steps().find(|s| s.id == "kubeadm/cp-1/config").unwrap();
+    assert!(matches!(&upload.action, Action::UploadKubeadmConfig { files } if files.is_empty()), "{upload:?}");
+    assert!(upload.reason.contains("198.18.0.99"), "{}", upload.reason);
+    let members = crate::render::context::etcd_endpoints(&inv);
+    let refresh = plan.steps().find(|s| s.id == "kubeadm/cp-2/etcd-servers").unwrap();
+    assert!(matches!(&refresh.action, Action::RefreshControlPlane { node, etcd_servers } if node == "cp-2" && *etcd_servers == members), "{refresh:?}");
+    // The same endpoints in another order are the same members: no restart for it.
+    let mut after = converged(&inv, &d);
+    after.hosts.get_mut("cp-2").unwrap().state.apiserver_etcd_servers = Some(members.iter().rev().cloned().collect());
+    assert_eq!(ids(&converge(&inv, &d, &after, Basis::Observed)), ["verify"]);
 }
