@@ -51,9 +51,12 @@ pub fn converge(inv: &Inventory, desired: &Desired, observed: &Observed, basis: 
 /// cp-4 takes position 0 but cp-2 stays the seed); else the first joined one in inventory order. Only when
 /// no control plane is joined does the inventory's first control plane seed a new cluster (`kubeadm init`).
 pub fn seed_control_plane<'a>(inv: &'a Inventory, observed: &Observed) -> Option<&'a Host> {
+    // A host whose node registered at another address than it has now is reset and joined again in this run:
+    // it cannot hold the ClusterConfiguration the others join from.
     let joined = |h: &&Host| {
         let s = observed.state(&h.name);
-        s.has(ADMIN_CONF) && s.has(KUBELET_CONF) && observed.registered(&h.name)
+        let moved = observed.node(&h.name).and_then(|n| n.address).is_some_and(|a| a != h.address);
+        s.has(ADMIN_CONF) && s.has(KUBELET_CONF) && observed.registered(&h.name) && !moved
     };
     inv.control_planes()
         .filter(joined)

@@ -1544,3 +1544,33 @@ fn a_stale_cluster_configuration_is_uploaded_again_before_an_api_server_is_refre
     after.hosts.get_mut("cp-2").unwrap().state.apiserver_etcd_servers = Some(members.iter().rev().cloned().collect());
     assert_eq!(ids(&converge(&inv, &d, &after, Basis::Observed)), ["verify"]);
 }
+
+/// The seed itself moved: its node is reset and joined again, so it cannot hold the ClusterConfiguration the
+/// others join from. The next joined control plane seeds (uploads the configuration with cp-1's new
+/// endpoint, refreshes its API server, runs the admin steps), and cp-1 joins as a control plane with a
+/// JoinConfiguration, after the upload.
+#[test]
+fn a_readdressed_seed_hands_the_seed_to_the_next_joined_control_plane() {
+    let lab = lab();
+    let inv = edited_lab("readdressed-seed.yaml", |t| t.replace("{name: cp-1, address: 198.18.0.11", "{name: cp-1, address: 198.18.0.31"));
+    let mut state = ClusterState::create(&lab).unwrap();
+    let before = desired_with(&lab, &state);
+    state.reissue_readdressed(&inv).unwrap();
+    let mut o = converged(&lab, &before);
+    o.hosts.get_mut("cp-1").unwrap().state.digests.insert(crate::paths::CNI_APPLIED.into(), "0".repeat(64));
+    nodes_report_addresses(&mut o, &lab);
+    assert_eq!(seed_control_plane(&inv, &o).unwrap().name, "cp-2", "a moved host is no seed, even with the CNI marker");
+    let d = desired_seeded(&inv, &state, &o);
+    let plan = converge(&inv, &d, &o, Basis::Observed);
+    golden("a_readdressed_seed_hands_the_seed_to_the_next_joined_control_plane", &plan);
+    assert!(!plan.blocked(), "{}", text(&plan));
+    let cp: Vec<&str> = plan.phases.iter().find(|p| p.name == "control-plane").unwrap().steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        cp,
+        ["kubeadm/cp-2/config", "kubeadm/cp-2/etcd-servers", "kubeadm/upload-certs", "kubeadm/cp-1/join", "kubeadm/cp-1/ready", "kubeadm/cp-3/etcd-servers"]
+    );
+    assert!(matches!(plan.steps().find(|s| s.id == "kubeadm/cp-2/config").unwrap().action, Action::UploadKubeadmConfig { .. }));
+    let join_config = String::from_utf8_lossy(&d.file("cp-1", KUBEADM_CONFIG).unwrap().contents).into_owned();
+    assert!(join_config.contains("kind: JoinConfiguration") && !join_config.contains("kind: InitConfiguration"), "{join_config}");
+    assert_eq!(plan.steps().find(|s| s.id == "readdressed/cp-1/node").unwrap().host, "cp-2", "the Node is deleted from the new seed");
+}
