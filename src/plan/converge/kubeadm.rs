@@ -134,14 +134,17 @@ impl Builder<'_> {
         (!observe::same_endpoints(have, &want)).then_some((Vec::new(), why))
     }
 
-    /// A joined control plane whose API server's manifest names other etcd endpoints than the members (one was
-    /// moved or replaced since kubeadm wrote it): kubeadm writes its manifests again from the cluster's
-    /// configuration, uploaded before it in this phase, and the API server restarts. One control plane at a
-    /// time, each waiting for its API server, so the API stays served through the others.
+    /// A joined control plane whose API server's manifest names an etcd endpoint that is no member's any more
+    /// (one was moved, replaced or removed since kubeadm wrote it): kubeadm writes its manifests again from the
+    /// cluster's configuration, uploaded before it in this phase, and the API server restarts with every
+    /// member. One control plane at a time, each waiting for its API server, so the API stays served through
+    /// the others. A manifest that only lacks members added since is left alone: it still names its own
+    /// host's member (kubeadm's stacked topology runs every API server on that alone), and restarting every
+    /// API server for each member added would cost more than the failover targets it adds.
     fn refresh_control_plane(&self, h: &Host) -> Option<crate::plan::Step> {
         let have = self.observed.state(&h.name).apiserver_etcd_servers.as_ref()?;
         let want = self.wanted_etcd_servers();
-        if observe::same_endpoints(have, &want) {
+        if have.iter().all(|e| want.contains(e)) {
             return None;
         }
         let why = format!("its API server names etcd endpoints {}, the members are {}", have.join(","), want.join(","));
