@@ -108,6 +108,12 @@ impl Observed {
         if self.etcd_exists() { crate::render::context::EtcdCluster::Existing } else { crate::render::context::EtcdCluster::New }
     }
 
+    /// The address `host`'s node registered with when it is not the host's address now (a re-addressed host,
+    /// reset and joined again by the run).
+    pub fn registered_at(&self, host: &Host) -> Option<std::net::IpAddr> {
+        self.node(&host.name).and_then(|n| n.address).filter(|a| *a != host.address)
+    }
+
     pub fn registered(&self, node: &str) -> bool {
         self.node(node).is_some()
     }

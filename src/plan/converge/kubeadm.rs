@@ -22,7 +22,7 @@ impl Builder<'_> {
     /// its kubelet, and on a control plane its API server's certificate and manifest, still carry the old
     /// one, so the node is reset and joined again (kubeadm reset never touches kubeha's etcd).
     pub(super) fn registered_at(&self, h: &Host) -> Option<std::net::IpAddr> {
-        self.observed.node(&h.name).and_then(|n| n.address).filter(|a| *a != h.address)
+        self.observed.registered_at(h)
     }
 
     /// kubeadm refuses to run over an earlier attempt's files; `kubeadm reset -f` clears them (never etcd).

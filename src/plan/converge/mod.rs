@@ -55,8 +55,7 @@ pub fn seed_control_plane<'a>(inv: &'a Inventory, observed: &Observed) -> Option
     // it cannot hold the ClusterConfiguration the others join from.
     let joined = |h: &&Host| {
         let s = observed.state(&h.name);
-        let moved = observed.node(&h.name).and_then(|n| n.address).is_some_and(|a| a != h.address);
-        s.has(ADMIN_CONF) && s.has(KUBELET_CONF) && observed.registered(&h.name) && !moved
+        s.has(ADMIN_CONF) && s.has(KUBELET_CONF) && observed.registered(&h.name) && observed.registered_at(h).is_none()
     };
     inv.control_planes()
         .filter(joined)
